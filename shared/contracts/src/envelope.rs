@@ -1,0 +1,94 @@
+//! The envelope every event's `detail` is wrapped in, and how a new event inherits the correlation of
+//! the event that caused it.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::Event;
+
+/// Provenance of one event. Consumers deduplicate on `event_id`; logs and traces join on
+/// `correlation_id`, which is set once where a flow starts (the HTTP request that placed the order) and
+/// copied to every event caused by it. `causation_id` is the `event_id` of the direct cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    /// Unique per event; the idempotency key of every consumer.
+    pub event_id: Uuid,
+    /// Same as the EventBridge `detail-type`.
+    pub event_type: String,
+    /// Version of `data`'s schema.
+    pub schema_version: u32,
+    /// Shared by every event of one business flow.
+    pub correlation_id: String,
+    /// `event_id` of the event this one was caused by; absent where a flow starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    /// When it happened, as the producer saw it.
+    pub occurred_at: DateTime<Utc>,
+    /// The service (and function) that produced it, e.g. `orderflow.billing`.
+    pub producer: String,
+}
+
+/// An event as it travels in EventBridge `detail`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(bound(deserialize = "T: serde::de::DeserializeOwned"))]
+pub struct Envelope<T> {
+    /// Provenance.
+    pub metadata: Metadata,
+    /// The event.
+    pub data: T,
+}
+
+/// An envelope whose data has not been decoded yet: the first step of reading any `detail`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RawEnvelope {
+    /// Provenance.
+    pub metadata: Metadata,
+    /// The event, as JSON of `metadata.schema_version`.
+    pub data: Value,
+}
+
+impl<E: Event> Envelope<E> {
+    /// The first event of a flow: a new correlation id unless the caller has one (e.g. from a
+    /// request header), and no cause.
+    pub fn new(data: E, correlation_id: Option<String>) -> Self {
+        Self::build(
+            data,
+            correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
+            None,
+        )
+    }
+
+    /// An event caused by `cause`: same correlation id, `causation_id` = the cause's event id.
+    ///
+    /// Its `event_id` is derived from the cause's id and this event's name (UUID v5), so a handler that
+    /// is retried after a partial failure publishes the *same* event again, which downstream consumers
+    /// then recognise as a duplicate instead of acting twice.
+    pub fn caused_by(cause: &Metadata, data: E) -> Self {
+        let mut envelope = Self::build(
+            data,
+            cause.correlation_id.clone(),
+            Some(cause.event_id.to_string()),
+        );
+        envelope.metadata.event_id = Uuid::new_v5(&cause.event_id, E::NAME.as_bytes());
+        envelope
+    }
+
+    fn build(data: E, correlation_id: String, causation_id: Option<String>) -> Self {
+        Self {
+            metadata: Metadata {
+                event_id: Uuid::new_v4(),
+                event_type: E::NAME.to_string(),
+                schema_version: E::SCHEMA_VERSION,
+                correlation_id,
+                causation_id,
+                occurred_at: Utc::now(),
+                producer: E::SOURCE.to_string(),
+            },
+            data,
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The events of the order flow and the data they carry.
+//!
+//! Events carry the changed data, not just ids (state transfer): a consumer can keep its own copy of
+//! what it needs without calling back the producer. Money is always an integer number of minor units
+//! (cents) beside an ISO 4217 currency, never a float.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::{ContractError, Event};
+
+/// EventBridge `source` of the Sales service.
+pub const SALES: &str = "orderflow.sales";
+/// EventBridge `source` of the Billing service.
+pub const BILLING: &str = "orderflow.billing";
+/// EventBridge `source` of the Warehouse service.
+pub const WAREHOUSE: &str = "orderflow.warehouse";
+
+/// The currencies Orderflow sells in (ISO 4217). All have two minor digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Currency {
+    /// Euro.
+    EUR,
+    /// US dollar.
+    USD,
+    /// Pound sterling.
+    GBP,
+    /// Swiss franc.
+    CHF,
+}
+
+impl Currency {
+    /// Parses an ISO 4217 code this shop sells in.
+    pub fn parse(code: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(code.to_string())).ok()
+    }
+}
+
+/// The buyer, as needed by email, SMS and shipping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    /// Stable customer id.
+    pub customer_id: String,
+    /// Full name.
+    pub name: String,
+    /// Email address (validated by Sales).
+    pub email: String,
+    /// Phone number in E.164 (validated by Sales), for SMS.
+    pub phone: String,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// At least 1.
+    pub quantity: u32,
+    /// Price of one unit, in minor units.
+    pub unit_price_minor: i64,
+}
+
+/// Totals of an order, all in minor units of the order's currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    /// Sum of `quantity * unit_price_minor` over the lines.
+    pub subtotal_minor: i64,
+    /// Shipping cost.
+    pub shipping_minor: i64,
+    /// Tax.
+    pub tax_minor: i64,
+    /// `subtotal + shipping + tax`: what is charged.
+    pub total_minor: i64,
+}
+
+impl Totals {
+    /// Totals for `lines` with the given shipping and tax.
+    pub fn for_lines(lines: &[OrderLine], shipping_minor: i64, tax_minor: i64) -> Self {
+        let subtotal_minor = lines
+            .iter()
+            .map(|l| i64::from(l.quantity) * l.unit_price_minor)
+            .sum();
+        Self {
+            subtotal_minor,
+            shipping_minor,
+            tax_minor,
+            total_minor: subtotal_minor + shipping_minor + tax_minor,
+        }
+    }
+}
+
+/// Where the parcel goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Address {
+    /// Street and number.
+    pub line1: String,
+    /// Flat, floor, care-of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    /// City.
+    pub city: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: String,
+}
+
+/// Where an order stands. The only legal moves are out of `Placed` (see [`OrderStatus::can_move_to`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum OrderStatus {
+    /// Accepted by Sales; billing and warehouse are at work.
+    Placed,
+    /// Billed, stock allocated, label printed.
+    ReadyToShip,
+    /// The payment was declined.
+    PaymentFailed,
+    /// Billed, but stock was short.
+    Backordered,
+}
+
+impl OrderStatus {
+    /// Whether the workflow may move an order from `self` to `next`.
+    pub fn can_move_to(self, next: OrderStatus) -> bool {
+        matches!(
+            (self, next),
+            (OrderStatus::Placed, OrderStatus::ReadyToShip)
+                | (OrderStatus::Placed, OrderStatus::PaymentFailed)
+                | (OrderStatus::Placed, OrderStatus::Backordered)
+        )
+    }
+
+    /// The name stored and shown, e.g. `ReadyToShip`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Placed => "Placed",
+            OrderStatus::ReadyToShip => "ReadyToShip",
+            OrderStatus::PaymentFailed => "PaymentFailed",
+            OrderStatus::Backordered => "Backordered",
+        }
+    }
+
+    /// Parses [`OrderStatus::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(s.to_string())).ok()
+    }
+}
+
+/// Sales accepted an order. Starts the workflow. Version 2 nests the customer (with a phone for SMS)
+/// and splits the totals; version 1 payloads are upcast.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPlaced {
+    /// The order.
+    pub order_id: String,
+    /// The buyer.
+    pub customer: Customer,
+    /// At least one line.
+    pub lines: Vec<OrderLine>,
+    /// Currency of every amount.
+    pub currency: Currency,
+    /// Amounts.
+    pub totals: Totals,
+    /// Destination.
+    pub shipping_address: Address,
+    /// When Sales accepted it.
+    pub placed_at: DateTime<Utc>,
+}
+
+impl Event for OrderPlaced {
+    const NAME: &'static str = "OrderPlaced";
+    const SOURCE: &'static str = SALES;
+    const SCHEMA_VERSION: u32 = 2;
+    const MIN_SCHEMA_VERSION: u32 = 1;
+
+    /// v1 had a flat `customerName`/`customerEmail`/`customerId`, no phone, and a single `totalMinor`.
+    fn upcast_step(from: u32, mut data: Value) -> Result<Value, ContractError> {
+        match from {
+            1 => {
+                let obj = data
+                    .as_object_mut()
+                    .ok_or_else(|| ContractError::Malformed {
+                        event: Self::NAME.to_string(),
+                        reason: "v1 data is not an object".into(),
+                    })?;
+                let mut take = |k: &str| obj.remove(k).unwrap_or(Value::Null);
+                let customer = json!({
+                    "customerId": take("customerId"),
+                    "name": take("customerName"),
+                    "email": take("customerEmail"),
+                    "phone": take("customerPhone").as_str().map(str::to_string).unwrap_or_default(),
+                });
+                let total = take("totalMinor");
+                obj.insert("customer".into(), customer);
+                obj.insert(
+                    "totals".into(),
+                    json!({"subtotalMinor": total, "shippingMinor": 0, "taxMinor": 0, "totalMinor": total}),
+                );
+                Ok(data)
+            }
+            _ => Err(ContractError::UnsupportedSchemaVersion {
+                event: Self::NAME,
+                found: from,
+                supported: (Self::MIN_SCHEMA_VERSION, Self::SCHEMA_VERSION),
+            }),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ContractError> {
+        let invalid = |field: String, reason: &str| ContractError::Invalid {
+            event: Self::NAME,
+            field,
+            reason: reason.into(),
+        };
+        if self.order_id.trim().is_empty() {
+            return Err(invalid("orderId".into(), "must not be empty"));
+        }
+        if self.lines.is_empty() {
+            return Err(invalid("lines".into(), "an order needs at least one line"));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            if line.quantity == 0 {
+                return Err(invalid(
+                    format!("lines[{i}].quantity"),
+                    "must be at least 1",
+                ));
+            }
+            if line.unit_price_minor < 0 {
+                return Err(invalid(
+                    format!("lines[{i}].unitPriceMinor"),
+                    "must not be negative",
+                ));
+            }
+        }
+        if self.totals.total_minor
+            != self.totals.subtotal_minor + self.totals.shipping_minor + self.totals.tax_minor
+        {
+            return Err(invalid(
+                "totals.totalMinor".into(),
+                "is not subtotal + shipping + tax",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Billing charged the order. Carries what Warehouse needs to allocate and ship.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderBilled {
+    /// The order.
+    pub order_id: String,
+    /// The invoice created for it.
+    pub invoice_id: String,
+    /// Amount charged, minor units.
+    pub amount_minor: i64,
+    /// Currency charged.
+    pub currency: Currency,
+    /// The payment provider's reference.
+    pub payment_reference: String,
+    /// The order's lines, for stock allocation.
+    pub lines: Vec<OrderLine>,
+    /// Recipient name, for the label.
+    pub customer_name: String,
+    /// Destination, for the label.
+    pub shipping_address: Address,
+    /// When the charge succeeded.
+    pub billed_at: DateTime<Utc>,
+}
+
+impl Event for OrderBilled {
+    const NAME: &'static str = "OrderBilled";
+    const SOURCE: &'static str = BILLING;
+    const SCHEMA_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), ContractError> {
+        if self.lines.is_empty() {
+            return Err(ContractError::Invalid {
+                event: Self::NAME,
+                field: "lines".into(),
+                reason: "must not be empty".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The payment provider declined the charge. The order ends here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentDeclined {
+    /// The order.
+    pub order_id: String,
+    /// The invoice that stays unpaid.
+    pub invoice_id: String,
+    /// Amount that was asked for.
+    pub amount_minor: i64,
+    /// Its currency.
+    pub currency: Currency,
+    /// The provider's reason, for the customer and support.
+    pub reason: String,
+    /// When it was declined.
+    pub declined_at: DateTime<Utc>,
+}
+
+impl Event for PaymentDeclined {
+    const NAME: &'static str = "PaymentDeclined";
+    const SOURCE: &'static str = BILLING;
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// Warehouse allocated the stock and created the shipping label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShippingLabelCreated {
+    /// The order.
+    pub order_id: String,
+    /// The shipment.
+    pub shipment_id: String,
+    /// Carrier name.
+    pub carrier: String,
+    /// Carrier tracking number.
+    pub tracking_number: String,
+    /// S3 bucket holding the label document.
+    pub label_bucket: String,
+    /// S3 key of the label document.
+    pub label_key: String,
+    /// When the label was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Event for ShippingLabelCreated {
+    const NAME: &'static str = "ShippingLabelCreated";
+    const SOURCE: &'static str = WAREHOUSE;
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// A line the warehouse could not fill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Shortage {
+    /// The SKU.
+    pub sku: String,
+    /// Quantity the order asked for.
+    pub requested: u32,
+    /// Quantity on hand at the time.
+    pub available: u32,
+}
+
+/// Warehouse could not allocate every line; nothing was allocated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockAllocationFailed {
+    /// The order.
+    pub order_id: String,
+    /// The lines that were short (at least one).
+    pub shortages: Vec<Shortage>,
+    /// When allocation failed.
+    pub failed_at: DateTime<Utc>,
+}
+
+impl Event for StockAllocationFailed {
+    const NAME: &'static str = "StockAllocationFailed";
+    const SOURCE: &'static str = WAREHOUSE;
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// One entry of an order's status history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusEntry {
+    /// The status entered.
+    pub status: OrderStatus,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why (e.g. the decline reason), where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The full current state of an order, as Sales keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderState {
+    /// The order.
+    pub order_id: String,
+    /// Where it stands.
+    pub status: OrderStatus,
+    /// Grows by one on every change: consumers keep a copy only if it is newer than theirs.
+    pub version: u64,
+    /// The buyer.
+    pub customer: Customer,
+    /// Lines.
+    pub lines: Vec<OrderLine>,
+    /// Currency.
+    pub currency: Currency,
+    /// Amounts.
+    pub totals: Totals,
+    /// Destination.
+    pub shipping_address: Address,
+    /// Tracking number once a label exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
+    /// Every status the order went through, oldest first.
+    pub history: Vec<StatusEntry>,
+}
+
+/// Sales changed an order's status. Carries the whole order (state transfer), so caches, reporting
+/// stores and the data lake keep their copies without calling Sales.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderStatusChanged {
+    /// The status before.
+    pub previous_status: OrderStatus,
+    /// The order as it is now.
+    pub order: OrderState,
+}
+
+impl Event for OrderStatusChanged {
+    const NAME: &'static str = "OrderStatusChanged";
+    const SOURCE: &'static str = SALES;
+    const SCHEMA_VERSION: u32 = 1;
+}

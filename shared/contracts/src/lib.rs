@@ -1,0 +1,140 @@
+//! Orderflow's event contracts: what goes over the bus, and nothing else.
+//!
+//! Every EventBridge event Orderflow publishes has `detail-type` equal to the event's name
+//! ([`Event::NAME`]), `source` naming the publishing service ([`Event::SOURCE`]), and a `detail` that is
+//! an [`Envelope`]: `metadata` (ids, versions, timing, provenance) plus `data` (the event itself).
+//!
+//! Published structs are never edited in place: a new schema version gets a new struct shape and an
+//! upcaster ([`Event::upcast_step`]) that lifts the previous version's JSON to it, so a consumer always
+//! reads the current version whatever the producer sent. JSON Schemas of every envelope are generated
+//! from these types into `events-samples/schemas/` (see [`schemas`]).
+
+mod envelope;
+mod error;
+pub mod events;
+pub mod schemas;
+
+pub use envelope::{Envelope, Metadata, RawEnvelope};
+pub use error::ContractError;
+pub use events::*;
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+/// One event type of the Orderflow bus.
+pub trait Event:
+    Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static
+{
+    /// EventBridge `detail-type`: the past-tense name of what happened.
+    const NAME: &'static str;
+    /// EventBridge `source`: the service that publishes it.
+    const SOURCE: &'static str;
+    /// The schema version this struct is. Producers always write it.
+    const SCHEMA_VERSION: u32;
+    /// The oldest version consumers can still read (through [`Event::upcast_step`]).
+    const MIN_SCHEMA_VERSION: u32 = Self::SCHEMA_VERSION;
+
+    /// Lifts the JSON of version `from` to version `from + 1`. Only called for
+    /// `MIN_SCHEMA_VERSION <= from < SCHEMA_VERSION`.
+    fn upcast_step(from: u32, data: Value) -> Result<Value, ContractError> {
+        let _ = data;
+        Err(ContractError::UnsupportedSchemaVersion {
+            event: Self::NAME,
+            found: from,
+            supported: (Self::MIN_SCHEMA_VERSION, Self::SCHEMA_VERSION),
+        })
+    }
+
+    /// Business rules that serde's types alone cannot express (e.g. a quantity of at least 1).
+    fn validate(&self) -> Result<(), ContractError> {
+        Ok(())
+    }
+}
+
+/// Reads the `data` of an envelope written at `schema_version` as the current version of `E`:
+/// upcast step by step, decode, validate. Every error here is permanent: retrying cannot fix it.
+pub fn decode_data<E: Event>(schema_version: u32, data: Value) -> Result<E, ContractError> {
+    if schema_version < E::MIN_SCHEMA_VERSION || schema_version > E::SCHEMA_VERSION {
+        return Err(ContractError::UnsupportedSchemaVersion {
+            event: E::NAME,
+            found: schema_version,
+            supported: (E::MIN_SCHEMA_VERSION, E::SCHEMA_VERSION),
+        });
+    }
+    let mut data = data;
+    for from in schema_version..E::SCHEMA_VERSION {
+        data = E::upcast_step(from, data)?;
+    }
+    let event: E = serde_json::from_value(data).map_err(|source| ContractError::Malformed {
+        event: E::NAME.to_string(),
+        reason: source.to_string(),
+    })?;
+    event.validate()?;
+    Ok(event)
+}
+
+/// What a consumer accepts: one [`Event`], or an enum of several (see [`inbound!`]).
+pub trait Inbound: Sized + Send + 'static {
+    /// The `detail-type`s this consumer understands; anything else is a permanent failure.
+    fn detail_types() -> Vec<&'static str>;
+    /// Decodes the envelope's `data` for the given `detail-type` and schema version.
+    fn decode(detail_type: &str, schema_version: u32, data: Value) -> Result<Self, ContractError>;
+    /// The event's name, for logs.
+    fn name(&self) -> &'static str;
+}
+
+impl<E: Event> Inbound for E {
+    fn detail_types() -> Vec<&'static str> {
+        vec![E::NAME]
+    }
+    fn decode(detail_type: &str, schema_version: u32, data: Value) -> Result<Self, ContractError> {
+        if detail_type != E::NAME {
+            return Err(ContractError::UnknownDetailType(detail_type.to_string()));
+        }
+        decode_data::<E>(schema_version, data)
+    }
+    fn name(&self) -> &'static str {
+        E::NAME
+    }
+}
+
+/// Declares an enum of the events one consumer accepts and implements [`Inbound`] for it:
+///
+/// ```
+/// orderflow_contracts::inbound! {
+///     /// What the order-status consumer listens to.
+///     pub enum StatusInput {
+///         Shipped(orderflow_contracts::ShippingLabelCreated),
+///         Declined(orderflow_contracts::PaymentDeclined),
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! inbound {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variant:ident($ty:ty)),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        $vis enum $name { $($variant($ty)),+ }
+
+        impl $crate::Inbound for $name {
+            fn detail_types() -> Vec<&'static str> {
+                vec![$(<$ty as $crate::Event>::NAME),+]
+            }
+            fn decode(
+                detail_type: &str,
+                schema_version: u32,
+                data: serde_json::Value,
+            ) -> Result<Self, $crate::ContractError> {
+                $(
+                    if detail_type == <$ty as $crate::Event>::NAME {
+                        return $crate::decode_data::<$ty>(schema_version, data).map($name::$variant);
+                    }
+                )+
+                Err($crate::ContractError::UnknownDetailType(detail_type.to_string()))
+            }
+            fn name(&self) -> &'static str {
+                match self { $($name::$variant(_) => <$ty as $crate::Event>::NAME),+ }
+            }
+        }
+    };
+}

@@ -1,0 +1,30 @@
+//! JSON Schemas of every envelope, generated from the Rust types. `events-samples/schemas/` holds the
+//! committed copies that non-Rust consumers read; a test fails when they are stale, and
+//! `UPDATE_SCHEMAS=1 cargo test -p orderflow-contracts` rewrites them.
+
+use schemars::schema_for;
+
+use crate::{
+    Envelope, Event, OrderBilled, OrderPlaced, OrderStatusChanged, PaymentDeclined,
+    ShippingLabelCreated, StockAllocationFailed,
+};
+
+fn one<E: Event>() -> (String, String) {
+    let schema = schema_for!(Envelope<E>);
+    let file = format!("{}.v{}.schema.json", E::NAME, E::SCHEMA_VERSION);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serialises");
+    text.push('\n');
+    (file, text)
+}
+
+/// Every schema as (file name, pretty JSON text).
+pub fn all() -> Vec<(String, String)> {
+    vec![
+        one::<OrderPlaced>(),
+        one::<OrderBilled>(),
+        one::<PaymentDeclined>(),
+        one::<ShippingLabelCreated>(),
+        one::<StockAllocationFailed>(),
+        one::<OrderStatusChanged>(),
+    ]
+}

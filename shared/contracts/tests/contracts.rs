@@ -1,0 +1,194 @@
+//! The contracts' promises: versions are upcast, validation names the field, correlation carries over,
+//! and the committed JSON Schemas match the types.
+
+use orderflow_contracts::*;
+use pretty_assertions::assert_eq;
+use serde_json::json;
+use std::path::PathBuf;
+
+fn v2_data() -> serde_json::Value {
+    json!({
+        "orderId": "ord-1",
+        "customer": {"customerId": "c-1", "name": "Ada Lovelace", "email": "ada@example.com", "phone": "+441234567890"},
+        "lines": [{"sku": "SKU-1", "quantity": 2, "unitPriceMinor": 1250}],
+        "currency": "EUR",
+        "totals": {"subtotalMinor": 2500, "shippingMinor": 500, "taxMinor": 0, "totalMinor": 3000},
+        "shippingAddress": {"line1": "1 Main St", "city": "London", "postalCode": "N1 1AA", "country": "GB"},
+        "placedAt": "2026-11-28T10:00:00Z"
+    })
+}
+
+#[test]
+fn v1_order_placed_is_read_as_the_current_version() {
+    let v1 = json!({
+        "orderId": "ord-1",
+        "customerId": "c-1",
+        "customerName": "Ada Lovelace",
+        "customerEmail": "ada@example.com",
+        "lines": [{"sku": "SKU-1", "quantity": 2, "unitPriceMinor": 1250}],
+        "currency": "EUR",
+        "totalMinor": 2500,
+        "shippingAddress": {"line1": "1 Main St", "city": "London", "postalCode": "N1 1AA", "country": "GB"},
+        "placedAt": "2026-11-28T10:00:00Z"
+    });
+    let event = <OrderPlaced as Inbound>::decode("OrderPlaced", 1, v1).expect("v1 upcasts");
+    assert_eq!(event.customer.name, "Ada Lovelace");
+    assert_eq!(event.customer.email, "ada@example.com");
+    assert_eq!(event.customer.phone, "");
+    assert_eq!(
+        event.totals,
+        Totals {
+            subtotal_minor: 2500,
+            shipping_minor: 0,
+            tax_minor: 0,
+            total_minor: 2500
+        }
+    );
+}
+
+#[test]
+fn current_version_decodes_unchanged() {
+    let event = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, v2_data()).unwrap();
+    assert_eq!(serde_json::to_value(&event).unwrap(), v2_data());
+}
+
+#[test]
+fn versions_outside_the_supported_range_are_refused() {
+    for v in [0, 3] {
+        let err = <OrderPlaced as Inbound>::decode("OrderPlaced", v, v2_data()).unwrap_err();
+        assert_eq!(
+            err,
+            ContractError::UnsupportedSchemaVersion {
+                event: "OrderPlaced",
+                found: v,
+                supported: (1, 2)
+            }
+        );
+    }
+    let err = <OrderBilled as Inbound>::decode("OrderBilled", 2, json!({})).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ContractError::UnsupportedSchemaVersion { found: 2, .. }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn validation_names_the_field() {
+    let mut data = v2_data();
+    data["lines"][0]["quantity"] = json!(0);
+    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, data).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "OrderPlaced: invalid `lines[0].quantity`: must be at least 1"
+    );
+
+    let mut data = v2_data();
+    data["lines"] = json!([]);
+    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, data).unwrap_err();
+    assert!(
+        matches!(err, ContractError::Invalid { ref field, .. } if field == "lines"),
+        "{err:?}"
+    );
+
+    let mut data = v2_data();
+    data["currency"] = json!("XYZ");
+    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, data).unwrap_err();
+    assert!(matches!(err, ContractError::Malformed { .. }), "{err:?}");
+    assert!(err.to_string().contains("XYZ"), "{err}");
+}
+
+#[test]
+fn unknown_detail_type_is_refused() {
+    let err = <OrderPlaced as Inbound>::decode("OrderShipped", 2, v2_data()).unwrap_err();
+    assert_eq!(err, ContractError::UnknownDetailType("OrderShipped".into()));
+}
+
+inbound! {
+    enum Outcome {
+        Shipped(ShippingLabelCreated),
+        Declined(PaymentDeclined),
+    }
+}
+
+#[test]
+fn an_inbound_enum_dispatches_on_detail_type() {
+    assert_eq!(
+        Outcome::detail_types(),
+        vec!["ShippingLabelCreated", "PaymentDeclined"]
+    );
+    let declined = json!({"orderId": "o", "invoiceId": "i", "amountMinor": 5, "currency": "USD",
+        "reason": "card declined", "declinedAt": "2026-11-28T10:00:00Z"});
+    let decoded = Outcome::decode("PaymentDeclined", 1, declined).unwrap();
+    assert!(matches!(decoded, Outcome::Declined(ref d) if d.reason == "card declined"));
+    assert_eq!(decoded.name(), "PaymentDeclined");
+    assert!(matches!(
+        Outcome::decode("OrderPlaced", 1, json!({})),
+        Err(ContractError::UnknownDetailType(_))
+    ));
+}
+
+#[test]
+fn caused_events_carry_correlation_and_causation() {
+    let placed: OrderPlaced = serde_json::from_value(v2_data()).unwrap();
+    let first = Envelope::new(placed, Some("corr-42".into()));
+    assert_eq!(first.metadata.correlation_id, "corr-42");
+    assert_eq!(first.metadata.causation_id, None);
+    assert_eq!(first.metadata.event_type, "OrderPlaced");
+    assert_eq!(first.metadata.schema_version, 2);
+
+    let declined = PaymentDeclined {
+        order_id: "ord-1".into(),
+        invoice_id: "inv-1".into(),
+        amount_minor: 3000,
+        currency: Currency::EUR,
+        reason: "limit".into(),
+        declined_at: chrono::Utc::now(),
+    };
+    let next = Envelope::caused_by(&first.metadata, declined);
+    assert_eq!(next.metadata.correlation_id, "corr-42");
+    assert_eq!(
+        next.metadata.causation_id,
+        Some(first.metadata.event_id.to_string())
+    );
+    assert_eq!(next.metadata.producer, "orderflow.billing");
+    assert_ne!(next.metadata.event_id, first.metadata.event_id);
+    let again = Envelope::caused_by(&first.metadata, next.data.clone());
+    assert_eq!(
+        again.metadata.event_id, next.metadata.event_id,
+        "a retried handler re-publishes the same event id"
+    );
+}
+
+#[test]
+fn only_placed_orders_move() {
+    use OrderStatus::*;
+    for next in [ReadyToShip, PaymentFailed, Backordered] {
+        assert!(Placed.can_move_to(next));
+        assert!(!next.can_move_to(Placed));
+        assert!(!next.can_move_to(ReadyToShip));
+    }
+    assert!(!Placed.can_move_to(Placed));
+}
+
+#[test]
+fn committed_json_schemas_match_the_types() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events-samples/schemas");
+    let update = std::env::var_os("UPDATE_SCHEMAS").is_some();
+    let mut stale = Vec::new();
+    for (file, text) in schemas::all() {
+        let path = dir.join(&file);
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(file);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale JSON Schemas {stale:?}: run `UPDATE_SCHEMAS=1 cargo test -p orderflow-contracts`"
+    );
+}

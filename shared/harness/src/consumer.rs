@@ -1,0 +1,387 @@
+//! The SQS consumer harness: one SQS batch of EventBridge events in, one `SqsBatchResponse` out.
+//!
+//! Per record:
+//!
+//! ```text
+//! body ─► EventBridge event ─► detail-type known? ─► envelope ─► schema version / upcast ─► validate
+//!   │ any step fails: permanent ─► dead-letter queue now (reason attached) ─► acknowledged
+//!   │                               └─ DLQ send fails ─► batch item failure (SQS redelivers)
+//!   ▼
+//! claim consumer#event_id ─► completed already: acknowledged (duplicate)
+//!   │                     └► in progress elsewhere / store down: batch item failure
+//!   ▼
+//! handler (panic caught) ─► Ok: complete claim, acknowledged
+//!                         ├► Retryable or panic: release claim, batch item failure
+//!                         └► Permanent: release claim, dead-letter queue now, acknowledged
+//! ```
+//!
+//! Records run concurrently up to a bound. On a FIFO queue records of one message group run in order
+//! and, once one of them fails, the rest of that group is handed back unprocessed, so SQS redelivers
+//! them in order (other groups carry on). A record that must be retried but has no message id cannot be
+//! named in the response; then the whole invocation fails and SQS redelivers the batch (records already
+//! handled are recognised as duplicates), because an empty id in the response would do the same, only
+//! less explicitly.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::{FutureExt, StreamExt};
+use orderflow_contracts::{ContractError, Inbound, Metadata, RawEnvelope};
+use serde_json::Value;
+use tracing::{error, info, warn, Instrument};
+
+use crate::config::ConsumerConfig;
+use crate::dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};
+use crate::error::HandlerError;
+use crate::idempotency::{Claim, DynamoDbIdempotencyStore, IdempotencyStore};
+use crate::telemetry::{self, Counts};
+
+/// What a handler knows about the record it is handling.
+#[derive(Debug, Clone)]
+pub struct RecordContext {
+    /// The SQS message id.
+    pub message_id: String,
+    /// The envelope's metadata: pass it to `Envelope::caused_by` for the events this one causes.
+    pub metadata: Metadata,
+    /// How many times SQS has delivered this message (1 on the first delivery).
+    pub receive_count: u32,
+}
+
+/// A consumer's business logic for one event.
+#[async_trait]
+pub trait Handler<E>: Send + Sync {
+    /// Handles one event. Must be safe to run again for the same event (the harness deduplicates,
+    /// but a crash between the handler's side effects and the completion mark replays it).
+    async fn handle(&self, event: E, ctx: &RecordContext) -> Result<(), HandlerError>;
+}
+
+/// Tuning of the harness; see [`ConsumerConfig`] for the environment variables behind each.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerSettings {
+    /// Records of one batch handled at once.
+    pub max_concurrency: usize,
+    /// How long a claim stays in progress before another invocation may take it over.
+    pub in_progress_expiry: Duration,
+    /// How long a completed event id is remembered.
+    pub completed_ttl: Duration,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 8,
+            in_progress_expiry: Duration::from_secs(60),
+            completed_ttl: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// Why a whole batch failed (SQS then redelivers all of it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// A record that must be retried has no message id to report.
+    #[error("{0} record(s) must be retried but have no message id; failing the whole batch so SQS redelivers it")]
+    UnidentifiableFailures(usize),
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Processed,
+    Duplicate,
+    DeadLettered,
+    Retry,
+}
+
+/// The result of one batch: the response for Lambda and the counts for metrics.
+#[derive(Debug, Clone)]
+pub struct BatchResult {
+    /// What Lambda returns to SQS.
+    pub response: SqsBatchResponse,
+    /// What happened, for metrics and tests.
+    pub counts: Counts,
+}
+
+/// The harness. Build it once at init and call [`Consumer::process`] per invocation.
+pub struct Consumer<E> {
+    name: String,
+    handler: Arc<dyn Handler<E>>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    dead_letters: Arc<dyn DeadLetterSink>,
+    settings: ConsumerSettings,
+}
+
+impl<E: Inbound> Consumer<E> {
+    /// A consumer named `name` (idempotency keys, logs, metrics) over the given ports.
+    pub fn new(
+        name: impl Into<String>,
+        handler: Arc<dyn Handler<E>>,
+        idempotency: Arc<dyn IdempotencyStore>,
+        dead_letters: Arc<dyn DeadLetterSink>,
+        settings: ConsumerSettings,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            handler,
+            idempotency,
+            dead_letters,
+            settings,
+        }
+    }
+
+    /// The production wiring: DynamoDB idempotency store and SQS dead-letter queue from `config`.
+    pub fn from_config(
+        config: &ConsumerConfig,
+        sdk: &aws_config::SdkConfig,
+        handler: Arc<dyn Handler<E>>,
+    ) -> Self {
+        Self::new(
+            config.consumer_name.clone(),
+            handler,
+            Arc::new(DynamoDbIdempotencyStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                &config.idempotency_table,
+            )),
+            Arc::new(SqsDeadLetterQueue::new(
+                aws_sdk_sqs::Client::new(sdk),
+                &config.dead_letter_queue_url,
+            )),
+            ConsumerSettings {
+                max_concurrency: config.max_concurrency,
+                in_progress_expiry: config.in_progress_expiry,
+                completed_ttl: config.completed_ttl,
+            },
+        )
+    }
+
+    /// Serves Lambda invocations until the runtime stops.
+    pub async fn run(self) -> Result<(), lambda_runtime::Error> {
+        let consumer = Arc::new(self);
+        lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+                let consumer = Arc::clone(&consumer);
+                async move {
+                    let result = consumer.process(event.payload).await?;
+                    telemetry::emit(&consumer.name, result.counts);
+                    Ok::<_, lambda_runtime::Error>(result.response)
+                }
+            },
+        ))
+        .await
+    }
+
+    /// Handles one batch and says which records SQS must redeliver.
+    pub async fn process(&self, event: SqsEvent) -> Result<BatchResult, BatchError> {
+        let records = event.records;
+        let fifo = records.iter().any(|r| {
+            r.event_source_arn
+                .as_deref()
+                .is_some_and(|a| a.ends_with(".fifo"))
+        });
+        let outcomes: Vec<Outcome> = if fifo {
+            self.process_fifo(&records).await
+        } else {
+            self.process_all(&records).await
+        };
+
+        let mut response = SqsBatchResponse::default();
+        let mut counts = Counts::default();
+        let mut unidentifiable = 0;
+        for (record, outcome) in records.iter().zip(&outcomes) {
+            match outcome {
+                Outcome::Processed => counts.processed += 1,
+                Outcome::Duplicate => counts.duplicates_skipped += 1,
+                Outcome::DeadLettered => counts.dead_lettered += 1,
+                Outcome::Retry => {
+                    counts.retried += 1;
+                    match record.message_id.as_deref() {
+                        Some(id) if !id.is_empty() => response.add_failure(id),
+                        _ => unidentifiable += 1,
+                    }
+                }
+            }
+        }
+        info!(consumer = %self.name, records = records.len(), processed = counts.processed, retried = counts.retried,
+            dead_lettered = counts.dead_lettered, duplicates = counts.duplicates_skipped, "batch done");
+        if unidentifiable > 0 {
+            error!(consumer = %self.name, unidentifiable, "records to retry have no message id");
+            return Err(BatchError::UnidentifiableFailures(unidentifiable));
+        }
+        Ok(BatchResult { response, counts })
+    }
+
+    async fn process_all(&self, records: &[SqsMessage]) -> Vec<Outcome> {
+        let mut indexed: Vec<(usize, Outcome)> = futures::stream::iter(records.iter().enumerate())
+            .map(|(i, r)| async move { (i, self.process_record(r).await) })
+            .buffer_unordered(self.settings.max_concurrency.max(1))
+            .collect()
+            .await;
+        indexed.sort_by_key(|(i, _)| *i);
+        indexed.into_iter().map(|(_, o)| o).collect()
+    }
+
+    async fn process_fifo(&self, records: &[SqsMessage]) -> Vec<Outcome> {
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let group = r
+                .attributes
+                .get("MessageGroupId")
+                .cloned()
+                .unwrap_or_default();
+            let slot = *index.entry(group.clone()).or_insert_with(|| {
+                groups.push((group, Vec::new()));
+                groups.len() - 1
+            });
+            groups[slot].1.push(i);
+        }
+        let per_group: Vec<Vec<(usize, Outcome)>> = futures::stream::iter(groups)
+            .map(|(group, members)| async move {
+                let mut out = Vec::with_capacity(members.len());
+                let mut stopped = false;
+                for i in members {
+                    if stopped {
+                        out.push((i, Outcome::Retry));
+                        continue;
+                    }
+                    let outcome = self.process_record(&records[i]).await;
+                    if outcome == Outcome::Retry {
+                        warn!(consumer = %self.name, group = %group, "FIFO group stopped: later messages handed back in order");
+                        stopped = true;
+                    }
+                    out.push((i, outcome));
+                }
+                out
+            })
+            .buffer_unordered(self.settings.max_concurrency.max(1))
+            .collect()
+            .await;
+        let mut indexed: Vec<(usize, Outcome)> = per_group.into_iter().flatten().collect();
+        indexed.sort_by_key(|(i, _)| *i);
+        indexed.into_iter().map(|(_, o)| o).collect()
+    }
+
+    async fn process_record(&self, record: &SqsMessage) -> Outcome {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let receive_count: u32 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let span = tracing::info_span!("record", consumer = %self.name, message_id = %message_id, receive_count,
+            event_id = tracing::field::Empty, correlation_id = tracing::field::Empty, detail_type = tracing::field::Empty);
+        async move {
+            let (event, metadata) = match decode::<E>(record.body.as_deref()) {
+                Ok(decoded) => decoded,
+                Err(e) => return self.dead_letter(record, &message_id, receive_count, e.to_string()).await,
+            };
+            let span = tracing::Span::current();
+            span.record("event_id", tracing::field::display(&metadata.event_id));
+            span.record("correlation_id", tracing::field::display(&metadata.correlation_id));
+            span.record("detail_type", event.name());
+
+            let key = format!("{}#{}", self.name, metadata.event_id);
+            match self.idempotency.claim(&key, self.settings.in_progress_expiry).await {
+                Ok(Claim::Acquired) => {}
+                Ok(Claim::AlreadyCompleted) => {
+                    info!("duplicate of a completed event: acknowledged without handling");
+                    return Outcome::Duplicate;
+                }
+                Ok(Claim::InProgress) => {
+                    warn!("event is being handled by another invocation: retry later");
+                    return Outcome::Retry;
+                }
+                Err(e) => {
+                    warn!(error = %e, "idempotency store unavailable: retry later");
+                    return Outcome::Retry;
+                }
+            }
+
+            let ctx = RecordContext { message_id: message_id.clone(), metadata, receive_count };
+            let result = AssertUnwindSafe(self.handler.handle(event, &ctx)).catch_unwind().await;
+            let failure = match result {
+                Ok(Ok(())) => {
+                    if let Err(e) = self.idempotency.complete(&key, self.settings.completed_ttl).await {
+                        // Handled: acknowledging is right. Until the claim expires a redelivery is
+                        // retried; after it, the handler's own idempotence has to hold.
+                        warn!(error = %e, "handled, but the completion mark was not stored");
+                    }
+                    info!("handled");
+                    return Outcome::Processed;
+                }
+                Ok(Err(e)) => e,
+                Err(panic) => HandlerError::Retryable(format!("handler panicked: {}", panic_message(&panic))),
+            };
+            if let Err(e) = self.idempotency.release(&key).await {
+                warn!(error = %e, "could not release the claim; a redelivery waits for it to expire");
+            }
+            match failure {
+                HandlerError::Retryable(reason) => {
+                    warn!(%reason, "retryable failure: SQS will redeliver");
+                    Outcome::Retry
+                }
+                HandlerError::Permanent(reason) => self.dead_letter(record, &message_id, receive_count, reason).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dead_letter(
+        &self,
+        record: &SqsMessage,
+        message_id: &str,
+        receive_count: u32,
+        reason: String,
+    ) -> Outcome {
+        let letter = DeadLetter {
+            consumer: self.name.clone(),
+            message_id: message_id.to_string(),
+            body: record.body.clone().unwrap_or_default(),
+            reason: reason.clone(),
+            receive_count,
+            message_group_id: record.attributes.get("MessageGroupId").cloned(),
+        };
+        match self.dead_letters.send(letter).await {
+            Ok(()) => {
+                error!(%reason, "permanent failure: sent to the dead-letter queue");
+                Outcome::DeadLettered
+            }
+            Err(e) => {
+                error!(%reason, dlq_error = %e, "permanent failure, and the dead-letter queue refused it: SQS will redeliver");
+                Outcome::Retry
+            }
+        }
+    }
+}
+
+/// Reads one SQS body as an EventBridge event carrying an Orderflow envelope of an event `E` accepts.
+pub fn decode<E: Inbound>(body: Option<&str>) -> Result<(E, Metadata), ContractError> {
+    let body = body.ok_or_else(|| ContractError::NotAnEnvelope("empty body".into()))?;
+    let event: EventBridgeEvent<Value> = serde_json::from_str(body)
+        .map_err(|e| ContractError::NotAnEnvelope(format!("body: {e}")))?;
+    if !E::detail_types().contains(&event.detail_type.as_str()) {
+        return Err(ContractError::UnknownDetailType(event.detail_type));
+    }
+    let envelope: RawEnvelope = serde_json::from_value(event.detail)
+        .map_err(|e| ContractError::NotAnEnvelope(format!("detail: {e}")))?;
+    let decoded = E::decode(
+        &event.detail_type,
+        envelope.metadata.schema_version,
+        envelope.data,
+    )?;
+    Ok((decoded, envelope.metadata))
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}

@@ -1,0 +1,153 @@
+//! Where a record that can never succeed goes at once: the consumer's own dead-letter queue, with the
+//! reason attached as message attributes. Redriving the DLQ to the source queue replays the original
+//! body unchanged.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::MessageAttributeValue;
+
+/// One dead-lettered record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The consumer that gave up on it.
+    pub consumer: String,
+    /// The SQS message id it had on the source queue.
+    pub message_id: String,
+    /// The original body, unchanged.
+    pub body: String,
+    /// Why it can never succeed.
+    pub reason: String,
+    /// How many times the source queue had delivered it.
+    pub receive_count: u32,
+    /// `MessageGroupId` on a FIFO source queue.
+    pub message_group_id: Option<String>,
+}
+
+/// Sending to the dead-letter queue failed; the harness then hands the record back to SQS instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not dead-letter message {message_id}: {reason}")]
+pub struct DeadLetterError {
+    /// The record.
+    pub message_id: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// The port.
+#[async_trait]
+pub trait DeadLetterSink: Send + Sync {
+    /// Stores `letter` durably, or fails.
+    async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError>;
+}
+
+/// The SQS adapter.
+#[derive(Debug, Clone)]
+pub struct SqsDeadLetterQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsDeadLetterQueue {
+    /// Sends to `queue_url` (a FIFO DLQ when it ends in `.fifo`).
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+fn attribute(value: impl Into<String>) -> Result<MessageAttributeValue, String> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+#[async_trait]
+impl DeadLetterSink for SqsDeadLetterQueue {
+    async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
+        let fail = |reason: String| DeadLetterError {
+            message_id: letter.message_id.clone(),
+            reason,
+        };
+        // SQS attribute values are limited to 256 KB with the body; reasons are short, cut them anyway.
+        let reason: String = letter.reason.chars().take(1024).collect();
+        let mut req = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            // SQS refuses an empty body; an empty record is still worth keeping with its reason.
+            .message_body(if letter.body.is_empty() {
+                "(empty body)".to_string()
+            } else {
+                letter.body.clone()
+            })
+            .message_attributes("orderflow.reason", attribute(reason).map_err(fail)?)
+            .message_attributes(
+                "orderflow.consumer",
+                attribute(letter.consumer.clone()).map_err(fail)?,
+            )
+            .message_attributes(
+                "orderflow.sourceMessageId",
+                attribute(letter.message_id.clone()).map_err(fail)?,
+            )
+            .message_attributes(
+                "orderflow.receiveCount",
+                MessageAttributeValue::builder()
+                    .data_type("Number")
+                    .string_value(letter.receive_count.to_string())
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?,
+            );
+        if self.queue_url.ends_with(".fifo") {
+            req = req
+                .message_group_id(
+                    letter
+                        .message_group_id
+                        .clone()
+                        .unwrap_or_else(|| letter.consumer.clone()),
+                )
+                .message_deduplication_id(letter.message_id.clone());
+        }
+        req.send()
+            .await
+            .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+}
+
+/// The in-memory fake: keeps what it was sent, and can be told to fail.
+#[derive(Debug, Default)]
+pub struct InMemoryDeadLetters {
+    letters: Mutex<Vec<DeadLetter>>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl InMemoryDeadLetters {
+    /// Everything dead-lettered so far.
+    pub fn letters(&self) -> Vec<DeadLetter> {
+        self.letters.lock().expect("lock").clone()
+    }
+    /// Makes every later send fail (the queue is unreachable).
+    pub fn fail_sends(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for InMemoryDeadLetters {
+    async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DeadLetterError {
+                message_id: letter.message_id,
+                reason: "queue unreachable".into(),
+            });
+        }
+        self.letters.lock().expect("lock").push(letter);
+        Ok(())
+    }
+}

@@ -1,0 +1,336 @@
+//! Publishing events to the bus.
+//!
+//! `PutEvents` takes at most 10 entries and 256 KB per call and can fail *per entry* while the call as
+//! a whole succeeds (`FailedEntryCount > 0`). [`ChunkedPublisher`] cuts a list of events into legal
+//! requests, resends only the entries that failed, with exponential backoff and jitter, a bounded number
+//! of times, and then reports exactly which events could not be sent. [`EventBridgeApi`] is the thin SDK
+//! adapter under it; tests put a scripted fake there instead.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use orderflow_contracts::{Envelope, Event};
+
+/// `PutEvents`' entry limit per request.
+pub const MAX_ENTRIES: usize = 10;
+/// `PutEvents`' size limit per request, in bytes, as EventBridge counts them.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// One event ready for the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundEvent {
+    /// The envelope's event id (for error reports).
+    pub event_id: String,
+    /// EventBridge `source`.
+    pub source: String,
+    /// EventBridge `detail-type`.
+    pub detail_type: String,
+    /// EventBridge `detail`: the envelope as JSON.
+    pub detail: String,
+}
+
+impl OutboundEvent {
+    /// The bus entry for an envelope.
+    pub fn from_envelope<E: Event>(envelope: &Envelope<E>) -> Self {
+        Self {
+            event_id: envelope.metadata.event_id.to_string(),
+            source: E::SOURCE.to_string(),
+            detail_type: E::NAME.to_string(),
+            detail: serde_json::to_string(envelope).expect("envelopes always serialise"),
+        }
+    }
+
+    /// The entry's size as EventBridge counts it towards the 256 KB limit.
+    pub fn size(&self) -> usize {
+        // Time (14 bytes when set; we let EventBridge set it) + Source + DetailType + Detail.
+        14 + self.source.len() + self.detail_type.len() + self.detail.len()
+    }
+}
+
+/// An event that could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEntry {
+    /// Its event id.
+    pub event_id: String,
+    /// Its detail-type.
+    pub detail_type: String,
+    /// EventBridge's error code, e.g. `ThrottlingException`.
+    pub code: String,
+    /// EventBridge's message.
+    pub message: String,
+}
+
+/// Why publishing failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// Some entries still failed after every resend; the others were sent.
+    #[error("{} of {total} events not published after {attempts} attempts: {}", failed.len(),
+        failed.iter().map(|f| format!("{} {} ({}: {})", f.detail_type, f.event_id, f.code, f.message)).collect::<Vec<_>>().join("; "))]
+    NotPublished {
+        /// The events that were not sent.
+        failed: Vec<FailedEntry>,
+        /// How many events were asked for.
+        total: usize,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// One event alone is over the request limit: no resend can help.
+    #[error("event {event_id} ({detail_type}) is {size} bytes, over PutEvents' {MAX_REQUEST_BYTES}-byte limit")]
+    TooLarge {
+        /// Its event id.
+        event_id: String,
+        /// Its detail-type.
+        detail_type: String,
+        /// Its size.
+        size: usize,
+    },
+}
+
+impl PublishError {
+    /// Whether a later attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PublishError::NotPublished { .. })
+    }
+}
+
+/// The port handlers publish through.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes every event, or says which ones could not be.
+    async fn publish(&self, events: Vec<OutboundEvent>) -> Result<(), PublishError>;
+}
+
+/// One raw `PutEvents` call: per entry, `None` when accepted or `Some((code, message))` when not.
+/// An `Err` means the whole call failed (network, throttling of the call, 5xx).
+#[async_trait]
+pub trait PutEventsApi: Send + Sync {
+    /// Sends up to [`MAX_ENTRIES`] entries.
+    async fn put_events(
+        &self,
+        entries: &[OutboundEvent],
+    ) -> Result<Vec<Option<(String, String)>>, String>;
+}
+
+/// The SDK adapter: the client and the bus it sends to.
+#[derive(Debug, Clone)]
+pub struct EventBridgeApi {
+    client: aws_sdk_eventbridge::Client,
+    bus: String,
+}
+
+impl EventBridgeApi {
+    /// Sends to `bus` (name or ARN).
+    pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
+        Self {
+            client,
+            bus: bus.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl PutEventsApi for EventBridgeApi {
+    async fn put_events(
+        &self,
+        entries: &[OutboundEvent],
+    ) -> Result<Vec<Option<(String, String)>>, String> {
+        let mut req = self.client.put_events();
+        for e in entries {
+            req = req.entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(&self.bus)
+                    .source(&e.source)
+                    .detail_type(&e.detail_type)
+                    .detail(&e.detail)
+                    .build(),
+            );
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string())?;
+        let results = out.entries();
+        if results.len() != entries.len() {
+            // The API promises one result per entry in order; without that we cannot tell which failed.
+            return Err(format!(
+                "PutEvents answered {} results for {} entries",
+                results.len(),
+                entries.len()
+            ));
+        }
+        Ok(results
+            .iter()
+            .map(|r| {
+                r.error_code().map(|code| {
+                    (
+                        code.to_string(),
+                        r.error_message().unwrap_or_default().to_string(),
+                    )
+                })
+            })
+            .collect())
+    }
+}
+
+/// Chunking, per-entry resend and backoff over any [`PutEventsApi`].
+#[derive(Debug, Clone)]
+pub struct ChunkedPublisher<A> {
+    api: A,
+    attempts: usize,
+    backoff: ExponentialBuilder,
+}
+
+/// The production publisher.
+pub type EventBridgePublisher = ChunkedPublisher<EventBridgeApi>;
+
+impl EventBridgePublisher {
+    /// Publishes to `bus` with the default retry policy.
+    pub fn eventbridge(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
+        ChunkedPublisher::new(EventBridgeApi::new(client, bus))
+    }
+}
+
+impl<A: PutEventsApi> ChunkedPublisher<A> {
+    /// Four attempts, 50 ms doubling up to 1 s, with jitter: well inside a Lambda timeout, and long
+    /// enough to ride out a throttling burst.
+    pub fn new(api: A) -> Self {
+        Self::with_policy(api, 4, Duration::from_millis(50))
+    }
+
+    /// A custom policy: `attempts` in all, the first resend after about `first_delay`.
+    pub fn with_policy(api: A, attempts: usize, first_delay: Duration) -> Self {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(first_delay)
+            .with_max_delay(Duration::from_secs(1))
+            .with_max_times(attempts.saturating_sub(1))
+            .with_jitter();
+        Self {
+            api,
+            attempts: attempts.max(1),
+            backoff,
+        }
+    }
+
+    /// The wrapped API (tests inspect their fake through it).
+    pub fn api(&self) -> &A {
+        &self.api
+    }
+}
+
+/// Cuts `events` into requests of at most [`MAX_ENTRIES`] entries and [`MAX_REQUEST_BYTES`] bytes.
+pub fn chunks(events: &[OutboundEvent]) -> Result<Vec<&[OutboundEvent]>, PublishError> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, e) in events.iter().enumerate() {
+        let size = e.size();
+        if size > MAX_REQUEST_BYTES {
+            return Err(PublishError::TooLarge {
+                event_id: e.event_id.clone(),
+                detail_type: e.detail_type.clone(),
+                size,
+            });
+        }
+        if i - start == MAX_ENTRIES || bytes + size > MAX_REQUEST_BYTES {
+            out.push(&events[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < events.len() {
+        out.push(&events[start..]);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl<A: PutEventsApi> EventPublisher for ChunkedPublisher<A> {
+    async fn publish(&self, events: Vec<OutboundEvent>) -> Result<(), PublishError> {
+        let total = events.len();
+        let mut pending = events;
+        let mut failed: Vec<FailedEntry> = Vec::new();
+        let mut delays = self.backoff.build();
+        for attempt in 1..=self.attempts {
+            failed.clear();
+            let mut still_pending = Vec::new();
+            for chunk in chunks(&pending)? {
+                match self.api.put_events(chunk).await {
+                    Ok(results) => {
+                        for (entry, result) in chunk.iter().zip(results) {
+                            if let Some((code, message)) = result {
+                                failed.push(FailedEntry {
+                                    event_id: entry.event_id.clone(),
+                                    detail_type: entry.detail_type.clone(),
+                                    code,
+                                    message,
+                                });
+                                still_pending.push(entry.clone());
+                            }
+                        }
+                    }
+                    Err(message) => {
+                        for entry in chunk {
+                            failed.push(FailedEntry {
+                                event_id: entry.event_id.clone(),
+                                detail_type: entry.detail_type.clone(),
+                                code: "RequestFailed".into(),
+                                message: message.clone(),
+                            });
+                            still_pending.push(entry.clone());
+                        }
+                    }
+                }
+            }
+            if still_pending.is_empty() {
+                return Ok(());
+            }
+            tracing::warn!(
+                attempt,
+                failed = still_pending.len(),
+                total,
+                "PutEvents entries failed; resending those only"
+            );
+            pending = still_pending;
+            if attempt < self.attempts {
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_millis(50))).await;
+            }
+        }
+        Err(PublishError::NotPublished {
+            failed,
+            total,
+            attempts: self.attempts,
+        })
+    }
+}
+
+/// The in-memory fake: records what was published.
+#[derive(Debug, Default)]
+pub struct InMemoryPublisher {
+    published: Mutex<Vec<OutboundEvent>>,
+}
+
+impl InMemoryPublisher {
+    /// Everything published, in order.
+    pub fn published(&self) -> Vec<OutboundEvent> {
+        self.published.lock().expect("lock").clone()
+    }
+
+    /// The published envelopes of one event type, decoded.
+    pub fn envelopes<E: Event>(&self) -> Vec<Envelope<E>> {
+        self.published()
+            .into_iter()
+            .filter(|e| e.detail_type == E::NAME)
+            .map(|e| serde_json::from_str(&e.detail).expect("published envelopes decode"))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl EventPublisher for InMemoryPublisher {
+    async fn publish(&self, events: Vec<OutboundEvent>) -> Result<(), PublishError> {
+        self.published.lock().expect("lock").extend(events);
+        Ok(())
+    }
+}
