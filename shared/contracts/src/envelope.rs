@@ -55,11 +55,7 @@ impl<E: Event> Envelope<E> {
     /// The first event of a flow: a new correlation id unless the caller has one (e.g. from a
     /// request header), and no cause.
     pub fn new(data: E, correlation_id: Option<String>) -> Self {
-        Self::build(
-            data,
-            correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
-            None,
-        )
+        Self::build(data, correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()), None)
     }
 
     /// An event caused by `cause`: same correlation id, `causation_id` = the cause's event id.
@@ -68,11 +64,7 @@ impl<E: Event> Envelope<E> {
     /// is retried after a partial failure publishes the *same* event again, which downstream consumers
     /// then recognise as a duplicate instead of acting twice.
     pub fn caused_by(cause: &Metadata, data: E) -> Self {
-        let mut envelope = Self::build(
-            data,
-            cause.correlation_id.clone(),
-            Some(cause.event_id.to_string()),
-        );
+        let mut envelope = Self::build(data, cause.correlation_id.clone(), Some(cause.event_id.to_string()));
         envelope.metadata.event_id = Uuid::new_v5(&cause.event_id, E::NAME.as_bytes());
         envelope
     }

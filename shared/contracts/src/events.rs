@@ -81,16 +81,8 @@ pub struct Totals {
 impl Totals {
     /// Totals for `lines` with the given shipping and tax.
     pub fn for_lines(lines: &[OrderLine], shipping_minor: i64, tax_minor: i64) -> Self {
-        let subtotal_minor = lines
-            .iter()
-            .map(|l| i64::from(l.quantity) * l.unit_price_minor)
-            .sum();
-        Self {
-            subtotal_minor,
-            shipping_minor,
-            tax_minor,
-            total_minor: subtotal_minor + shipping_minor + tax_minor,
-        }
+        let subtotal_minor = lines.iter().map(|l| i64::from(l.quantity) * l.unit_price_minor).sum();
+        Self { subtotal_minor, shipping_minor, tax_minor, total_minor: subtotal_minor + shipping_minor + tax_minor }
     }
 }
 
@@ -182,12 +174,10 @@ impl Event for OrderPlaced {
     fn upcast_step(from: u32, mut data: Value) -> Result<Value, ContractError> {
         match from {
             1 => {
-                let obj = data
-                    .as_object_mut()
-                    .ok_or_else(|| ContractError::Malformed {
-                        event: Self::NAME.to_string(),
-                        reason: "v1 data is not an object".into(),
-                    })?;
+                let obj = data.as_object_mut().ok_or_else(|| ContractError::Malformed {
+                    event: Self::NAME.to_string(),
+                    reason: "v1 data is not an object".into(),
+                })?;
                 let mut take = |k: &str| obj.remove(k).unwrap_or(Value::Null);
                 let customer = json!({
                     "customerId": take("customerId"),
@@ -212,11 +202,8 @@ impl Event for OrderPlaced {
     }
 
     fn validate(&self) -> Result<(), ContractError> {
-        let invalid = |field: String, reason: &str| ContractError::Invalid {
-            event: Self::NAME,
-            field,
-            reason: reason.into(),
-        };
+        let invalid =
+            |field: String, reason: &str| ContractError::Invalid { event: Self::NAME, field, reason: reason.into() };
         if self.order_id.trim().is_empty() {
             return Err(invalid("orderId".into(), "must not be empty"));
         }
@@ -225,25 +212,14 @@ impl Event for OrderPlaced {
         }
         for (i, line) in self.lines.iter().enumerate() {
             if line.quantity == 0 {
-                return Err(invalid(
-                    format!("lines[{i}].quantity"),
-                    "must be at least 1",
-                ));
+                return Err(invalid(format!("lines[{i}].quantity"), "must be at least 1"));
             }
             if line.unit_price_minor < 0 {
-                return Err(invalid(
-                    format!("lines[{i}].unitPriceMinor"),
-                    "must not be negative",
-                ));
+                return Err(invalid(format!("lines[{i}].unitPriceMinor"), "must not be negative"));
             }
         }
-        if self.totals.total_minor
-            != self.totals.subtotal_minor + self.totals.shipping_minor + self.totals.tax_minor
-        {
-            return Err(invalid(
-                "totals.totalMinor".into(),
-                "is not subtotal + shipping + tax",
-            ));
+        if self.totals.total_minor != self.totals.subtotal_minor + self.totals.shipping_minor + self.totals.tax_minor {
+            return Err(invalid("totals.totalMinor".into(), "is not subtotal + shipping + tax"));
         }
         Ok(())
     }

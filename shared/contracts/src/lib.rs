@@ -22,9 +22,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 /// One event type of the Orderflow bus.
-pub trait Event:
-    Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static
-{
+pub trait Event: Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static {
     /// EventBridge `detail-type`: the past-tense name of what happened.
     const NAME: &'static str;
     /// EventBridge `source`: the service that publishes it.
@@ -65,10 +63,8 @@ pub fn decode_data<E: Event>(schema_version: u32, data: Value) -> Result<E, Cont
     for from in schema_version..E::SCHEMA_VERSION {
         data = E::upcast_step(from, data)?;
     }
-    let event: E = serde_json::from_value(data).map_err(|source| ContractError::Malformed {
-        event: E::NAME.to_string(),
-        reason: source.to_string(),
-    })?;
+    let event: E = serde_json::from_value(data)
+        .map_err(|source| ContractError::Malformed { event: E::NAME.to_string(), reason: source.to_string() })?;
     event.validate()?;
     Ok(event)
 }

@@ -5,8 +5,8 @@
 use schemars::schema_for;
 
 use crate::{
-    Envelope, Event, OrderBilled, OrderPlaced, OrderStatusChanged, PaymentDeclined,
-    ShippingLabelCreated, StockAllocationFailed,
+    Envelope, Event, OrderBilled, OrderPlaced, OrderStatusChanged, PaymentDeclined, ShippingLabelCreated,
+    StockAllocationFailed,
 };
 
 fn one<E: Event>() -> (String, String) {

@@ -35,15 +35,7 @@ fn v1_order_placed_is_read_as_the_current_version() {
     assert_eq!(event.customer.name, "Ada Lovelace");
     assert_eq!(event.customer.email, "ada@example.com");
     assert_eq!(event.customer.phone, "");
-    assert_eq!(
-        event.totals,
-        Totals {
-            subtotal_minor: 2500,
-            shipping_minor: 0,
-            tax_minor: 0,
-            total_minor: 2500
-        }
-    );
+    assert_eq!(event.totals, Totals { subtotal_minor: 2500, shipping_minor: 0, tax_minor: 0, total_minor: 2500 });
 }
 
 #[test]
@@ -56,23 +48,10 @@ fn current_version_decodes_unchanged() {
 fn versions_outside_the_supported_range_are_refused() {
     for v in [0, 3] {
         let err = <OrderPlaced as Inbound>::decode("OrderPlaced", v, v2_data()).unwrap_err();
-        assert_eq!(
-            err,
-            ContractError::UnsupportedSchemaVersion {
-                event: "OrderPlaced",
-                found: v,
-                supported: (1, 2)
-            }
-        );
+        assert_eq!(err, ContractError::UnsupportedSchemaVersion { event: "OrderPlaced", found: v, supported: (1, 2) });
     }
     let err = <OrderBilled as Inbound>::decode("OrderBilled", 2, json!({})).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ContractError::UnsupportedSchemaVersion { found: 2, .. }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, ContractError::UnsupportedSchemaVersion { found: 2, .. }), "{err:?}");
 }
 
 #[test]
@@ -80,18 +59,12 @@ fn validation_names_the_field() {
     let mut data = v2_data();
     data["lines"][0]["quantity"] = json!(0);
     let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, data).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "OrderPlaced: invalid `lines[0].quantity`: must be at least 1"
-    );
+    assert_eq!(err.to_string(), "OrderPlaced: invalid `lines[0].quantity`: must be at least 1");
 
     let mut data = v2_data();
     data["lines"] = json!([]);
     let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, data).unwrap_err();
-    assert!(
-        matches!(err, ContractError::Invalid { ref field, .. } if field == "lines"),
-        "{err:?}"
-    );
+    assert!(matches!(err, ContractError::Invalid { ref field, .. } if field == "lines"), "{err:?}");
 
     let mut data = v2_data();
     data["currency"] = json!("XYZ");
@@ -115,19 +88,13 @@ inbound! {
 
 #[test]
 fn an_inbound_enum_dispatches_on_detail_type() {
-    assert_eq!(
-        Outcome::detail_types(),
-        vec!["ShippingLabelCreated", "PaymentDeclined"]
-    );
+    assert_eq!(Outcome::detail_types(), vec!["ShippingLabelCreated", "PaymentDeclined"]);
     let declined = json!({"orderId": "o", "invoiceId": "i", "amountMinor": 5, "currency": "USD",
         "reason": "card declined", "declinedAt": "2026-11-28T10:00:00Z"});
     let decoded = Outcome::decode("PaymentDeclined", 1, declined).unwrap();
     assert!(matches!(decoded, Outcome::Declined(ref d) if d.reason == "card declined"));
     assert_eq!(decoded.name(), "PaymentDeclined");
-    assert!(matches!(
-        Outcome::decode("OrderPlaced", 1, json!({})),
-        Err(ContractError::UnknownDetailType(_))
-    ));
+    assert!(matches!(Outcome::decode("OrderPlaced", 1, json!({})), Err(ContractError::UnknownDetailType(_))));
 }
 
 #[test]
@@ -149,17 +116,11 @@ fn caused_events_carry_correlation_and_causation() {
     };
     let next = Envelope::caused_by(&first.metadata, declined);
     assert_eq!(next.metadata.correlation_id, "corr-42");
-    assert_eq!(
-        next.metadata.causation_id,
-        Some(first.metadata.event_id.to_string())
-    );
+    assert_eq!(next.metadata.causation_id, Some(first.metadata.event_id.to_string()));
     assert_eq!(next.metadata.producer, "orderflow.billing");
     assert_ne!(next.metadata.event_id, first.metadata.event_id);
     let again = Envelope::caused_by(&first.metadata, next.data.clone());
-    assert_eq!(
-        again.metadata.event_id, next.metadata.event_id,
-        "a retried handler re-publishes the same event id"
-    );
+    assert_eq!(again.metadata.event_id, next.metadata.event_id, "a retried handler re-publishes the same event id");
 }
 
 #[test]
@@ -187,8 +148,5 @@ fn committed_json_schemas_match_the_types() {
             stale.push(file);
         }
     }
-    assert!(
-        stale.is_empty(),
-        "stale JSON Schemas {stale:?}: run `UPDATE_SCHEMAS=1 cargo test -p orderflow-contracts`"
-    );
+    assert!(stale.is_empty(), "stale JSON Schemas {stale:?}: run `UPDATE_SCHEMAS=1 cargo test -p orderflow-contracts`");
 }

@@ -37,15 +37,11 @@ where
     T::Err: std::fmt::Display,
 {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => {
-            v.trim()
-                .parse()
-                .map_err(|e: T::Err| ConfigError::Malformed {
-                    name: name.to_string(),
-                    value: v.clone(),
-                    reason: e.to_string(),
-                })
-        }
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|e: T::Err| ConfigError::Malformed {
+            name: name.to_string(),
+            value: v.clone(),
+            reason: e.to_string(),
+        }),
         _ => Ok(default),
     }
 }

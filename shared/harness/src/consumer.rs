@@ -125,32 +125,16 @@ impl<E: Inbound> Consumer<E> {
         dead_letters: Arc<dyn DeadLetterSink>,
         settings: ConsumerSettings,
     ) -> Self {
-        Self {
-            name: name.into(),
-            handler,
-            idempotency,
-            dead_letters,
-            settings,
-        }
+        Self { name: name.into(), handler, idempotency, dead_letters, settings }
     }
 
     /// The production wiring: DynamoDB idempotency store and SQS dead-letter queue from `config`.
-    pub fn from_config(
-        config: &ConsumerConfig,
-        sdk: &aws_config::SdkConfig,
-        handler: Arc<dyn Handler<E>>,
-    ) -> Self {
+    pub fn from_config(config: &ConsumerConfig, sdk: &aws_config::SdkConfig, handler: Arc<dyn Handler<E>>) -> Self {
         Self::new(
             config.consumer_name.clone(),
             handler,
-            Arc::new(DynamoDbIdempotencyStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                &config.idempotency_table,
-            )),
-            Arc::new(SqsDeadLetterQueue::new(
-                aws_sdk_sqs::Client::new(sdk),
-                &config.dead_letter_queue_url,
-            )),
+            Arc::new(DynamoDbIdempotencyStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.idempotency_table)),
+            Arc::new(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(sdk), &config.dead_letter_queue_url)),
             ConsumerSettings {
                 max_concurrency: config.max_concurrency,
                 in_progress_expiry: config.in_progress_expiry,
@@ -162,32 +146,23 @@ impl<E: Inbound> Consumer<E> {
     /// Serves Lambda invocations until the runtime stops.
     pub async fn run(self) -> Result<(), lambda_runtime::Error> {
         let consumer = Arc::new(self);
-        lambda_runtime::run(lambda_runtime::service_fn(
-            move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
-                let consumer = Arc::clone(&consumer);
-                async move {
-                    let result = consumer.process(event.payload).await?;
-                    telemetry::emit(&consumer.name, result.counts);
-                    Ok::<_, lambda_runtime::Error>(result.response)
-                }
-            },
-        ))
+        lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+            let consumer = Arc::clone(&consumer);
+            async move {
+                let result = consumer.process(event.payload).await?;
+                telemetry::emit(&consumer.name, result.counts);
+                Ok::<_, lambda_runtime::Error>(result.response)
+            }
+        }))
         .await
     }
 
     /// Handles one batch and says which records SQS must redeliver.
     pub async fn process(&self, event: SqsEvent) -> Result<BatchResult, BatchError> {
         let records = event.records;
-        let fifo = records.iter().any(|r| {
-            r.event_source_arn
-                .as_deref()
-                .is_some_and(|a| a.ends_with(".fifo"))
-        });
-        let outcomes: Vec<Outcome> = if fifo {
-            self.process_fifo(&records).await
-        } else {
-            self.process_all(&records).await
-        };
+        let fifo = records.iter().any(|r| r.event_source_arn.as_deref().is_some_and(|a| a.ends_with(".fifo")));
+        let outcomes: Vec<Outcome> =
+            if fifo { self.process_fifo(&records).await } else { self.process_all(&records).await };
 
         let mut response = SqsBatchResponse::default();
         let mut counts = Counts::default();
@@ -229,11 +204,7 @@ impl<E: Inbound> Consumer<E> {
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for (i, r) in records.iter().enumerate() {
-            let group = r
-                .attributes
-                .get("MessageGroupId")
-                .cloned()
-                .unwrap_or_default();
+            let group = r.attributes.get("MessageGroupId").cloned().unwrap_or_default();
             let slot = *index.entry(group.clone()).or_insert_with(|| {
                 groups.push((group, Vec::new()));
                 groups.len() - 1
@@ -268,11 +239,8 @@ impl<E: Inbound> Consumer<E> {
 
     async fn process_record(&self, record: &SqsMessage) -> Outcome {
         let message_id = record.message_id.clone().unwrap_or_default();
-        let receive_count: u32 = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
+        let receive_count: u32 =
+            record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
         let span = tracing::info_span!("record", consumer = %self.name, message_id = %message_id, receive_count,
             event_id = tracing::field::Empty, correlation_id = tracing::field::Empty, detail_type = tracing::field::Empty);
         async move {
@@ -332,13 +300,7 @@ impl<E: Inbound> Consumer<E> {
         .await
     }
 
-    async fn dead_letter(
-        &self,
-        record: &SqsMessage,
-        message_id: &str,
-        receive_count: u32,
-        reason: String,
-    ) -> Outcome {
+    async fn dead_letter(&self, record: &SqsMessage, message_id: &str, receive_count: u32, reason: String) -> Outcome {
         let letter = DeadLetter {
             consumer: self.name.clone(),
             message_id: message_id.to_string(),
@@ -363,18 +325,14 @@ impl<E: Inbound> Consumer<E> {
 /// Reads one SQS body as an EventBridge event carrying an Orderflow envelope of an event `E` accepts.
 pub fn decode<E: Inbound>(body: Option<&str>) -> Result<(E, Metadata), ContractError> {
     let body = body.ok_or_else(|| ContractError::NotAnEnvelope("empty body".into()))?;
-    let event: EventBridgeEvent<Value> = serde_json::from_str(body)
-        .map_err(|e| ContractError::NotAnEnvelope(format!("body: {e}")))?;
+    let event: EventBridgeEvent<Value> =
+        serde_json::from_str(body).map_err(|e| ContractError::NotAnEnvelope(format!("body: {e}")))?;
     if !E::detail_types().contains(&event.detail_type.as_str()) {
         return Err(ContractError::UnknownDetailType(event.detail_type));
     }
-    let envelope: RawEnvelope = serde_json::from_value(event.detail)
-        .map_err(|e| ContractError::NotAnEnvelope(format!("detail: {e}")))?;
-    let decoded = E::decode(
-        &event.detail_type,
-        envelope.metadata.schema_version,
-        envelope.data,
-    )?;
+    let envelope: RawEnvelope =
+        serde_json::from_value(event.detail).map_err(|e| ContractError::NotAnEnvelope(format!("detail: {e}")))?;
+    let decoded = E::decode(&event.detail_type, envelope.metadata.schema_version, envelope.data)?;
     Ok((decoded, envelope.metadata))
 }
 

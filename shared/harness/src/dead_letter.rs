@@ -51,28 +51,18 @@ pub struct SqsDeadLetterQueue {
 impl SqsDeadLetterQueue {
     /// Sends to `queue_url` (a FIFO DLQ when it ends in `.fifo`).
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
-        Self {
-            client,
-            queue_url: queue_url.into(),
-        }
+        Self { client, queue_url: queue_url.into() }
     }
 }
 
 fn attribute(value: impl Into<String>) -> Result<MessageAttributeValue, String> {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .map_err(|e| e.to_string())
+    MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| e.to_string())
 }
 
 #[async_trait]
 impl DeadLetterSink for SqsDeadLetterQueue {
     async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
-        let fail = |reason: String| DeadLetterError {
-            message_id: letter.message_id.clone(),
-            reason,
-        };
+        let fail = |reason: String| DeadLetterError { message_id: letter.message_id.clone(), reason };
         // SQS attribute values are limited to 256 KB with the body; reasons are short, cut them anyway.
         let reason: String = letter.reason.chars().take(1024).collect();
         let mut req = self
@@ -80,20 +70,10 @@ impl DeadLetterSink for SqsDeadLetterQueue {
             .send_message()
             .queue_url(&self.queue_url)
             // SQS refuses an empty body; an empty record is still worth keeping with its reason.
-            .message_body(if letter.body.is_empty() {
-                "(empty body)".to_string()
-            } else {
-                letter.body.clone()
-            })
+            .message_body(if letter.body.is_empty() { "(empty body)".to_string() } else { letter.body.clone() })
             .message_attributes("orderflow.reason", attribute(reason).map_err(fail)?)
-            .message_attributes(
-                "orderflow.consumer",
-                attribute(letter.consumer.clone()).map_err(fail)?,
-            )
-            .message_attributes(
-                "orderflow.sourceMessageId",
-                attribute(letter.message_id.clone()).map_err(fail)?,
-            )
+            .message_attributes("orderflow.consumer", attribute(letter.consumer.clone()).map_err(fail)?)
+            .message_attributes("orderflow.sourceMessageId", attribute(letter.message_id.clone()).map_err(fail)?)
             .message_attributes(
                 "orderflow.receiveCount",
                 MessageAttributeValue::builder()
@@ -104,17 +84,10 @@ impl DeadLetterSink for SqsDeadLetterQueue {
             );
         if self.queue_url.ends_with(".fifo") {
             req = req
-                .message_group_id(
-                    letter
-                        .message_group_id
-                        .clone()
-                        .unwrap_or_else(|| letter.consumer.clone()),
-                )
+                .message_group_id(letter.message_group_id.clone().unwrap_or_else(|| letter.consumer.clone()))
                 .message_deduplication_id(letter.message_id.clone());
         }
-        req.send()
-            .await
-            .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        req.send().await.map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
         Ok(())
     }
 }
@@ -133,8 +106,7 @@ impl InMemoryDeadLetters {
     }
     /// Makes every later send fail (the queue is unreachable).
     pub fn fail_sends(&self, failing: bool) {
-        self.failing
-            .store(failing, std::sync::atomic::Ordering::SeqCst);
+        self.failing.store(failing, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -142,10 +114,7 @@ impl InMemoryDeadLetters {
 impl DeadLetterSink for InMemoryDeadLetters {
     async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(DeadLetterError {
-                message_id: letter.message_id,
-                reason: "queue unreachable".into(),
-            });
+            return Err(DeadLetterError { message_id: letter.message_id, reason: "queue unreachable".into() });
         }
         self.letters.lock().expect("lock").push(letter);
         Ok(())

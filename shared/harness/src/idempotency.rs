@@ -39,15 +39,11 @@ pub trait IdempotencyStore: Send + Sync {
 }
 
 fn epoch_secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 fn epoch_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// The DynamoDB adapter. Table: partition key `id` (S); TTL attribute `expiresAt` (epoch seconds).
@@ -61,10 +57,7 @@ pub struct DynamoDbIdempotencyStore {
 impl DynamoDbIdempotencyStore {
     /// Uses `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 }
 
@@ -103,10 +96,7 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
             .await;
         match put {
             Ok(_) => Ok(Claim::Acquired),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
                 let item = self
                     .client
                     .get_item()
@@ -116,11 +106,7 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
                     .send()
                     .await
                     .map_err(sdk_err)?;
-                let status = item
-                    .item()
-                    .and_then(|i| i.get("status"))
-                    .and_then(|v| v.as_s().ok())
-                    .cloned();
+                let status = item.item().and_then(|i| i.get("status")).and_then(|v| v.as_s().ok()).cloned();
                 Ok(match status.as_deref() {
                     Some("COMPLETED") => Claim::AlreadyCompleted,
                     _ => Claim::InProgress,
@@ -157,12 +143,7 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
         match res {
             Ok(_) => Ok(()),
             // Already completed or gone: nothing to release.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(sdk_err(e)),
         }
     }
@@ -200,24 +181,17 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
             Some(Entry::Completed { until }) if *until > now => Ok(Claim::AlreadyCompleted),
             Some(Entry::InProgress { until }) if *until > now => Ok(Claim::InProgress),
             _ => {
-                entries.insert(
-                    key.to_string(),
-                    Entry::InProgress {
-                        until: now + in_progress_for,
-                    },
-                );
+                entries.insert(key.to_string(), Entry::InProgress { until: now + in_progress_for });
                 Ok(Claim::Acquired)
             }
         }
     }
 
     async fn complete(&self, key: &str, keep_for: Duration) -> Result<(), StoreError> {
-        self.entries.lock().expect("lock").insert(
-            key.to_string(),
-            Entry::Completed {
-                until: SystemTime::now() + keep_for,
-            },
-        );
+        self.entries
+            .lock()
+            .expect("lock")
+            .insert(key.to_string(), Entry::Completed { until: SystemTime::now() + keep_for });
         Ok(())
     }
 

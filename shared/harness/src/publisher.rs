@@ -107,10 +107,7 @@ pub trait EventPublisher: Send + Sync {
 #[async_trait]
 pub trait PutEventsApi: Send + Sync {
     /// Sends up to [`MAX_ENTRIES`] entries.
-    async fn put_events(
-        &self,
-        entries: &[OutboundEvent],
-    ) -> Result<Vec<Option<(String, String)>>, String>;
+    async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, String>;
 }
 
 /// The SDK adapter: the client and the bus it sends to.
@@ -123,19 +120,13 @@ pub struct EventBridgeApi {
 impl EventBridgeApi {
     /// Sends to `bus` (name or ARN).
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
-        Self {
-            client,
-            bus: bus.into(),
-        }
+        Self { client, bus: bus.into() }
     }
 }
 
 #[async_trait]
 impl PutEventsApi for EventBridgeApi {
-    async fn put_events(
-        &self,
-        entries: &[OutboundEvent],
-    ) -> Result<Vec<Option<(String, String)>>, String> {
+    async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, String> {
         let mut req = self.client.put_events();
         for e in entries {
             req = req.entries(
@@ -147,29 +138,15 @@ impl PutEventsApi for EventBridgeApi {
                     .build(),
             );
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string())?;
+        let out = req.send().await.map_err(|e| aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string())?;
         let results = out.entries();
         if results.len() != entries.len() {
             // The API promises one result per entry in order; without that we cannot tell which failed.
-            return Err(format!(
-                "PutEvents answered {} results for {} entries",
-                results.len(),
-                entries.len()
-            ));
+            return Err(format!("PutEvents answered {} results for {} entries", results.len(), entries.len()));
         }
         Ok(results
             .iter()
-            .map(|r| {
-                r.error_code().map(|code| {
-                    (
-                        code.to_string(),
-                        r.error_message().unwrap_or_default().to_string(),
-                    )
-                })
-            })
+            .map(|r| r.error_code().map(|code| (code.to_string(), r.error_message().unwrap_or_default().to_string())))
             .collect())
     }
 }
@@ -206,11 +183,7 @@ impl<A: PutEventsApi> ChunkedPublisher<A> {
             .with_max_delay(Duration::from_secs(1))
             .with_max_times(attempts.saturating_sub(1))
             .with_jitter();
-        Self {
-            api,
-            attempts: attempts.max(1),
-            backoff,
-        }
+        Self { api, attempts: attempts.max(1), backoff }
     }
 
     /// The wrapped API (tests inspect their fake through it).
@@ -297,11 +270,7 @@ impl<A: PutEventsApi> EventPublisher for ChunkedPublisher<A> {
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_millis(50))).await;
             }
         }
-        Err(PublishError::NotPublished {
-            failed,
-            total,
-            attempts: self.attempts,
-        })
+        Err(PublishError::NotPublished { failed, total, attempts: self.attempts })
     }
 }
 

@@ -61,10 +61,7 @@ pub fn emf_line(consumer: &str, counts: Counts, timestamp_ms: i64) -> String {
 
 /// Prints the EMF line for one batch on stdout, where Lambda ships it to CloudWatch Logs.
 pub fn emit(consumer: &str, counts: Counts) {
-    println!(
-        "{}",
-        emf_line(consumer, counts, chrono::Utc::now().timestamp_millis())
-    );
+    println!("{}", emf_line(consumer, counts, chrono::Utc::now().timestamp_millis()));
 }
 
 #[cfg(test)]
@@ -73,18 +70,9 @@ mod tests {
 
     #[test]
     fn emf_line_declares_and_carries_every_counter() {
-        let counts = Counts {
-            processed: 3,
-            retried: 1,
-            dead_lettered: 2,
-            duplicates_skipped: 4,
-        };
-        let line: Value =
-            serde_json::from_str(&emf_line("billing", counts, 1_700_000_000_000)).unwrap();
-        assert_eq!(
-            line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
-            "Orderflow"
-        );
+        let counts = Counts { processed: 3, retried: 1, dead_lettered: 2, duplicates_skipped: 4 };
+        let line: Value = serde_json::from_str(&emf_line("billing", counts, 1_700_000_000_000)).unwrap();
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Orderflow");
         assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000i64);
         let declared: Vec<&str> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
@@ -96,16 +84,7 @@ mod tests {
             assert!(line.get(name).is_some(), "{name} declared but missing");
         }
         assert_eq!(line["Consumer"], "billing");
-        assert_eq!(
-            (line["Processed"].as_u64(), line["Retried"].as_u64()),
-            (Some(3), Some(1))
-        );
-        assert_eq!(
-            (
-                line["DeadLettered"].as_u64(),
-                line["DuplicatesSkipped"].as_u64()
-            ),
-            (Some(2), Some(4))
-        );
+        assert_eq!((line["Processed"].as_u64(), line["Retried"].as_u64()), (Some(3), Some(1)));
+        assert_eq!((line["DeadLettered"].as_u64(), line["DuplicatesSkipped"].as_u64()), (Some(2), Some(4)));
     }
 }

@@ -1,0 +1,396 @@
+//! The harness's promises, over in-memory fakes: every outcome of a record, asserted on the batch
+//! response ids, on what reached the dead-letter queue and on what the handler saw.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use orderflow_contracts::{Envelope, OrderPlaced};
+use orderflow_harness::consumer::BatchError;
+use orderflow_harness::dead_letter::InMemoryDeadLetters;
+use orderflow_harness::idempotency::{IdempotencyStore, InMemoryIdempotencyStore, StoreError};
+use orderflow_harness::{Consumer, ConsumerSettings, Handler, HandlerError, RecordContext};
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+/// Behaves according to the order id: `retry-*` fails retryably, `perm-*` permanently, `panic-*`
+/// panics, `slow-*` takes a while; anything else succeeds. Records every order id it was called with.
+#[derive(Default)]
+struct ScriptedHandler {
+    calls: Mutex<Vec<String>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl ScriptedHandler {
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Handler<OrderPlaced> for ScriptedHandler {
+    async fn handle(&self, event: OrderPlaced, ctx: &RecordContext) -> Result<(), HandlerError> {
+        assert!(!ctx.metadata.correlation_id.is_empty());
+        self.calls.lock().unwrap().push(event.order_id.clone());
+        let id = event.order_id.as_str();
+        if id.starts_with("slow-") {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        if id.starts_with("retry-") {
+            return Err(HandlerError::retryable("payment provider timed out"));
+        }
+        if id.starts_with("perm-") {
+            return Err(HandlerError::permanent("order total does not match its lines"));
+        }
+        if id.starts_with("panic-") {
+            panic!("boom in {id}");
+        }
+        Ok(())
+    }
+}
+
+fn order_data(order_id: &str) -> serde_json::Value {
+    json!({
+        "orderId": order_id,
+        "customer": {"customerId": "c-1", "name": "Ada", "email": "ada@example.com", "phone": "+447700900123"},
+        "lines": [{"sku": "SKU-1", "quantity": 1, "unitPriceMinor": 100}],
+        "currency": "EUR",
+        "totals": {"subtotalMinor": 100, "shippingMinor": 0, "taxMinor": 0, "totalMinor": 100},
+        "shippingAddress": {"line1": "1 Main St", "city": "Paris", "postalCode": "75001", "country": "FR"},
+        "placedAt": "2026-11-28T10:00:00Z"
+    })
+}
+
+fn envelope_body(detail_type: &str, schema_version: u32, data: serde_json::Value, event_id: &str) -> String {
+    json!({
+        "version": "0", "id": "eb-1", "detail-type": detail_type, "source": "orderflow.sales",
+        "account": "123456789012", "time": "2026-11-28T10:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {
+            "metadata": {"eventId": event_id, "eventType": detail_type, "schemaVersion": schema_version,
+                "correlationId": "corr-1", "occurredAt": "2026-11-28T10:00:00Z", "producer": "orderflow.sales"},
+            "data": data
+        }
+    })
+    .to_string()
+}
+
+fn event_id(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+fn order_body(order_id: &str, n: u32) -> String {
+    envelope_body("OrderPlaced", 2, order_data(order_id), &event_id(n))
+}
+
+fn record(message_id: &str, body: &str) -> SqsMessage {
+    let mut r = SqsMessage::default();
+    r.message_id = Some(message_id.to_string());
+    r.body = Some(body.to_string());
+    r.attributes = HashMap::from([("ApproximateReceiveCount".to_string(), "1".to_string())]);
+    r.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:orderflow-billing".into());
+    r
+}
+
+fn batch(records: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = records;
+    e
+}
+
+struct Rig {
+    handler: Arc<ScriptedHandler>,
+    store: Arc<InMemoryIdempotencyStore>,
+    dlq: Arc<InMemoryDeadLetters>,
+    consumer: Consumer<OrderPlaced>,
+}
+
+fn rig() -> Rig {
+    rig_with(Arc::new(InMemoryIdempotencyStore::default()))
+}
+
+fn rig_with(store: Arc<InMemoryIdempotencyStore>) -> Rig {
+    let handler = Arc::new(ScriptedHandler::default());
+    let dlq = Arc::new(InMemoryDeadLetters::default());
+    let consumer = Consumer::new("billing", handler.clone(), store.clone(), dlq.clone(), ConsumerSettings::default());
+    Rig { handler, store, dlq, consumer }
+}
+
+fn failure_ids(result: &orderflow_harness::consumer::BatchResult) -> Vec<String> {
+    result.response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+}
+
+#[tokio::test]
+async fn success_is_acknowledged_and_remembered() {
+    let rig = rig();
+    let result = rig.consumer.process(batch(vec![record("m1", &order_body("ord-1", 1))])).await.unwrap();
+    assert_eq!(failure_ids(&result), Vec::<String>::new());
+    assert_eq!(rig.handler.calls(), vec!["ord-1"]);
+    assert!(rig.store.is_completed(&format!("billing#{}", event_id(1))));
+    assert_eq!(result.counts.processed, 1);
+    assert!(rig.dlq.letters().is_empty());
+}
+
+#[tokio::test]
+async fn retryable_failure_is_reported_alone_and_its_claim_released() {
+    let rig = rig();
+    let result = rig
+        .consumer
+        .process(batch(vec![
+            record("m1", &order_body("ord-1", 1)),
+            record("m2", &order_body("retry-2", 2)),
+            record("m3", &order_body("ord-3", 3)),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(failure_ids(&result), vec!["m2"]);
+    assert!(rig.dlq.letters().is_empty(), "retryable failures are not dead-lettered");
+    let key = format!("billing#{}", event_id(2));
+    assert!(!rig.store.is_in_progress(&key) && !rig.store.is_completed(&key), "claim released for the redelivery");
+    assert_eq!(result.counts.retried, 1);
+    assert_eq!(result.counts.processed, 2);
+}
+
+#[tokio::test]
+async fn each_permanent_cause_goes_to_the_dead_letter_queue_at_once() {
+    let rig = rig();
+    let mut bad_version = order_data("ord-v9");
+    bad_version["x"] = json!(1);
+    let mut invalid = order_data("ord-invalid");
+    invalid["lines"][0]["quantity"] = json!(0);
+    let cases = vec![
+        ("not-json", "this is not json".to_string(), "not an EventBridge event"),
+        (
+            "not-envelope",
+            json!({"detail-type": "OrderPlaced", "source": "x", "detail": {"foo": 1}}).to_string(),
+            "not an EventBridge event",
+        ),
+        (
+            "unknown-type",
+            envelope_body("OrderShipped", 1, json!({}), &event_id(10)),
+            "unknown detail-type `OrderShipped`",
+        ),
+        (
+            "bad-version",
+            envelope_body("OrderPlaced", 9, bad_version, &event_id(11)),
+            "schema version 9 is not supported",
+        ),
+        ("invalid", envelope_body("OrderPlaced", 2, invalid, &event_id(12)), "invalid `lines[0].quantity`"),
+        ("handler-permanent", order_body("perm-1", 13), "order total does not match its lines"),
+    ];
+    let records = cases.iter().map(|(id, body, _)| record(id, body)).collect();
+    let result = rig.consumer.process(batch(records)).await.unwrap();
+
+    assert_eq!(failure_ids(&result), Vec::<String>::new(), "dead-lettered records are acknowledged");
+    let letters = rig.dlq.letters();
+    assert_eq!(letters.len(), cases.len());
+    for (id, body, reason) in &cases {
+        let letter = letters.iter().find(|l| l.message_id == *id).unwrap_or_else(|| panic!("{id} not dead-lettered"));
+        assert!(letter.reason.contains(reason), "{id}: reason {:?} lacks {reason:?}", letter.reason);
+        assert_eq!(&letter.body, body, "the original body is kept for a redrive");
+        assert_eq!(letter.consumer, "billing");
+        assert_eq!(letter.receive_count, 1);
+    }
+    assert_eq!(rig.handler.calls(), vec!["perm-1"], "undecodable records never reach the handler");
+    assert_eq!(result.counts.dead_lettered, 6);
+}
+
+#[tokio::test]
+async fn a_permanent_failure_the_dlq_refuses_is_retried_instead() {
+    let rig = rig();
+    rig.dlq.fail_sends(true);
+    let result = rig
+        .consumer
+        .process(batch(vec![record("bad", "garbage"), record("ok", &order_body("ord-1", 1))]))
+        .await
+        .unwrap();
+    assert_eq!(failure_ids(&result), vec!["bad"]);
+    assert!(rig.dlq.letters().is_empty());
+}
+
+#[tokio::test]
+async fn a_panic_fails_its_record_alone() {
+    let rig = rig();
+    let result = rig
+        .consumer
+        .process(batch(vec![
+            record("m1", &order_body("ord-1", 1)),
+            record("m2", &order_body("panic-2", 2)),
+            record("m3", &order_body("ord-3", 3)),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(failure_ids(&result), vec!["m2"]);
+    let mut calls = rig.handler.calls();
+    calls.sort();
+    assert_eq!(calls, vec!["ord-1", "ord-3", "panic-2"]);
+    assert!(!rig.store.is_in_progress(&format!("billing#{}", event_id(2))), "claim released after the panic");
+}
+
+#[tokio::test]
+async fn a_duplicate_of_a_completed_event_is_acknowledged_without_handling() {
+    let rig = rig();
+    let body = order_body("ord-1", 1);
+    rig.consumer.process(batch(vec![record("m1", &body)])).await.unwrap();
+    let result = rig.consumer.process(batch(vec![record("m1-again", &body)])).await.unwrap();
+    assert_eq!(failure_ids(&result), Vec::<String>::new());
+    assert_eq!(rig.handler.calls(), vec!["ord-1"], "handled once");
+    assert_eq!(result.counts.duplicates_skipped, 1);
+
+    // Within one batch too (EventBridge can deliver the same event twice to one queue).
+    let fresh = self::rig();
+    let result = fresh.consumer.process(batch(vec![record("a", &body), record("b", &body)])).await.unwrap();
+    assert_eq!(fresh.handler.calls(), vec!["ord-1"]);
+    // The second copy is either a duplicate (first finished) or in progress (retried later): never run twice.
+    assert!(failure_ids(&result).iter().all(|id| id == "b"));
+}
+
+#[tokio::test]
+async fn a_duplicate_of_an_event_in_progress_is_retried_later() {
+    let store = Arc::new(InMemoryIdempotencyStore::default());
+    store.claim(&format!("billing#{}", event_id(1)), Duration::from_secs(60)).await.unwrap();
+    let rig = rig_with(store);
+    let result = rig.consumer.process(batch(vec![record("m1", &order_body("ord-1", 1))])).await.unwrap();
+    assert_eq!(failure_ids(&result), vec!["m1"]);
+    assert!(rig.handler.calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_in_progress_claim_is_taken_over() {
+    let store = Arc::new(InMemoryIdempotencyStore::default());
+    store.claim(&format!("billing#{}", event_id(1)), Duration::ZERO).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let rig = rig_with(store);
+    let result = rig.consumer.process(batch(vec![record("m1", &order_body("ord-1", 1))])).await.unwrap();
+    assert_eq!(failure_ids(&result), Vec::<String>::new());
+    assert_eq!(rig.handler.calls(), vec!["ord-1"]);
+}
+
+struct DownStore;
+
+#[async_trait]
+impl IdempotencyStore for DownStore {
+    async fn claim(&self, _: &str, _: Duration) -> Result<orderflow_harness::idempotency::Claim, StoreError> {
+        Err(StoreError("ProvisionedThroughputExceededException".into()))
+    }
+    async fn complete(&self, _: &str, _: Duration) -> Result<(), StoreError> {
+        unreachable!("nothing was claimed")
+    }
+    async fn release(&self, _: &str) -> Result<(), StoreError> {
+        unreachable!("nothing was claimed")
+    }
+}
+
+#[tokio::test]
+async fn an_unavailable_idempotency_store_means_retry_never_unchecked_handling() {
+    let handler = Arc::new(ScriptedHandler::default());
+    let dlq = Arc::new(InMemoryDeadLetters::default());
+    let consumer = Consumer::new("billing", handler.clone(), Arc::new(DownStore), dlq, ConsumerSettings::default());
+    let result = consumer.process(batch(vec![record("m1", &order_body("ord-1", 1))])).await.unwrap();
+    assert_eq!(failure_ids(&result), vec!["m1"]);
+    assert!(handler.calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_empty_message_id_is_never_reported_the_batch_fails_instead() {
+    let rig = rig();
+    let mut nameless = record("", &order_body("retry-1", 1));
+    nameless.message_id = Some(String::new());
+    let mut absent = record("x", &order_body("retry-2", 2));
+    absent.message_id = None;
+    let err =
+        rig.consumer.process(batch(vec![nameless, absent, record("m3", &order_body("ord-3", 3))])).await.unwrap_err();
+    assert_eq!(err, BatchError::UnidentifiableFailures(2));
+
+    // A nameless record that succeeds or is dead-lettered needs no id: the batch succeeds.
+    let rig = self::rig();
+    let mut ok = record("", &order_body("ord-9", 9));
+    ok.message_id = None;
+    let mut garbage = record("", "garbage");
+    garbage.message_id = None;
+    let result = rig.consumer.process(batch(vec![ok, garbage])).await.unwrap();
+    assert!(result.response.batch_item_failures.is_empty());
+    assert_eq!(rig.dlq.letters().len(), 1);
+}
+
+fn fifo_record(message_id: &str, group: &str, body: &str) -> SqsMessage {
+    let mut r = record(message_id, body);
+    r.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:orderflow-billing.fifo".into());
+    r.attributes.insert("MessageGroupId".into(), group.into());
+    r
+}
+
+#[tokio::test]
+async fn fifo_failure_stops_the_rest_of_its_group_only() {
+    let rig = rig();
+    let result = rig
+        .consumer
+        .process(batch(vec![
+            fifo_record("a1", "A", &order_body("ord-a1", 1)),
+            fifo_record("b1", "B", &order_body("ord-b1", 2)),
+            fifo_record("a2", "A", &order_body("retry-a2", 3)),
+            fifo_record("b2", "B", &order_body("ord-b2", 4)),
+            fifo_record("a3", "A", &order_body("ord-a3", 5)),
+            fifo_record("a4", "A", &order_body("ord-a4", 6)),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(failure_ids(&result), vec!["a2", "a3", "a4"], "the failed record and everything after it in group A");
+    let calls = rig.handler.calls();
+    assert!(!calls.contains(&"ord-a3".to_string()) && !calls.contains(&"ord-a4".to_string()), "{calls:?}");
+    let group_a: Vec<&String> = calls.iter().filter(|c| c.contains("-a")).collect();
+    assert_eq!(group_a, vec!["ord-a1", "retry-a2"], "group A ran in order");
+    assert!(calls.contains(&"ord-b2".to_string()), "group B carried on");
+}
+
+#[tokio::test]
+async fn records_run_concurrently_up_to_the_bound() {
+    let handler = Arc::new(ScriptedHandler::default());
+    let settings = ConsumerSettings { max_concurrency: 3, ..ConsumerSettings::default() };
+    let consumer = Consumer::new(
+        "billing",
+        handler.clone(),
+        Arc::new(InMemoryIdempotencyStore::default()),
+        Arc::new(InMemoryDeadLetters::default()),
+        settings,
+    );
+    let records = (0..10).map(|i| record(&format!("m{i}"), &order_body(&format!("slow-{i}"), i))).collect();
+    let result = consumer.process(batch(records)).await.unwrap();
+    assert!(result.response.batch_item_failures.is_empty());
+    assert_eq!(handler.calls().len(), 10);
+    assert_eq!(handler.max_in_flight.load(Ordering::SeqCst), 3, "ran concurrently, never above the bound");
+}
+
+#[tokio::test]
+async fn a_v1_event_reaches_the_handler_as_the_current_version() {
+    let rig = rig();
+    let v1 = json!({
+        "orderId": "ord-old", "customerId": "c-1", "customerName": "Ada", "customerEmail": "ada@example.com",
+        "lines": [{"sku": "SKU-1", "quantity": 1, "unitPriceMinor": 100}], "currency": "EUR", "totalMinor": 100,
+        "shippingAddress": {"line1": "1 Main St", "city": "Paris", "postalCode": "75001", "country": "FR"},
+        "placedAt": "2026-11-28T10:00:00Z"
+    });
+    let result = rig
+        .consumer
+        .process(batch(vec![record("m1", &envelope_body("OrderPlaced", 1, v1, &event_id(1)))]))
+        .await
+        .unwrap();
+    assert!(result.response.batch_item_failures.is_empty());
+    assert_eq!(rig.handler.calls(), vec!["ord-old"]);
+}
+
+#[test]
+fn envelopes_built_by_producers_decode_in_consumers() {
+    let placed: OrderPlaced = serde_json::from_value(order_data("ord-1")).unwrap();
+    let envelope = Envelope::new(placed.clone(), None);
+    let body = json!({"detail-type": "OrderPlaced", "source": "orderflow.sales", "detail": envelope}).to_string();
+    let (decoded, metadata) = orderflow_harness::consumer::decode::<OrderPlaced>(Some(&body)).unwrap();
+    assert_eq!(decoded, placed);
+    assert_eq!(metadata, envelope.metadata);
+}
