@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::Event;
@@ -43,12 +43,12 @@ pub struct Envelope<T> {
 }
 
 /// An envelope whose data has not been decoded yet: the first step of reading any `detail`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct RawEnvelope {
     /// Provenance.
     pub metadata: Metadata,
-    /// The event, as JSON of `metadata.schema_version`.
-    pub data: Value,
+    /// The event, as JSON text of `metadata.schema_version`.
+    pub data: Box<RawValue>,
 }
 
 impl<E: Event> Envelope<E> {

@@ -6,6 +6,10 @@ use pretty_assertions::assert_eq;
 use serde_json::json;
 use std::path::PathBuf;
 
+fn raw(v: serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&v).unwrap()
+}
+
 fn v2_data() -> serde_json::Value {
     json!({
         "orderId": "ord-1",
@@ -31,7 +35,7 @@ fn v1_order_placed_is_read_as_the_current_version() {
         "shippingAddress": {"line1": "1 Main St", "city": "London", "postalCode": "N1 1AA", "country": "GB"},
         "placedAt": "2026-11-28T10:00:00Z"
     });
-    let event = <OrderPlaced as Inbound>::decode("OrderPlaced", 1, v1).expect("v1 upcasts");
+    let event = <OrderPlaced as Inbound>::decode("OrderPlaced", 1, &raw(v1)).expect("v1 upcasts");
     assert_eq!(event.customer.name, "Ada Lovelace");
     assert_eq!(event.customer.email, "ada@example.com");
     assert_eq!(event.customer.phone, "");
@@ -40,17 +44,17 @@ fn v1_order_placed_is_read_as_the_current_version() {
 
 #[test]
 fn current_version_decodes_unchanged() {
-    let event = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, v2_data()).unwrap();
+    let event = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, &raw(v2_data())).unwrap();
     assert_eq!(serde_json::to_value(&event).unwrap(), v2_data());
 }
 
 #[test]
 fn versions_outside_the_supported_range_are_refused() {
     for v in [0, 3] {
-        let err = <OrderPlaced as Inbound>::decode("OrderPlaced", v, v2_data()).unwrap_err();
+        let err = <OrderPlaced as Inbound>::decode("OrderPlaced", v, &raw(v2_data())).unwrap_err();
         assert_eq!(err, ContractError::UnsupportedSchemaVersion { event: "OrderPlaced", found: v, supported: (1, 2) });
     }
-    let err = <OrderBilled as Inbound>::decode("OrderBilled", 2, json!({})).unwrap_err();
+    let err = <OrderBilled as Inbound>::decode("OrderBilled", 2, &raw(json!({}))).unwrap_err();
     assert!(matches!(err, ContractError::UnsupportedSchemaVersion { found: 2, .. }), "{err:?}");
 }
 
@@ -58,24 +62,24 @@ fn versions_outside_the_supported_range_are_refused() {
 fn validation_names_the_field() {
     let mut data = v2_data();
     data["lines"][0]["quantity"] = json!(0);
-    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, data).unwrap_err();
+    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, &raw(data)).unwrap_err();
     assert_eq!(err.to_string(), "OrderPlaced: invalid `lines[0].quantity`: must be at least 1");
 
     let mut data = v2_data();
     data["lines"] = json!([]);
-    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, data).unwrap_err();
+    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, &raw(data)).unwrap_err();
     assert!(matches!(err, ContractError::Invalid { ref field, .. } if field == "lines"), "{err:?}");
 
     let mut data = v2_data();
     data["currency"] = json!("XYZ");
-    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, data).unwrap_err();
+    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, &raw(data)).unwrap_err();
     assert!(matches!(err, ContractError::Malformed { .. }), "{err:?}");
     assert!(err.to_string().contains("XYZ"), "{err}");
 }
 
 #[test]
 fn unknown_detail_type_is_refused() {
-    let err = <OrderPlaced as Inbound>::decode("OrderShipped", 2, v2_data()).unwrap_err();
+    let err = <OrderPlaced as Inbound>::decode("OrderShipped", 2, &raw(v2_data())).unwrap_err();
     assert_eq!(err, ContractError::UnknownDetailType("OrderShipped".into()));
 }
 
@@ -91,10 +95,10 @@ fn an_inbound_enum_dispatches_on_detail_type() {
     assert_eq!(Outcome::detail_types(), vec!["ShippingLabelCreated", "PaymentDeclined"]);
     let declined = json!({"orderId": "o", "invoiceId": "i", "amountMinor": 5, "currency": "USD",
         "reason": "card declined", "declinedAt": "2026-11-28T10:00:00Z"});
-    let decoded = Outcome::decode("PaymentDeclined", 1, declined).unwrap();
+    let decoded = Outcome::decode("PaymentDeclined", 1, &raw(declined)).unwrap();
     assert!(matches!(decoded, Outcome::Declined(ref d) if d.reason == "card declined"));
     assert_eq!(decoded.name(), "PaymentDeclined");
-    assert!(matches!(Outcome::decode("OrderPlaced", 1, json!({})), Err(ContractError::UnknownDetailType(_))));
+    assert!(matches!(Outcome::decode("OrderPlaced", 1, &raw(json!({}))), Err(ContractError::UnknownDetailType(_))));
 }
 
 #[test]

@@ -32,7 +32,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::{FutureExt, StreamExt};
 use orderflow_contracts::{ContractError, Inbound, Metadata, RawEnvelope};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing::{error, info, warn, Instrument};
 
 use crate::config::ConsumerConfig;
@@ -325,14 +325,14 @@ impl<E: Inbound> Consumer<E> {
 /// Reads one SQS body as an EventBridge event carrying an Orderflow envelope of an event `E` accepts.
 pub fn decode<E: Inbound>(body: Option<&str>) -> Result<(E, Metadata), ContractError> {
     let body = body.ok_or_else(|| ContractError::NotAnEnvelope("empty body".into()))?;
-    let event: EventBridgeEvent<Value> =
+    let event: EventBridgeEvent<Box<RawValue>> =
         serde_json::from_str(body).map_err(|e| ContractError::NotAnEnvelope(format!("body: {e}")))?;
     if !E::detail_types().contains(&event.detail_type.as_str()) {
         return Err(ContractError::UnknownDetailType(event.detail_type));
     }
     let envelope: RawEnvelope =
-        serde_json::from_value(event.detail).map_err(|e| ContractError::NotAnEnvelope(format!("detail: {e}")))?;
-    let decoded = E::decode(&event.detail_type, envelope.metadata.schema_version, envelope.data)?;
+        serde_json::from_str(event.detail.get()).map_err(|e| ContractError::NotAnEnvelope(format!("detail: {e}")))?;
+    let decoded = E::decode(&event.detail_type, envelope.metadata.schema_version, &envelope.data)?;
     Ok((decoded, envelope.metadata))
 }
 
