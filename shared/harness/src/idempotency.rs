@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use crate::dynamo::{describe, get_s, n, s};
 
 /// The answer to a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,14 +61,8 @@ impl DynamoDbIdempotencyStore {
     }
 }
 
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
-}
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
 fn sdk_err<E: std::error::Error + 'static>(e: E) -> StoreError {
-    StoreError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+    StoreError(describe(e))
 }
 
 #[async_trait]
@@ -106,8 +100,8 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
                     .send()
                     .await
                     .map_err(sdk_err)?;
-                let status = item.item().and_then(|i| i.get("status")).and_then(|v| v.as_s().ok()).cloned();
-                Ok(match status.as_deref() {
+                let status = item.item().and_then(|i| get_s(i, "status"));
+                Ok(match status {
                     Some("COMPLETED") => Claim::AlreadyCompleted,
                     _ => Claim::InProgress,
                 })

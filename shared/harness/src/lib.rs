@@ -15,6 +15,7 @@ pub mod aws;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod dynamo;
 pub mod error;
 pub mod idempotency;
 pub mod publisher;

@@ -1,0 +1,112 @@
+//! Billing's step of the workflow: on `OrderPlaced`, bill the order.
+//!
+//! ```text
+//! OrderPlaced ─► invoice (one per order) ─► pending? charge ─► record outcome
+//!                                          └ settled already: reuse the outcome
+//!             ─► OrderBilled (carries lines + address for Warehouse) | PaymentDeclined
+//! ```
+//!
+//! Every step is safe to repeat: the invoice is keyed by order, the charge is keyed by invoice, and
+//! the event published is derived from the cause, so a retry after any failure publishes the same
+//! event once more and nothing twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use orderflow_contracts::{Envelope, OrderBilled, OrderPlaced, PaymentDeclined};
+use orderflow_harness::{EventPublisher, Handler, HandlerError, OutboundEvent, RecordContext};
+use tracing::info;
+
+use crate::invoices::{Invoice, InvoiceStatus, InvoiceStore};
+use crate::payments::{Charge, ChargeOutcome, PaymentGateway};
+
+/// The handler: invoices, payments, publisher.
+pub struct Billing {
+    invoices: Arc<dyn InvoiceStore>,
+    payments: Arc<dyn PaymentGateway>,
+    publisher: Arc<dyn EventPublisher>,
+}
+
+impl Billing {
+    /// The handler over its ports.
+    pub fn new(invoices: Arc<dyn InvoiceStore>, payments: Arc<dyn PaymentGateway>, publisher: Arc<dyn EventPublisher>) -> Self {
+        Self { invoices, payments, publisher }
+    }
+}
+
+#[async_trait]
+impl Handler<OrderPlaced> for Billing {
+    async fn handle(&self, order: OrderPlaced, ctx: &RecordContext) -> Result<(), HandlerError> {
+        let invoice = self
+            .invoices
+            .create_or_get(Invoice {
+                invoice_id: format!("inv-{}", order.order_id),
+                order_id: order.order_id.clone(),
+                amount_minor: order.totals.total_minor,
+                currency: order.currency,
+                status: InvoiceStatus::Pending,
+            })
+            .await
+            .map_err(HandlerError::retryable)?;
+
+        let status = match invoice.status.clone() {
+            InvoiceStatus::Pending => {
+                let outcome = self
+                    .payments
+                    .charge(&Charge {
+                        invoice_id: invoice.invoice_id.clone(),
+                        amount_minor: invoice.amount_minor,
+                        currency: invoice.currency,
+                        customer_email: order.customer.email.clone(),
+                    })
+                    .await
+                    .map_err(HandlerError::retryable)?;
+                let status = match outcome {
+                    ChargeOutcome::Approved { payment_reference } => InvoiceStatus::Paid { payment_reference },
+                    ChargeOutcome::Declined { reason } => InvoiceStatus::Declined { reason },
+                };
+                self.invoices.settle(&order.order_id, &status).await.map_err(HandlerError::retryable)?;
+                status
+            }
+            settled => settled,
+        };
+
+        let event = match status {
+            InvoiceStatus::Paid { payment_reference } => {
+                info!(order_id = %order.order_id, invoice_id = %invoice.invoice_id, amount_minor = invoice.amount_minor, "order billed");
+                OutboundEvent::from_envelope(&Envelope::caused_by(
+                    &ctx.metadata,
+                    OrderBilled {
+                        order_id: order.order_id,
+                        invoice_id: invoice.invoice_id,
+                        amount_minor: invoice.amount_minor,
+                        currency: invoice.currency,
+                        payment_reference,
+                        lines: order.lines,
+                        customer_name: order.customer.name,
+                        shipping_address: order.shipping_address,
+                        billed_at: Utc::now(),
+                    },
+                ))
+            }
+            InvoiceStatus::Declined { reason } => {
+                info!(order_id = %order.order_id, invoice_id = %invoice.invoice_id, %reason, "payment declined");
+                OutboundEvent::from_envelope(&Envelope::caused_by(
+                    &ctx.metadata,
+                    PaymentDeclined {
+                        order_id: order.order_id,
+                        invoice_id: invoice.invoice_id,
+                        amount_minor: invoice.amount_minor,
+                        currency: invoice.currency,
+                        reason,
+                        declined_at: Utc::now(),
+                    },
+                ))
+            }
+            InvoiceStatus::Pending => unreachable!("settled above"),
+        };
+        self.publisher.publish(vec![event]).await?;
+        Ok(())
+    }
+}
