@@ -72,7 +72,8 @@ impl DynamoDbInvoiceStore {
 }
 
 fn parse(item: &HashMap<String, AttributeValue>) -> Result<Invoice, StoreError> {
-    let field = |name: &str| get_s(item, name).map(str::to_string).ok_or_else(|| StoreError(format!("invoice without {name}")));
+    let field =
+        |name: &str| get_s(item, name).map(str::to_string).ok_or_else(|| StoreError(format!("invoice without {name}")));
     let status = match get_s(item, "status") {
         Some("PAID") => InvoiceStatus::Paid { payment_reference: field("paymentReference")? },
         Some("DECLINED") => InvoiceStatus::Declined { reason: field("declineReason")? },
@@ -90,7 +91,10 @@ fn parse(item: &HashMap<String, AttributeValue>) -> Result<Invoice, StoreError> 
 #[async_trait]
 impl InvoiceStore for DynamoDbInvoiceStore {
     async fn create_or_get(&self, invoice: Invoice) -> Result<Invoice, StoreError> {
-        let currency = serde_json::to_value(invoice.currency).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let currency = serde_json::to_value(invoice.currency)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         let put = self
             .client
             .put_item()

@@ -62,7 +62,10 @@ impl PaymentGateway for RuleBasedGateway {
     async fn charge(&self, charge: &Charge) -> Result<ChargeOutcome, PaymentError> {
         if charge.amount_minor > self.decline_above_minor {
             return Ok(ChargeOutcome::Declined {
-                reason: format!("amount {} exceeds the card limit of {}", charge.amount_minor, self.decline_above_minor),
+                reason: format!(
+                    "amount {} exceeds the card limit of {}",
+                    charge.amount_minor, self.decline_above_minor
+                ),
             });
         }
         if !self.decline_email_marker.is_empty() && charge.customer_email.contains(&self.decline_email_marker) {

@@ -126,9 +126,7 @@ impl<'a> Fields<'a> {
 /// E.164: a plus, then 8 to 15 digits, not starting with 0.
 fn is_e164(phone: &str) -> bool {
     let digits = phone.strip_prefix('+').unwrap_or("");
-    (8..=15).contains(&digits.len())
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && !digits.starts_with('0')
+    (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0')
 }
 
 /// Validates a `POST /orders` body, naming every invalid field.
@@ -255,31 +253,51 @@ impl SalesApi {
         let correlation_id = header(req.headers(), "x-correlation-id")
             .filter(|c| c.len() <= 128)
             .map(str::to_string)
-            .unwrap_or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()).filter(|r| !r.is_empty()).unwrap_or_else(|| Uuid::new_v4().to_string()));
+            .unwrap_or_else(|| {
+                req.lambda_context_ref()
+                    .map(|c| c.request_id.clone())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| Uuid::new_v4().to_string())
+            });
         let path = req.uri().path().to_string();
         let path = path.trim_end_matches('/');
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         // API Gateway may keep a stage prefix; the route is the tail.
         let route = segments.iter().rposition(|s| *s == "orders").map(|i| &segments[i..]).unwrap_or(&[]);
-        let span = tracing::info_span!("request", method = %req.method(), path = %path, correlation_id = %correlation_id);
+        let span =
+            tracing::info_span!("request", method = %req.method(), path = %path, correlation_id = %correlation_id);
         let _enter = span.enter();
         match (req.method(), route) {
             (&Method::POST, ["orders"]) => self.place(&req, &correlation_id).await,
             (&Method::GET, ["orders", id]) => self.get(id, &correlation_id).await,
-            (_, ["orders"]) | (_, ["orders", _]) => {
-                errors(StatusCode::METHOD_NOT_ALLOWED, vec![field_error("method", "not allowed on this path")], &correlation_id)
-            }
-            _ => errors(StatusCode::NOT_FOUND, vec![field_error("path", format!("no route for {path}"))], &correlation_id),
+            (_, ["orders"]) | (_, ["orders", _]) => errors(
+                StatusCode::METHOD_NOT_ALLOWED,
+                vec![field_error("method", "not allowed on this path")],
+                &correlation_id,
+            ),
+            _ => errors(
+                StatusCode::NOT_FOUND,
+                vec![field_error("path", format!("no route for {path}"))],
+                &correlation_id,
+            ),
         }
     }
 
     async fn get(&self, order_id: &str, correlation_id: &str) -> Response<Body> {
         match self.orders.get(order_id).await {
             Ok(Some(order)) => json_response(StatusCode::OK, &order.state, correlation_id),
-            Ok(None) => errors(StatusCode::NOT_FOUND, vec![field_error("orderId", format!("no order `{order_id}`"))], correlation_id),
+            Ok(None) => errors(
+                StatusCode::NOT_FOUND,
+                vec![field_error("orderId", format!("no order `{order_id}`"))],
+                correlation_id,
+            ),
             Err(e) => {
                 error!(error = %e, "order store unavailable");
-                errors(StatusCode::SERVICE_UNAVAILABLE, vec![field_error("orderId", "the order store is unavailable, retry later")], correlation_id)
+                errors(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    vec![field_error("orderId", "the order store is unavailable, retry later")],
+                    correlation_id,
+                )
             }
         }
     }
@@ -287,11 +305,21 @@ impl SalesApi {
     async fn place(&self, req: &Request, correlation_id: &str) -> Response<Body> {
         let key = header(req.headers(), "idempotency-key");
         if key.is_some_and(|k| k.len() > 255) {
-            return errors(StatusCode::BAD_REQUEST, vec![field_error("Idempotency-Key", "must be at most 255 characters")], correlation_id);
+            return errors(
+                StatusCode::BAD_REQUEST,
+                vec![field_error("Idempotency-Key", "must be at most 255 characters")],
+                correlation_id,
+            );
         }
         let body: Value = match serde_json::from_slice(req.body().as_ref()) {
             Ok(v) => v,
-            Err(e) => return errors(StatusCode::BAD_REQUEST, vec![field_error("body", format!("is not valid JSON: {e}"))], correlation_id),
+            Err(e) => {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    vec![field_error("body", format!("is not valid JSON: {e}"))],
+                    correlation_id,
+                )
+            }
         };
         let new = match validate(&body) {
             Ok(new) => new,
@@ -324,7 +352,11 @@ impl SalesApi {
         let (order, status) = match self.orders.create(&order).await {
             Ok(Created::New) => (order, StatusCode::CREATED),
             Ok(Created::Existing(existing)) if existing.request_hash != order.request_hash => {
-                return errors(StatusCode::UNPROCESSABLE_ENTITY, vec![field_error("Idempotency-Key", "was already used for a different request")], correlation_id);
+                return errors(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    vec![field_error("Idempotency-Key", "was already used for a different request")],
+                    correlation_id,
+                );
             }
             Ok(Created::Existing(existing)) => {
                 info!(order_id = %existing.state.order_id, "idempotent replay");
@@ -332,14 +364,23 @@ impl SalesApi {
             }
             Err(e) => {
                 error!(error = %e, "order store unavailable");
-                return errors(StatusCode::SERVICE_UNAVAILABLE, vec![field_error("body", "the order store is unavailable, retry later")], correlation_id);
+                return errors(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    vec![field_error("body", "the order store is unavailable, retry later")],
+                    correlation_id,
+                );
             }
         };
         if !order.published {
             if let Err(e) = self.publish_placed(&order).await {
                 error!(order_id = %order.state.order_id, error = %e, "order stored but OrderPlaced not published");
-                let hint = if key.is_some() { "retry with the same Idempotency-Key" } else { "retry with an Idempotency-Key" };
-                return errors(StatusCode::SERVICE_UNAVAILABLE, vec![field_error("body", format!("the order was stored but not yet announced; {hint}"))], correlation_id);
+                let hint =
+                    if key.is_some() { "retry with the same Idempotency-Key" } else { "retry with an Idempotency-Key" };
+                return errors(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    vec![field_error("body", format!("the order was stored but not yet announced; {hint}"))],
+                    correlation_id,
+                );
             }
         }
         info!(order_id = %order.state.order_id, total_minor = order.state.totals.total_minor, "order placed");

@@ -47,14 +47,7 @@ impl OrderStatusHandler {
     }
 
     async fn announce(&self, order: &StoredOrder, ctx: &RecordContext) -> Result<(), HandlerError> {
-        let previous_status = order
-            .state
-            .history
-            .iter()
-            .rev()
-            .nth(1)
-            .map(|h| h.status)
-            .unwrap_or(OrderStatus::Placed);
+        let previous_status = order.state.history.iter().rev().nth(1).map(|h| h.status).unwrap_or(OrderStatus::Placed);
         let changed = OrderStatusChanged { previous_status, order: order.state.clone() };
         let envelope = Envelope::caused_by(&ctx.metadata, changed);
         self.publisher.publish(vec![OutboundEvent::from_envelope(&envelope)]).await?;
@@ -69,8 +62,11 @@ impl Handler<StatusInput> for OrderStatusHandler {
             StatusInput::LabelCreated(e) => (e.order_id, OrderStatus::ReadyToShip, None, Some(e.tracking_number)),
             StatusInput::PaymentDeclined(e) => (e.order_id, OrderStatus::PaymentFailed, Some(e.reason), None),
             StatusInput::StockShort(e) => {
-                let short: Vec<String> =
-                    e.shortages.iter().map(|s| format!("{}: {} requested, {} available", s.sku, s.requested, s.available)).collect();
+                let short: Vec<String> = e
+                    .shortages
+                    .iter()
+                    .map(|s| format!("{}: {} requested, {} available", s.sku, s.requested, s.available))
+                    .collect();
                 (e.order_id, OrderStatus::Backordered, Some(format!("out of stock ({})", short.join("; "))), None)
             }
         };

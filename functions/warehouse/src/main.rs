@@ -19,7 +19,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = aws::sdk_config().await;
     // Against a local emulator (AWS_ENDPOINT_URL set) buckets are addressed by path, not subdomain.
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk).force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some()).build(),
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+            .build(),
     );
     let handler = handler::Warehouse::new(
         Arc::new(stock::DynamoDbStockStore::new(aws_sdk_dynamodb::Client::new(&sdk), stock_table, shipments_table)),
@@ -28,4 +30,3 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     );
     Consumer::<OrderBilled>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
 }
-

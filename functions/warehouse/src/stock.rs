@@ -56,7 +56,11 @@ pub struct DynamoDbStockStore {
 
 impl DynamoDbStockStore {
     /// Uses the two tables.
-    pub fn new(client: aws_sdk_dynamodb::Client, stock_table: impl Into<String>, shipments_table: impl Into<String>) -> Self {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        stock_table: impl Into<String>,
+        shipments_table: impl Into<String>,
+    ) -> Self {
         Self { client, stock_table: stock_table.into(), shipments_table: shipments_table.into() }
     }
 
@@ -80,7 +84,11 @@ impl DynamoDbStockStore {
             .batch_get_item()
             .request_items(
                 &self.stock_table,
-                KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(|e| StoreError(e.to_string()))?,
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError(e.to_string()))?,
             )
             .send()
             .await

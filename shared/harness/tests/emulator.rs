@@ -12,7 +12,9 @@ use orderflow_contracts::{Envelope, OrderPlaced};
 use orderflow_harness::dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};
 use orderflow_harness::idempotency::{Claim, DynamoDbIdempotencyStore, IdempotencyStore, InMemoryIdempotencyStore};
 use orderflow_harness::publisher::EventBridgePublisher;
-use orderflow_harness::{Consumer, ConsumerSettings, EventPublisher, Handler, HandlerError, OutboundEvent, RecordContext};
+use orderflow_harness::{
+    Consumer, ConsumerSettings, EventPublisher, Handler, HandlerError, OutboundEvent, RecordContext,
+};
 use serde_json::Value;
 
 const IGNORE: &str = "needs the local AWS emulator: run `make test`";
@@ -96,7 +98,11 @@ async fn dynamodb_idempotency_store_claims_completes_and_releases() {
     store.complete("billing#e1", Duration::from_secs(3600)).await.unwrap();
     assert_eq!(store.claim("billing#e1", minute).await.unwrap(), Claim::AlreadyCompleted);
     store.release("billing#e1").await.unwrap();
-    assert_eq!(store.claim("billing#e1", minute).await.unwrap(), Claim::AlreadyCompleted, "release never drops a completion");
+    assert_eq!(
+        store.claim("billing#e1", minute).await.unwrap(),
+        Claim::AlreadyCompleted,
+        "release never drops a completion"
+    );
 
     assert_eq!(store.claim("billing#e2", minute).await.unwrap(), Claim::Acquired);
     store.release("billing#e2").await.unwrap();
@@ -133,7 +139,11 @@ async fn eventbridge_publisher_delivers_every_event_through_a_rule() {
         .unwrap();
 
     let sample: OrderPlaced = {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../events-samples/billing/order-placed.sqs.json")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../events-samples/billing/order-placed.sqs.json"
+        ))
+        .unwrap();
         let event: SqsEvent = serde_json::from_str(&text).unwrap();
         orderflow_harness::consumer::decode::<OrderPlaced>(event.records[0].body.as_deref()).unwrap().0
     };

@@ -1,0 +1,82 @@
+//! Test support for function crates: load an `events-samples/` file, wrap an envelope the way
+//! EventBridge and SQS deliver it, and run a handler through the real harness over in-memory fakes.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use orderflow_contracts::{Envelope, Event, Inbound};
+use serde_json::json;
+
+use crate::consumer::{BatchResult, Consumer, ConsumerSettings, Handler};
+use crate::dead_letter::InMemoryDeadLetters;
+use crate::idempotency::InMemoryIdempotencyStore;
+
+/// Reads `events-samples/<relative>` from the repository root.
+pub fn sample_text(relative: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events-samples");
+    let path = root.join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Reads an SQS sample.
+pub fn sqs_sample(relative: &str) -> SqsEvent {
+    serde_json::from_str(&sample_text(relative)).unwrap_or_else(|e| panic!("{relative}: not an SQS event: {e}"))
+}
+
+/// The SQS body EventBridge delivers for `envelope`.
+pub fn eventbridge_body<E: Event>(envelope: &Envelope<E>) -> String {
+    json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": E::NAME, "source": E::SOURCE,
+        "account": "123456789012", "time": envelope.metadata.occurred_at, "region": "us-east-1", "resources": [],
+        "detail": envelope,
+    })
+    .to_string()
+}
+
+/// An SQS batch of the given bodies, with message ids `m0`, `m1`, ...
+pub fn sqs_batch(bodies: Vec<String>) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(body);
+            m.attributes.insert("ApproximateReceiveCount".into(), "1".into());
+            m
+        })
+        .collect();
+    event
+}
+
+/// A consumer over in-memory idempotency and dead-letter fakes, as a function runs in production.
+pub struct Harnessed<E> {
+    /// The consumer.
+    pub consumer: Consumer<E>,
+    /// Its idempotency store.
+    pub idempotency: Arc<InMemoryIdempotencyStore>,
+    /// Its dead-letter queue.
+    pub dead_letters: Arc<InMemoryDeadLetters>,
+}
+
+impl<E: Inbound> Harnessed<E> {
+    /// Wraps `handler` as the consumer `name`.
+    pub fn new(name: &str, handler: Arc<dyn Handler<E>>) -> Self {
+        let idempotency = Arc::new(InMemoryIdempotencyStore::default());
+        let dead_letters = Arc::new(InMemoryDeadLetters::default());
+        let consumer =
+            Consumer::new(name, handler, idempotency.clone(), dead_letters.clone(), ConsumerSettings::default());
+        Self { consumer, idempotency, dead_letters }
+    }
+
+    /// Processes a batch; panics if the whole batch failed.
+    pub async fn process(&self, event: SqsEvent) -> BatchResult {
+        self.consumer.process(event).await.expect("the batch as a whole succeeds")
+    }
+
+    /// Processes a batch and returns the ids SQS would redeliver.
+    pub async fn failures(&self, event: SqsEvent) -> Vec<String> {
+        self.process(event).await.response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+    }
+}
