@@ -60,7 +60,9 @@ up() {
   # bootstrap process it spawned, without killing anything by name. The launcher disables Nagle's
   # algorithm on the emulator's Lambda Runtime API server: with it, each event hop costs ~42 ms more
   # (../shared/local-aws.md).
-  BIND_HOST=127.0.0.1 GATEWAY_PORT="$PORT" LOG_LEVEL="${MINISTACK_LOG_LEVEL:-info}" \
+  # AWS_ENDPOINT_URL in its environment is what MiniStack hands to the Lambda processes it starts,
+  # so the functions call back into it instead of real AWS.
+  AWS_ENDPOINT_URL="$ENDPOINT" BIND_HOST=127.0.0.1 GATEWAY_PORT="$PORT" LOG_LEVEL="${MINISTACK_LOG_LEVEL:-info}" \
     setsid "$VENV/bin/python" -c '
 import socketserver, sys
 socketserver.StreamRequestHandler.disable_nagle_algorithm = True

@@ -1,1 +1,293 @@
-//! e2e
+//! Talking to the Orderflow stack deployed on the local emulator (`infra/deploy-local.sh`): its
+//! outputs, its HTTP API, its tables and queues, and a "tap" that shows every event of one flow.
+//! The demo (`src/bin/demo.rs`) and the end-to-end tests (`tests/e2e.rs`) are both built on it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use orderflow_contracts::{OrderState, OrderStatus};
+use serde_json::{json, Value};
+
+/// The statuses an order ends in.
+pub const FINAL: [OrderStatus; 3] = [OrderStatus::ReadyToShip, OrderStatus::PaymentFailed, OrderStatus::Backordered];
+
+/// A connection to the deployed stack.
+pub struct Local {
+    outputs: HashMap<String, String>,
+    /// HTTP client for the API.
+    pub http: reqwest::Client,
+    /// DynamoDB.
+    pub dynamo: aws_sdk_dynamodb::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge.
+    pub events: aws_sdk_eventbridge::Client,
+    /// S3 (path-style, as the emulator needs).
+    pub s3: aws_sdk_s3::Client,
+}
+
+/// One event seen on the bus through a [`Tap`].
+#[derive(Debug, Clone)]
+pub struct Tapped {
+    /// `detail-type`.
+    pub detail_type: String,
+    /// `source`.
+    pub source: String,
+    /// The order it concerns.
+    pub order_id: String,
+    /// Envelope event id.
+    pub event_id: String,
+    /// Envelope correlation id.
+    pub correlation_id: String,
+    /// When the producer says it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The whole EventBridge event, as delivered.
+    pub body: String,
+}
+
+/// A rule + queue on the bus that receives every Orderflow event whose correlation id starts with a
+/// prefix: how the demo prints a timeline and the tests see what was published, without touching the
+/// consumers' own queues.
+pub struct Tap {
+    rule: String,
+    /// The tap's queue.
+    pub queue_url: String,
+    bus: String,
+}
+
+impl Local {
+    /// Reads `.local/stack-outputs.json` (written by `infra/deploy-local.sh`) and builds clients.
+    pub async fn connect() -> Result<Self> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/stack-outputs.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("{} not found: deploy first with `infra/deploy-local.sh` (or `make demo`)", path.display())
+        })?;
+        let outputs: HashMap<String, String> = serde_json::from_str(&text)?;
+        let endpoint =
+            outputs.get("EndpointUrl").cloned().ok_or_else(|| anyhow!("no EndpointUrl in {}", path.display()))?;
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new(std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into())))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "orderflow-local"))
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+        Ok(Self {
+            outputs,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            dynamo: aws_sdk_dynamodb::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            events: aws_sdk_eventbridge::Client::new(&sdk),
+            s3,
+        })
+    }
+
+    /// A stack output, e.g. `BillingQueueUrl`.
+    pub fn output(&self, key: &str) -> &str {
+        self.outputs.get(key).map(String::as_str).unwrap_or_else(|| panic!("stack output {key} missing"))
+    }
+
+    /// `POST /orders`: status and JSON body.
+    pub async fn place_order(
+        &self,
+        body: &Value,
+        correlation_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .post(format!("{}/orders", self.output("LocalApiUrl")))
+            .header("x-correlation-id", correlation_id)
+            .json(body);
+        if let Some(key) = idempotency_key {
+            req = req.header("idempotency-key", key);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let json = serde_json::from_str(&text).with_context(|| format!("POST /orders answered {status}: {text}"))?;
+        Ok((status, json))
+    }
+
+    /// `GET /orders/{id}`.
+    pub async fn get_order(&self, order_id: &str) -> Result<Option<OrderState>> {
+        let resp = self.http.get(format!("{}/orders/{order_id}", self.output("LocalApiUrl"))).send().await?;
+        match resp.status().as_u16() {
+            200 => Ok(Some(resp.json().await?)),
+            404 => Ok(None),
+            other => bail!("GET /orders/{order_id} answered {other}: {}", resp.text().await.unwrap_or_default()),
+        }
+    }
+
+    /// Polls `GET /orders/{id}` until the order reaches a final status.
+    pub async fn wait_final(&self, order_id: &str, timeout: Duration) -> Result<OrderState> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(order) = self.get_order(order_id).await? {
+                if FINAL.contains(&order.status) {
+                    return Ok(order);
+                }
+                if Instant::now() > deadline {
+                    bail!("order {order_id} still {:?} after {timeout:?}", order.status);
+                }
+            } else if Instant::now() > deadline {
+                bail!("order {order_id} not found after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sets the stock of `sku` to `available`.
+    pub async fn set_stock(&self, sku: &str, available: u32) -> Result<()> {
+        self.dynamo
+            .put_item()
+            .table_name(self.output("StockTableName"))
+            .item("sku", AttributeValue::S(sku.into()))
+            .item("available", AttributeValue::N(available.to_string()))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// What is on hand for `sku`.
+    pub async fn stock(&self, sku: &str) -> Result<Option<u32>> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(self.output("StockTableName"))
+            .key("sku", AttributeValue::S(sku.into()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item().and_then(|i| i.get("available")).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()))
+    }
+
+    /// The invoice items of an order (the table is keyed by order id: at most one).
+    pub async fn invoice(&self, order_id: &str) -> Result<Option<HashMap<String, AttributeValue>>> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(self.output("InvoicesTableName"))
+            .key("orderId", AttributeValue::S(order_id.into()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item)
+    }
+
+    /// Starts a tap for every event whose correlation id starts with `prefix`.
+    pub async fn tap(&self, prefix: &str) -> Result<Tap> {
+        let name = format!("tap-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let queue_url =
+            self.sqs.create_queue().queue_name(&name).send().await?.queue_url.ok_or_else(|| anyhow!("no queue url"))?;
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes
+            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .ok_or_else(|| anyhow!("no queue arn"))?;
+        let bus = self.output("EventBusName").to_string();
+        let pattern = json!({
+            "source": [{"prefix": "orderflow."}],
+            "detail": {"metadata": {"correlationId": [{"prefix": prefix}]}}
+        });
+        self.events.put_rule().event_bus_name(&bus).name(&name).event_pattern(pattern.to_string()).send().await?;
+        self.events
+            .put_targets()
+            .event_bus_name(&bus)
+            .rule(&name)
+            .targets(aws_sdk_eventbridge::types::Target::builder().id("tap").arn(arn).build()?)
+            .send()
+            .await?;
+        Ok(Tap { rule: name, queue_url, bus })
+    }
+
+    /// Takes whatever the tap has received (waits up to `wait` for the first message).
+    pub async fn drain(&self, tap: &Tap, wait: Duration) -> Result<Vec<Tapped>> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&tap.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .send()
+            .await?;
+        let mut seen = Vec::new();
+        for m in out.messages.unwrap_or_default() {
+            if let Some(handle) = m.receipt_handle() {
+                self.sqs.delete_message().queue_url(&tap.queue_url).receipt_handle(handle).send().await?;
+            }
+            let body = m.body.unwrap_or_default();
+            seen.push(parse_tapped(&body)?);
+        }
+        Ok(seen)
+    }
+
+    /// Drains the tap until `until` holds for everything seen so far, or `timeout`.
+    pub async fn collect(
+        &self,
+        tap: &Tap,
+        timeout: Duration,
+        until: impl Fn(&[Tapped]) -> bool,
+    ) -> Result<Vec<Tapped>> {
+        let deadline = Instant::now() + timeout;
+        let mut all = Vec::new();
+        while !until(&all) {
+            if Instant::now() > deadline {
+                bail!(
+                    "tap condition not met after {timeout:?}; saw {:?}",
+                    all.iter().map(|t: &Tapped| (&t.order_id, &t.detail_type)).collect::<Vec<_>>()
+                );
+            }
+            all.extend(self.drain(tap, Duration::from_secs(1)).await?);
+        }
+        Ok(all)
+    }
+
+    /// Removes the tap's rule and queue.
+    pub async fn close(&self, tap: Tap) -> Result<()> {
+        self.events.remove_targets().event_bus_name(&tap.bus).rule(&tap.rule).ids("tap").send().await?;
+        self.events.delete_rule().event_bus_name(&tap.bus).name(&tap.rule).send().await?;
+        self.sqs.delete_queue().queue_url(&tap.queue_url).send().await?;
+        Ok(())
+    }
+}
+
+fn parse_tapped(body: &str) -> Result<Tapped> {
+    let event: Value = serde_json::from_str(body).with_context(|| format!("tap got a non-JSON body: {body}"))?;
+    let meta = &event["detail"]["metadata"];
+    let data = &event["detail"]["data"];
+    let order_id = data["orderId"].as_str().or_else(|| data["order"]["orderId"].as_str()).unwrap_or_default();
+    Ok(Tapped {
+        detail_type: event["detail-type"].as_str().unwrap_or_default().to_string(),
+        source: event["source"].as_str().unwrap_or_default().to_string(),
+        order_id: order_id.to_string(),
+        event_id: meta["eventId"].as_str().unwrap_or_default().to_string(),
+        correlation_id: meta["correlationId"].as_str().unwrap_or_default().to_string(),
+        occurred_at: meta["occurredAt"].as_str().and_then(|t| t.parse().ok()).unwrap_or_else(Utc::now),
+        body: body.to_string(),
+    })
+}
+
+/// A valid `POST /orders` body for `email` with the given lines (SKU, quantity, unit price).
+pub fn order_request(email: &str, lines: &[(&str, u32, i64)]) -> Value {
+    json!({
+        "customer": {"name": "Ada Lovelace", "email": email, "phone": "+447700900123"},
+        "lines": lines.iter().map(|(sku, q, p)| json!({"sku": sku, "quantity": q, "unitPriceMinor": p})).collect::<Vec<_>>(),
+        "currency": "GBP",
+        "shippingAddress": {"line1": "12 Analytical Row", "city": "London", "postalCode": "N1 9GU", "country": "GB"},
+        "shippingMinor": 495
+    })
+}
+
+/// A short unique token for names and correlation ids.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}

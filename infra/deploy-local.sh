@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds the functions with cargo lambda and deploys infra/template.yaml to the local emulator
+# (starting it if needed). Writes the stack's outputs to .local/stack-outputs.json, where the demo and
+# the end-to-end tests read them.
+#
+#   infra/deploy-local.sh            build (debug profile) + deploy
+#   ORDERFLOW_PROFILE=release infra/deploy-local.sh   deploy release binaries (slower to build)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+STACK="${ORDERFLOW_STACK:-orderflow}"
+STATE="$ROOT/.local"
+: "${CARGO_TARGET_DIR:=$ROOT/target}"
+export CARGO_TARGET_DIR
+log() { printf '[deploy-local] %s\n' "$*" >&2; }
+
+infra/local-aws.sh up
+eval "$(infra/local-aws.sh env)"
+mkdir -p "$STATE"
+
+# The emulator runs the bootstrap binaries as local processes, so build for this machine's
+# architecture with the plain cargo backend (no zig needed). AWS gets arm64 through `sam build`.
+arch=$(uname -m)
+case "$arch" in
+  x86_64) target_flag=--x86-64; template_arch=x86_64 ;;
+  aarch64) target_flag=--arm64; template_arch=arm64 ;;
+  *) log "unsupported machine architecture $arch"; exit 1 ;;
+esac
+profile_flag=()
+[ "${ORDERFLOW_PROFILE:-debug}" = release ] && profile_flag=(--release)
+log "building the functions with cargo lambda (${ORDERFLOW_PROFILE:-debug}, $arch)"
+cargo lambda build --compiler cargo "$target_flag" "${profile_flag[@]}" --output-format zip \
+  --bin sales-api --bin sales-order-status --bin billing --bin warehouse
+LAMBDA_DIR="$CARGO_TARGET_DIR/lambda"
+
+python3 infra/local-overlay.py infra/template.yaml "$LAMBDA_DIR" "$STATE/template.local.yaml"
+
+ARTIFACTS="${STACK}-artifacts"
+aws s3api head-bucket --bucket "$ARTIFACTS" >/dev/null 2>&1 || aws s3 mb "s3://$ARTIFACTS" >/dev/null
+log "packaging"
+aws cloudformation package --template-file "$STATE/template.local.yaml" --s3-bucket "$ARTIFACTS" \
+  --output-template-file "$STATE/template.packaged.yaml" >"$STATE/package.log" 2>&1 || { cat "$STATE/package.log" >&2; exit 1; }
+log "deploying stack $STACK"
+aws cloudformation deploy --template-file "$STATE/template.packaged.yaml" --stack-name "$STACK" \
+  --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+  --parameter-overrides "Architecture=$template_arch" >&2
+
+outputs=$(aws cloudformation describe-stacks --stack-name "$STACK" --query 'Stacks[0].Outputs' --output json)
+
+# The archive the AWS template declares, made through the EventBridge API (see local-overlay.py).
+bus_name=$(python3 -c 'import json,sys; print({o["OutputKey"]: o["OutputValue"] for o in json.load(sys.stdin)}["EventBusName"])' <<<"$outputs")
+if ! aws events describe-archive --archive-name "${STACK}-archive" >/dev/null 2>&1; then
+  bus_arn=$(aws events describe-event-bus --name "$bus_name" --query Arn --output text)
+  aws events create-archive --archive-name "${STACK}-archive" --event-source-arn "$bus_arn" --retention-days 30 >/dev/null
+fi
+
+python3 - "$outputs" "$AWS_ENDPOINT_URL" "$STATE/stack-outputs.json" <<'PY'
+import json, sys
+outputs = {o["OutputKey"]: o["OutputValue"] for o in json.loads(sys.argv[1])}
+endpoint = sys.argv[2].rstrip("/")
+# The emulator serves every HTTP API under one path on its own port.
+outputs["LocalApiUrl"] = f"{endpoint}/_aws/execute-api/{outputs['ApiId']}/$default"
+outputs["EndpointUrl"] = endpoint
+json.dump(outputs, open(sys.argv[3], "w"), indent=2)
+PY
+log "deployed; outputs in $STATE/stack-outputs.json (API: $(python3 -c 'import json;print(json.load(open("'"$STATE"'/stack-outputs.json"))["LocalApiUrl"])'))"

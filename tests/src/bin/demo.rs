@@ -1,0 +1,101 @@
+//! The main job: three orders placed over HTTP against the stack on the local emulator, each followed
+//! event by event until it reaches its final status.
+//!
+//! - one that completes:      OrderPlaced -> OrderBilled -> ShippingLabelCreated -> ReadyToShip
+//! - one whose card declines: OrderPlaced -> PaymentDeclined -> PaymentFailed
+//! - one larger than stock:   OrderPlaced -> OrderBilled -> StockAllocationFailed -> Backordered
+//!
+//! Run it with `make demo` (which deploys first).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use orderflow_contracts::OrderStatus;
+use orderflow_e2e::{order_request, unique, Local, FINAL};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let local = Local::connect().await?;
+    local.set_stock("DEMO-BOOK", 100).await?;
+    local.set_stock("DEMO-MUG", 100).await?;
+    local.set_stock("DEMO-RARE", 1).await?;
+    let run = unique("demo");
+    let tap = local.tap(&run).await?;
+
+    let orders = [
+        ("completes", order_request("ada@example.com", &[("DEMO-BOOK", 2, 1999), ("DEMO-MUG", 1, 1250)])),
+        ("declined", order_request("grace+decline@example.com", &[("DEMO-BOOK", 1, 1999)])),
+        ("out of stock", order_request("alan@example.com", &[("DEMO-RARE", 5, 4999)])),
+    ];
+    let mut labels: HashMap<String, &str> = HashMap::new();
+    let mut placed_at: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
+    println!("Placing {} orders on {}/orders\n", orders.len(), local.output("LocalApiUrl"));
+    for (i, (label, body)) in orders.iter().enumerate() {
+        let (status, order) = local.place_order(body, &format!("{run}-{i}"), Some(&unique("key"))).await?;
+        if status != 201 {
+            bail!("POST /orders answered {status}: {order}");
+        }
+        let id = order["orderId"].as_str().unwrap_or_default().to_string();
+        println!(
+            "  {label:<13} order {id}  HTTP {status}  total {} {}",
+            order["totals"]["totalMinor"],
+            order["currency"].as_str().unwrap_or("")
+        );
+        let at = order["history"][0]["at"].as_str().and_then(|t| t.parse().ok()).unwrap_or_else(chrono::Utc::now);
+        labels.insert(id.clone(), label);
+        placed_at.insert(id, at);
+    }
+
+    println!("\nTimeline, as the events arrive (time: when the event happened, since the order was placed):");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut finished: HashMap<String, OrderStatus> = HashMap::new();
+    while finished.len() < labels.len() {
+        if Instant::now() > deadline {
+            bail!("not every order finished within 60 s: {finished:?}");
+        }
+        for event in local.drain(&tap, Duration::from_secs(1)).await? {
+            let since =
+                placed_at.get(&event.order_id).map(|t| (event.occurred_at - *t).num_milliseconds()).unwrap_or(0);
+            let label = labels.get(&event.order_id).copied().unwrap_or("?");
+            let mut line = format!("  +{since:>5} ms  {label:<13} {:<22} from {}", event.detail_type, event.source);
+            if event.detail_type == "OrderStatusChanged" {
+                let body: serde_json::Value = serde_json::from_str(&event.body)?;
+                let status = body["detail"]["data"]["order"]["status"].as_str().unwrap_or_default().to_string();
+                line.push_str(&format!("  -> {status}"));
+                if let Some(s) = OrderStatus::parse(&status).filter(|s| FINAL.contains(s)) {
+                    finished.insert(event.order_id.clone(), s);
+                }
+            }
+            println!("{line}");
+        }
+    }
+    local.close(tap).await?;
+
+    println!("\nFinal state (GET /orders/{{id}}):");
+    for (id, label) in &labels {
+        let order = local.wait_final(id, Duration::from_secs(5)).await?;
+        let history: Vec<String> = order
+            .history
+            .iter()
+            .map(|h| match &h.reason {
+                Some(r) => format!("{} ({r})", h.status.as_str()),
+                None => h.status.as_str().to_string(),
+            })
+            .collect();
+        println!("  {label:<13} {:<13} v{}  {}", order.status.as_str(), order.version, history.join(" -> "));
+    }
+    let expected = [
+        ("completes", OrderStatus::ReadyToShip),
+        ("declined", OrderStatus::PaymentFailed),
+        ("out of stock", OrderStatus::Backordered),
+    ];
+    for (label, want) in expected {
+        let got = labels.iter().find(|(_, l)| **l == label).and_then(|(id, _)| finished.get(id));
+        if got != Some(&want) {
+            bail!("order `{label}` ended {got:?}, expected {want:?}");
+        }
+    }
+    println!("\nAll three orders reached the status their story predicts.");
+    Ok(())
+}

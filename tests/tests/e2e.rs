@@ -1,0 +1,251 @@
+//! End to end: infra/template.yaml deployed on the local emulator with the real binaries
+//! (`infra/deploy-local.sh`), driven over HTTP and SQS, asserting on stored state and queue contents.
+//! Ignored by a bare `cargo test`; `make test` deploys and runs them with `--include-ignored`.
+//! Every test uses its own SKUs and correlation-id prefix, so they run concurrently.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use orderflow_contracts::OrderStatus;
+use orderflow_e2e::{order_request, unique, Local, Tapped};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn count(events: &[Tapped], order_id: &str, detail_type: &str) -> usize {
+    events.iter().filter(|e| e.order_id == order_id && e.detail_type == detail_type).count()
+}
+
+fn has_status_change(events: &[Tapped], order_id: &str) -> bool {
+    count(events, order_id, "OrderStatusChanged") > 0
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn twenty_concurrent_orders_all_reach_ready_to_ship_with_one_invoice_each_and_correct_stock() {
+    let local = Local::connect().await.unwrap();
+    let (book, mug) = (unique("BOOK"), unique("MUG"));
+    local.set_stock(&book, 100).await.unwrap();
+    local.set_stock(&mug, 50).await.unwrap();
+    let run = unique("e2e-twenty");
+    let tap = local.tap(&run).await.unwrap();
+
+    let body = order_request("ada@example.com", &[(&book, 2, 1999), (&mug, 1, 1250)]);
+    let placed = join_all((0..20).map(|i| {
+        let (local, body, run) = (&local, &body, &run);
+        async move { local.place_order(body, &format!("{run}-{i}"), None).await.unwrap() }
+    }))
+    .await;
+    let ids: Vec<String> = placed
+        .iter()
+        .map(|(status, order)| {
+            assert_eq!(*status, 201, "{order}");
+            order["orderId"].as_str().unwrap().to_string()
+        })
+        .collect();
+
+    for id in &ids {
+        let order = local.wait_final(id, WAIT).await.unwrap();
+        assert_eq!(order.status, OrderStatus::ReadyToShip, "{id}: {:?}", order.history);
+        assert_eq!(order.version, 2);
+        assert!(order.tracking_number.is_some());
+        let invoice = local.invoice(id).await.unwrap().unwrap_or_else(|| panic!("{id} has no invoice"));
+        assert_eq!(invoice["status"].as_s().unwrap(), "PAID");
+        assert_eq!(invoice["amountMinor"].as_n().unwrap(), &(2 * 1999 + 1250 + 495).to_string());
+    }
+    assert_eq!(local.stock(&book).await.unwrap(), Some(100 - 20 * 2));
+    assert_eq!(local.stock(&mug).await.unwrap(), Some(50 - 20));
+
+    let events = local.collect(&tap, WAIT, |seen| ids.iter().all(|id| has_status_change(seen, id))).await.unwrap();
+    for id in &ids {
+        for detail_type in ["OrderPlaced", "OrderBilled", "ShippingLabelCreated", "OrderStatusChanged"] {
+            assert_eq!(count(&events, id, detail_type), 1, "{id}: exactly one {detail_type}");
+        }
+    }
+    // Correlation carried from the HTTP request through every service.
+    let by_order: HashMap<&str, Vec<&Tapped>> = events.iter().fold(HashMap::new(), |mut m, e| {
+        m.entry(e.order_id.as_str()).or_default().push(e);
+        m
+    });
+    for (id, evs) in by_order {
+        let first = &evs[0].correlation_id;
+        assert!(evs.iter().all(|e| &e.correlation_id == first), "{id}: one correlation id across the flow");
+    }
+    // The label document is in S3 where the event says.
+    let label = events.iter().find(|e| e.detail_type == "ShippingLabelCreated").unwrap();
+    let body: serde_json::Value = serde_json::from_str(&label.body).unwrap();
+    let object = local
+        .s3
+        .get_object()
+        .bucket(body["detail"]["data"]["labelBucket"].as_str().unwrap())
+        .key(body["detail"]["data"]["labelKey"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(doc["trackingNumber"], body["detail"]["data"]["trackingNumber"]);
+    local.close(tap).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn a_declined_payment_ends_payment_failed_and_allocates_nothing() {
+    let local = Local::connect().await.unwrap();
+    let sku = unique("BOOK");
+    local.set_stock(&sku, 10).await.unwrap();
+    let (status, order) = local
+        .place_order(&order_request("grace+decline@example.com", &[(&sku, 1, 1999)]), &unique("e2e-declined"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    let id = order["orderId"].as_str().unwrap();
+    let order = local.wait_final(id, WAIT).await.unwrap();
+    assert_eq!(order.status, OrderStatus::PaymentFailed);
+    assert!(order.history.last().unwrap().reason.as_deref().unwrap().contains("declined"));
+    assert_eq!(local.invoice(id).await.unwrap().unwrap()["status"].as_s().unwrap(), "DECLINED");
+    assert_eq!(local.stock(&sku).await.unwrap(), Some(10));
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn an_order_larger_than_stock_ends_backordered_with_stock_unchanged() {
+    let local = Local::connect().await.unwrap();
+    let (plenty, rare) = (unique("BOOK"), unique("RARE"));
+    local.set_stock(&plenty, 10).await.unwrap();
+    local.set_stock(&rare, 2).await.unwrap();
+    let body = order_request("alan@example.com", &[(&plenty, 1, 1999), (&rare, 3, 4999)]);
+    let (status, order) = local.place_order(&body, &unique("e2e-short"), None).await.unwrap();
+    assert_eq!(status, 201);
+    let id = order["orderId"].as_str().unwrap();
+    let order = local.wait_final(id, WAIT).await.unwrap();
+    assert_eq!(order.status, OrderStatus::Backordered);
+    assert!(order
+        .history
+        .last()
+        .unwrap()
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains(&format!("{rare}: 3 requested, 2 available")));
+    assert_eq!(local.stock(&plenty).await.unwrap(), Some(10), "all lines or none");
+    assert_eq!(local.stock(&rare).await.unwrap(), Some(2));
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn an_invalid_post_gets_a_4xx_naming_the_field_and_publishes_nothing() {
+    let local = Local::connect().await.unwrap();
+    let run = unique("e2e-invalid");
+    let tap = local.tap(&run).await.unwrap();
+    let mut body = order_request("ada@example.com", &[("BOOK-001", 0, 1999)]);
+    body["currency"] = serde_json::json!("XYZ");
+    let (status, answer) = local.place_order(&body, &format!("{run}-0"), None).await.unwrap();
+    assert_eq!(status, 400);
+    let fields: Vec<&str> = answer["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, vec!["lines[0].quantity", "currency"]);
+
+    // A valid order on the same tap proves the tap works; only its events may arrive.
+    let (status, ok) = local
+        .place_order(&order_request("ada@example.com", &[(&unique("X"), 1, 1)]), &format!("{run}-1"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    let ok_id = ok["orderId"].as_str().unwrap().to_string();
+    let events = local.collect(&tap, WAIT, |seen| has_status_change(seen, &ok_id)).await.unwrap();
+    assert!(events.iter().all(|e| e.correlation_id == format!("{run}-1")), "the invalid request published nothing");
+    local.close(tap).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn garbage_on_the_billing_queue_is_dead_lettered_after_one_receive_while_orders_keep_flowing() {
+    let local = Local::connect().await.unwrap();
+    let garbage = format!("garbage {}", unique("poison"));
+    local.sqs.send_message().queue_url(local.output("BillingQueueUrl")).message_body(&garbage).send().await.unwrap();
+
+    let sku = unique("BOOK");
+    local.set_stock(&sku, 5).await.unwrap();
+    let (_, order) = local
+        .place_order(&order_request("ada@example.com", &[(&sku, 1, 1999)]), &unique("e2e-poison"), None)
+        .await
+        .unwrap();
+    let order = local.wait_final(order["orderId"].as_str().unwrap(), WAIT).await.unwrap();
+    assert_eq!(order.status, OrderStatus::ReadyToShip, "other orders keep flowing");
+
+    let dlq = local.output("BillingDeadLetterQueueUrl");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let out = local
+            .sqs
+            .receive_message()
+            .queue_url(dlq)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .visibility_timeout(0)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = out.messages().iter().find(|m| m.body() == Some(garbage.as_str())) {
+            let attrs = m.message_attributes().unwrap();
+            assert_eq!(attrs["orderflow.receiveCount"].string_value(), Some("1"), "dead-lettered on its first receive");
+            assert_eq!(attrs["orderflow.consumer"].string_value(), Some("billing"));
+            assert!(attrs["orderflow.reason"].string_value().unwrap().contains("not an EventBridge event"));
+            local.sqs.delete_message().queue_url(dlq).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "garbage never reached Billing's DLQ");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn the_same_order_placed_delivered_twice_produces_one_invoice() {
+    let local = Local::connect().await.unwrap();
+    let sku = unique("BOOK");
+    local.set_stock(&sku, 10).await.unwrap();
+    let run = unique("e2e-dup");
+    let tap = local.tap(&run).await.unwrap();
+    let (_, order) =
+        local.place_order(&order_request("ada@example.com", &[(&sku, 2, 1999)]), &run, None).await.unwrap();
+    let id = order["orderId"].as_str().unwrap().to_string();
+    let first = local.collect(&tap, WAIT, |seen| has_status_change(seen, &id)).await.unwrap();
+    let placed = first.iter().find(|e| e.detail_type == "OrderPlaced").unwrap().body.clone();
+    let invoice_before = local.invoice(&id).await.unwrap().unwrap();
+
+    // The very same OrderPlaced, delivered to Billing twice more, concurrently.
+    let queue = local.output("BillingQueueUrl");
+    for _ in 0..2 {
+        local.sqs.send_message().queue_url(queue).message_body(&placed).send().await.unwrap();
+    }
+    // Wait until Billing has taken both (nothing visible or in flight on its queue) ...
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let attrs = local
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let n = |k| attrs.get(&k).and_then(|v: &String| v.parse::<u32>().ok()).unwrap_or(0);
+        if n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages) == 0
+            && n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible) == 0
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "Billing did not drain its queue");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // ... then give any (wrong) second OrderBilled time to travel before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = local.drain(&tap, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(count(&later, &id, "OrderBilled"), 0, "no second billing: {later:?}");
+    assert_eq!(local.invoice(&id).await.unwrap().unwrap(), invoice_before, "one invoice, untouched");
+    assert_eq!(local.stock(&sku).await.unwrap(), Some(8), "allocated once");
+    local.close(tap).await.unwrap();
+}
