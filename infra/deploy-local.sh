@@ -64,4 +64,17 @@ outputs["LocalApiUrl"] = f"{endpoint}/_aws/execute-api/{outputs['ApiId']}/$defau
 outputs["EndpointUrl"] = endpoint
 json.dump(outputs, open(sys.argv[3], "w"), indent=2)
 PY
+# One env file per function, read back from the deployed functions themselves, for
+# `cargo lambda watch --env-file .local/env/<function>.env` (see the README).
+mkdir -p "$STATE/env"
+aws cloudformation describe-stack-resources --stack-name "$STACK" \
+  --query 'StackResources[?ResourceType==`AWS::Lambda::Function`].[LogicalResourceId,PhysicalResourceId]' --output text |
+while read -r logical physical; do
+  binary=$(python3 -c 'import re,sys; print(re.sub(r"(?<!^)(?=[A-Z])", "-", sys.argv[1].removesuffix("Function")).lower())' "$logical")
+  aws lambda get-function-configuration --function-name "$physical" --query 'Environment.Variables' --output json |
+    python3 -c 'import json,sys; [print(f"{k}={v}") for k, v in sorted(json.load(sys.stdin).items())]' > "$STATE/env/$binary.env"
+  printf 'AWS_ENDPOINT_URL=%s\nAWS_REGION=%s\nAWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test\n' \
+    "$AWS_ENDPOINT_URL" "$AWS_REGION" >> "$STATE/env/$binary.env"
+done
+
 log "deployed; outputs in $STATE/stack-outputs.json (API: $(python3 -c 'import json;print(json.load(open("'"$STATE"'/stack-outputs.json"))["LocalApiUrl"])'))"

@@ -32,4 +32,9 @@ step "build and deploy infra/template.yaml to the emulator"
 infra/deploy-local.sh
 
 step "all tests (unit, adapters against the emulator, end to end)"
-cargo test --workspace -- --include-ignored
+log="$ROOT/.local/test-output.log"
+cargo test --workspace -- --include-ignored 2>&1 | tee "$log"
+# One closing line for the whole run (cargo prints one per test binary, the last often a doc-test
+# binary with nothing in it).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
+     END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
