@@ -12,6 +12,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "formatting"
 cargo fmt --all -- --check
 
+step "lints (clippy, warnings are errors)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
 step "tools (pinned, into .venv)"
 infra/local-aws.sh setup
 

@@ -188,7 +188,8 @@ pub fn validate(body: &Value) -> Result<NewOrder, Vec<FieldError>> {
     let city = f.text(f.at(&["shippingAddress", "city"]), "shippingAddress.city", true);
     let postal_code = f.text(f.at(&["shippingAddress", "postalCode"]), "shippingAddress.postalCode", true);
     let country = f.text(f.at(&["shippingAddress", "country"]), "shippingAddress.country", true);
-    if !country.is_empty() && !(country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase())) {
+    let alpha2 = country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase());
+    if !country.is_empty() && !alpha2 {
         f.errors.push(field_error("shippingAddress.country", "must be an ISO 3166-1 alpha-2 code, e.g. GB"));
     }
     let shipping_minor = f.integer(f.at(&["shippingMinor"]), "shippingMinor", 0, Some(0));

@@ -46,6 +46,17 @@ pub fn demand(lines: &[OrderLine]) -> BTreeMap<String, u32> {
     demand
 }
 
+/// The lines `levels` cannot fill (an unknown SKU has none on hand).
+pub fn shortages(demand: &BTreeMap<String, u32>, levels: &HashMap<String, u32>) -> Vec<Shortage> {
+    demand
+        .iter()
+        .filter_map(|(sku, &requested)| {
+            let available = levels.get(sku).copied().unwrap_or(0);
+            (available < requested).then(|| Shortage { sku: sku.clone(), requested, available })
+        })
+        .collect()
+}
+
 /// The DynamoDB adapter.
 #[derive(Debug, Clone)]
 pub struct DynamoDbStockStore {
@@ -152,13 +163,7 @@ impl StockStore for DynamoDbStockStore {
                     return Ok(Allocation::AlreadyAllocated);
                 }
                 let levels = self.levels(demand.keys().cloned().collect()).await?;
-                let shortages: Vec<Shortage> = demand
-                    .iter()
-                    .filter_map(|(sku, &requested)| {
-                        let available = levels.get(sku).copied().unwrap_or(0);
-                        (available < requested).then(|| Shortage { sku: sku.clone(), requested, available })
-                    })
-                    .collect();
+                let shortages = shortages(&demand, &levels);
                 if shortages.is_empty() {
                     // Lost a race with a concurrent allocation that has since been undone or was
                     // transient (e.g. a transaction conflict): try again later.
@@ -201,13 +206,7 @@ impl StockStore for InMemoryStockStore {
         }
         let mut levels = self.levels.lock().expect("lock");
         let demand = demand(lines);
-        let shortages: Vec<Shortage> = demand
-            .iter()
-            .filter_map(|(sku, &requested)| {
-                let available = levels.get(sku).copied().unwrap_or(0);
-                (available < requested).then(|| Shortage { sku: sku.clone(), requested, available })
-            })
-            .collect();
+        let shortages = shortages(&demand, &levels);
         if !shortages.is_empty() {
             return Ok(Allocation::Short(shortages));
         }
