@@ -81,7 +81,7 @@ pub fn decode_data<E: Event>(schema_version: u32, data: &RawValue) -> Result<E, 
 /// What a consumer accepts: one [`Event`], or an enum of several (see [`inbound!`]).
 pub trait Inbound: Sized + Send + 'static {
     /// The `detail-type`s this consumer understands; anything else is a permanent failure.
-    fn detail_types() -> Vec<&'static str>;
+    const DETAIL_TYPES: &'static [&'static str];
     /// Decodes the envelope's `data` for the given `detail-type` and schema version.
     fn decode(detail_type: &str, schema_version: u32, data: &RawValue) -> Result<Self, ContractError>;
     /// The event's name, for logs.
@@ -89,9 +89,7 @@ pub trait Inbound: Sized + Send + 'static {
 }
 
 impl<E: Event> Inbound for E {
-    fn detail_types() -> Vec<&'static str> {
-        vec![E::NAME]
-    }
+    const DETAIL_TYPES: &'static [&'static str] = &[E::NAME];
     fn decode(detail_type: &str, schema_version: u32, data: &RawValue) -> Result<Self, ContractError> {
         if detail_type != E::NAME {
             return Err(ContractError::UnknownDetailType(detail_type.to_string()));
@@ -122,9 +120,7 @@ macro_rules! inbound {
         $vis enum $name { $($variant($ty)),+ }
 
         impl $crate::Inbound for $name {
-            fn detail_types() -> Vec<&'static str> {
-                vec![$(<$ty as $crate::Event>::NAME),+]
-            }
+            const DETAIL_TYPES: &'static [&'static str] = &[$(<$ty as $crate::Event>::NAME),+];
             fn decode(
                 detail_type: &str,
                 schema_version: u32,

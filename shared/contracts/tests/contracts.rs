@@ -92,7 +92,7 @@ inbound! {
 
 #[test]
 fn an_inbound_enum_dispatches_on_detail_type() {
-    assert_eq!(Outcome::detail_types(), vec!["ShippingLabelCreated", "PaymentDeclined"]);
+    assert_eq!(Outcome::DETAIL_TYPES, ["ShippingLabelCreated", "PaymentDeclined"]);
     let declined = json!({"orderId": "o", "invoiceId": "i", "amountMinor": 5, "currency": "USD",
         "reason": "card declined", "declinedAt": "2026-11-28T10:00:00Z"});
     let decoded = Outcome::decode("PaymentDeclined", 1, &raw(declined)).unwrap();

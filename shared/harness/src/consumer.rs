@@ -327,7 +327,7 @@ pub fn decode<E: Inbound>(body: Option<&str>) -> Result<(E, Metadata), ContractE
     let body = body.ok_or_else(|| ContractError::NotAnEnvelope("empty body".into()))?;
     let event: EventBridgeEvent<Box<RawValue>> =
         serde_json::from_str(body).map_err(|e| ContractError::NotAnEnvelope(format!("body: {e}")))?;
-    if !E::detail_types().contains(&event.detail_type.as_str()) {
+    if !E::DETAIL_TYPES.contains(&event.detail_type.as_str()) {
         return Err(ContractError::UnknownDetailType(event.detail_type));
     }
     let envelope: RawEnvelope =

@@ -394,3 +394,17 @@ fn envelopes_built_by_producers_decode_in_consumers() {
     assert_eq!(decoded, placed);
     assert_eq!(metadata, envelope.metadata);
 }
+
+/// The panic containment above only holds where panics unwind. `cargo lambda build --release` turns
+/// on `panic = "abort"` unless the workspace's release profile says otherwise, so it must keep saying
+/// so (checked once by hand with `cargo lambda build --release -v`: no `-C panic=abort` reaches rustc).
+#[test]
+fn the_release_profile_keeps_panics_unwinding() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml")).unwrap();
+    let release = manifest.split("[profile.release]").nth(1).expect("a [profile.release] section");
+    let section = release.split("\n[").next().unwrap();
+    assert!(
+        section.lines().any(|l| l.split('#').next().unwrap().replace(' ', "") == "panic=\"unwind\""),
+        "[profile.release] must set panic = \"unwind\" explicitly:\n{section}"
+    );
+}
