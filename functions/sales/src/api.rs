@@ -16,6 +16,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
+use orderflow_contracts::canonical::canonical;
 use orderflow_contracts::{
     Address, Currency, Customer, Envelope, OrderLine, OrderPlaced, OrderState, OrderStatus, StatusEntry, Totals,
 };
@@ -330,7 +331,7 @@ impl SalesApi {
             }
         };
         let request_hash: String =
-            Sha256::digest(body.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+            Sha256::digest(canonical(&body).to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         let now = Utc::now();
         let totals = Totals::for_lines(&new.lines, new.shipping_minor, 0);
         let order = StoredOrder {

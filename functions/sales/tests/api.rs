@@ -223,3 +223,22 @@ async fn get_returns_the_order_with_its_history_or_404() {
     assert_eq!(missing.status(), 404);
     assert_eq!(fields(&missing), vec!["orderId"]);
 }
+
+#[tokio::test]
+async fn a_replay_with_the_fields_in_another_order_is_the_same_request() {
+    let rig = rig(0);
+    let first = rig.api.handle(request("sales-api/post-order.http.json")).await;
+    // The same order, keys written in reverse order.
+    let mut event: Value = serde_json::from_str(&sample_text("sales-api/post-order.http.json")).unwrap();
+    let body = sample_body();
+    let mut keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    keys.sort();
+    keys.reverse();
+    let text =
+        format!("{{{}}}", keys.iter().map(|k| format!("{:?}:{}", k, body[k.as_str()])).collect::<Vec<_>>().join(","));
+    assert!(text.starts_with("{\"shippingMinor\""), "{text}");
+    event["body"] = Value::String(text);
+    let replay = rig.api.handle(lambda_http::request::from_str(&event.to_string()).unwrap()).await;
+    assert_eq!((first.status().as_u16(), replay.status().as_u16()), (201, 200));
+    assert_eq!(json_of(&first)["orderId"], json_of(&replay)["orderId"]);
+}

@@ -9,6 +9,7 @@
 //! reads the current version whatever the producer sent. JSON Schemas of every envelope are generated
 //! from these types into `events-samples/schemas/` (see [`schemas`]).
 
+pub mod canonical;
 mod envelope;
 mod error;
 pub mod events;

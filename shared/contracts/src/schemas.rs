@@ -12,7 +12,8 @@ use crate::{
 fn one<E: Event>() -> (String, String) {
     let schema = schema_for!(Envelope<E>);
     let file = format!("{}.v{}.schema.json", E::NAME, E::SCHEMA_VERSION);
-    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serialises");
+    let value = serde_json::to_value(&schema).expect("a schema serialises");
+    let mut text = serde_json::to_string_pretty(&crate::canonical::canonical(&value)).expect("JSON serialises");
     text.push('\n');
     (file, text)
 }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod idempotency;
 pub mod publisher;
 pub mod telemetry;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use consumer::{Consumer, ConsumerSettings, Handler, RecordContext};
