@@ -27,6 +27,8 @@ pub struct Local {
     pub events: aws_sdk_eventbridge::Client,
     /// S3 (path-style, as the emulator needs).
     pub s3: aws_sdk_s3::Client,
+    /// Lambda (event source mappings).
+    pub lambda: aws_sdk_lambda::Client,
 }
 
 /// One event seen on the bus through a [`Tap`].
@@ -81,6 +83,7 @@ impl Local {
             dynamo: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             events: aws_sdk_eventbridge::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
             s3,
         })
     }
@@ -137,6 +140,32 @@ impl Local {
                 bail!("order {order_id} not found after {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops or restarts the delivery of a function's queue to the function (its SQS event source
+    /// mapping), as if the consumer were down, and waits until the mapping says so.
+    pub async fn set_consumer_enabled(&self, function_output: &str, enabled: bool) -> Result<()> {
+        let function = self.output(function_output).to_string();
+        let mappings = self.lambda.list_event_source_mappings().function_name(&function).send().await?;
+        let uuid = mappings
+            .event_source_mappings()
+            .first()
+            .and_then(|m| m.uuid())
+            .ok_or_else(|| anyhow!("{function} has no event source mapping"))?
+            .to_string();
+        self.lambda.update_event_source_mapping().uuid(&uuid).enabled(enabled).send().await?;
+        let want = if enabled { "Enabled" } else { "Disabled" };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = self.lambda.get_event_source_mapping().uuid(&uuid).send().await?.state;
+            if state.as_deref() == Some(want) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("event source mapping of {function} still {state:?}, expected {want}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

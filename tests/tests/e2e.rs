@@ -249,3 +249,49 @@ async fn the_same_order_placed_delivered_twice_produces_one_invoice() {
     assert_eq!(local.stock(&sku).await.unwrap(), Some(8), "allocated once");
     local.close(tap).await.unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn a_consumer_that_is_down_loses_nothing_and_catches_up_when_it_returns() {
+    use futures::FutureExt;
+
+    let local = Local::connect().await.unwrap();
+    let sku = unique("BOOK");
+    local.set_stock(&sku, 10).await.unwrap();
+    let run = unique("e2e-down");
+    let tap = local.tap(&run).await.unwrap();
+
+    // Warehouse goes down: its queue keeps receiving, nothing is delivered to the function.
+    local.set_consumer_enabled("WarehouseFunctionName", false).await.unwrap();
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let (status, order) = local
+                .place_order(&order_request("ada@example.com", &[(&sku, 1, 1999)]), &format!("{run}-{i}"), None)
+                .await
+                .unwrap();
+            assert_eq!(status, 201);
+            ids.push(order["orderId"].as_str().unwrap().to_string());
+        }
+        // Billing, which is up, does its part for every order ...
+        local.collect(&tap, WAIT, |seen| ids.iter().all(|id| count(seen, id, "OrderBilled") == 1)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // ... and the orders wait, with nothing allocated, while Warehouse is down.
+        for id in &ids {
+            assert_eq!(local.get_order(id).await.unwrap().unwrap().status, OrderStatus::Placed);
+        }
+        assert_eq!(local.stock(&sku).await.unwrap(), Some(10));
+        ids
+    })
+    .catch_unwind()
+    .await;
+    // Warehouse comes back (also when the checks above failed, so other tests are not stalled).
+    local.set_consumer_enabled("WarehouseFunctionName", true).await.unwrap();
+    let ids = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+
+    for id in &ids {
+        assert_eq!(local.wait_final(id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip, "{id} caught up");
+    }
+    assert_eq!(local.stock(&sku).await.unwrap(), Some(7));
+    local.close(tap).await.unwrap();
+}
