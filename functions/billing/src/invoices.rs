@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use orderflow_contracts::Currency;
-use orderflow_harness::dynamo::{describe, get_n, get_s, n, s};
+use orderflow_harness::dynamo::{describe, get_n, get_s, is_conditional_check_failed, n, s};
 
 /// Where an invoice stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl InvoiceStore for DynamoDbInvoiceStore {
             .await;
         match put {
             Ok(_) => Ok(invoice),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+            Err(e) if is_conditional_check_failed(&e) => {
                 let out = self
                     .client
                     .get_item()

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use orderflow_contracts::{OrderState, OrderStatus, StatusEntry};
-use orderflow_harness::dynamo::{describe, get_n, get_s, n, s};
+use orderflow_harness::dynamo::{describe, get_n, get_s, is_conditional_check_failed, n, s};
 
 /// An order as Sales stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,13 +138,6 @@ impl DynamoDbOrderStore {
     }
 }
 
-fn is_condition_failure<E>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
-}
-
 #[async_trait]
 impl OrderStore for DynamoDbOrderStore {
     async fn create(&self, order: &StoredOrder) -> Result<Created, StoreError> {
@@ -158,7 +151,7 @@ impl OrderStore for DynamoDbOrderStore {
             .await;
         match put {
             Ok(_) => Ok(Created::New),
-            Err(e) if is_condition_failure(&e) => match self.get(&order.state.order_id).await? {
+            Err(e) if is_conditional_check_failed(&e) => match self.get(&order.state.order_id).await? {
                 Some(existing) => Ok(Created::Existing(Box::new(existing))),
                 None => Err(StoreError("order vanished between create and read".into())),
             },
@@ -191,7 +184,7 @@ impl OrderStore for DynamoDbOrderStore {
             .await;
         match put {
             Ok(_) => Ok(Saved::Saved),
-            Err(e) if is_condition_failure(&e) => Ok(Saved::VersionConflict),
+            Err(e) if is_conditional_check_failed(&e) => Ok(Saved::VersionConflict),
             Err(e) => Err(StoreError(describe(e))),
         }
     }

@@ -117,9 +117,8 @@ impl DynamoDbStockStore {
 #[async_trait]
 impl StockStore for DynamoDbStockStore {
     async fn allocate(&self, order_id: &str, lines: &[OrderLine]) -> Result<Allocation, StoreError> {
-        if self.already_allocated(order_id).await? {
-            return Ok(Allocation::AlreadyAllocated);
-        }
+        // No read first: the transaction's condition on the shipment record catches a redelivery,
+        // and only a cancelled transaction (rare) pays for the reads that tell why.
         let demand = demand(lines);
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError(e.to_string());
         let mut items = Vec::with_capacity(demand.len() + 1);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::dynamo::{describe, get_s, n, s};
+use crate::dynamo::{describe, get_s, is_conditional_check_failed, n, s};
 use async_trait::async_trait;
 
 /// The answer to a claim.
@@ -90,7 +90,7 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
             .await;
         match put {
             Ok(_) => Ok(Claim::Acquired),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+            Err(e) if is_conditional_check_failed(&e) => {
                 let item = self
                     .client
                     .get_item()
@@ -137,7 +137,7 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
         match res {
             Ok(_) => Ok(()),
             // Already completed or gone: nothing to release.
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) if is_conditional_check_failed(&e) => Ok(()),
             Err(e) => Err(sdk_err(e)),
         }
     }
