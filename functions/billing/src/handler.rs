@@ -1,14 +1,17 @@
 //! Billing's step of the workflow: on `OrderPlaced`, bill the order.
 //!
 //! ```text
-//! OrderPlaced ─► invoice (one per order) ─► pending? charge ─► record outcome
-//!                                          └ settled already: reuse the outcome
+//! OrderPlaced ─► billable? (total > 0) ─► invoice (one per order) ─► decide (crate::decision)
+//!    Charge ─► provider (idempotent per invoice) ─► settle if still pending ─► outcome that stands
+//!    Announce (settled before) ─┘
+//!    Refuse (unknown status, mismatch) ─► dead-letter queue, never charged
 //!             ─► OrderBilled (carries lines + address for Warehouse) | PaymentDeclined
 //! ```
 //!
-//! Every step is safe to repeat: the invoice is keyed by order, the charge is keyed by invoice, and
-//! the event published is derived from the cause, so a retry after any failure publishes the same
-//! event once more and nothing twice.
+//! Every step is safe to repeat: the invoice is keyed by order, the charge is keyed by invoice, the
+//! outcome is written only over a pending invoice, and the event published is derived from the cause,
+//! so a retry after any failure (even a crash between charge and settle) publishes the same event once
+//! more and takes the money once.
 
 use std::sync::Arc;
 
@@ -18,8 +21,9 @@ use orderflow_contracts::{Envelope, OrderBilled, OrderPlaced, PaymentDeclined};
 use orderflow_harness::{EventPublisher, Handler, HandlerError, OutboundEvent, RecordContext};
 use tracing::info;
 
+use crate::decision::{decide, settlement, unbillable, Decision};
 use crate::invoices::{Invoice, InvoiceStatus, InvoiceStore};
-use crate::payments::{Charge, ChargeOutcome, PaymentGateway};
+use crate::payments::PaymentGateway;
 
 /// The handler: invoices, payments, publisher.
 pub struct Billing {
@@ -42,6 +46,9 @@ impl Billing {
 #[async_trait]
 impl Handler<OrderPlaced> for Billing {
     async fn handle(&self, order: OrderPlaced, ctx: &RecordContext) -> Result<(), HandlerError> {
+        if let Some(reason) = unbillable(&order) {
+            return Err(HandlerError::Permanent(reason));
+        }
         let invoice = self
             .invoices
             .create_or_get(Invoice {
@@ -51,29 +58,15 @@ impl Handler<OrderPlaced> for Billing {
                 currency: order.currency,
                 status: InvoiceStatus::Pending,
             })
-            .await
-            .map_err(HandlerError::retryable)?;
+            .await?;
 
-        let status = match invoice.status.clone() {
-            InvoiceStatus::Pending => {
-                let outcome = self
-                    .payments
-                    .charge(&Charge {
-                        invoice_id: invoice.invoice_id.clone(),
-                        amount_minor: invoice.amount_minor,
-                        currency: invoice.currency,
-                        customer_email: order.customer.email.clone(),
-                    })
-                    .await
-                    .map_err(HandlerError::retryable)?;
-                let status = match outcome {
-                    ChargeOutcome::Approved { payment_reference } => InvoiceStatus::Paid { payment_reference },
-                    ChargeOutcome::Declined { reason } => InvoiceStatus::Declined { reason },
-                };
-                self.invoices.settle(&order.order_id, &status).await.map_err(HandlerError::retryable)?;
-                status
+        let status = match decide(&order, &invoice) {
+            Decision::Refuse(reason) => return Err(HandlerError::Permanent(reason)),
+            Decision::Announce(settled) => settled,
+            Decision::Charge(charge) => {
+                let outcome = self.payments.charge(&charge).await.map_err(HandlerError::retryable)?;
+                self.invoices.settle(&order.order_id, &settlement(outcome)).await?
             }
-            settled => settled,
         };
 
         let event = match status {
@@ -108,7 +101,12 @@ impl Handler<OrderPlaced> for Billing {
                     },
                 ))
             }
-            InvoiceStatus::Pending => unreachable!("settled above"),
+            other => {
+                return Err(HandlerError::Permanent(format!(
+                    "invoice {} settled as {other:?}: not announcing",
+                    invoice.invoice_id
+                )))
+            }
         };
         self.publisher.publish(vec![event]).await?;
         Ok(())
@@ -117,7 +115,9 @@ impl Handler<OrderPlaced> for Billing {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     use orderflow_contracts::{Currency, Envelope, OrderPlaced};
     use orderflow_harness::consumer::decode;
@@ -127,13 +127,22 @@ mod tests {
 
     use super::*;
     use crate::invoices::InMemoryInvoiceStore;
-    use crate::payments::{PaymentError, RuleBasedGateway};
+    use crate::payments::{Charge, ChargeOutcome, PaymentError, RuleBasedGateway};
+    use orderflow_harness::StoreError;
 
-    /// Counts charges; fails the first `fail_first` of them as if the provider were down.
+    /// A provider as real ones behave: idempotent per key (the invoice id), so asking twice takes the
+    /// money once. Counts requests and charges taken; fails the first `fail_first` requests as if down.
     struct CountingGateway {
         inner: RuleBasedGateway,
         calls: AtomicUsize,
         fail_first: usize,
+        taken: Mutex<HashMap<String, ChargeOutcome>>,
+    }
+
+    impl CountingGateway {
+        fn charges_taken(&self) -> usize {
+            self.taken.lock().unwrap().len()
+        }
     }
 
     #[async_trait]
@@ -143,7 +152,31 @@ mod tests {
             if n < self.fail_first {
                 return Err(PaymentError("503 from provider".into()));
             }
-            self.inner.charge(charge).await
+            if let Some(earlier) = self.taken.lock().unwrap().get(&charge.invoice_id) {
+                return Ok(earlier.clone());
+            }
+            let outcome = self.inner.charge(charge).await?;
+            self.taken.lock().unwrap().insert(charge.invoice_id.clone(), outcome.clone());
+            Ok(outcome)
+        }
+    }
+
+    /// The invoice store of a process that dies right after the charge, before recording it, once.
+    struct CrashesBeforeSettling {
+        inner: Arc<InMemoryInvoiceStore>,
+        crashes_left: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl InvoiceStore for CrashesBeforeSettling {
+        async fn create_or_get(&self, invoice: Invoice) -> Result<Invoice, StoreError> {
+            self.inner.create_or_get(invoice).await
+        }
+        async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<InvoiceStatus, StoreError> {
+            if self.crashes_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                return Err(StoreError::retryable("invoice store", "process died before the write"));
+            }
+            self.inner.settle(order_id, status).await
         }
     }
 
@@ -160,6 +193,7 @@ mod tests {
             inner: RuleBasedGateway { decline_above_minor: 100_000, decline_email_marker: "+decline@".into() },
             calls: AtomicUsize::new(0),
             fail_first,
+            taken: Mutex::new(HashMap::new()),
         });
         let published = Arc::new(InMemoryPublisher::default());
         let handler = Billing::new(invoices.clone(), gateway.clone(), published.clone());
@@ -206,7 +240,7 @@ mod tests {
         let rig = rig(0);
         let (mut order, _) = sample_order();
         order.lines[0].unit_price_minor = 60_000;
-        order.totals = orderflow_contracts::Totals::for_lines(&order.lines, 0, 0);
+        order.totals = orderflow_contracts::Totals::for_lines(&order.lines, 0, 0).unwrap();
         bill(&rig, order.clone()).await;
         let declined = rig.published.envelopes::<PaymentDeclined>();
         assert_eq!(declined.len(), 1);
@@ -272,5 +306,74 @@ mod tests {
         let billed = rig.published.envelopes::<OrderBilled>();
         assert_eq!(billed[0].data.payment_reference, "pay-earlier");
         assert_eq!(billed[0].metadata.event_id, uuid::Uuid::new_v5(&cause.event_id, b"OrderBilled"));
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_charge_and_settle_takes_the_money_once() {
+        let rig = rig(0);
+        let store = Arc::new(CrashesBeforeSettling { inner: rig.invoices.clone(), crashes_left: AtomicUsize::new(1) });
+        let billing: Harnessed<OrderPlaced> =
+            Harnessed::new("billing", Arc::new(Billing::new(store, rig.gateway.clone(), rig.published.clone())));
+        let body = sqs_sample("billing/order-placed.sqs.json").records[0].body.clone().unwrap();
+
+        // The first delivery charges, then dies before recording the outcome ...
+        assert_eq!(billing.failures(sqs_batch(vec![body.clone()])).await, vec!["m0"]);
+        assert!(matches!(rig.invoices.all()[0].status, InvoiceStatus::Pending));
+        // ... the redelivery asks the provider again with the same key, and records what it says.
+        assert!(billing.failures(sqs_batch(vec![body])).await.is_empty());
+        assert_eq!(rig.gateway.calls.load(Ordering::SeqCst), 2, "asked twice");
+        assert_eq!(rig.gateway.charges_taken(), 1, "charged once");
+        assert!(matches!(rig.invoices.all()[0].status, InvoiceStatus::Paid { .. }));
+        assert_eq!(rig.published.envelopes::<OrderBilled>().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_invoice_of_unknown_status_is_never_charged() {
+        let rig = rig(0);
+        let (order, _) = sample_order();
+        rig.invoices.insert(Invoice {
+            invoice_id: format!("inv-{}", order.order_id),
+            order_id: order.order_id.clone(),
+            amount_minor: order.totals.total_minor,
+            currency: order.currency,
+            status: InvoiceStatus::Unknown("REFUNDED".into()),
+        });
+        let event = sqs_sample("billing/order-placed.sqs.json");
+        assert!(rig.billing.failures(event).await.is_empty(), "dead-lettered, so acknowledged");
+        assert_eq!(rig.gateway.calls.load(Ordering::SeqCst), 0);
+        let letters = rig.billing.dead_letters.letters();
+        assert!(letters[0].reason.contains("status `REFUNDED`"), "{}", letters[0].reason);
+        assert!(rig.published.published().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_non_positive_total_is_refused_without_an_invoice() {
+        let rig = rig(0);
+        let (mut order, _) = sample_order();
+        for line in &mut order.lines {
+            line.unit_price_minor = 0;
+        }
+        order.totals = orderflow_contracts::Totals::for_lines(&order.lines, 0, 0).unwrap();
+        bill(&rig, order).await;
+        assert!(rig.billing.dead_letters.letters()[0].reason.contains("only a positive total is charged"));
+        assert!(rig.invoices.all().is_empty());
+        assert_eq!(rig.gateway.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn settling_never_overwrites_an_outcome_already_recorded() {
+        let store = InMemoryInvoiceStore::default();
+        let (order, _) = sample_order();
+        store.insert(Invoice {
+            invoice_id: "inv-1".into(),
+            order_id: order.order_id.clone(),
+            amount_minor: 100,
+            currency: Currency::GBP,
+            status: InvoiceStatus::Declined { reason: "first".into() },
+        });
+        let stands =
+            store.settle(&order.order_id, &InvoiceStatus::Paid { payment_reference: "late".into() }).await.unwrap();
+        assert_eq!(stands, InvoiceStatus::Declined { reason: "first".into() });
+        assert_eq!(store.all()[0].status, InvoiceStatus::Declined { reason: "first".into() });
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! Table `invoices`, partition key `orderId`. Item: `invoiceId`, `amountMinor`, `currency`, `status`
 //! (`PENDING` | `PAID` | `DECLINED`), `paymentReference` or `declineReason`, `createdAt`.
+//!
+//! Fails closed: a status this code does not know (or none) reads as [`InvoiceStatus::Unknown`],
+//! which is never charged; and an outcome is recorded only while the invoice is still `PENDING`, so
+//! a late writer never overwrites the outcome another one recorded.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,7 +13,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use orderflow_contracts::Currency;
-use orderflow_harness::dynamo::{describe, get_n, get_s, is_conditional_check_failed, n, s};
+use orderflow_harness::dynamo::{get_n, get_s, is_conditional_check_failed, n, s, store_error};
+use orderflow_harness::StoreError;
 
 /// Where an invoice stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +31,8 @@ pub enum InvoiceStatus {
         /// The provider's reason.
         reason: String,
     },
+    /// The stored status is missing or not one this code knows: never charged, left for a human.
+    Unknown(String),
 }
 
 /// An invoice.
@@ -43,18 +50,16 @@ pub struct Invoice {
     pub status: InvoiceStatus,
 }
 
-/// The store did not answer; the record is retried.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invoice store: {0}")]
-pub struct StoreError(pub String);
+const STORE: &str = "invoice store";
 
-/// The port.
+/// Billing's invoices.
 #[async_trait]
 pub trait InvoiceStore: Send + Sync {
     /// Stores `invoice` unless the order has one; returns the order's invoice either way.
     async fn create_or_get(&self, invoice: Invoice) -> Result<Invoice, StoreError>;
-    /// Records the charge's outcome.
-    async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<(), StoreError>;
+    /// Records the charge's outcome if the invoice is still pending; returns the outcome that stands
+    /// (this one, or the one recorded first).
+    async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<InvoiceStatus, StoreError>;
 }
 
 /// The DynamoDB adapter.
@@ -72,18 +77,23 @@ impl DynamoDbInvoiceStore {
 }
 
 fn parse(item: &HashMap<String, AttributeValue>) -> Result<Invoice, StoreError> {
-    let field =
-        |name: &str| get_s(item, name).map(str::to_string).ok_or_else(|| StoreError(format!("invoice without {name}")));
+    let unreadable = |what: &str| StoreError::permanent(STORE, format!("invoice unreadable: {what}"));
+    let field = |name: &str| get_s(item, name).map(str::to_string).ok_or_else(|| unreadable(name));
     let status = match get_s(item, "status") {
-        Some("PAID") => InvoiceStatus::Paid { payment_reference: field("paymentReference")? },
-        Some("DECLINED") => InvoiceStatus::Declined { reason: field("declineReason")? },
-        _ => InvoiceStatus::Pending,
+        Some("PENDING") => InvoiceStatus::Pending,
+        Some("PAID") => match get_s(item, "paymentReference") {
+            Some(r) => InvoiceStatus::Paid { payment_reference: r.to_string() },
+            None => InvoiceStatus::Unknown("PAID without paymentReference".into()),
+        },
+        Some("DECLINED") => InvoiceStatus::Declined { reason: get_s(item, "declineReason").unwrap_or_default().into() },
+        Some(other) => InvoiceStatus::Unknown(other.to_string()),
+        None => InvoiceStatus::Unknown("(missing)".into()),
     };
     Ok(Invoice {
         invoice_id: field("invoiceId")?,
         order_id: field("orderId")?,
-        amount_minor: get_n(item, "amountMinor").ok_or_else(|| StoreError("invoice without amountMinor".into()))?,
-        currency: Currency::parse(&field("currency")?).ok_or_else(|| StoreError("invoice currency unknown".into()))?,
+        amount_minor: get_n(item, "amountMinor").ok_or_else(|| unreadable("amountMinor"))?,
+        currency: Currency::parse(&field("currency")?).ok_or_else(|| unreadable("currency"))?,
         status,
     })
 }
@@ -110,23 +120,12 @@ impl InvoiceStore for DynamoDbInvoiceStore {
             .await;
         match put {
             Ok(_) => Ok(invoice),
-            Err(e) if is_conditional_check_failed(&e) => {
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("orderId", s(&invoice.order_id))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError(describe(e)))?;
-                parse(out.item().ok_or_else(|| StoreError("invoice vanished".into()))?)
-            }
-            Err(e) => Err(StoreError(describe(e))),
+            Err(e) if is_conditional_check_failed(&e) => self.read(&invoice.order_id).await,
+            Err(e) => Err(store_error(STORE, e)),
         }
     }
 
-    async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<(), StoreError> {
+    async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<InvoiceStatus, StoreError> {
         let req = self.client.update_item().table_name(&self.table).key("orderId", s(order_id));
         let req = match status {
             InvoiceStatus::Paid { payment_reference } => req
@@ -137,10 +136,36 @@ impl InvoiceStore for DynamoDbInvoiceStore {
                 .update_expression("SET #s = :s, declineReason = :r")
                 .expression_attribute_values(":s", s("DECLINED"))
                 .expression_attribute_values(":r", s(reason)),
-            InvoiceStatus::Pending => return Ok(()),
+            InvoiceStatus::Pending | InvoiceStatus::Unknown(_) => {
+                return Err(StoreError::permanent(STORE, format!("{status:?} is not an outcome")))
+            }
         };
-        req.expression_attribute_names("#s", "status").send().await.map_err(|e| StoreError(describe(e)))?;
-        Ok(())
+        let res = req
+            .condition_expression("#s = :pending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":pending", s("PENDING"))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(status.clone()),
+            Err(e) if is_conditional_check_failed(&e) => Ok(self.read(order_id).await?.status),
+            Err(e) => Err(store_error(STORE, e)),
+        }
+    }
+}
+
+impl DynamoDbInvoiceStore {
+    async fn read(&self, order_id: &str) -> Result<Invoice, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("orderId", s(order_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(STORE, e))?;
+        parse(out.item().ok_or_else(|| StoreError::retryable(STORE, "invoice vanished"))?)
     }
 }
 
@@ -155,6 +180,10 @@ impl InMemoryInvoiceStore {
     pub fn all(&self) -> Vec<Invoice> {
         self.invoices.lock().expect("lock").values().cloned().collect()
     }
+    /// Puts an invoice in place, as a test's GIVEN.
+    pub fn insert(&self, invoice: Invoice) {
+        self.invoices.lock().expect("lock").insert(invoice.order_id.clone(), invoice);
+    }
 }
 
 #[async_trait]
@@ -163,13 +192,14 @@ impl InvoiceStore for InMemoryInvoiceStore {
         Ok(self.invoices.lock().expect("lock").entry(invoice.order_id.clone()).or_insert(invoice).clone())
     }
 
-    async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<(), StoreError> {
+    async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<InvoiceStatus, StoreError> {
         match self.invoices.lock().expect("lock").get_mut(order_id) {
-            Some(invoice) => {
+            Some(invoice) if invoice.status == InvoiceStatus::Pending => {
                 invoice.status = status.clone();
-                Ok(())
+                Ok(status.clone())
             }
-            None => Err(StoreError(format!("no invoice for {order_id}"))),
+            Some(invoice) => Ok(invoice.status.clone()),
+            None => Err(StoreError::retryable(STORE, format!("no invoice for {order_id}"))),
         }
     }
 }

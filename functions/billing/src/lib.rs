@@ -2,6 +2,7 @@
 //! payment port and publishes `OrderBilled` or `PaymentDeclined`. It knows nothing of Warehouse or of
 //! what Sales does next.
 
+pub mod decision;
 pub mod handler;
 pub mod invoices;
 pub mod payments;

@@ -1,15 +1,18 @@
-//! `sales-api`: the orders HTTP API behind API Gateway (HTTP API, payload 2.0).
+//! `sales-api`: the orders HTTP API behind API Gateway (HTTP API, payload 2.0). Routing and answers
+//! only: what a valid request is lives in [`crate::validation`], what things cost in
+//! [`crate::catalogue`].
 //!
 //! ```text
-//! POST /orders ─► parse + validate (400 naming every bad field) ─► store as Placed (conditional put)
-//!              ─► publish OrderPlaced ─► mark published ─► 201 + the order
+//! POST /orders ─► validate (400 naming every bad field) ─► price from the catalogue (400: unknown SKU)
+//!              ─► store as Placed with OrderPlaced in the item's outbox (one conditional put) ─► 201
+//!                        └─ the table's stream ─► outbox relay ─► OrderPlaced on the bus
 //! GET /orders/{id} ─► 200 + the order with its status history, or 404
 //! ```
 //!
-//! An `Idempotency-Key` header makes POST safe to retry: the order id is derived from the key, so a
-//! retry finds the order it created and answers it (200) instead of placing a second one; if the first
-//! attempt stored the order but failed to publish, the retry publishes it (same event id, so consumers
-//! see one event). The same key with a different body is refused.
+//! Storing and announcing are one write, so there is no order that was stored but never announced,
+//! whatever fails after the put. An `Idempotency-Key` header makes POST safe to retry: the order id
+//! is derived from the key, so a retry finds the order it created and answers it (200) instead of
+//! placing a second one. The same key with a different body is refused (422).
 
 use std::sync::Arc;
 
@@ -17,206 +20,23 @@ use chrono::Utc;
 use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use orderflow_contracts::canonical::canonical;
-use orderflow_contracts::{
-    Address, Currency, Customer, Envelope, OrderLine, OrderPlaced, OrderState, OrderStatus, StatusEntry, Totals,
-};
-use orderflow_harness::{EventPublisher, OutboundEvent};
+use orderflow_contracts::{Envelope, OrderPlaced, OrderState, OrderStatus, StatusEntry};
+use orderflow_harness::OutboundEvent;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tracing::{error, info, warn};
+use tracing::{error, info, Instrument};
 use uuid::Uuid;
 
+use crate::catalogue::{price, Catalogue};
 use crate::orders::{Created, OrderStore, StoredOrder};
+use crate::validation::{field_error, validate, FieldError, ID_NAMESPACE};
 
-/// Most lines one order may have (DynamoDB transactions, which Warehouse allocates stock with, take
-/// at most 100 items).
-pub const MAX_LINES: usize = 50;
-
-/// Namespace of ids derived from client idempotency keys and order ids (UUID v5).
-const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_7266_6c6f_7700_0000_0000_0001);
-
-/// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// Path of the field in the request, e.g. `lines[1].quantity`, or a header name.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-fn field_error(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-    FieldError { field: field.into(), message: message.into() }
-}
-
-/// A validated order request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOrder {
-    /// The buyer.
-    pub customer: Customer,
-    /// The lines.
-    pub lines: Vec<OrderLine>,
-    /// The currency.
-    pub currency: Currency,
-    /// Where to ship.
-    pub shipping_address: Address,
-    /// Shipping cost.
-    pub shipping_minor: i64,
-}
-
-struct Fields<'a> {
-    errors: Vec<FieldError>,
-    root: &'a Value,
-}
-
-impl<'a> Fields<'a> {
-    fn at(&self, path: &[&str]) -> Option<&'a Value> {
-        path.iter().try_fold(self.root, |v, k| v.get(k)).filter(|v| !v.is_null())
-    }
-
-    fn text(&mut self, v: Option<&Value>, field: &str, required: bool) -> String {
-        match v {
-            Some(Value::String(s)) if !s.trim().is_empty() => {
-                if s.len() > 200 {
-                    self.errors.push(field_error(field, "must be at most 200 characters"));
-                }
-                s.trim().to_string()
-            }
-            Some(Value::String(_)) if required => {
-                self.errors.push(field_error(field, "must not be empty"));
-                String::new()
-            }
-            None if required => {
-                self.errors.push(field_error(field, "is required"));
-                String::new()
-            }
-            Some(Value::String(_)) | None => String::new(),
-            Some(_) => {
-                self.errors.push(field_error(field, "must be a string"));
-                String::new()
-            }
-        }
-    }
-
-    fn integer(&mut self, v: Option<&Value>, field: &str, min: i64, default: Option<i64>) -> i64 {
-        match (v, default) {
-            (None, Some(d)) => d,
-            (None, None) => {
-                self.errors.push(field_error(field, "is required"));
-                0
-            }
-            (Some(v), _) => match v.as_i64() {
-                Some(i) if i >= min => i,
-                Some(_) if min == 1 => {
-                    self.errors.push(field_error(field, "must be a positive integer"));
-                    0
-                }
-                Some(_) => {
-                    self.errors.push(field_error(field, format!("must be at least {min}")));
-                    0
-                }
-                None => {
-                    self.errors.push(field_error(field, "must be an integer"));
-                    0
-                }
-            },
-        }
-    }
-}
-
-/// E.164: a plus, then 8 to 15 digits, not starting with 0.
-fn is_e164(phone: &str) -> bool {
-    let digits = phone.strip_prefix('+').unwrap_or("");
-    (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0')
-}
-
-/// Validates a `POST /orders` body, naming every invalid field.
-pub fn validate(body: &Value) -> Result<NewOrder, Vec<FieldError>> {
-    if !body.is_object() {
-        return Err(vec![field_error("body", "must be a JSON object")]);
-    }
-    let mut f = Fields { errors: Vec::new(), root: body };
-
-    let name = f.text(f.at(&["customer", "name"]), "customer.name", true);
-    let email = f.text(f.at(&["customer", "email"]), "customer.email", true);
-    if !email.is_empty() && !email_address::EmailAddress::is_valid(&email) {
-        f.errors.push(field_error("customer.email", "is not a valid email address"));
-    }
-    let phone = f.text(f.at(&["customer", "phone"]), "customer.phone", true);
-    if !phone.is_empty() && !is_e164(&phone) {
-        f.errors.push(field_error("customer.phone", "must be in E.164 format, e.g. +447700900123"));
-    }
-    let mut customer_id = f.text(f.at(&["customer", "customerId"]), "customer.customerId", false);
-    if customer_id.is_empty() {
-        customer_id = format!("guest-{}", Uuid::new_v5(&ID_NAMESPACE, email.to_lowercase().as_bytes()).simple());
-    }
-
-    let mut lines = Vec::new();
-    match f.at(&["lines"]) {
-        None => f.errors.push(field_error("lines", "is required")),
-        Some(Value::Array(items)) if items.is_empty() => {
-            f.errors.push(field_error("lines", "must contain at least one line"))
-        }
-        Some(Value::Array(items)) if items.len() > MAX_LINES => {
-            f.errors.push(field_error("lines", format!("must contain at most {MAX_LINES} lines")))
-        }
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                if !item.is_object() {
-                    f.errors.push(field_error(format!("lines[{i}]"), "must be an object"));
-                    continue;
-                }
-                let sku = f.text(item.get("sku"), &format!("lines[{i}].sku"), true);
-                let quantity = f.integer(item.get("quantity"), &format!("lines[{i}].quantity"), 1, None);
-                if quantity > 10_000 {
-                    f.errors.push(field_error(format!("lines[{i}].quantity"), "must be at most 10000"));
-                }
-                let price = f.integer(item.get("unitPriceMinor"), &format!("lines[{i}].unitPriceMinor"), 0, None);
-                lines.push(OrderLine { sku, quantity: quantity.clamp(0, 10_000) as u32, unit_price_minor: price });
-            }
-        }
-        Some(_) => f.errors.push(field_error("lines", "must be an array")),
-    }
-
-    let code = f.text(f.at(&["currency"]), "currency", true);
-    let currency = Currency::parse(&code);
-    if currency.is_none() && !code.is_empty() {
-        f.errors.push(field_error("currency", format!("unknown currency `{code}` (accepted: EUR, USD, GBP, CHF)")));
-    }
-
-    let line1 = f.text(f.at(&["shippingAddress", "line1"]), "shippingAddress.line1", true);
-    let line2 = f.text(f.at(&["shippingAddress", "line2"]), "shippingAddress.line2", false);
-    let city = f.text(f.at(&["shippingAddress", "city"]), "shippingAddress.city", true);
-    let postal_code = f.text(f.at(&["shippingAddress", "postalCode"]), "shippingAddress.postalCode", true);
-    let country = f.text(f.at(&["shippingAddress", "country"]), "shippingAddress.country", true);
-    let alpha2 = country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase());
-    if !country.is_empty() && !alpha2 {
-        f.errors.push(field_error("shippingAddress.country", "must be an ISO 3166-1 alpha-2 code, e.g. GB"));
-    }
-    let shipping_minor = f.integer(f.at(&["shippingMinor"]), "shippingMinor", 0, Some(0));
-
-    match (f.errors.is_empty(), currency) {
-        (true, Some(currency)) => Ok(NewOrder {
-            customer: Customer { customer_id, name, email, phone },
-            lines,
-            currency,
-            shipping_address: Address {
-                line1,
-                line2: Some(line2).filter(|l| !l.is_empty()),
-                city,
-                postal_code,
-                country,
-            },
-            shipping_minor,
-        }),
-        _ => Err(f.errors),
-    }
-}
-
-/// The HTTP API's handler: the order store and the publisher.
+/// The HTTP API's handler: the order store, the catalogue and the shop's shipping charge.
 pub struct SalesApi {
     orders: Arc<dyn OrderStore>,
-    publisher: Arc<dyn EventPublisher>,
+    catalogue: Arc<dyn Catalogue>,
+    shipping_minor: i64,
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize, correlation_id: &str) -> Response<Body> {
@@ -232,6 +52,14 @@ fn errors(status: StatusCode, errors: Vec<FieldError>, correlation_id: &str) -> 
     json_response(status, &json!({ "errors": errors }), correlation_id)
 }
 
+fn unavailable(field: &str, correlation_id: &str) -> Response<Body> {
+    errors(
+        StatusCode::SERVICE_UNAVAILABLE,
+        vec![field_error(field, "the shop is unavailable, retry later")],
+        correlation_id,
+    )
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
@@ -244,10 +72,28 @@ pub fn order_id_for(idempotency_key: Option<&str>) -> String {
     }
 }
 
+/// The `OrderPlaced` announcing `order`. Its event id is derived from the order id, so the order is
+/// always announced as the same event, however often the relay sends it.
+pub fn order_placed(order: &StoredOrder) -> OutboundEvent {
+    let s = &order.state;
+    let placed = OrderPlaced {
+        order_id: s.order_id.clone(),
+        customer: s.customer.clone(),
+        lines: s.lines.clone(),
+        currency: s.currency,
+        totals: s.totals,
+        shipping_address: s.shipping_address.clone(),
+        placed_at: s.history.first().map(|h| h.at).unwrap_or_else(Utc::now),
+    };
+    let mut envelope = Envelope::new(placed, Some(order.correlation_id.clone()));
+    envelope.metadata.event_id = Uuid::new_v5(&ID_NAMESPACE, format!("OrderPlaced/{}", s.order_id).as_bytes());
+    OutboundEvent::from_envelope(&envelope)
+}
+
 impl SalesApi {
-    /// The API over its ports.
-    pub fn new(orders: Arc<dyn OrderStore>, publisher: Arc<dyn EventPublisher>) -> Self {
-        Self { orders, publisher }
+    /// The API over its ports; `shipping_minor` is the flat shipping charge the shop sets.
+    pub fn new(orders: Arc<dyn OrderStore>, catalogue: Arc<dyn Catalogue>, shipping_minor: i64) -> Self {
+        Self { orders, catalogue, shipping_minor }
     }
 
     /// Routes one request.
@@ -261,28 +107,30 @@ impl SalesApi {
                     .filter(|r| !r.is_empty())
                     .unwrap_or_else(|| Uuid::new_v4().to_string())
             });
-        let path = req.uri().path().to_string();
-        let path = path.trim_end_matches('/');
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        // API Gateway may keep a stage prefix; the route is the tail.
-        let route = segments.iter().rposition(|s| *s == "orders").map(|i| &segments[i..]).unwrap_or(&[]);
+        let path = req.uri().path().trim_end_matches('/').to_string();
         let span =
             tracing::info_span!("request", method = %req.method(), path = %path, correlation_id = %correlation_id);
-        let _enter = span.enter();
-        match (req.method(), route) {
-            (&Method::POST, ["orders"]) => self.place(&req, &correlation_id).await,
-            (&Method::GET, ["orders", id]) => self.get(id, &correlation_id).await,
-            (_, ["orders"]) | (_, ["orders", _]) => errors(
-                StatusCode::METHOD_NOT_ALLOWED,
-                vec![field_error("method", "not allowed on this path")],
-                &correlation_id,
-            ),
-            _ => errors(
-                StatusCode::NOT_FOUND,
-                vec![field_error("path", format!("no route for {path}"))],
-                &correlation_id,
-            ),
+        async {
+            let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            // API Gateway may keep a stage prefix; the route is the tail.
+            let route = segments.iter().rposition(|s| *s == "orders").map(|i| &segments[i..]).unwrap_or(&[]);
+            match (req.method(), route) {
+                (&Method::POST, ["orders"]) => self.place(&req, &correlation_id).await,
+                (&Method::GET, ["orders", id]) => self.get(id, &correlation_id).await,
+                (_, ["orders"]) | (_, ["orders", _]) => errors(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    vec![field_error("method", "not allowed on this path")],
+                    &correlation_id,
+                ),
+                _ => errors(
+                    StatusCode::NOT_FOUND,
+                    vec![field_error("path", format!("no route for {path}"))],
+                    &correlation_id,
+                ),
+            }
         }
+        .instrument(span)
+        .await
     }
 
     async fn get(&self, order_id: &str, correlation_id: &str) -> Response<Body> {
@@ -295,11 +143,7 @@ impl SalesApi {
             ),
             Err(e) => {
                 error!(error = %e, "order store unavailable");
-                errors(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    vec![field_error("orderId", "the order store is unavailable, retry later")],
-                    correlation_id,
-                )
+                unavailable("orderId", correlation_id)
             }
         }
     }
@@ -323,8 +167,23 @@ impl SalesApi {
                 )
             }
         };
-        let new = match validate(&body) {
-            Ok(new) => new,
+        let request = match validate(&body) {
+            Ok(request) => request,
+            Err(errs) => {
+                info!(invalid_fields = ?errs.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), "order refused");
+                return errors(StatusCode::BAD_REQUEST, errs, correlation_id);
+            }
+        };
+        let skus: Vec<String> = request.lines.iter().map(|l| l.sku.clone()).collect();
+        let products = match self.catalogue.products(&skus).await {
+            Ok(products) => products,
+            Err(e) => {
+                error!(error = %e, "catalogue unavailable");
+                return unavailable("lines", correlation_id);
+            }
+        };
+        let (lines, totals) = match price(&request, &products, self.shipping_minor) {
+            Ok(priced) => priced,
             Err(errs) => {
                 info!(invalid_fields = ?errs.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), "order refused");
                 return errors(StatusCode::BAD_REQUEST, errs, correlation_id);
@@ -332,26 +191,23 @@ impl SalesApi {
         };
         let request_hash: String =
             Sha256::digest(canonical(&body).to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        let now = Utc::now();
-        let totals = Totals::for_lines(&new.lines, new.shipping_minor, 0);
         let order = StoredOrder {
             state: OrderState {
                 order_id: order_id_for(key),
                 status: OrderStatus::Placed,
                 version: 1,
-                customer: new.customer,
-                lines: new.lines,
-                currency: new.currency,
+                customer: request.customer,
+                lines,
+                currency: request.currency,
                 totals,
-                shipping_address: new.shipping_address,
+                shipping_address: request.shipping_address,
                 tracking_number: None,
-                history: vec![StatusEntry { status: OrderStatus::Placed, at: now, reason: None }],
+                history: vec![StatusEntry { status: OrderStatus::Placed, at: Utc::now(), reason: None }],
             },
             request_hash,
             correlation_id: correlation_id.to_string(),
-            published: false,
         };
-        let (order, status) = match self.orders.create(&order).await {
+        let (order, status) = match self.orders.create(&order, &order_placed(&order)).await {
             Ok(Created::New) => (order, StatusCode::CREATED),
             Ok(Created::Existing(existing)) if existing.request_hash != order.request_hash => {
                 return errors(
@@ -366,53 +222,14 @@ impl SalesApi {
             }
             Err(e) => {
                 error!(error = %e, "order store unavailable");
-                return errors(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    vec![field_error("body", "the order store is unavailable, retry later")],
-                    correlation_id,
-                );
+                return unavailable("body", correlation_id);
             }
         };
-        if !order.published {
-            if let Err(e) = self.publish_placed(&order).await {
-                error!(order_id = %order.state.order_id, error = %e, "order stored but OrderPlaced not published");
-                let hint =
-                    if key.is_some() { "retry with the same Idempotency-Key" } else { "retry with an Idempotency-Key" };
-                return errors(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    vec![field_error("body", format!("the order was stored but not yet announced; {hint}"))],
-                    correlation_id,
-                );
-            }
-        }
         info!(order_id = %order.state.order_id, total_minor = order.state.totals.total_minor, "order placed");
         let mut response = json_response(status, &order.state, correlation_id);
         if let Ok(location) = format!("/orders/{}", order.state.order_id).parse() {
             response.headers_mut().insert("location", location);
         }
         response
-    }
-
-    async fn publish_placed(&self, order: &StoredOrder) -> Result<(), String> {
-        let s = &order.state;
-        let placed = OrderPlaced {
-            order_id: s.order_id.clone(),
-            customer: s.customer.clone(),
-            lines: s.lines.clone(),
-            currency: s.currency,
-            totals: s.totals,
-            shipping_address: s.shipping_address.clone(),
-            placed_at: s.history.first().map(|h| h.at).unwrap_or_else(Utc::now),
-        };
-        let mut envelope = Envelope::new(placed, Some(order.correlation_id.clone()));
-        // The same order always announces itself with the same event id, so a re-send after a
-        // failure is a duplicate to every consumer, not a second order.
-        envelope.metadata.event_id = Uuid::new_v5(&ID_NAMESPACE, format!("OrderPlaced/{}", s.order_id).as_bytes());
-        self.publisher.publish(vec![OutboundEvent::from_envelope(&envelope)]).await.map_err(|e| e.to_string())?;
-        if let Err(e) = self.orders.mark_published(&s.order_id).await {
-            // Published; a replay would publish again with the same event id, which consumers drop.
-            warn!(error = %e, "OrderPlaced published but not marked");
-        }
-        Ok(())
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! ShippingLabelCreated  ─► ReadyToShip   ┐
-//! PaymentDeclined       ─► PaymentFailed ├─► versioned save ─► OrderStatusChanged (full order, version)
-//! StockAllocationFailed ─► Backordered   ┘
+//! PaymentDeclined       ─► PaymentFailed ├─► versioned update, OrderStatusChanged (full order, version)
+//! StockAllocationFailed ─► Backordered   ┘    in the same write's outbox ─► stream ─► relay ─► bus
 //! ```
 //!
 //! Only legal transitions are written (out of `Placed`); an event that contradicts the order's history
 //! is a permanent failure and goes to the dead-letter queue for a human. A concurrent change of the
-//! order is detected by its version and the decision is made again on the fresh copy.
+//! order is detected by its version and the decision is made again on the fresh copy. The change and
+//! its announcement are one write, so a crash after it loses nothing and a redelivery finds the order
+//! already moved and has nothing left to do.
 
 use std::sync::Arc;
 
@@ -17,10 +19,10 @@ use chrono::Utc;
 use orderflow_contracts::{
     inbound, Envelope, OrderStatus, OrderStatusChanged, PaymentDeclined, ShippingLabelCreated, StockAllocationFailed,
 };
-use orderflow_harness::{EventPublisher, Handler, HandlerError, OutboundEvent, RecordContext};
+use orderflow_harness::{Handler, HandlerError, OutboundEvent, RecordContext};
 use tracing::info;
 
-use crate::orders::{transition, OrderStore, Saved, StoredOrder};
+use crate::orders::{transition, OrderStore, Saved};
 
 inbound! {
     /// The events that end an order's workflow.
@@ -34,24 +36,15 @@ inbound! {
 /// How many times a version conflict is re-decided before the record is handed back to SQS.
 const MAX_CONFLICTS: usize = 5;
 
-/// The handler: the order store and the publisher.
+/// The handler: the order store.
 pub struct OrderStatusHandler {
     orders: Arc<dyn OrderStore>,
-    publisher: Arc<dyn EventPublisher>,
 }
 
 impl OrderStatusHandler {
-    /// The handler over its ports.
-    pub fn new(orders: Arc<dyn OrderStore>, publisher: Arc<dyn EventPublisher>) -> Self {
-        Self { orders, publisher }
-    }
-
-    async fn announce(&self, order: &StoredOrder, ctx: &RecordContext) -> Result<(), HandlerError> {
-        let previous_status = order.state.history.iter().rev().nth(1).map(|h| h.status).unwrap_or(OrderStatus::Placed);
-        let changed = OrderStatusChanged { previous_status, order: order.state.clone() };
-        let envelope = Envelope::caused_by(&ctx.metadata, changed);
-        self.publisher.publish(vec![OutboundEvent::from_envelope(&envelope)]).await?;
-        Ok(())
+    /// The handler over its port.
+    pub fn new(orders: Arc<dyn OrderStore>) -> Self {
+        Self { orders }
     }
 }
 
@@ -74,23 +67,21 @@ impl Handler<StatusInput> for OrderStatusHandler {
             let order = self
                 .orders
                 .get(&order_id)
-                .await
-                .map_err(HandlerError::retryable)?
+                .await?
                 .ok_or_else(|| HandlerError::permanent(format!("order {order_id} is unknown to Sales")))?;
             if order.state.status == next {
-                // Moved already by an earlier attempt that failed before (or while) publishing:
-                // announce again; the event id is derived from the cause, so it is the same event.
-                info!(order_id = %order_id, status = next.as_str(), "already in this status; announcing again");
-                return self.announce(&order, ctx).await;
+                // Moved by an earlier delivery; that write carried its announcement.
+                info!(order_id = %order_id, status = next.as_str(), "already in this status");
+                return Ok(());
             }
             let state = transition(&order.state, next, Utc::now(), reason.clone(), tracking.clone())
                 .map_err(HandlerError::permanent)?;
-            let expected = order.state.version;
-            let updated = StoredOrder { state, ..order };
-            match self.orders.save(&updated, expected).await.map_err(HandlerError::retryable)? {
+            let changed = OrderStatusChanged { previous_status: order.state.status, order: state.clone() };
+            let announcement = OutboundEvent::from_envelope(&Envelope::caused_by(&ctx.metadata, changed));
+            match self.orders.change_status(&state, order.state.version, &announcement).await? {
                 Saved::Saved => {
-                    info!(order_id = %order_id, status = next.as_str(), version = updated.state.version, "order status changed");
-                    return self.announce(&updated, ctx).await;
+                    info!(order_id = %order_id, status = next.as_str(), version = state.version, "order status changed");
+                    return Ok(());
                 }
                 Saved::VersionConflict => continue,
             }

@@ -3,7 +3,10 @@
 //!
 //! Table `orders`, partition key `orderId`. Item: `status` and `version` at the top level (conditions
 //! and queries use them), `document` (the [`OrderState`] as JSON), `requestHash` and `correlationId`
-//! (for idempotent POST replays), `published` (whether `OrderPlaced` went out).
+//! (for idempotent POST replays), and `outbox`: the event announcing the write, stored by the very
+//! same write. The table's stream feeds the outbox relay ([`crate::outbox`]), which publishes each new
+//! `outbox` event; so an order is never stored without being announced, nor announced without being
+//! stored.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,7 +15,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use orderflow_contracts::{OrderState, OrderStatus, StatusEntry};
-use orderflow_harness::dynamo::{describe, get_n, get_s, is_conditional_check_failed, n, s};
+use orderflow_harness::dynamo::{get_n, get_s, is_conditional_check_failed, n, s, store_error};
+use orderflow_harness::{OutboundEvent, StoreError};
+
+const STORE: &str = "order store";
 
 /// An order as Sales stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,27 +27,20 @@ pub struct StoredOrder {
     pub state: OrderState,
     /// Hash of the POST body that created it (an `Idempotency-Key` replay must match it).
     pub request_hash: String,
-    /// Correlation id of the request that created it, reused when `OrderPlaced` is re-sent.
+    /// Correlation id of the request that created it.
     pub correlation_id: String,
-    /// Whether `OrderPlaced` was published.
-    pub published: bool,
 }
-
-/// The store did not answer; callers retry.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("order store: {0}")]
-pub struct StoreError(pub String);
 
 /// The result of a create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
-    /// Stored now.
+    /// Stored now (and so announced).
     New,
     /// An order with this id already exists (an idempotent replay): here it is.
     Existing(Box<StoredOrder>),
 }
 
-/// The result of a versioned save.
+/// The result of a versioned write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saved {
     /// Written.
@@ -50,17 +49,21 @@ pub enum Saved {
     VersionConflict,
 }
 
-/// The port.
+/// Where Sales keeps its orders. Every write carries the event that announces it.
 #[async_trait]
 pub trait OrderStore: Send + Sync {
-    /// Stores a new order unless one with its id exists.
-    async fn create(&self, order: &StoredOrder) -> Result<Created, StoreError>;
+    /// Stores a new order, with `announcement` in its outbox, unless one with its id exists.
+    async fn create(&self, order: &StoredOrder, announcement: &OutboundEvent) -> Result<Created, StoreError>;
     /// Reads an order (strongly consistent).
     async fn get(&self, order_id: &str) -> Result<Option<StoredOrder>, StoreError>;
-    /// Writes `order` if the stored version is still `expected_version` (optimistic concurrency).
-    async fn save(&self, order: &StoredOrder, expected_version: u64) -> Result<Saved, StoreError>;
-    /// Records that `OrderPlaced` was published.
-    async fn mark_published(&self, order_id: &str) -> Result<(), StoreError>;
+    /// Writes the fields a status change touches (`status`, `version`, `document`, `outbox`) if the
+    /// stored version is still `expected_version`; nothing else of the item is rewritten.
+    async fn change_status(
+        &self,
+        state: &OrderState,
+        expected_version: u64,
+        announcement: &OutboundEvent,
+    ) -> Result<Saved, StoreError>;
 }
 
 /// Why a status change is refused: permanent, the event contradicts the order's history.
@@ -96,6 +99,14 @@ pub fn transition(
     Ok(new)
 }
 
+fn document(state: &OrderState) -> AttributeValue {
+    s(serde_json::to_string(state).expect("order state serialises"))
+}
+
+fn outbox(event: &OutboundEvent) -> AttributeValue {
+    s(serde_json::to_string(event).expect("outbound events serialise"))
+}
+
 /// The DynamoDB adapter.
 #[derive(Debug, Clone)]
 pub struct DynamoDbOrderStore {
@@ -109,22 +120,11 @@ impl DynamoDbOrderStore {
         Self { client, table: table.into() }
     }
 
-    fn item(order: &StoredOrder) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            ("orderId".to_string(), s(&order.state.order_id)),
-            ("status".to_string(), s(order.state.status.as_str())),
-            ("version".to_string(), n(order.state.version)),
-            ("document".to_string(), s(serde_json::to_string(&order.state).expect("order state serialises"))),
-            ("requestHash".to_string(), s(&order.request_hash)),
-            ("correlationId".to_string(), s(&order.correlation_id)),
-            ("published".to_string(), AttributeValue::Bool(order.published)),
-        ])
-    }
-
     fn parse(item: &HashMap<String, AttributeValue>) -> Result<StoredOrder, StoreError> {
-        let document = get_s(item, "document").ok_or_else(|| StoreError("order item without document".into()))?;
-        let mut state: OrderState =
-            serde_json::from_str(document).map_err(|e| StoreError(format!("order document unreadable: {e}")))?;
+        let document =
+            get_s(item, "document").ok_or_else(|| StoreError::permanent(STORE, "order item without document"))?;
+        let mut state: OrderState = serde_json::from_str(document)
+            .map_err(|e| StoreError::permanent(STORE, format!("order document unreadable: {e}")))?;
         // The top-level attributes are the truth for the fields conditions are written against.
         if let Some(v) = get_n(item, "version") {
             state.version = v;
@@ -133,19 +133,24 @@ impl DynamoDbOrderStore {
             state,
             request_hash: get_s(item, "requestHash").unwrap_or_default().to_string(),
             correlation_id: get_s(item, "correlationId").unwrap_or_default().to_string(),
-            published: item.get("published").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         })
     }
 }
 
 #[async_trait]
 impl OrderStore for DynamoDbOrderStore {
-    async fn create(&self, order: &StoredOrder) -> Result<Created, StoreError> {
+    async fn create(&self, order: &StoredOrder, announcement: &OutboundEvent) -> Result<Created, StoreError> {
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(Self::item(order)))
+            .item("orderId", s(&order.state.order_id))
+            .item("status", s(order.state.status.as_str()))
+            .item("version", n(order.state.version))
+            .item("document", document(&order.state))
+            .item("requestHash", s(&order.request_hash))
+            .item("correlationId", s(&order.correlation_id))
+            .item("outbox", outbox(announcement))
             .condition_expression("attribute_not_exists(orderId)")
             .send()
             .await;
@@ -153,9 +158,9 @@ impl OrderStore for DynamoDbOrderStore {
             Ok(_) => Ok(Created::New),
             Err(e) if is_conditional_check_failed(&e) => match self.get(&order.state.order_id).await? {
                 Some(existing) => Ok(Created::Existing(Box::new(existing))),
-                None => Err(StoreError("order vanished between create and read".into())),
+                None => Err(StoreError::retryable(STORE, "order vanished between create and read")),
             },
-            Err(e) => Err(StoreError(describe(e))),
+            Err(e) => Err(store_error(STORE, e)),
         }
     }
 
@@ -168,46 +173,45 @@ impl OrderStore for DynamoDbOrderStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError(describe(e)))?;
+            .map_err(|e| store_error(STORE, e))?;
         out.item().map(Self::parse).transpose()
     }
 
-    async fn save(&self, order: &StoredOrder, expected_version: u64) -> Result<Saved, StoreError> {
-        let put = self
+    async fn change_status(
+        &self,
+        state: &OrderState,
+        expected_version: u64,
+        announcement: &OutboundEvent,
+    ) -> Result<Saved, StoreError> {
+        let update = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(Self::item(order)))
+            .key("orderId", s(&state.order_id))
+            .update_expression("SET #status = :status, version = :version, document = :document, outbox = :outbox")
             .condition_expression("version = :expected")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(state.status.as_str()))
+            .expression_attribute_values(":version", n(state.version))
+            .expression_attribute_values(":document", document(state))
+            .expression_attribute_values(":outbox", outbox(announcement))
             .expression_attribute_values(":expected", n(expected_version))
             .send()
             .await;
-        match put {
+        match update {
             Ok(_) => Ok(Saved::Saved),
             Err(e) if is_conditional_check_failed(&e) => Ok(Saved::VersionConflict),
-            Err(e) => Err(StoreError(describe(e))),
+            Err(e) => Err(store_error(STORE, e)),
         }
-    }
-
-    async fn mark_published(&self, order_id: &str) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("orderId", s(order_id))
-            .update_expression("SET published = :t")
-            .condition_expression("attribute_exists(orderId)")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| StoreError(describe(e)))?;
-        Ok(())
     }
 }
 
-/// The in-memory fake, with the adapter's semantics.
+/// The in-memory fake, with the adapter's semantics. It keeps, in order, every announcement a write
+/// stored, as the table's stream would deliver them to the relay.
 #[derive(Debug, Default)]
 pub struct InMemoryOrderStore {
     orders: Mutex<HashMap<String, StoredOrder>>,
+    stream: Mutex<Vec<OutboundEvent>>,
 }
 
 impl InMemoryOrderStore {
@@ -219,16 +223,21 @@ impl InMemoryOrderStore {
     pub fn all(&self) -> Vec<StoredOrder> {
         self.orders.lock().expect("lock").values().cloned().collect()
     }
+    /// Every announcement stored with a write, oldest first.
+    pub fn announcements(&self) -> Vec<OutboundEvent> {
+        self.stream.lock().expect("lock").clone()
+    }
 }
 
 #[async_trait]
 impl OrderStore for InMemoryOrderStore {
-    async fn create(&self, order: &StoredOrder) -> Result<Created, StoreError> {
+    async fn create(&self, order: &StoredOrder, announcement: &OutboundEvent) -> Result<Created, StoreError> {
         let mut orders = self.orders.lock().expect("lock");
         if let Some(existing) = orders.get(&order.state.order_id) {
             return Ok(Created::Existing(Box::new(existing.clone())));
         }
         orders.insert(order.state.order_id.clone(), order.clone());
+        self.stream.lock().expect("lock").push(announcement.clone());
         Ok(Created::New)
     }
 
@@ -236,21 +245,20 @@ impl OrderStore for InMemoryOrderStore {
         Ok(self.orders.lock().expect("lock").get(order_id).cloned())
     }
 
-    async fn save(&self, order: &StoredOrder, expected_version: u64) -> Result<Saved, StoreError> {
+    async fn change_status(
+        &self,
+        state: &OrderState,
+        expected_version: u64,
+        announcement: &OutboundEvent,
+    ) -> Result<Saved, StoreError> {
         let mut orders = self.orders.lock().expect("lock");
-        match orders.get(&order.state.order_id) {
+        match orders.get_mut(&state.order_id) {
             Some(current) if current.state.version == expected_version => {
-                orders.insert(order.state.order_id.clone(), order.clone());
+                current.state = state.clone();
+                self.stream.lock().expect("lock").push(announcement.clone());
                 Ok(Saved::Saved)
             }
             _ => Ok(Saved::VersionConflict),
         }
-    }
-
-    async fn mark_published(&self, order_id: &str) -> Result<(), StoreError> {
-        if let Some(o) = self.orders.lock().expect("lock").get_mut(order_id) {
-            o.published = true;
-        }
-        Ok(())
     }
 }

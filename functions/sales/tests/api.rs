@@ -1,17 +1,14 @@
-//! The orders HTTP API, GIVEN / WHEN / THEN over the in-memory order store and publisher, fed the
+//! The orders HTTP API, GIVEN / WHEN / THEN over the in-memory order store and catalogue, fed the
 //! API Gateway samples in `events-samples/sales-api/`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use lambda_http::{Body, Request, Response};
-use orderflow_contracts::{OrderPlaced, OrderState, OrderStatus};
-use orderflow_harness::publisher::{InMemoryPublisher, PublishError};
+use orderflow_contracts::{Currency, Envelope, OrderPlaced, OrderState, OrderStatus, MAX_AMOUNT_MINOR};
 use orderflow_harness::testing::sample_text;
-use orderflow_harness::{EventPublisher, OutboundEvent};
 use pretty_assertions::assert_eq;
 use sales::api::{order_id_for, SalesApi};
+use sales::catalogue::{InMemoryCatalogue, Product};
 use sales::orders::{InMemoryOrderStore, OrderStore};
 use serde_json::{json, Value};
 
@@ -38,40 +35,36 @@ fn fields(response: &Response<Body>) -> Vec<String> {
     json_of(response)["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_string()).collect()
 }
 
-/// Fails the first `fail_first` publishes, like EventBridge throttling.
-#[derive(Default)]
-struct FlakyPublisher {
-    inner: InMemoryPublisher,
-    fail_first: usize,
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl EventPublisher for FlakyPublisher {
-    async fn publish(&self, events: Vec<OutboundEvent>) -> Result<(), PublishError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
-            return Err(PublishError::NotPublished { failed: vec![], total: events.len(), attempts: 4 });
-        }
-        self.inner.publish(events).await
-    }
-}
-
 struct Rig {
     orders: Arc<InMemoryOrderStore>,
-    publisher: Arc<FlakyPublisher>,
     api: SalesApi,
 }
 
-fn rig(fail_first: usize) -> Rig {
+/// The shop's catalogue of the samples: BOOK-001 at 19.99 and MUG-002 at 12.50 (GBP), RING-9 at
+/// 9 999.00 EUR; shipping 4.95.
+fn rig() -> Rig {
     let orders = Arc::new(InMemoryOrderStore::default());
-    let publisher = Arc::new(FlakyPublisher { fail_first, ..FlakyPublisher::default() });
-    let api = SalesApi::new(orders.clone(), publisher.clone());
-    Rig { orders, publisher, api }
+    let catalogue = Arc::new(InMemoryCatalogue::with(&[
+        ("BOOK-001", 1999, Currency::GBP),
+        ("MUG-002", 1250, Currency::GBP),
+        ("RING-9", 999_900, Currency::EUR),
+    ]));
+    let api = SalesApi::new(orders.clone(), catalogue, 495);
+    Rig { orders, api }
+}
+
+fn announced(rig: &Rig) -> Vec<Envelope<OrderPlaced>> {
+    rig.orders
+        .announcements()
+        .into_iter()
+        .filter(|e| e.detail_type == "OrderPlaced")
+        .map(|e| serde_json::from_str(&e.detail).unwrap())
+        .collect()
 }
 
 #[tokio::test]
 async fn the_post_sample_places_an_order_and_announces_it() {
-    let rig = rig(0);
+    let rig = rig();
     let response = rig.api.handle(request("sales-api/post-order.http.json")).await;
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["x-correlation-id"], "c0ffee00-1111-4222-8333-444455556666");
@@ -82,9 +75,9 @@ async fn the_post_sample_places_an_order_and_announces_it() {
     assert_eq!(order.totals.subtotal_minor, 2 * 1999 + 1250);
     assert_eq!(order.totals.total_minor, 2 * 1999 + 1250 + 495);
 
-    let stored = rig.orders.get(&order.order_id).await.unwrap().expect("stored");
-    assert!(stored.published);
-    let placed = rig.publisher.inner.envelopes::<OrderPlaced>();
+    assert_eq!(order.lines[0].unit_price_minor, 1999, "the catalogue's price");
+    rig.orders.get(&order.order_id).await.unwrap().expect("stored");
+    let placed = announced(&rig);
     assert_eq!(placed.len(), 1);
     assert_eq!(placed[0].data.order_id, order.order_id);
     assert_eq!(placed[0].data.totals, order.totals);
@@ -93,7 +86,7 @@ async fn the_post_sample_places_an_order_and_announces_it() {
 
 #[tokio::test]
 async fn the_invalid_sample_is_refused_naming_every_field_and_nothing_happens() {
-    let rig = rig(0);
+    let rig = rig();
     let response = rig.api.handle(request("sales-api/post-order-invalid.http.json")).await;
     assert_eq!(response.status(), 400);
     assert_eq!(fields(&response), vec!["customer.email", "customer.phone", "lines[0].quantity", "currency"]);
@@ -101,22 +94,26 @@ async fn the_invalid_sample_is_refused_naming_every_field_and_nothing_happens() 
     assert_eq!(body["errors"][2]["message"], "must be a positive integer");
     assert!(body["errors"][3]["message"].as_str().unwrap().contains("unknown currency `XYZ`"));
     assert!(rig.orders.all().is_empty());
-    assert!(rig.publisher.inner.published().is_empty());
+    assert!(rig.orders.announcements().is_empty());
 }
 
 #[tokio::test]
 async fn each_rule_names_its_field() {
     let cases: Vec<(&str, Value, &str)> = vec![
         ("lines", json!([]), "lines"),
-        ("lines", json!([{"sku": "A", "quantity": -1, "unitPriceMinor": 1}]), "lines[0].quantity"),
-        ("lines", json!([{"sku": "", "quantity": 1, "unitPriceMinor": 1}]), "lines[0].sku"),
-        ("lines", json!([{"sku": "A", "quantity": 1, "unitPriceMinor": -5}]), "lines[0].unitPriceMinor"),
-        ("lines", json!([{"sku": "A", "quantity": "two", "unitPriceMinor": 1}]), "lines[0].quantity"),
+        ("lines", json!([{"sku": "BOOK-001", "quantity": -1}]), "lines[0].quantity"),
+        ("lines", json!([{"sku": "BOOK-001", "quantity": 10_001}]), "lines[0].quantity"),
+        ("lines", json!([{"sku": "", "quantity": 1}]), "lines[0].sku"),
+        ("lines", json!([{"sku": "book-001", "quantity": 1}]), "lines[0].sku"),
+        ("lines", json!([{"sku": "BOOK-001", "quantity": 1, "unitPriceMinor": 1}]), "lines[0].unitPriceMinor"),
+        ("lines", json!([{"sku": "BOOK-001", "quantity": "two"}]), "lines[0].quantity"),
+        ("lines", json!([{"sku": "BOOK-001", "quantity": 1}, {"sku": "NOPE-1", "quantity": 1}]), "lines[1].sku"),
+        ("lines", json!([{"sku": "RING-9", "quantity": 1}]), "lines[0].sku"),
         ("currency", json!("DOGE"), "currency"),
-        ("shippingMinor", json!(-1), "shippingMinor"),
+        ("shippingMinor", json!(0), "shippingMinor"),
     ];
     for (key, value, field) in cases {
-        let rig = rig(0);
+        let rig = rig();
         let mut body = sample_body();
         body[key] = value.clone();
         let response = rig.api.handle(with_body("sales-api/post-order-invalid.http.json", body)).await;
@@ -128,13 +125,13 @@ async fn each_rule_names_its_field() {
         ("phone", json!("+0123"), "customer.phone"),
         ("name", json!("  "), "customer.name"),
     ] {
-        let rig = rig(0);
+        let rig = rig();
         let mut body = sample_body();
         body["customer"][path] = value;
         let response = rig.api.handle(with_body("sales-api/post-order-invalid.http.json", body)).await;
         assert_eq!(fields(&response), vec![field]);
     }
-    let rig = rig(0);
+    let rig = rig();
     let mut body = sample_body();
     body["shippingAddress"]["country"] = json!("Britain");
     body.as_object_mut().unwrap().remove("lines");
@@ -144,7 +141,7 @@ async fn each_rule_names_its_field() {
 
 #[tokio::test]
 async fn malformed_json_is_a_400_naming_the_body() {
-    let rig = rig(0);
+    let rig = rig();
     let mut event: Value = serde_json::from_str(&sample_text("sales-api/post-order-invalid.http.json")).unwrap();
     event["body"] = json!("{\"customer\": ");
     let response = rig.api.handle(lambda_http::request::from_str(&event.to_string()).unwrap()).await;
@@ -155,13 +152,13 @@ async fn malformed_json_is_a_400_naming_the_body() {
 
 #[tokio::test]
 async fn a_retried_post_with_the_same_key_returns_the_first_order() {
-    let rig = rig(0);
+    let rig = rig();
     let first = rig.api.handle(request("sales-api/post-order.http.json")).await;
     let again = rig.api.handle(request("sales-api/post-order.http.json")).await;
     assert_eq!((first.status().as_u16(), again.status().as_u16()), (201, 200));
     assert_eq!(json_of(&first)["orderId"], json_of(&again)["orderId"]);
     assert_eq!(rig.orders.all().len(), 1);
-    assert_eq!(rig.publisher.inner.envelopes::<OrderPlaced>().len(), 1, "announced once");
+    assert_eq!(announced(&rig).len(), 1, "announced once");
 
     let mut other = sample_body();
     other["lines"][0]["quantity"] = json!(3);
@@ -175,36 +172,64 @@ async fn a_retried_post_with_the_same_key_returns_the_first_order() {
 
 #[tokio::test]
 async fn posts_without_a_key_place_separate_orders() {
-    let rig = rig(0);
+    let rig = rig();
     let body = sample_body();
     let a = rig.api.handle(with_body("sales-api/post-order-invalid.http.json", body.clone())).await;
     let b = rig.api.handle(with_body("sales-api/post-order-invalid.http.json", body)).await;
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (201, 201));
     assert_ne!(json_of(&a)["orderId"], json_of(&b)["orderId"]);
-    assert_eq!(rig.publisher.inner.envelopes::<OrderPlaced>().len(), 2);
+    assert_eq!(announced(&rig).len(), 2);
 }
 
 #[tokio::test]
-async fn a_failed_announcement_is_a_503_and_the_retry_announces_the_same_event() {
-    let rig = rig(1);
-    let first = rig.api.handle(request("sales-api/post-order.http.json")).await;
-    assert_eq!(first.status(), 503);
-    assert!(json_of(&first)["errors"][0]["message"].as_str().unwrap().contains("same Idempotency-Key"));
-    let stored = rig.orders.all();
-    assert_eq!(stored.len(), 1);
-    assert!(!stored[0].published);
+async fn the_issue_6_amounts_are_refused_naming_the_field_and_nothing_is_stored() {
+    // The client cannot set a price at all ...
+    let rig = rig();
+    let mut body = sample_body();
+    body["lines"] = json!([{"sku": "BOOK-001", "quantity": 1000, "unitPriceMinor": 9_223_372_036_854_775_807i64}]);
+    let response = rig.api.handle(with_body("sales-api/post-order-invalid.http.json", body)).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(fields(&response), vec!["lines[0].unitPriceMinor"]);
 
-    let retry = rig.api.handle(request("sales-api/post-order.http.json")).await;
-    assert_eq!(retry.status(), 200);
-    assert!(rig.orders.all()[0].published);
-    let placed = rig.publisher.inner.envelopes::<OrderPlaced>();
-    assert_eq!(placed.len(), 1);
-    assert_eq!(placed[0].metadata.correlation_id, "c0ffee00-1111-4222-8333-444455556666");
+    // ... and an order the shop's own prices would push past the cap is refused, not wrapped.
+    let rig = self::rig();
+    rig.api.handle(request("sales-api/post-order.http.json")).await;
+    let catalogue = Arc::new(InMemoryCatalogue::default());
+    catalogue.put(Product {
+        sku: "GOLD-1".into(),
+        name: "Gold".into(),
+        unit_price_minor: MAX_AMOUNT_MINOR / 1000,
+        currency: Currency::GBP,
+    });
+    let api = SalesApi::new(rig.orders.clone(), catalogue, 495);
+    let mut body = sample_body();
+    body["lines"] = json!([{"sku": "GOLD-1", "quantity": 10_000}]);
+    let response = api.handle(with_body("sales-api/post-order-invalid.http.json", body)).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(fields(&response), vec!["lines[0].quantity"]);
+    assert!(json_of(&response)["errors"][0]["message"].as_str().unwrap().contains("maximum amount"));
+    assert_eq!(rig.orders.all().len(), 1, "only the earlier order");
+}
+
+#[tokio::test]
+async fn the_order_and_its_announcement_are_one_write() {
+    // Whatever happens after the write, the stored order carries its OrderPlaced: the relay
+    // publishes it from the table's stream, with an id derived from the order.
+    let rig = rig();
+    let response = rig.api.handle(request("sales-api/post-order.http.json")).await;
+    let id = json_of(&response)["orderId"].as_str().unwrap().to_string();
+    let announcements = rig.orders.announcements();
+    assert_eq!(announcements.len(), 1);
+    let placed: Envelope<OrderPlaced> = serde_json::from_str(&announcements[0].detail).unwrap();
+    assert_eq!(placed.data.order_id, id);
+    assert_eq!(announcements[0].event_id, placed.metadata.event_id.to_string());
+    let stored = rig.orders.get(&id).await.unwrap().unwrap();
+    assert_eq!(sales::api::order_placed(&stored).event_id, announcements[0].event_id, "stable event id");
 }
 
 #[tokio::test]
 async fn get_returns_the_order_with_its_history_or_404() {
-    let rig = rig(0);
+    let rig = rig();
     let placed = rig.api.handle(request("sales-api/post-order.http.json")).await;
     let id = json_of(&placed)["orderId"].as_str().unwrap().to_string();
 
@@ -226,7 +251,7 @@ async fn get_returns_the_order_with_its_history_or_404() {
 
 #[tokio::test]
 async fn a_replay_with_the_fields_in_another_order_is_the_same_request() {
-    let rig = rig(0);
+    let rig = rig();
     let first = rig.api.handle(request("sales-api/post-order.http.json")).await;
     // The same order, keys written in reverse order.
     let mut event: Value = serde_json::from_str(&sample_text("sales-api/post-order.http.json")).unwrap();
@@ -236,7 +261,7 @@ async fn a_replay_with_the_fields_in_another_order_is_the_same_request() {
     keys.reverse();
     let text =
         format!("{{{}}}", keys.iter().map(|k| format!("{:?}:{}", k, body[k.as_str()])).collect::<Vec<_>>().join(","));
-    assert!(text.starts_with("{\"shippingMinor\""), "{text}");
+    assert!(text.starts_with("{\"shippingAddress\""), "{text}");
     event["body"] = Value::String(text);
     let replay = rig.api.handle(lambda_http::request::from_str(&event.to_string()).unwrap()).await;
     assert_eq!((first.status().as_u16(), replay.status().as_u16()), (201, 200));

@@ -9,7 +9,6 @@ use orderflow_contracts::{
     StatusEntry, Totals,
 };
 use orderflow_harness::consumer::decode;
-use orderflow_harness::publisher::InMemoryPublisher;
 use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
 use pretty_assertions::assert_eq;
 use sales::order_status::{OrderStatusHandler, StatusInput};
@@ -30,7 +29,7 @@ fn placed(order_id: &str, status: OrderStatus) -> StoredOrder {
                 email: "ada@example.com".into(),
                 phone: "+447700900123".into(),
             },
-            totals: Totals::for_lines(&lines, 0, 0),
+            totals: Totals::for_lines(&lines, 0, 0).unwrap(),
             lines,
             currency: Currency::GBP,
             shipping_address: Address {
@@ -45,22 +44,29 @@ fn placed(order_id: &str, status: OrderStatus) -> StoredOrder {
         },
         request_hash: "h".into(),
         correlation_id: "c0ffee00-1111-4222-8333-444455556666".into(),
-        published: true,
     }
 }
 
 struct Rig {
     orders: Arc<InMemoryOrderStore>,
-    published: Arc<InMemoryPublisher>,
     consumer: Harnessed<StatusInput>,
 }
 
 fn rig(status: OrderStatus) -> Rig {
     let orders = Arc::new(InMemoryOrderStore::default());
     orders.insert(placed(ORDER, status));
-    let published = Arc::new(InMemoryPublisher::default());
-    let handler = OrderStatusHandler::new(orders.clone(), published.clone());
-    Rig { orders, published, consumer: Harnessed::new("sales-order-status", Arc::new(handler)) }
+    let handler = OrderStatusHandler::new(orders.clone());
+    Rig { orders, consumer: Harnessed::new("sales-order-status", Arc::new(handler)) }
+}
+
+/// The `OrderStatusChanged` events the store's writes carried in their outbox.
+fn changed(rig: &Rig) -> Vec<Envelope<OrderStatusChanged>> {
+    rig.orders
+        .announcements()
+        .into_iter()
+        .filter(|e| e.detail_type == "OrderStatusChanged")
+        .map(|e| serde_json::from_str(&e.detail).unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -89,7 +95,7 @@ async fn each_sample_moves_a_placed_order_to_its_final_status() {
         if status == OrderStatus::ReadyToShip {
             assert_eq!(order.tracking_number.as_deref(), Some("OF123456789GB"));
         }
-        let changed = rig.published.envelopes::<OrderStatusChanged>();
+        let changed = changed(&rig);
         assert_eq!(changed.len(), 1, "{file}");
         assert_eq!(changed[0].data.previous_status, OrderStatus::Placed);
         assert_eq!(changed[0].data.order, order, "carries the full state");
@@ -107,37 +113,45 @@ async fn an_illegal_transition_goes_to_the_dead_letter_queue() {
     assert_eq!(letters.len(), 1);
     assert!(letters[0].reason.contains("cannot move from PaymentFailed to ReadyToShip"), "{}", letters[0].reason);
     assert_eq!(rig.orders.get(ORDER).await.unwrap().unwrap().state.status, OrderStatus::PaymentFailed, "unchanged");
-    assert!(rig.published.published().is_empty());
+    assert!(rig.orders.announcements().is_empty());
 }
 
 #[tokio::test]
 async fn an_unknown_order_goes_to_the_dead_letter_queue() {
     let orders = Arc::new(InMemoryOrderStore::default());
-    let published = Arc::new(InMemoryPublisher::default());
     let consumer: Harnessed<StatusInput> =
-        Harnessed::new("sales-order-status", Arc::new(OrderStatusHandler::new(orders, published)));
+        Harnessed::new("sales-order-status", Arc::new(OrderStatusHandler::new(orders)));
     let event = sqs_sample("sales-order-status/payment-declined.sqs.json");
     assert!(consumer.failures(event).await.is_empty());
     assert!(consumer.dead_letters.letters()[0].reason.contains("unknown to Sales"));
 }
 
 #[tokio::test]
-async fn a_redelivery_after_the_move_announces_again_without_moving_again() {
+async fn a_redelivery_after_the_move_neither_moves_nor_announces_again() {
     let rig = rig(OrderStatus::Placed);
     let body = sqs_sample("sales-order-status/payment-declined.sqs.json").records[0].body.clone().unwrap();
     let (declined, cause) = decode::<PaymentDeclined>(Some(&body)).unwrap();
     assert!(rig.consumer.failures(sqs_batch(vec![body])).await.is_empty());
     // A fresh harness (the completion mark was lost) receives the same event again.
-    let again: Harnessed<StatusInput> = Harnessed::new(
-        "sales-order-status",
-        Arc::new(OrderStatusHandler::new(rig.orders.clone(), rig.published.clone())),
-    );
+    let again: Harnessed<StatusInput> =
+        Harnessed::new("sales-order-status", Arc::new(OrderStatusHandler::new(rig.orders.clone())));
     let envelope = Envelope { metadata: cause, data: declined };
     assert!(again.failures(sqs_batch(vec![eventbridge_body(&envelope)])).await.is_empty());
 
     let order = rig.orders.get(ORDER).await.unwrap().unwrap().state;
     assert_eq!((order.status, order.version, order.history.len()), (OrderStatus::PaymentFailed, 2, 2));
-    let changed = rig.published.envelopes::<OrderStatusChanged>();
-    assert_eq!(changed.len(), 2);
-    assert_eq!(changed[0].metadata.event_id, changed[1].metadata.event_id, "the same event, which consumers drop");
+    assert_eq!(changed(&rig).len(), 1, "the move's own write announced it, once");
+}
+
+#[tokio::test]
+async fn a_status_change_rewrites_only_its_own_fields() {
+    // GIVEN an order whose idempotency data the API wrote
+    let rig = rig(OrderStatus::Placed);
+    let before = rig.orders.get(ORDER).await.unwrap().unwrap();
+    // WHEN it moves
+    let event = sqs_sample("sales-order-status/shipping-label-created.sqs.json");
+    assert!(rig.consumer.failures(event).await.is_empty());
+    // THEN what the change does not own is as it was
+    let after = rig.orders.get(ORDER).await.unwrap().unwrap();
+    assert_eq!((after.request_hash, after.correlation_id), (before.request_hash, before.correlation_id));
 }

@@ -44,7 +44,7 @@ impl Warehouse {
 #[async_trait]
 impl Handler<OrderBilled> for Warehouse {
     async fn handle(&self, billed: OrderBilled, ctx: &RecordContext) -> Result<(), HandlerError> {
-        let allocation = self.stock.allocate(&billed.order_id, &billed.lines).await.map_err(HandlerError::retryable)?;
+        let allocation = self.stock.allocate(&billed.order_id, &billed.lines).await?;
         let event = match allocation {
             Allocation::Short(shortages) => {
                 info!(order_id = %billed.order_id, short = shortages.len(), "stock short; nothing allocated");
@@ -63,7 +63,7 @@ impl Handler<OrderBilled> for Warehouse {
                     address: billed.shipping_address.clone(),
                     contents: demand(&billed.lines).into_iter().collect(),
                 };
-                let stored = self.labels.put(&label).await.map_err(HandlerError::retryable)?;
+                let stored = self.labels.put(&label).await?;
                 info!(order_id = %billed.order_id, tracking_number = %label.tracking_number, key = %stored.key, "stock allocated, label created");
                 OutboundEvent::from_envelope(&Envelope::caused_by(
                     &ctx.metadata,
@@ -184,5 +184,31 @@ mod tests {
         let failed = rig.published.envelopes::<StockAllocationFailed>();
         assert_eq!(failed[0].data.shortages, vec![Shortage { sku: "BOOK-001".into(), requested: 4, available: 3 }]);
         assert_eq!(rig.stock.level("BOOK-001"), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_shortage_is_remembered_so_a_replay_after_restocking_gives_the_same_answer() {
+        let rig = rig(&[("BOOK-001", 10), ("MUG-002", 0)]);
+        let (billed, cause, _) = sample();
+        assert!(rig
+            .warehouse
+            .failures(sqs_batch(vec![eventbridge_body(&Envelope { metadata: cause.clone(), data: billed.clone() })]))
+            .await
+            .is_empty());
+        // Stock arrives; then the same OrderBilled comes back (archive replay, idempotency record expired).
+        rig.stock.restock(&[("MUG-002", 5)]);
+        let fresh = Harnessed::new(
+            "warehouse",
+            Arc::new(Warehouse::new(rig.stock.clone(), rig.labels.clone(), rig.published.clone())),
+        );
+        assert!(fresh
+            .failures(sqs_batch(vec![eventbridge_body(&Envelope { metadata: cause, data: billed })]))
+            .await
+            .is_empty());
+        assert_eq!((rig.stock.level("BOOK-001"), rig.stock.level("MUG-002")), (Some(10), Some(5)), "nothing allocated");
+        let failed = rig.published.envelopes::<StockAllocationFailed>();
+        assert_eq!(failed.len(), 2);
+        assert_eq!(failed[0], failed[1], "the same answer, as the same event");
+        assert!(rig.published.envelopes::<ShippingLabelCreated>().is_empty());
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use orderflow_contracts::Address;
+use orderflow_harness::StoreError;
 use serde::{Deserialize, Serialize};
 
 /// What a label says.
@@ -37,16 +38,13 @@ pub struct StoredLabel {
     pub key: String,
 }
 
-/// Storing failed: retryable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("label store: {0}")]
-pub struct LabelError(pub String);
+const STORE: &str = "label store";
 
-/// The port.
+/// Where label documents go.
 #[async_trait]
 pub trait LabelStore: Send + Sync {
     /// Stores the label document, returning where.
-    async fn put(&self, label: &Label) -> Result<StoredLabel, LabelError>;
+    async fn put(&self, label: &Label) -> Result<StoredLabel, StoreError>;
 }
 
 /// The key of an order's label.
@@ -70,7 +68,7 @@ impl S3LabelStore {
 
 #[async_trait]
 impl LabelStore for S3LabelStore {
-    async fn put(&self, label: &Label) -> Result<StoredLabel, LabelError> {
+    async fn put(&self, label: &Label) -> Result<StoredLabel, StoreError> {
         let key = label_key(&label.order_id);
         let body = serde_json::to_vec_pretty(label).expect("labels serialise");
         self.client
@@ -81,7 +79,9 @@ impl LabelStore for S3LabelStore {
             .body(body.into())
             .send()
             .await
-            .map_err(|e| LabelError(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+            // A put of a fresh key can only fail for passing reasons (timeouts, 5xx, throttling) or
+            // misconfiguration that an operator fixes while SQS retries: retryable either way.
+            .map_err(|e| StoreError::retryable(STORE, aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
         Ok(StoredLabel { bucket: self.bucket.clone(), key })
     }
 }
@@ -101,7 +101,7 @@ impl InMemoryLabelStore {
 
 #[async_trait]
 impl LabelStore for InMemoryLabelStore {
-    async fn put(&self, label: &Label) -> Result<StoredLabel, LabelError> {
+    async fn put(&self, label: &Label) -> Result<StoredLabel, StoreError> {
         let key = label_key(&label.order_id);
         self.labels.lock().expect("lock").insert(key.clone(), label.clone());
         Ok(StoredLabel { bucket: "in-memory".into(), key })

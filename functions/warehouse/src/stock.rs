@@ -1,18 +1,32 @@
 //! Stock levels and allocations.
 //!
 //! Table `stock`, partition key `sku`, attribute `available` (N). Table `shipments`, partition key
-//! `orderId`: one allocation per order. Allocation is one DynamoDB transaction: every line's
-//! `available` decreases only if it stays at or above zero, and the order's allocation record is
-//! created only if absent, so stock is never oversold, an order is allocated all lines or none, and a
-//! redelivered event never allocates twice.
+//! `orderId`: one record per order, saying what Warehouse answered, `status` `ALLOCATED` (with
+//! `allocation`) or `SHORT` (with `shortages`). Allocation is one DynamoDB transaction: every line's
+//! `available` decreases only if it stays at or above zero, and the order's record is created only if
+//! absent, so stock is never oversold, an order is allocated all lines or none, and a redelivered
+//! event never allocates twice. A shortage is recorded the same way, so the answer to an order never
+//! changes: a replay after restocking (a lost acknowledgement, an archive replay once the idempotency
+//! record has expired) does not allocate stock to an order Sales has already marked `Backordered`.
+//!
+//! A transaction cancelled only because a concurrent allocation touched the same SKU is retried here,
+//! at once, with jittered backoff, instead of waiting a whole SQS visibility timeout.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use orderflow_contracts::{OrderLine, Shortage};
-use orderflow_harness::dynamo::{describe, get_n, get_s, n, s};
+use orderflow_harness::dynamo::{get_n, get_s, is_conditional_check_failed, n, s, store_error};
+use orderflow_harness::StoreError;
+
+const STORE: &str = "stock store";
+
+/// How many times one allocation is tried in-process before the record goes back to SQS.
+const ATTEMPTS: usize = 6;
 
 /// The answer to an allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,19 +35,14 @@ pub enum Allocation {
     Allocated,
     /// This order was allocated before (a redelivery).
     AlreadyAllocated,
-    /// Some lines are short; nothing was allocated.
+    /// Some lines are short; nothing was allocated. Remembered: the same order gets the same answer.
     Short(Vec<Shortage>),
 }
 
-/// The store could not answer, or lost a race it should retry: retryable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("stock store: {0}")]
-pub struct StoreError(pub String);
-
-/// The port.
+/// Stock and the answers given to orders.
 #[async_trait]
 pub trait StockStore: Send + Sync {
-    /// Allocates every line of `order_id`, or none.
+    /// Allocates every line of `order_id`, or none; the first answer for an order is final.
     async fn allocate(&self, order_id: &str, lines: &[OrderLine]) -> Result<Allocation, StoreError>;
 }
 
@@ -57,6 +66,13 @@ pub fn shortages(demand: &BTreeMap<String, u32>, levels: &HashMap<String, u32>) 
         .collect()
 }
 
+/// What the shipments table says about an order.
+enum Recorded {
+    Nothing,
+    Allocated,
+    Short(Vec<Shortage>),
+}
+
 /// The DynamoDB adapter.
 #[derive(Debug, Clone)]
 pub struct DynamoDbStockStore {
@@ -75,7 +91,7 @@ impl DynamoDbStockStore {
         Self { client, stock_table: stock_table.into(), shipments_table: shipments_table.into() }
     }
 
-    async fn already_allocated(&self, order_id: &str) -> Result<bool, StoreError> {
+    async fn recorded(&self, order_id: &str) -> Result<Recorded, StoreError> {
         let out = self
             .client
             .get_item()
@@ -84,8 +100,18 @@ impl DynamoDbStockStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError(describe(e)))?;
-        Ok(out.item().is_some())
+            .map_err(|e| store_error(STORE, e))?;
+        let Some(item) = out.item() else { return Ok(Recorded::Nothing) };
+        match get_s(item, "status") {
+            Some("SHORT") => {
+                let shortages = get_s(item, "shortages")
+                    .and_then(|j| serde_json::from_str(j).ok())
+                    .ok_or_else(|| StoreError::permanent(STORE, format!("shortage record of {order_id} unreadable")))?;
+                Ok(Recorded::Short(shortages))
+            }
+            // Records from before statuses existed are allocations.
+            _ => Ok(Recorded::Allocated),
+        }
     }
 
     async fn levels(&self, skus: Vec<String>) -> Result<HashMap<String, u32>, StoreError> {
@@ -99,11 +125,14 @@ impl DynamoDbStockStore {
                     .set_keys(Some(keys))
                     .consistent_read(true)
                     .build()
-                    .map_err(|e| StoreError(e.to_string()))?,
+                    .map_err(|e| StoreError::permanent(STORE, e.to_string()))?,
             )
             .send()
             .await
-            .map_err(|e| StoreError(describe(e)))?;
+            .map_err(|e| store_error(STORE, e))?;
+        if out.unprocessed_keys().is_some_and(|u| !u.is_empty()) {
+            return Err(StoreError::retryable(STORE, "stock levels only partly read"));
+        }
         let mut levels = HashMap::new();
         for item in out.responses().and_then(|r| r.get(&self.stock_table)).into_iter().flatten() {
             if let (Some(sku), Some(available)) = (get_s(item, "sku"), get_n::<u32>(item, "available")) {
@@ -112,17 +141,36 @@ impl DynamoDbStockStore {
         }
         Ok(levels)
     }
-}
 
-#[async_trait]
-impl StockStore for DynamoDbStockStore {
-    async fn allocate(&self, order_id: &str, lines: &[OrderLine]) -> Result<Allocation, StoreError> {
-        // No read first: the transaction's condition on the shipment record catches a redelivery,
-        // and only a cancelled transaction (rare) pays for the reads that tell why.
-        let demand = demand(lines);
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError(e.to_string());
+    /// Records a shortage as the order's answer, unless another answer was recorded first (then
+    /// that one stands).
+    async fn record_short(&self, order_id: &str, shortages: Vec<Shortage>) -> Result<Allocation, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.shipments_table)
+            .item("orderId", s(order_id))
+            .item("status", s("SHORT"))
+            .item("shortages", s(serde_json::to_string(&shortages).expect("shortages serialise")))
+            .item("recordedAt", s(chrono::Utc::now().to_rfc3339()))
+            .condition_expression("attribute_not_exists(orderId)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Allocation::Short(shortages)),
+            Err(e) if is_conditional_check_failed(&e) => match self.recorded(order_id).await? {
+                Recorded::Allocated => Ok(Allocation::AlreadyAllocated),
+                Recorded::Short(recorded) => Ok(Allocation::Short(recorded)),
+                Recorded::Nothing => Err(StoreError::retryable(STORE, "shipment record vanished")),
+            },
+            Err(e) => Err(store_error(STORE, e)),
+        }
+    }
+
+    async fn transact(&self, order_id: &str, demand: &BTreeMap<String, u32>) -> Result<bool, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::permanent(STORE, e.to_string());
         let mut items = Vec::with_capacity(demand.len() + 1);
-        for (sku, quantity) in &demand {
+        for (sku, quantity) in demand {
             items.push(
                 TransactWriteItem::builder()
                     .update(
@@ -145,6 +193,7 @@ impl StockStore for DynamoDbStockStore {
                     Put::builder()
                         .table_name(&self.shipments_table)
                         .item("orderId", s(order_id))
+                        .item("status", s("ALLOCATED"))
                         .item("allocation", s(allocated.join(",")))
                         .item("allocatedAt", s(chrono::Utc::now().to_rfc3339()))
                         .condition_expression("attribute_not_exists(orderId)")
@@ -154,41 +203,70 @@ impl StockStore for DynamoDbStockStore {
                 .build(),
         );
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(Allocation::Allocated),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_transaction_canceled_exception()) => {
-                // Which condition failed? Another invocation may have allocated this order meanwhile;
-                // otherwise look at the levels now.
-                if self.already_allocated(order_id).await? {
-                    return Ok(Allocation::AlreadyAllocated);
-                }
-                let levels = self.levels(demand.keys().cloned().collect()).await?;
-                let shortages = shortages(&demand, &levels);
-                if shortages.is_empty() {
-                    // Lost a race with a concurrent allocation that has since been undone or was
-                    // transient (e.g. a transaction conflict): try again later.
-                    Err(StoreError(format!("allocation for {order_id} cancelled without a shortage: {}", describe(e))))
-                } else {
-                    Ok(Allocation::Short(shortages))
-                }
-            }
-            Err(e) => Err(StoreError(describe(e))),
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_transaction_canceled_exception()) => Ok(false),
+            Err(e) => Err(store_error(STORE, e)),
         }
     }
 }
 
-/// The in-memory fake.
+#[async_trait]
+impl StockStore for DynamoDbStockStore {
+    async fn allocate(&self, order_id: &str, lines: &[OrderLine]) -> Result<Allocation, StoreError> {
+        // No read first: the transaction's condition on the shipment record catches a redelivery,
+        // and only a cancelled transaction pays for the reads that tell why.
+        let demand = demand(lines);
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(20))
+            .with_max_delay(Duration::from_millis(400))
+            .with_max_times(ATTEMPTS - 1)
+            .with_jitter()
+            .build();
+        for attempt in 1..=ATTEMPTS {
+            if self.transact(order_id, &demand).await? {
+                return Ok(Allocation::Allocated);
+            }
+            // Cancelled. An answer already given stands; otherwise see whether stock is short.
+            match self.recorded(order_id).await? {
+                Recorded::Allocated => return Ok(Allocation::AlreadyAllocated),
+                Recorded::Short(recorded) => return Ok(Allocation::Short(recorded)),
+                Recorded::Nothing => {}
+            }
+            let levels = self.levels(demand.keys().cloned().collect()).await?;
+            let shortages = shortages(&demand, &levels);
+            if !shortages.is_empty() {
+                return self.record_short(order_id, shortages).await;
+            }
+            // Enough stock, yet cancelled: a concurrent transaction on the same SKU. Try again soon.
+            let delay = delays.next().unwrap_or(Duration::from_millis(100));
+            if attempt == ATTEMPTS || !orderflow_harness::deadline::allows(delay, Duration::from_secs(1)) {
+                break;
+            }
+            tracing::info!(order_id, attempt, delay_ms = delay.as_millis() as u64, "allocation lost a race; retrying");
+            tokio::time::sleep(delay).await;
+        }
+        Err(StoreError::retryable(STORE, format!("allocation for {order_id} kept conflicting with concurrent ones")))
+    }
+}
+
+/// The in-memory fake, with the adapter's semantics (all lines or none, the first answer final).
 #[derive(Debug, Default)]
 pub struct InMemoryStockStore {
     levels: Mutex<HashMap<String, u32>>,
     allocated: Mutex<HashSet<String>>,
+    short: Mutex<HashMap<String, Vec<Shortage>>>,
 }
 
 impl InMemoryStockStore {
     /// A warehouse holding these levels.
     pub fn with_levels(levels: &[(&str, u32)]) -> Self {
         let store = Self::default();
-        store.levels.lock().expect("lock").extend(levels.iter().map(|(k, v)| (k.to_string(), *v)));
+        store.restock(levels);
         store
+    }
+    /// Sets these levels (stock arrived).
+    pub fn restock(&self, levels: &[(&str, u32)]) {
+        self.levels.lock().expect("lock").extend(levels.iter().map(|(k, v)| (k.to_string(), *v)));
     }
     /// What is on hand for `sku`.
     pub fn level(&self, sku: &str) -> Option<u32> {
@@ -203,10 +281,15 @@ impl StockStore for InMemoryStockStore {
         if allocated.contains(order_id) {
             return Ok(Allocation::AlreadyAllocated);
         }
+        let mut short = self.short.lock().expect("lock");
+        if let Some(recorded) = short.get(order_id) {
+            return Ok(Allocation::Short(recorded.clone()));
+        }
         let mut levels = self.levels.lock().expect("lock");
         let demand = demand(lines);
         let shortages = shortages(&demand, &levels);
         if !shortages.is_empty() {
+            short.insert(order_id.to_string(), shortages.clone());
             return Ok(Allocation::Short(shortages));
         }
         for (sku, q) in demand {

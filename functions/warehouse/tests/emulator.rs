@@ -81,6 +81,44 @@ async fn a_short_or_unknown_line_allocates_nothing_and_names_the_shortage() {
         ])
     );
     assert_eq!((level(&client, &stock, "A").await, level(&client, &stock, "B").await), (5, 1), "all lines or none");
-    // Nothing was recorded for the order: once stock arrives it can still be allocated.
-    assert_eq!(store.allocate("ord-2", &[line("A", 2)]).await.unwrap(), Allocation::Allocated);
+    // The answer is remembered: after stock arrives, a replay of the same order is still short
+    // (Sales has marked it Backordered) and takes nothing.
+    client
+        .put_item()
+        .table_name(&stock)
+        .item("sku", AttributeValue::S("B".into()))
+        .item("available", AttributeValue::N("10".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(store.allocate("ord-2", &[line("A", 2), line("B", 3), line("NOPE", 1)]).await.unwrap(), short);
+    assert_eq!((level(&client, &stock, "A").await, level(&client, &stock, "B").await), (5, 10));
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS emulator: run `make test`"]
+async fn concurrent_orders_on_one_sku_never_oversell_and_all_get_an_answer() {
+    let (store, client, stock) = rig(&[("HOT", 5)]).await;
+    let store = std::sync::Arc::new(store);
+    let orders: Vec<String> = (0..12).map(|i| format!("ord-hot-{i}")).collect();
+    let answers = futures::future::join_all(orders.iter().map(|id| {
+        let store = store.clone();
+        async move { store.allocate(id, &[line("HOT", 1)]).await }
+    }))
+    .await;
+    let answers: Vec<Allocation> = answers.into_iter().map(|a| a.expect("every order gets a final answer")).collect();
+    let allocated = answers.iter().filter(|a| **a == Allocation::Allocated).count();
+    let short = answers.iter().filter(|a| matches!(a, Allocation::Short(_))).count();
+    println!("12 concurrent orders on 5 units: {allocated} allocated, {short} short");
+    assert_eq!((allocated, short), (5, 7));
+    assert_eq!(level(&client, &stock, "HOT").await, 0, "never negative, nothing lost");
+    // And each answer is final: asking again gives the same one.
+    for (id, answer) in orders.iter().zip(&answers) {
+        let again = store.allocate(id, &[line("HOT", 1)]).await.unwrap();
+        let same = match answer {
+            Allocation::Allocated => again == Allocation::AlreadyAllocated,
+            other => again == *other,
+        };
+        assert!(same, "{id}: {answer:?} then {again:?}");
+    }
 }

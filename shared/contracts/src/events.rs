@@ -64,6 +64,33 @@ pub struct OrderLine {
     pub unit_price_minor: i64,
 }
 
+/// The largest amount, in minor units, that any price, line, shipping charge or total may reach:
+/// 10^12 (ten billion in major units). Far above any real order and far below `i64::MAX`, so that
+/// no sum or product of accepted amounts can wrap; every computation is checked all the same.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
+
+/// An amount that is negative, too large, or whose computation would overflow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` {reason}")]
+pub struct AmountError {
+    /// The field it concerns, e.g. `lines[2]` or `totals.totalMinor`.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// `value` as an accepted amount of `field`: computed without overflow, not negative, at most
+/// [`MAX_AMOUNT_MINOR`].
+pub fn checked_amount(field: impl Into<String>, value: Option<i64>) -> Result<i64, AmountError> {
+    let reason = match value {
+        None => "overflows".to_string(),
+        Some(v) if v < 0 => "must not be negative".to_string(),
+        Some(v) if v > MAX_AMOUNT_MINOR => format!("exceeds the maximum amount of {MAX_AMOUNT_MINOR} minor units"),
+        Some(v) => return Ok(v),
+    };
+    Err(AmountError { field: field.into(), reason })
+}
+
 /// Totals of an order, all in minor units of the order's currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -79,10 +106,23 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Totals for `lines` with the given shipping and tax.
-    pub fn for_lines(lines: &[OrderLine], shipping_minor: i64, tax_minor: i64) -> Self {
-        let subtotal_minor = lines.iter().map(|l| i64::from(l.quantity) * l.unit_price_minor).sum();
-        Self { subtotal_minor, shipping_minor, tax_minor, total_minor: subtotal_minor + shipping_minor + tax_minor }
+    /// Totals for `lines` with the given shipping and tax, every product and sum checked: an amount
+    /// out of range names its field (`lines[i].unitPriceMinor`, `lines[i]` for the line's total,
+    /// `totals.subtotalMinor`, `totals.shippingMinor`, `totals.taxMinor`, `totals.totalMinor`).
+    pub fn for_lines(lines: &[OrderLine], shipping_minor: i64, tax_minor: i64) -> Result<Self, AmountError> {
+        let mut subtotal_minor: i64 = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let price = checked_amount(format!("lines[{i}].unitPriceMinor"), Some(line.unit_price_minor))?;
+            let line_total = checked_amount(format!("lines[{i}]"), i64::from(line.quantity).checked_mul(price))?;
+            subtotal_minor = checked_amount("totals.subtotalMinor", subtotal_minor.checked_add(line_total))?;
+        }
+        let shipping_minor = checked_amount("totals.shippingMinor", Some(shipping_minor))?;
+        let tax_minor = checked_amount("totals.taxMinor", Some(tax_minor))?;
+        let total_minor = checked_amount(
+            "totals.totalMinor",
+            subtotal_minor.checked_add(shipping_minor).and_then(|s| s.checked_add(tax_minor)),
+        )?;
+        Ok(Self { subtotal_minor, shipping_minor, tax_minor, total_minor })
     }
 }
 
@@ -170,7 +210,8 @@ impl Event for OrderPlaced {
     const SCHEMA_VERSION: u32 = 2;
     const MIN_SCHEMA_VERSION: u32 = 1;
 
-    /// v1 had a flat `customerName`/`customerEmail`/`customerId`, no phone, and a single `totalMinor`.
+    /// v1 had a flat `customerName`/`customerEmail`/`customerId`, no phone, and a single `totalMinor`
+    /// (lines plus shipping).
     fn upcast_step(from: u32, mut data: Value) -> Result<Value, ContractError> {
         match from {
             1 => {
@@ -185,11 +226,23 @@ impl Event for OrderPlaced {
                     "email": take("customerEmail"),
                     "phone": take("customerPhone").as_str().map(str::to_string).unwrap_or_default(),
                 });
+                // v1's one total included shipping and no tax: the lines make the subtotal, the rest
+                // was shipping. Unreadable figures are left for `validate` to refuse.
                 let total = take("totalMinor");
+                let subtotal: Option<i64> = obj.get("lines").and_then(Value::as_array).and_then(|lines| {
+                    lines.iter().try_fold(0i64, |sum, l| {
+                        let line = l["quantity"].as_i64()?.checked_mul(l["unitPriceMinor"].as_i64()?)?;
+                        sum.checked_add(line)
+                    })
+                });
+                let (subtotal, shipping) = match (subtotal, total.as_i64()) {
+                    (Some(s), Some(t)) => (json!(s), json!(t.checked_sub(s).unwrap_or(-1))),
+                    _ => (total.clone(), json!(0)),
+                };
                 obj.insert("customer".into(), customer);
                 obj.insert(
                     "totals".into(),
-                    json!({"subtotalMinor": total, "shippingMinor": 0, "taxMinor": 0, "totalMinor": total}),
+                    json!({"subtotalMinor": subtotal, "shippingMinor": shipping, "taxMinor": 0, "totalMinor": total}),
                 );
                 Ok(data)
             }
@@ -214,11 +267,17 @@ impl Event for OrderPlaced {
             if line.quantity == 0 {
                 return Err(invalid(format!("lines[{i}].quantity"), "must be at least 1"));
             }
-            if line.unit_price_minor < 0 {
-                return Err(invalid(format!("lines[{i}].unitPriceMinor"), "must not be negative"));
-            }
         }
-        if self.totals.total_minor != self.totals.subtotal_minor + self.totals.shipping_minor + self.totals.tax_minor {
+        // Recompute every amount, checked, and hold the producer's figures to it.
+        let expected = Totals::for_lines(&self.lines, self.totals.shipping_minor, self.totals.tax_minor)
+            .map_err(|e| invalid(e.field, &e.reason))?;
+        if self.totals.subtotal_minor != expected.subtotal_minor {
+            return Err(invalid(
+                "totals.subtotalMinor".into(),
+                "is not the sum of quantity × unit price over the lines",
+            ));
+        }
+        if self.totals.total_minor != expected.total_minor {
             return Err(invalid("totals.totalMinor".into(), "is not subtotal + shipping + tax"));
         }
         Ok(())

@@ -154,3 +154,59 @@ fn committed_json_schemas_match_the_types() {
     }
     assert!(stale.is_empty(), "stale JSON Schemas {stale:?}: run `UPDATE_SCHEMAS=1 cargo test -p orderflow-contracts`");
 }
+
+#[test]
+fn v1_totals_split_into_lines_and_shipping() {
+    let v1 = json!({
+        "orderId": "ord-1", "customerId": "c-1", "customerName": "Ada", "customerEmail": "ada@example.com",
+        "lines": [{"sku": "SKU-1", "quantity": 2, "unitPriceMinor": 1999}, {"sku": "SKU-2", "quantity": 1, "unitPriceMinor": 1250}],
+        "currency": "GBP", "totalMinor": 5743,
+        "shippingAddress": {"line1": "1 Main St", "city": "London", "postalCode": "N1 1AA", "country": "GB"},
+        "placedAt": "2026-11-28T10:00:00Z"
+    });
+    let event = <OrderPlaced as Inbound>::decode("OrderPlaced", 1, &raw(v1)).expect("v1 upcasts");
+    assert_eq!(event.totals, Totals { subtotal_minor: 5248, shipping_minor: 495, tax_minor: 0, total_minor: 5743 });
+}
+
+fn line(quantity: u32, unit_price_minor: i64) -> OrderLine {
+    OrderLine { sku: "SKU-1".into(), quantity, unit_price_minor }
+}
+
+#[test]
+fn totals_are_checked_and_name_the_field_that_does_not_fit() {
+    // 4 × (2^62 + 25) wraps to 100 in unchecked i64 arithmetic.
+    let err = Totals::for_lines(&[line(4, (1 << 62) + 25)], 0, 0).unwrap_err();
+    assert_eq!(err.field, "lines[0].unitPriceMinor", "{err}");
+    let err = Totals::for_lines(&[line(1000, 9_223_372_036_854_775_807)], 0, 0).unwrap_err();
+    assert_eq!(err.field, "lines[0].unitPriceMinor");
+    // Each price in range, the line's product over the cap.
+    let err = Totals::for_lines(&[line(10_000, MAX_AMOUNT_MINOR / 1000)], 0, 0).unwrap_err();
+    assert_eq!(err.field, "lines[0]");
+    // Each line in range, their sum over the cap.
+    let err = Totals::for_lines(&[line(1, MAX_AMOUNT_MINOR), line(1, 1)], 0, 0).unwrap_err();
+    assert_eq!(err.field, "totals.subtotalMinor");
+    let err = Totals::for_lines(&[line(1, MAX_AMOUNT_MINOR)], 1, 0).unwrap_err();
+    assert_eq!(err.field, "totals.totalMinor");
+    assert_eq!(Totals::for_lines(&[line(1, 100)], -5, 0).unwrap_err().field, "totals.shippingMinor");
+    assert_eq!(
+        Totals::for_lines(&[line(2, 1999), line(1, 1250)], 495, 0).unwrap(),
+        Totals { subtotal_minor: 5248, shipping_minor: 495, tax_minor: 0, total_minor: 5743 }
+    );
+}
+
+#[test]
+fn order_placed_holds_its_totals_to_its_lines() {
+    let mut data = v2_data();
+    data["lines"] = json!([{"sku": "SKU-1", "quantity": 4, "unitPriceMinor": (1i64 << 62) + 25}]);
+    data["totals"] = json!({"subtotalMinor": 100, "shippingMinor": 0, "taxMinor": 0, "totalMinor": 100});
+    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, &raw(data)).unwrap_err();
+    assert!(matches!(&err, ContractError::Invalid { field, .. } if field == "lines[0].unitPriceMinor"), "{err}");
+
+    let mut data = v2_data();
+    let mut totals: Totals = serde_json::from_value(data["totals"].clone()).unwrap();
+    totals.subtotal_minor += 1;
+    totals.total_minor += 1;
+    data["totals"] = serde_json::to_value(totals).unwrap();
+    let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, &raw(data)).unwrap_err();
+    assert!(matches!(&err, ContractError::Invalid { field, .. } if field == "totals.subtotalMinor"), "{err}");
+}

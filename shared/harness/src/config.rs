@@ -57,9 +57,6 @@ pub struct ConsumerConfig {
     pub idempotency_table: String,
     /// `MAX_CONCURRENCY` (default 8): records of one batch handled at once.
     pub max_concurrency: usize,
-    /// `IN_PROGRESS_EXPIRY_SECONDS` (default 60, keep it above the function timeout): after this a
-    /// claim left by a crashed invocation may be taken over.
-    pub in_progress_expiry: Duration,
     /// `IDEMPOTENCY_TTL_SECONDS` (default 86400): how long a completed event id is remembered; keep it
     /// above the queue's retention so any redelivery is caught.
     pub completed_ttl: Duration,
@@ -81,7 +78,6 @@ impl ConsumerConfig {
             dead_letter_queue_url: required("DEAD_LETTER_QUEUE_URL")?,
             idempotency_table: required("IDEMPOTENCY_TABLE")?,
             max_concurrency,
-            in_progress_expiry: Duration::from_secs(parsed_or("IN_PROGRESS_EXPIRY_SECONDS", 60)?),
             completed_ttl: Duration::from_secs(parsed_or("IDEMPOTENCY_TTL_SECONDS", 86_400)?),
         })
     }

@@ -7,13 +7,19 @@
 //!   │ any step fails: permanent ─► dead-letter queue now (reason attached) ─► acknowledged
 //!   │                               └─ DLQ send fails ─► batch item failure (SQS redelivers)
 //!   ▼
-//! claim consumer#event_id ─► completed already: acknowledged (duplicate)
-//!   │                     └► in progress elsewhere / store down: batch item failure
+//! claim consumer#event_id until the invocation's deadline
+//!   │   └► completed already: acknowledged (duplicate)
+//!   │   └► in progress elsewhere / store down: batch item failure
 //!   ▼
-//! handler (panic caught) ─► Ok: complete claim, acknowledged
-//!                         ├► Retryable or panic: release claim, batch item failure
-//!                         └► Permanent: release claim, dead-letter queue now, acknowledged
+//! handler ─► Ok: complete our claim, acknowledged
+//!         ├► Retryable or panic: release our claim, batch item failure
+//!         └► Permanent: release our claim, dead-letter queue now, acknowledged
 //! ```
+//!
+//! A panic anywhere on that path (decoding, validation, the stores, the handler) fails that record
+//! alone: it is handed back to SQS and the rest of the batch carries on. That needs panics to unwind,
+//! which the crate checks at compile time. Each record runs inside [`deadline::within`] the
+//! invocation's deadline, so what it calls can stop retrying in time.
 //!
 //! Records run concurrently up to a bound. On a FIFO queue records of one message group run in order
 //! and, once one of them fails, the rest of that group is handed back unprocessed, so SQS redelivers
@@ -25,7 +31,7 @@
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -37,6 +43,7 @@ use tracing::{error, info, warn, Instrument};
 
 use crate::config::ConsumerConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};
+use crate::deadline;
 use crate::error::HandlerError;
 use crate::idempotency::{Claim, DynamoDbIdempotencyStore, IdempotencyStore};
 use crate::telemetry::{self, Counts};
@@ -65,7 +72,8 @@ pub trait Handler<E>: Send + Sync {
 pub struct ConsumerSettings {
     /// Records of one batch handled at once.
     pub max_concurrency: usize,
-    /// How long a claim stays in progress before another invocation may take it over.
+    /// How long an invocation is assumed to last when its deadline is unknown ([`Consumer::process`],
+    /// used by tests and benchmarks). Under Lambda the claim lasts until the invocation's deadline.
     pub in_progress_expiry: Duration,
     /// How long a completed event id is remembered.
     pub completed_ttl: Duration,
@@ -137,8 +145,8 @@ impl<E: Inbound> Consumer<E> {
             Arc::new(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(sdk), &config.dead_letter_queue_url)),
             ConsumerSettings {
                 max_concurrency: config.max_concurrency,
-                in_progress_expiry: config.in_progress_expiry,
                 completed_ttl: config.completed_ttl,
+                ..ConsumerSettings::default()
             },
         )
     }
@@ -149,7 +157,12 @@ impl<E: Inbound> Consumer<E> {
         lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
             let consumer = Arc::clone(&consumer);
             async move {
-                let result = consumer.process(event.payload).await?;
+                // The context's deadline is epoch milliseconds; claims and retries must end by then.
+                let deadline = match event.context.deadline {
+                    0 => SystemTime::now() + consumer.settings.in_progress_expiry,
+                    ms => UNIX_EPOCH + Duration::from_millis(ms),
+                };
+                let result = consumer.process_until(event.payload, deadline).await?;
                 telemetry::emit(&consumer.name, result.counts);
                 Ok::<_, lambda_runtime::Error>(result.response)
             }
@@ -157,12 +170,18 @@ impl<E: Inbound> Consumer<E> {
         .await
     }
 
-    /// Handles one batch and says which records SQS must redeliver.
+    /// Handles one batch, assuming the invocation lasts `in_progress_expiry` from now.
     pub async fn process(&self, event: SqsEvent) -> Result<BatchResult, BatchError> {
+        self.process_until(event, SystemTime::now() + self.settings.in_progress_expiry).await
+    }
+
+    /// Handles one batch of an invocation that ends at `deadline`, and says which records SQS must
+    /// redeliver.
+    pub async fn process_until(&self, event: SqsEvent, deadline: SystemTime) -> Result<BatchResult, BatchError> {
         let records = event.records;
         let fifo = records.iter().any(|r| r.event_source_arn.as_deref().is_some_and(|a| a.ends_with(".fifo")));
         let outcomes: Vec<Outcome> =
-            if fifo { self.process_fifo(&records).await } else { self.process_all(&records).await };
+            if fifo { self.process_fifo(&records, deadline).await } else { self.process_all(&records, deadline).await };
 
         let mut response = SqsBatchResponse::default();
         let mut counts = Counts::default();
@@ -190,9 +209,9 @@ impl<E: Inbound> Consumer<E> {
         Ok(BatchResult { response, counts })
     }
 
-    async fn process_all(&self, records: &[SqsMessage]) -> Vec<Outcome> {
+    async fn process_all(&self, records: &[SqsMessage], deadline: SystemTime) -> Vec<Outcome> {
         let mut indexed: Vec<(usize, Outcome)> = futures::stream::iter(records.iter().enumerate())
-            .map(|(i, r)| async move { (i, self.process_record(r).await) })
+            .map(|(i, r)| async move { (i, self.guarded(r, deadline).await) })
             .buffer_unordered(self.settings.max_concurrency.max(1))
             .collect()
             .await;
@@ -200,7 +219,7 @@ impl<E: Inbound> Consumer<E> {
         indexed.into_iter().map(|(_, o)| o).collect()
     }
 
-    async fn process_fifo(&self, records: &[SqsMessage]) -> Vec<Outcome> {
+    async fn process_fifo(&self, records: &[SqsMessage], deadline: SystemTime) -> Vec<Outcome> {
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for (i, r) in records.iter().enumerate() {
@@ -220,7 +239,7 @@ impl<E: Inbound> Consumer<E> {
                         out.push((i, Outcome::Retry));
                         continue;
                     }
-                    let outcome = self.process_record(&records[i]).await;
+                    let outcome = self.guarded(&records[i], deadline).await;
                     if outcome == Outcome::Retry {
                         warn!(consumer = %self.name, group = %group, "FIFO group stopped: later messages handed back in order");
                         stopped = true;
@@ -237,7 +256,20 @@ impl<E: Inbound> Consumer<E> {
         indexed.into_iter().map(|(_, o)| o).collect()
     }
 
-    async fn process_record(&self, record: &SqsMessage) -> Outcome {
+    /// One record, within the deadline, with any panic on its path turned into a retry of it alone.
+    async fn guarded(&self, record: &SqsMessage, deadline: SystemTime) -> Outcome {
+        let run = deadline::within(deadline, self.process_record(record, deadline));
+        match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                error!(consumer = %self.name, message_id = record.message_id.as_deref().unwrap_or_default(),
+                    panic = %panic_message(&panic), "panic while handling a record: SQS will redeliver it");
+                Outcome::Retry
+            }
+        }
+    }
+
+    async fn process_record(&self, record: &SqsMessage, deadline: SystemTime) -> Outcome {
         let message_id = record.message_id.clone().unwrap_or_default();
         let receive_count: u32 =
             record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
@@ -254,8 +286,8 @@ impl<E: Inbound> Consumer<E> {
             span.record("detail_type", event.name());
 
             let key = format!("{}#{}", self.name, metadata.event_id);
-            match self.idempotency.claim(&key, self.settings.in_progress_expiry).await {
-                Ok(Claim::Acquired) => {}
+            let token = match self.idempotency.claim(&key, deadline).await {
+                Ok(Claim::Acquired(token)) => token,
                 Ok(Claim::AlreadyCompleted) => {
                     info!("duplicate of a completed event: acknowledged without handling");
                     return Outcome::Duplicate;
@@ -268,15 +300,16 @@ impl<E: Inbound> Consumer<E> {
                     warn!(error = %e, "idempotency store unavailable: retry later");
                     return Outcome::Retry;
                 }
-            }
+            };
 
             let ctx = RecordContext { message_id: message_id.clone(), metadata, receive_count };
             let result = AssertUnwindSafe(self.handler.handle(event, &ctx)).catch_unwind().await;
             let failure = match result {
                 Ok(Ok(())) => {
-                    if let Err(e) = self.idempotency.complete(&key, self.settings.completed_ttl).await {
+                    if let Err(e) = self.idempotency.complete(&key, &token, self.settings.completed_ttl).await {
                         // Handled: acknowledging is right. Until the claim expires a redelivery is
-                        // retried; after it, the handler's own idempotence has to hold.
+                        // retried; after it (or if the claim was taken over meanwhile), the
+                        // handler's own idempotence has to hold.
                         warn!(error = %e, "handled, but the completion mark was not stored");
                     }
                     info!("handled");
@@ -285,7 +318,7 @@ impl<E: Inbound> Consumer<E> {
                 Ok(Err(e)) => e,
                 Err(panic) => HandlerError::Retryable(format!("handler panicked: {}", panic_message(&panic))),
             };
-            if let Err(e) = self.idempotency.release(&key).await {
+            if let Err(e) = self.idempotency.release(&key, &token).await {
                 warn!(error = %e, "could not release the claim; a redelivery waits for it to expire");
             }
             match failure {

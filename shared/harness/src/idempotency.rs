@@ -1,41 +1,60 @@
 //! At-least-once delivery made effectively-once: before a consumer handles an event it claims
 //! `consumer#event_id`. A claim is `IN_PROGRESS` until the handler finishes, then `COMPLETED` for a
 //! while (TTL). A duplicate of a completed event is acknowledged without running the handler again; a
-//! duplicate of one still in progress is retried later; an in-progress claim left by a crashed
-//! invocation expires and can be taken over.
+//! duplicate of one still in progress is retried later.
+//!
+//! Claims run on Lambda's clock: an in-progress claim is locked only until the deadline of the
+//! invocation that took it (as Powertools' `register_lambda_context` does), because after that the
+//! invocation is gone. So a record whose invocation crashed or timed out is handled on its first
+//! redelivery, not one visibility timeout later. Each claim carries an owner token: `complete` and
+//! `release` only touch the caller's own claim, so a slow holder whose claim expired and was taken
+//! over can neither complete nor drop the new holder's claim.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::dynamo::{describe, get_s, is_conditional_check_failed, n, s};
 use async_trait::async_trait;
 
+use crate::clock::{Clock, SystemClock};
+use crate::dynamo::{get_s, is_conditional_check_failed, n, s, store_error};
+pub use crate::store::StoreError;
+
+const STORE: &str = "idempotency store";
+
+/// Proof of holding a claim: given by [`IdempotencyStore::claim`], required to complete or release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToken(String);
+
+impl ClaimToken {
+    fn new() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+}
+
 /// The answer to a claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// Nobody has handled it: go ahead.
-    Acquired,
+    /// Nobody has handled it: go ahead, and complete or release with this token.
+    Acquired(ClaimToken),
     /// Handled already: acknowledge without handling.
     AlreadyCompleted,
     /// Someone is handling it right now: try later.
     InProgress,
 }
 
-/// The store could not answer; the record is retried (it is never acknowledged unhandled).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("idempotency store: {0}")]
-pub struct StoreError(pub String);
-
-/// The port.
+/// Which events a consumer has handled. Errors are retryable unless they say otherwise; a record
+/// whose claim cannot be made is never acknowledged unhandled.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` for `in_progress_for`, unless it is completed or claimed by someone else.
-    async fn claim(&self, key: &str, in_progress_for: Duration) -> Result<Claim, StoreError>;
-    /// Marks `key` completed, remembered for `keep_for`.
-    async fn complete(&self, key: &str, keep_for: Duration) -> Result<(), StoreError>;
-    /// Drops an in-progress claim (after a failure), so a redelivery can claim it at once.
-    async fn release(&self, key: &str) -> Result<(), StoreError>;
+    /// Claims `key` until `locked_until` (the invocation's deadline), unless it is completed or
+    /// claimed by someone whose lock has not run out.
+    async fn claim(&self, key: &str, locked_until: SystemTime) -> Result<Claim, StoreError>;
+    /// Marks `key` completed, remembered for `keep_for`, if `token` still holds its claim; a claim
+    /// taken over by someone else is left alone and reported as a permanent error.
+    async fn complete(&self, key: &str, token: &ClaimToken, keep_for: Duration) -> Result<(), StoreError>;
+    /// Drops the claim after a failure, so a redelivery can claim it at once; only the holder's own.
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError>;
 }
 
 fn epoch_secs(t: SystemTime) -> i64 {
@@ -46,8 +65,12 @@ fn epoch_millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+fn lost(key: &str) -> StoreError {
+    StoreError::permanent(STORE, format!("claim on {key} is no longer ours (expired and taken over)"))
+}
+
 /// The DynamoDB adapter. Table: partition key `id` (S); TTL attribute `expiresAt` (epoch seconds).
-/// Item: `status` (`IN_PROGRESS` | `COMPLETED`), `lockedUntil` (epoch ms, for in-progress expiry).
+/// Item: `status` (`IN_PROGRESS` | `COMPLETED`), `lockedUntil` (epoch ms), `owner` (the claim token).
 #[derive(Debug, Clone)]
 pub struct DynamoDbIdempotencyStore {
     client: aws_sdk_dynamodb::Client,
@@ -61,24 +84,22 @@ impl DynamoDbIdempotencyStore {
     }
 }
 
-fn sdk_err<E: std::error::Error + 'static>(e: E) -> StoreError {
-    StoreError(describe(e))
-}
-
 #[async_trait]
 impl IdempotencyStore for DynamoDbIdempotencyStore {
-    async fn claim(&self, key: &str, in_progress_for: Duration) -> Result<Claim, StoreError> {
+    async fn claim(&self, key: &str, locked_until: SystemTime) -> Result<Claim, StoreError> {
         let now = SystemTime::now();
+        let token = ClaimToken::new();
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("id", s(key))
             .item("status", s("IN_PROGRESS"))
-            .item("lockedUntil", n(epoch_millis(now + in_progress_for)))
-            .item("expiresAt", n(epoch_secs(now + in_progress_for) + 3600))
-            // Free, or a claim whose holder died, or a completed record DynamoDB's TTL (which may lag
-            // by hours) has not deleted yet.
+            .item("owner", s(&token.0))
+            .item("lockedUntil", n(epoch_millis(locked_until)))
+            .item("expiresAt", n(epoch_secs(locked_until) + 3600))
+            // Free, or a claim whose holder's invocation has ended, or a completed record DynamoDB's
+            // TTL (which may lag by hours) has not deleted yet.
             .condition_expression(
                 "attribute_not_exists(id) OR (#status = :in_progress AND lockedUntil < :now_ms) OR expiresAt < :now_s",
             )
@@ -89,7 +110,7 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
             .send()
             .await;
         match put {
-            Ok(_) => Ok(Claim::Acquired),
+            Ok(_) => Ok(Claim::Acquired(token)),
             Err(e) if is_conditional_check_failed(&e) => {
                 let item = self
                     .client
@@ -99,99 +120,128 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(sdk_err)?;
+                    .map_err(|e| store_error(STORE, e))?;
                 let status = item.item().and_then(|i| get_s(i, "status"));
                 Ok(match status {
                     Some("COMPLETED") => Claim::AlreadyCompleted,
                     _ => Claim::InProgress,
                 })
             }
-            Err(e) => Err(sdk_err(e)),
+            Err(e) => Err(store_error(STORE, e)),
         }
     }
 
-    async fn complete(&self, key: &str, keep_for: Duration) -> Result<(), StoreError> {
-        self.client
-            .put_item()
+    async fn complete(&self, key: &str, token: &ClaimToken, keep_for: Duration) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .item("id", s(key))
-            .item("status", s("COMPLETED"))
-            .item("expiresAt", n(epoch_secs(SystemTime::now() + keep_for)))
+            .key("id", s(key))
+            .update_expression("SET #status = :completed, expiresAt = :expires REMOVE lockedUntil, #owner")
+            .condition_expression("#status = :in_progress AND #owner = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":completed", s("COMPLETED"))
+            .expression_attribute_values(":in_progress", s("IN_PROGRESS"))
+            .expression_attribute_values(":token", s(&token.0))
+            .expression_attribute_values(":expires", n(epoch_secs(SystemTime::now() + keep_for)))
             .send()
-            .await
-            .map_err(sdk_err)?;
-        Ok(())
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_check_failed(&e) => Err(lost(key)),
+            Err(e) => Err(store_error(STORE, e)),
+        }
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
         let res = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key("id", s(key))
-            .condition_expression("#status = :in_progress")
+            .condition_expression("#status = :in_progress AND #owner = :token")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":in_progress", s("IN_PROGRESS"))
+            .expression_attribute_values(":token", s(&token.0))
             .send()
             .await;
         match res {
             Ok(_) => Ok(()),
-            // Already completed or gone: nothing to release.
+            // Completed, gone, or someone else's claim now: nothing of ours to release.
             Err(e) if is_conditional_check_failed(&e) => Ok(()),
-            Err(e) => Err(sdk_err(e)),
+            Err(e) => Err(store_error(STORE, e)),
         }
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Entry {
-    InProgress { until: SystemTime },
+    InProgress { until: SystemTime, owner: ClaimToken },
     Completed { until: SystemTime },
 }
 
-/// The in-memory fake, with the same semantics as the DynamoDB adapter.
-#[derive(Debug, Default)]
+/// The in-memory fake, with the same semantics as the DynamoDB adapter, on a clock tests can move.
+#[derive(Debug)]
 pub struct InMemoryIdempotencyStore {
     entries: Mutex<HashMap<String, Entry>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for InMemoryIdempotencyStore {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
 }
 
 impl InMemoryIdempotencyStore {
+    /// A store that reads the time from `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), clock }
+    }
     /// Whether `key` is completed and remembered.
     pub fn is_completed(&self, key: &str) -> bool {
-        matches!(self.entries.lock().expect("lock").get(key), Some(Entry::Completed { until }) if *until > SystemTime::now())
+        let now = self.clock.now();
+        matches!(self.entries.lock().expect("lock").get(key), Some(Entry::Completed { until }) if *until > now)
     }
     /// Whether `key` is claimed in progress.
     pub fn is_in_progress(&self, key: &str) -> bool {
-        matches!(self.entries.lock().expect("lock").get(key), Some(Entry::InProgress { until }) if *until > SystemTime::now())
+        let now = self.clock.now();
+        matches!(self.entries.lock().expect("lock").get(key), Some(Entry::InProgress { until, .. }) if *until > now)
     }
 }
 
 #[async_trait]
 impl IdempotencyStore for InMemoryIdempotencyStore {
-    async fn claim(&self, key: &str, in_progress_for: Duration) -> Result<Claim, StoreError> {
-        let now = SystemTime::now();
+    async fn claim(&self, key: &str, locked_until: SystemTime) -> Result<Claim, StoreError> {
+        let now = self.clock.now();
         let mut entries = self.entries.lock().expect("lock");
         match entries.get(key) {
             Some(Entry::Completed { until }) if *until > now => Ok(Claim::AlreadyCompleted),
-            Some(Entry::InProgress { until }) if *until > now => Ok(Claim::InProgress),
+            Some(Entry::InProgress { until, .. }) if *until > now => Ok(Claim::InProgress),
             _ => {
-                entries.insert(key.to_string(), Entry::InProgress { until: now + in_progress_for });
-                Ok(Claim::Acquired)
+                let token = ClaimToken::new();
+                entries.insert(key.to_string(), Entry::InProgress { until: locked_until, owner: token.clone() });
+                Ok(Claim::Acquired(token))
             }
         }
     }
 
-    async fn complete(&self, key: &str, keep_for: Duration) -> Result<(), StoreError> {
-        self.entries
-            .lock()
-            .expect("lock")
-            .insert(key.to_string(), Entry::Completed { until: SystemTime::now() + keep_for });
-        Ok(())
+    async fn complete(&self, key: &str, token: &ClaimToken, keep_for: Duration) -> Result<(), StoreError> {
+        let mut entries = self.entries.lock().expect("lock");
+        match entries.get(key) {
+            Some(Entry::InProgress { owner, .. }) if owner == token => {
+                entries.insert(key.to_string(), Entry::Completed { until: self.clock.now() + keep_for });
+                Ok(())
+            }
+            _ => Err(lost(key)),
+        }
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
         let mut entries = self.entries.lock().expect("lock");
-        if matches!(entries.get(key), Some(Entry::InProgress { .. })) {
+        if matches!(entries.get(key), Some(Entry::InProgress { owner, .. }) if owner == token) {
             entries.remove(key);
         }
         Ok(())

@@ -11,14 +11,26 @@
 //! Ports are small traits with in-memory fakes beside their AWS adapters, so handlers are unit-tested
 //! without AWS and the adapters are tested against the local emulator.
 
+// The consumer contains a panic to the record that caused it (`catch_unwind`), which only works when
+// panics unwind. `cargo lambda build --release` defaults to `panic = "abort"` unless the workspace's
+// release profile says otherwise; this stops such a build instead of shipping a binary in which one
+// bad record kills the whole batch.
+#[cfg(not(panic = "unwind"))]
+compile_error!(
+    "orderflow-harness needs panic = \"unwind\" (set it in [profile.release]): the consumer contains panics per record"
+);
+
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod deadline;
 pub mod dynamo;
 pub mod error;
 pub mod idempotency;
 pub mod publisher;
+pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -26,3 +38,4 @@ pub mod testing;
 pub use consumer::{Consumer, ConsumerSettings, Handler, RecordContext};
 pub use error::HandlerError;
 pub use publisher::{EventPublisher, OutboundEvent};
+pub use store::StoreError;

@@ -2,8 +2,10 @@
 //!
 //! `PutEvents` takes at most 10 entries and 256 KB per call and can fail *per entry* while the call as
 //! a whole succeeds (`FailedEntryCount > 0`). [`ChunkedPublisher`] cuts a list of events into legal
-//! requests, resends only the entries that failed, with exponential backoff and jitter, a bounded number
-//! of times, and then reports exactly which events could not be sent. [`EventBridgeApi`] is the thin SDK
+//! requests, resends only the entries that failed with a retryable error (throttling, an internal
+//! error, a timed-out or 5xx call), with exponential backoff and jitter, a bounded number of times and
+//! never past the invocation's deadline ([`crate::deadline`]), and then reports exactly which events
+//! could not be sent and whether a later attempt may succeed. [`EventBridgeApi`] is the thin SDK
 //! adapter under it; tests put a scripted fake there instead.
 
 use std::sync::Mutex;
@@ -18,8 +20,18 @@ pub const MAX_ENTRIES: usize = 10;
 /// `PutEvents`' size limit per request, in bytes, as EventBridge counts them.
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
-/// One event ready for the bus.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Per-entry error codes worth resending: EventBridge was busy or failed inside. Anything else
+/// (`MalformedDetail`, `InvalidArgument`, `AccessDeniedException`, ...) fails the same way again.
+pub const RETRYABLE_ENTRY_CODES: &[&str] =
+    &["ThrottlingException", "InternalFailure", "InternalException", "ServiceUnavailable"];
+
+/// Time kept back before the deadline for reporting the batch once resending stops.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// One event ready for the bus. Serialisable, so a service can store it beside the state change it
+/// announces (a transactional outbox) and a relay can publish it later, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OutboundEvent {
     /// The envelope's event id (for error reports).
     pub event_id: String,
@@ -65,8 +77,9 @@ pub struct FailedEntry {
 /// Why publishing failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
-    /// Some entries still failed after every resend; the others were sent.
-    #[error("{} of {total} events not published after {attempts} attempts: {}", failed.len(),
+    /// Some entries still failed when resending stopped (attempts used up, a non-retryable error,
+    /// or the deadline near); the others were sent.
+    #[error("{} of {total} events not published after {attempts} attempt(s): {}", failed.len(),
         failed.iter().map(|f| format!("{} {} ({}: {})", f.detail_type, f.event_id, f.code, f.message)).collect::<Vec<_>>().join("; "))]
     NotPublished {
         /// The events that were not sent.
@@ -75,6 +88,8 @@ pub enum PublishError {
         total: usize,
         /// Attempts made.
         attempts: usize,
+        /// Whether every failure was of a kind a later attempt may fix.
+        retryable: bool,
     },
     /// One event alone is over the request limit: no resend can help.
     #[error("event {event_id} ({detail_type}) is {size} bytes, over PutEvents' {MAX_REQUEST_BYTES}-byte limit")]
@@ -91,7 +106,7 @@ pub enum PublishError {
 impl PublishError {
     /// Whether a later attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, PublishError::NotPublished { .. })
+        matches!(self, PublishError::NotPublished { retryable: true, .. })
     }
 }
 
@@ -102,12 +117,40 @@ pub trait EventPublisher: Send + Sync {
     async fn publish(&self, events: Vec<OutboundEvent>) -> Result<(), PublishError>;
 }
 
+/// A whole `PutEvents` call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    /// What went wrong.
+    pub message: String,
+    /// Timeouts, connection failures, throttling and 5xx are worth another attempt; a refused request
+    /// (validation, access denied, unknown bus) is not.
+    pub retryable: bool,
+}
+
 /// One raw `PutEvents` call: per entry, `None` when accepted or `Some((code, message))` when not.
-/// An `Err` means the whole call failed (network, throttling of the call, 5xx).
+/// An `Err` means the whole call failed.
 #[async_trait]
 pub trait PutEventsApi: Send + Sync {
     /// Sends up to [`MAX_ENTRIES`] entries.
-    async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, String>;
+    async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, CallFailure>;
+}
+
+fn call_failure<E, R>(e: aws_sdk_eventbridge::error::SdkError<E, R>) -> CallFailure
+where
+    E: aws_sdk_eventbridge::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    use aws_sdk_eventbridge::error::SdkError;
+    let retryable = match &e {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or_default();
+            RETRYABLE_ENTRY_CODES.contains(&code) || code.contains("Throttl") || code.is_empty()
+        }
+        // Timeouts, dispatch failures, unreadable responses.
+        _ => true,
+    };
+    CallFailure { message: aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(), retryable }
 }
 
 /// The SDK adapter: the client and the bus it sends to.
@@ -126,7 +169,7 @@ impl EventBridgeApi {
 
 #[async_trait]
 impl PutEventsApi for EventBridgeApi {
-    async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, String> {
+    async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, CallFailure> {
         let mut req = self.client.put_events();
         for e in entries {
             req = req.entries(
@@ -138,11 +181,14 @@ impl PutEventsApi for EventBridgeApi {
                     .build(),
             );
         }
-        let out = req.send().await.map_err(|e| aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string())?;
+        let out = req.send().await.map_err(call_failure)?;
         let results = out.entries();
         if results.len() != entries.len() {
             // The API promises one result per entry in order; without that we cannot tell which failed.
-            return Err(format!("PutEvents answered {} results for {} entries", results.len(), entries.len()));
+            return Err(CallFailure {
+                message: format!("PutEvents answered {} results for {} entries", results.len(), entries.len()),
+                retryable: true,
+            });
         }
         Ok(results
             .iter()
@@ -225,33 +271,35 @@ impl<A: PutEventsApi> EventPublisher for ChunkedPublisher<A> {
         let mut pending = events;
         let mut failed: Vec<FailedEntry> = Vec::new();
         let mut delays = self.backoff.build();
-        for attempt in 1..=self.attempts {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             failed.clear();
-            let mut still_pending = Vec::new();
+            // (entry, retryable) for every entry not accepted in this attempt.
+            let mut still_pending: Vec<(OutboundEvent, bool)> = Vec::new();
+            let mut fail = |entry: &OutboundEvent, code: String, message: String, retryable: bool| {
+                failed.push(FailedEntry {
+                    event_id: entry.event_id.clone(),
+                    detail_type: entry.detail_type.clone(),
+                    code,
+                    message,
+                });
+                still_pending.push((entry.clone(), retryable));
+            };
             for chunk in chunks(&pending)? {
                 match self.api.put_events(chunk).await {
                     Ok(results) => {
                         for (entry, result) in chunk.iter().zip(results) {
                             if let Some((code, message)) = result {
-                                failed.push(FailedEntry {
-                                    event_id: entry.event_id.clone(),
-                                    detail_type: entry.detail_type.clone(),
-                                    code,
-                                    message,
-                                });
-                                still_pending.push(entry.clone());
+                                let retryable = RETRYABLE_ENTRY_CODES.contains(&code.as_str());
+                                fail(entry, code, message, retryable);
                             }
                         }
                     }
-                    Err(message) => {
+                    Err(call) => {
+                        let code = if call.retryable { "RequestFailed" } else { "RequestRefused" };
                         for entry in chunk {
-                            failed.push(FailedEntry {
-                                event_id: entry.event_id.clone(),
-                                detail_type: entry.detail_type.clone(),
-                                code: "RequestFailed".into(),
-                                message: message.clone(),
-                            });
-                            still_pending.push(entry.clone());
+                            fail(entry, code.into(), call.message.clone(), call.retryable);
                         }
                     }
                 }
@@ -259,18 +307,30 @@ impl<A: PutEventsApi> EventPublisher for ChunkedPublisher<A> {
             if still_pending.is_empty() {
                 return Ok(());
             }
+            let retryable = still_pending.iter().all(|(_, r)| *r);
+            let delay = delays.next().unwrap_or(Duration::from_millis(50));
+            let stop = if !retryable {
+                Some("a failure no resend can fix")
+            } else if attempt >= self.attempts {
+                Some("attempts used up")
+            } else if !crate::deadline::allows(delay, DEADLINE_MARGIN) {
+                Some("the invocation's deadline is near")
+            } else {
+                None
+            };
+            if let Some(why) = stop {
+                tracing::warn!(attempt, failed = still_pending.len(), total, why, "PutEvents entries not published");
+                return Err(PublishError::NotPublished { failed, total, attempts: attempt, retryable });
+            }
             tracing::warn!(
                 attempt,
                 failed = still_pending.len(),
                 total,
                 "PutEvents entries failed; resending those only"
             );
-            pending = still_pending;
-            if attempt < self.attempts {
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_millis(50))).await;
-            }
+            pending = still_pending.into_iter().map(|(e, _)| e).collect();
+            tokio::time::sleep(delay).await;
         }
-        Err(PublishError::NotPublished { failed, total, attempts: self.attempts })
     }
 }
 

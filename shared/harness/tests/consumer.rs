@@ -4,20 +4,21 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use orderflow_contracts::{Envelope, OrderPlaced};
+use orderflow_harness::clock::{Clock, ManualClock};
 use orderflow_harness::consumer::BatchError;
 use orderflow_harness::dead_letter::InMemoryDeadLetters;
-use orderflow_harness::idempotency::{IdempotencyStore, InMemoryIdempotencyStore, StoreError};
+use orderflow_harness::idempotency::{Claim, ClaimToken, IdempotencyStore, InMemoryIdempotencyStore, StoreError};
 use orderflow_harness::{Consumer, ConsumerSettings, Handler, HandlerError, RecordContext};
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
 /// Behaves according to the order id: `retry-*` fails retryably, `perm-*` permanently, `panic-*`
-/// panics, `slow-*` takes a while; anything else succeeds. Records every order id it was called with.
+/// panics, `slow-*` takes a while, `hang-*` never returns the first time; anything else succeeds. Records every order id it was called with.
 #[derive(Default)]
 struct ScriptedHandler {
     calls: Mutex<Vec<String>>,
@@ -51,6 +52,10 @@ impl Handler<OrderPlaced> for ScriptedHandler {
         }
         if id.starts_with("panic-") {
             panic!("boom in {id}");
+        }
+        if id.starts_with("hang-") && self.calls().iter().filter(|c| *c == id).count() == 1 {
+            // The first invocation never finishes: Lambda kills it at its deadline.
+            std::future::pending::<()>().await;
         }
         Ok(())
     }
@@ -254,7 +259,7 @@ async fn a_duplicate_of_a_completed_event_is_acknowledged_without_handling() {
 #[tokio::test]
 async fn a_duplicate_of_an_event_in_progress_is_retried_later() {
     let store = Arc::new(InMemoryIdempotencyStore::default());
-    store.claim(&format!("billing#{}", event_id(1)), Duration::from_secs(60)).await.unwrap();
+    store.claim(&format!("billing#{}", event_id(1)), SystemTime::now() + Duration::from_secs(60)).await.unwrap();
     let rig = rig_with(store);
     let result = rig.consumer.process(batch(vec![record("m1", &order_body("ord-1", 1))])).await.unwrap();
     assert_eq!(failure_ids(&result), vec!["m1"]);
@@ -264,7 +269,7 @@ async fn a_duplicate_of_an_event_in_progress_is_retried_later() {
 #[tokio::test]
 async fn an_expired_in_progress_claim_is_taken_over() {
     let store = Arc::new(InMemoryIdempotencyStore::default());
-    store.claim(&format!("billing#{}", event_id(1)), Duration::ZERO).await.unwrap();
+    store.claim(&format!("billing#{}", event_id(1)), SystemTime::now()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let rig = rig_with(store);
     let result = rig.consumer.process(batch(vec![record("m1", &order_body("ord-1", 1))])).await.unwrap();
@@ -276,13 +281,13 @@ struct DownStore;
 
 #[async_trait]
 impl IdempotencyStore for DownStore {
-    async fn claim(&self, _: &str, _: Duration) -> Result<orderflow_harness::idempotency::Claim, StoreError> {
-        Err(StoreError("ProvisionedThroughputExceededException".into()))
+    async fn claim(&self, _: &str, _: SystemTime) -> Result<Claim, StoreError> {
+        Err(StoreError::retryable("idempotency store", "ProvisionedThroughputExceededException"))
     }
-    async fn complete(&self, _: &str, _: Duration) -> Result<(), StoreError> {
+    async fn complete(&self, _: &str, _: &ClaimToken, _: Duration) -> Result<(), StoreError> {
         unreachable!("nothing was claimed")
     }
-    async fn release(&self, _: &str) -> Result<(), StoreError> {
+    async fn release(&self, _: &str, _: &ClaimToken) -> Result<(), StoreError> {
         unreachable!("nothing was claimed")
     }
 }
@@ -395,16 +400,153 @@ fn envelopes_built_by_producers_decode_in_consumers() {
     assert_eq!(metadata, envelope.metadata);
 }
 
-/// The panic containment above only holds where panics unwind. `cargo lambda build --release` turns
-/// on `panic = "abort"` unless the workspace's release profile says otherwise, so it must keep saying
-/// so (checked once by hand with `cargo lambda build --release -v`: no `-C panic=abort` reaches rustc).
-#[test]
-fn the_release_profile_keeps_panics_unwinding() {
-    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml")).unwrap();
-    let release = manifest.split("[profile.release]").nth(1).expect("a [profile.release] section");
-    let section = release.split("\n[").next().unwrap();
-    assert!(
-        section.lines().any(|l| l.split('#').next().unwrap().replace(' ', "") == "panic=\"unwind\""),
-        "[profile.release] must set panic = \"unwind\" explicitly:\n{section}"
+#[tokio::test]
+async fn a_crashed_invocations_record_is_handled_on_its_first_redelivery() {
+    // GIVEN a consumer whose claims are judged on a clock the test moves
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let clock = Arc::new(ManualClock::at(t0));
+    let rig = rig_with(Arc::new(InMemoryIdempotencyStore::with_clock(clock.clone())));
+    let body = order_body("hang-1", 1);
+
+    // WHEN the first invocation (10 s timeout) claims the record and is killed before finishing
+    let first = rig.consumer.process_until(batch(vec![record("m1", &body)]), t0 + Duration::from_secs(10));
+    assert!(tokio::time::timeout(Duration::from_millis(50), first).await.is_err(), "the first invocation hangs");
+    assert!(rig.store.is_in_progress(&format!("billing#{}", event_id(1))));
+
+    // THEN the claim ends with that invocation ...
+    clock.advance(Duration::from_secs(11));
+    assert!(!rig.store.is_in_progress(&format!("billing#{}", event_id(1))), "locked only until the deadline");
+    // ... so the redelivery after SQS's visibility timeout (60 s) is handled, not bounced again.
+    clock.advance(Duration::from_secs(49));
+    let redelivery = rig
+        .consumer
+        .process_until(batch(vec![record("m1", &body)]), clock.now() + Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(failure_ids(&redelivery), Vec::<String>::new());
+    assert_eq!(rig.handler.calls(), vec!["hang-1", "hang-1"]);
+    assert!(rig.store.is_completed(&format!("billing#{}", event_id(1))));
+}
+
+#[tokio::test]
+async fn a_slow_first_holder_cannot_release_or_complete_a_claim_taken_over_by_a_second() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let clock = Arc::new(ManualClock::at(t0));
+    let store = InMemoryIdempotencyStore::with_clock(clock.clone());
+    let Claim::Acquired(slow) = store.claim("billing#e1", t0 + Duration::from_secs(10)).await.unwrap() else {
+        panic!("first claim")
+    };
+    clock.advance(Duration::from_secs(11));
+    let Claim::Acquired(second) = store.claim("billing#e1", clock.now() + Duration::from_secs(10)).await.unwrap()
+    else {
+        panic!("an expired claim is taken over")
+    };
+
+    let err = store.complete("billing#e1", &slow, Duration::from_secs(3600)).await.unwrap_err();
+    assert!(!err.retryable, "{err}");
+    store.release("billing#e1", &slow).await.unwrap();
+    assert!(store.is_in_progress("billing#e1"), "the second holder's claim survives the first holder");
+    assert!(!store.is_completed("billing#e1"));
+
+    store.complete("billing#e1", &second, Duration::from_secs(3600)).await.unwrap();
+    assert!(store.is_completed("billing#e1"));
+}
+
+/// Reads `OrderPlaced`, but its decoder has a bug that panics on orders whose id starts `boom-`.
+#[derive(Debug)]
+struct Fragile(OrderPlaced);
+
+impl orderflow_contracts::Inbound for Fragile {
+    const DETAIL_TYPES: &'static [&'static str] = &["OrderPlaced"];
+    fn decode(
+        detail_type: &str,
+        schema_version: u32,
+        data: &serde_json::value::RawValue,
+    ) -> Result<Self, orderflow_contracts::ContractError> {
+        let order = <OrderPlaced as orderflow_contracts::Inbound>::decode(detail_type, schema_version, data)?;
+        assert!(!order.order_id.starts_with("boom-"), "decoder bug on {}", order.order_id);
+        Ok(Fragile(order))
+    }
+    fn name(&self) -> &'static str {
+        "OrderPlaced"
+    }
+}
+
+#[derive(Default)]
+struct Accepts(Mutex<Vec<String>>);
+
+#[async_trait]
+impl Handler<Fragile> for Accepts {
+    async fn handle(&self, event: Fragile, _: &RecordContext) -> Result<(), HandlerError> {
+        self.0.lock().unwrap().push(event.0.order_id);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_panic_while_decoding_fails_its_record_alone() {
+    let handler = Arc::new(Accepts::default());
+    let dlq = Arc::new(InMemoryDeadLetters::default());
+    let consumer = Consumer::<Fragile>::new(
+        "billing",
+        handler.clone(),
+        Arc::new(InMemoryIdempotencyStore::default()),
+        dlq.clone(),
+        ConsumerSettings::default(),
     );
+    let result = consumer
+        .process(batch(vec![
+            record("m1", &order_body("ord-1", 1)),
+            record("m2", &order_body("boom-2", 2)),
+            record("m3", &order_body("ord-3", 3)),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(failure_ids(&result), vec!["m2"]);
+    let mut handled = handler.0.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(handled, vec!["ord-1", "ord-3"]);
+    assert!(dlq.letters().is_empty(), "a panic is retried, not dead-lettered");
+}
+
+/// An idempotency store whose adapter panics on one key (a bug in an adapter, not in the handler).
+struct PanicsOn(String, InMemoryIdempotencyStore);
+
+#[async_trait]
+impl IdempotencyStore for PanicsOn {
+    async fn claim(&self, key: &str, until: SystemTime) -> Result<Claim, StoreError> {
+        assert!(!key.ends_with(&self.0), "adapter bug on {key}");
+        self.1.claim(key, until).await
+    }
+    async fn complete(&self, key: &str, token: &ClaimToken, keep_for: Duration) -> Result<(), StoreError> {
+        self.1.complete(key, token, keep_for).await
+    }
+    async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        self.1.release(key, token).await
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_an_adapter_fails_its_record_alone() {
+    let handler = Arc::new(ScriptedHandler::default());
+    let store = Arc::new(PanicsOn(event_id(2), InMemoryIdempotencyStore::default()));
+    let consumer = Consumer::new(
+        "billing",
+        handler.clone(),
+        store,
+        Arc::new(InMemoryDeadLetters::default()),
+        ConsumerSettings::default(),
+    );
+    let result = consumer
+        .process(batch(vec![
+            record("m1", &order_body("ord-1", 1)),
+            record("m2", &order_body("ord-2", 2)),
+            record("m3", &order_body("ord-3", 3)),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(failure_ids(&result), vec!["m2"]);
+    let mut calls = handler.calls();
+    calls.sort();
+    assert_eq!(calls, vec!["ord-1", "ord-3"]);
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
@@ -90,27 +90,49 @@ async fn dynamodb_idempotency_store_claims_completes_and_releases() {
     let sdk = sdk().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let store = DynamoDbIdempotencyStore::new(client.clone(), idempotency_table(&client).await);
-    let minute = Duration::from_secs(60);
+    let in_a_minute = || SystemTime::now() + Duration::from_secs(60);
+    let acquired = |c: Claim| match c {
+        Claim::Acquired(token) => token,
+        other => panic!("expected Acquired, got {other:?}"),
+    };
 
-    assert_eq!(store.claim("billing#e1", minute).await.unwrap(), Claim::Acquired);
-    assert_eq!(store.claim("billing#e1", minute).await.unwrap(), Claim::InProgress, "second claim while in progress");
-    assert_eq!(store.claim("warehouse#e1", minute).await.unwrap(), Claim::Acquired, "keys are per consumer");
-    store.complete("billing#e1", Duration::from_secs(3600)).await.unwrap();
-    assert_eq!(store.claim("billing#e1", minute).await.unwrap(), Claim::AlreadyCompleted);
-    store.release("billing#e1").await.unwrap();
+    let t1 = acquired(store.claim("billing#e1", in_a_minute()).await.unwrap());
     assert_eq!(
-        store.claim("billing#e1", minute).await.unwrap(),
+        store.claim("billing#e1", in_a_minute()).await.unwrap(),
+        Claim::InProgress,
+        "second claim while in progress"
+    );
+    acquired(store.claim("warehouse#e1", in_a_minute()).await.unwrap());
+    store.complete("billing#e1", &t1, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(store.claim("billing#e1", in_a_minute()).await.unwrap(), Claim::AlreadyCompleted);
+    store.release("billing#e1", &t1).await.unwrap();
+    assert_eq!(
+        store.claim("billing#e1", in_a_minute()).await.unwrap(),
         Claim::AlreadyCompleted,
         "release never drops a completion"
     );
 
-    assert_eq!(store.claim("billing#e2", minute).await.unwrap(), Claim::Acquired);
-    store.release("billing#e2").await.unwrap();
-    assert_eq!(store.claim("billing#e2", minute).await.unwrap(), Claim::Acquired, "released claims can be taken again");
+    let t2 = acquired(store.claim("billing#e2", in_a_minute()).await.unwrap());
+    store.release("billing#e2", &t2).await.unwrap();
+    acquired(store.claim("billing#e2", in_a_minute()).await.unwrap());
 
-    assert_eq!(store.claim("billing#e3", Duration::ZERO).await.unwrap(), Claim::Acquired);
+    // A claim locked until a deadline that has passed is taken over; its first holder, slow but
+    // alive, can then neither complete nor release the new holder's claim.
+    let slow = acquired(store.claim("billing#e3", SystemTime::now()).await.unwrap());
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(store.claim("billing#e3", minute).await.unwrap(), Claim::Acquired, "an expired claim is taken over");
+    let second = acquired(store.claim("billing#e3", in_a_minute()).await.unwrap());
+    assert!(
+        store.complete("billing#e3", &slow, Duration::from_secs(3600)).await.is_err(),
+        "not the slow holder's any more"
+    );
+    store.release("billing#e3", &slow).await.unwrap();
+    assert_eq!(
+        store.claim("billing#e3", in_a_minute()).await.unwrap(),
+        Claim::InProgress,
+        "the second holder keeps it"
+    );
+    store.complete("billing#e3", &second, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(store.claim("billing#e3", in_a_minute()).await.unwrap(), Claim::AlreadyCompleted);
 }
 
 #[tokio::test]

@@ -98,7 +98,7 @@ async fn entries_failing_every_attempt_are_named() {
     ]);
     let err = publisher(&replay).publish((0..2).map(event).collect()).await.unwrap_err();
     match err {
-        PublishError::NotPublished { failed, total, attempts } => {
+        PublishError::NotPublished { failed, total, attempts, .. } => {
             assert_eq!((total, attempts), (2, 3));
             assert_eq!(failed.len(), 1);
             assert_eq!((failed[0].event_id.as_str(), failed[0].code.as_str()), ("ev-1", "InternalFailure"));

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orderflow_harness::publisher::{chunks, ChunkedPublisher, PublishError, PutEventsApi, MAX_REQUEST_BYTES};
+use orderflow_harness::publisher::{
+    chunks, CallFailure, ChunkedPublisher, PublishError, PutEventsApi, MAX_REQUEST_BYTES,
+};
 use orderflow_harness::{EventPublisher, OutboundEvent};
 use pretty_assertions::assert_eq;
 
@@ -23,7 +25,9 @@ fn event(i: usize, detail_bytes: usize) -> OutboundEvent {
 #[derive(Default)]
 struct FlakyApi {
     entry_failures_left: Mutex<HashMap<String, usize>>,
+    entry_code: Mutex<Option<&'static str>>,
     call_failures_left: Mutex<usize>,
+    call_refused: Mutex<bool>,
     calls: Mutex<Vec<Vec<String>>>,
 }
 
@@ -40,7 +44,7 @@ impl FlakyApi {
 
 #[async_trait]
 impl PutEventsApi for FlakyApi {
-    async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, String> {
+    async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, CallFailure> {
         assert!(entries.len() <= 10, "PutEvents takes at most 10 entries");
         assert!(entries.iter().map(OutboundEvent::size).sum::<usize>() <= MAX_REQUEST_BYTES);
         self.calls.lock().unwrap().push(entries.iter().map(|e| e.event_id.clone()).collect());
@@ -48,16 +52,18 @@ impl PutEventsApi for FlakyApi {
             let mut call_failures = self.call_failures_left.lock().unwrap();
             if *call_failures > 0 {
                 *call_failures -= 1;
-                return Err("dispatch failure: connection reset".into());
+                let retryable = !*self.call_refused.lock().unwrap();
+                return Err(CallFailure { message: "dispatch failure: connection reset".into(), retryable });
             }
         }
+        let code = self.entry_code.lock().unwrap().unwrap_or("ThrottlingException");
         let mut left = self.entry_failures_left.lock().unwrap();
         Ok(entries
             .iter()
             .map(|e| match left.get_mut(&e.event_id) {
                 Some(n) if *n > 0 => {
                     *n -= 1;
-                    Some(("ThrottlingException".to_string(), "Rate exceeded".to_string()))
+                    Some((code.to_string(), "Rate exceeded".to_string()))
                 }
                 _ => None,
             })
@@ -101,7 +107,7 @@ async fn entries_that_keep_failing_are_named_in_a_retryable_error() {
     let p = publisher(FlakyApi::failing(&[("ev-1", 99)]));
     let err = p.publish((0..3).map(|i| event(i, 10)).collect()).await.unwrap_err();
     match &err {
-        PublishError::NotPublished { failed, total, attempts } => {
+        PublishError::NotPublished { failed, total, attempts, .. } => {
             assert_eq!((*total, *attempts), (3, 3));
             assert_eq!(failed.len(), 1);
             assert_eq!((failed[0].event_id.as_str(), failed[0].code.as_str()), ("ev-1", "ThrottlingException"));
@@ -128,4 +134,37 @@ async fn an_oversized_event_is_a_permanent_error_and_nothing_is_sent() {
     let err = p.publish(vec![event(0, 10), event(1, MAX_REQUEST_BYTES + 1)]).await.unwrap_err();
     assert!(!err.is_retryable());
     assert!(p.api().calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_entry_refused_for_a_reason_no_resend_fixes_is_not_resent() {
+    let api = FlakyApi::failing(&[("ev-1", 99)]);
+    *api.entry_code.lock().unwrap() = Some("MalformedDetail");
+    let p = publisher(api);
+    let err = p.publish((0..3).map(|i| event(i, 10)).collect()).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(p.api().calls().len(), 1, "no resend of a malformed entry");
+}
+
+#[tokio::test]
+async fn a_refused_call_is_not_retried() {
+    let api = FlakyApi::default();
+    *api.call_failures_left.lock().unwrap() = 5;
+    *api.call_refused.lock().unwrap() = true;
+    let p = publisher(api);
+    let err = p.publish(vec![event(0, 10)]).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(p.api().calls().len(), 1);
+}
+
+#[tokio::test]
+async fn resending_stops_before_the_invocations_deadline() {
+    // Four attempts with a first resend after 1 s would take seconds; the invocation has 300 ms.
+    let p = ChunkedPublisher::with_policy(FlakyApi::failing(&[("ev-0", 99)]), 4, Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let deadline = std::time::SystemTime::now() + Duration::from_millis(300);
+    let err = orderflow_harness::deadline::within(deadline, p.publish(vec![event(0, 10)])).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(300), "gave up in time: {:?}", started.elapsed());
+    assert!(err.is_retryable(), "the event itself is fine: SQS redelivers the record later");
+    assert_eq!(p.api().calls().len(), 1);
 }

@@ -3,20 +3,24 @@
 use std::sync::Arc;
 
 use lambda_http::{service_fn, Error, Request};
-use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{aws, config, telemetry};
 use sales::api::SalesApi;
+use sales::catalogue::DynamoDbCatalogue;
 use sales::orders::DynamoDbOrderStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let orders_table = config::required("ORDERS_TABLE")?;
-    let bus = config::required("EVENT_BUS_NAME")?;
+    let catalogue_table = config::required("CATALOGUE_TABLE")?;
+    let shipping_minor: i64 = config::parsed_or("SHIPPING_FLAT_MINOR", 495)?;
+    orderflow_contracts::checked_amount("SHIPPING_FLAT_MINOR", Some(shipping_minor))?;
     let sdk = aws::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let api = Arc::new(SalesApi::new(
-        Arc::new(DynamoDbOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), orders_table)),
-        Arc::new(EventBridgePublisher::eventbridge(aws_sdk_eventbridge::Client::new(&sdk), bus)),
+        Arc::new(DynamoDbOrderStore::new(dynamo.clone(), orders_table)),
+        Arc::new(DynamoDbCatalogue::new(dynamo, catalogue_table)),
+        shipping_minor,
     ));
     lambda_http::run(service_fn(move |req: Request| {
         let api = Arc::clone(&api);

@@ -1,0 +1,29 @@
+//! Lambda entry point of `sales-outbox-relay`: wiring only. See `sales::outbox`.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use lambda_runtime::{service_fn, LambdaEvent};
+use orderflow_harness::publisher::EventBridgePublisher;
+use orderflow_harness::{aws, config, deadline, telemetry};
+use sales::outbox::OutboxRelay;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let bus = config::required("EVENT_BUS_NAME")?;
+    let sdk = aws::sdk_config().await;
+    let relay = Arc::new(OutboxRelay::new(Arc::new(EventBridgePublisher::eventbridge(
+        aws_sdk_eventbridge::Client::new(&sdk),
+        bus,
+    ))));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| {
+        let relay = Arc::clone(&relay);
+        async move {
+            let ends = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+            Ok::<_, lambda_runtime::Error>(deadline::within(ends, relay.relay(event.payload)).await)
+        }
+    }))
+    .await
+}
