@@ -11,7 +11,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 STACK="${ORDERFLOW_STACK:-orderflow}"
 STATE="$ROOT/.local"
-: "${CARGO_TARGET_DIR:=$ROOT/target}"
+: "${CARGO_TARGET_DIR:=$HOME/.cache/orderflow/target}"
 export CARGO_TARGET_DIR
 log() { printf '[deploy-local] %s\n' "$*" >&2; }
 
@@ -31,7 +31,7 @@ profile_flag=()
 [ "${ORDERFLOW_PROFILE:-debug}" = release ] && profile_flag=(--release)
 log "building the functions with cargo lambda (${ORDERFLOW_PROFILE:-debug}, $arch)"
 cargo lambda build --compiler cargo "$target_flag" "${profile_flag[@]}" --output-format zip \
-  --bin sales-api --bin sales-order-status --bin billing --bin warehouse
+  --bin sales-api --bin sales-order-status --bin sales-outbox-relay --bin billing --bin warehouse
 LAMBDA_DIR="$CARGO_TARGET_DIR/lambda"
 
 python3 infra/local-overlay.py infra/template.yaml "$LAMBDA_DIR" "$STATE/template.local.yaml"
@@ -54,6 +54,13 @@ if ! aws events describe-archive --archive-name "${STACK}-archive" >/dev/null 2>
   bus_arn=$(aws events describe-event-bus --name "$bus_name" --query Arn --output text)
   aws events create-archive --archive-name "${STACK}-archive" --event-source-arn "$bus_arn" --retention-days 30 >/dev/null
 fi
+
+# The shop's catalogue: the products the samples, the demo and a first curl can order
+# (infra/seed/catalogue.json; the table name is filled in here).
+catalogue_table=$(python3 -c 'import json,sys; print({o["OutputKey"]: o["OutputValue"] for o in json.load(sys.stdin)}["CatalogueTableName"])' <<<"$outputs")
+sed "s/CATALOGUE_TABLE/$catalogue_table/" infra/seed/catalogue.json > "$STATE/catalogue-seed.json"
+aws dynamodb batch-write-item --request-items "file://$STATE/catalogue-seed.json" >/dev/null
+log "catalogue seeded ($catalogue_table)"
 
 python3 - "$outputs" "$AWS_ENDPOINT_URL" "$STATE/stack-outputs.json" <<'PY'
 import json, sys

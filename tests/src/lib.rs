@@ -169,6 +169,67 @@ impl Local {
         }
     }
 
+    /// Puts `sku` in the shop's catalogue at `unit_price_minor` GBP.
+    pub async fn set_product(&self, sku: &str, unit_price_minor: i64) -> Result<()> {
+        self.dynamo
+            .put_item()
+            .table_name(self.output("CatalogueTableName"))
+            .item("sku", AttributeValue::S(sku.into()))
+            .item("name", AttributeValue::S(format!("Test product {sku}")))
+            .item("unitPriceMinor", AttributeValue::N(unit_price_minor.to_string()))
+            .item("currency", AttributeValue::S("GBP".into()))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// A product the shop sells at `unit_price_minor`, with `available` in stock.
+    pub async fn stock_product(&self, sku: &str, unit_price_minor: i64, available: u32) -> Result<()> {
+        self.set_product(sku, unit_price_minor).await?;
+        self.set_stock(sku, available).await
+    }
+
+    /// Publishes a marker event for a tap: once the tap has it, every event published before it
+    /// has been routed (the bus delivers in order here), so a test can check for what did *not*
+    /// arrive without sleeping.
+    pub async fn sentinel(&self, correlation_id: &str) -> Result<()> {
+        let detail = json!({"metadata": {"correlationId": correlation_id}, "data": {"orderId": "sentinel"}});
+        let out = self
+            .events
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(self.output("EventBusName"))
+                    .source("orderflow.e2e")
+                    .detail_type("Sentinel")
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await?;
+        if out.failed_entry_count() > 0 {
+            bail!("sentinel not published: {:?}", out.entries());
+        }
+        Ok(())
+    }
+
+    /// Messages on a queue, visible or in flight.
+    pub async fn queue_depth(&self, queue_url: &str) -> Result<u32> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        let n = |k: A| attrs.get(&k).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
+    }
+
     /// Sets the stock of `sku` to `available`.
     pub async fn set_stock(&self, sku: &str, available: u32) -> Result<()> {
         self.dynamo
@@ -305,18 +366,23 @@ fn parse_tapped(body: &str) -> Result<Tapped> {
     })
 }
 
-/// A valid `POST /orders` body for `email` with the given lines (SKU, quantity, unit price).
-pub fn order_request(email: &str, lines: &[(&str, u32, i64)]) -> Value {
+/// A valid `POST /orders` body for `email` with the given lines (SKU, quantity); prices come from
+/// the catalogue.
+pub fn order_request(email: &str, lines: &[(&str, u32)]) -> Value {
     json!({
         "customer": {"name": "Ada Lovelace", "email": email, "phone": "+447700900123"},
-        "lines": lines.iter().map(|(sku, q, p)| json!({"sku": sku, "quantity": q, "unitPriceMinor": p})).collect::<Vec<_>>(),
+        "lines": lines.iter().map(|(sku, q)| json!({"sku": sku, "quantity": q})).collect::<Vec<_>>(),
         "currency": "GBP",
-        "shippingAddress": {"line1": "12 Analytical Row", "city": "London", "postalCode": "N1 9GU", "country": "GB"},
-        "shippingMinor": 495
+        "shippingAddress": {"line1": "12 Analytical Row", "city": "London", "postalCode": "N1 9GU", "country": "GB"}
     })
 }
 
 /// A short unique token for names and correlation ids.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// A unique SKU (the catalogue's pattern: upper-case letters, digits, `-`).
+pub fn unique_sku(prefix: &str) -> String {
+    unique(prefix).to_uppercase()
 }

@@ -17,16 +17,17 @@ use orderflow_e2e::{order_request, unique, Local, FINAL};
 #[tokio::main]
 async fn main() -> Result<()> {
     let local = Local::connect().await?;
-    local.set_stock("DEMO-BOOK", 100).await?;
-    local.set_stock("DEMO-MUG", 100).await?;
-    local.set_stock("DEMO-RARE", 1).await?;
+    // The shop: what it sells, at its prices, and what is on the shelf.
+    local.stock_product("DEMO-BOOK", 1999, 100).await?;
+    local.stock_product("DEMO-MUG", 1250, 100).await?;
+    local.stock_product("DEMO-RARE", 4999, 1).await?;
     let run = unique("demo");
     let tap = local.tap(&run).await?;
 
     let orders = [
-        ("completes", order_request("ada@example.com", &[("DEMO-BOOK", 2, 1999), ("DEMO-MUG", 1, 1250)])),
-        ("declined", order_request("grace+decline@example.com", &[("DEMO-BOOK", 1, 1999)])),
-        ("out of stock", order_request("alan@example.com", &[("DEMO-RARE", 5, 4999)])),
+        ("completes", order_request("ada@example.com", &[("DEMO-BOOK", 2), ("DEMO-MUG", 1)])),
+        ("declined", order_request("grace+decline@example.com", &[("DEMO-BOOK", 1)])),
+        ("out of stock", order_request("alan@example.com", &[("DEMO-RARE", 5)])),
     ];
     let mut labels: HashMap<String, &str> = HashMap::new();
     let mut placed_at: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
