@@ -59,7 +59,7 @@ up() {
   # Own session and process group (setsid), so `down` can stop the emulator and every Lambda
   # bootstrap process it spawned, without killing anything by name. The launcher disables Nagle's
   # algorithm on the emulator's Lambda Runtime API server: with it, each event hop costs ~42 ms more
-  # (../shared/local-aws.md).
+  # (docs/local-aws.md).
   # AWS_ENDPOINT_URL in its environment is what MiniStack hands to the Lambda processes it starts,
   # so the functions call back into it instead of real AWS.
   AWS_ENDPOINT_URL="$ENDPOINT" BIND_HOST=127.0.0.1 GATEWAY_PORT="$PORT" LOG_LEVEL="${MINISTACK_LOG_LEVEL:-info}" \

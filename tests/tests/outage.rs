@@ -10,6 +10,9 @@ use orderflow_e2e::{order_request, unique, unique_sku, Local, Tapped};
 
 const WAIT: Duration = Duration::from_secs(90);
 
+/// One outage at a time: each test here takes a consumer down that the other's orders need.
+static ONE_OUTAGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn count(events: &[Tapped], order_id: &str, detail_type: &str) -> usize {
     events.iter().filter(|e| e.order_id == order_id && e.detail_type == detail_type).count()
 }
@@ -19,6 +22,7 @@ fn count(events: &[Tapped], order_id: &str, detail_type: &str) -> usize {
 async fn a_consumer_that_is_down_loses_nothing_and_catches_up_when_it_returns() {
     use futures::FutureExt;
 
+    let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
     let local = Local::connect().await.unwrap();
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 10).await.unwrap();
@@ -71,6 +75,7 @@ async fn a_consumer_that_is_down_loses_nothing_and_catches_up_when_it_returns() 
 async fn orders_stored_while_the_outbox_relay_is_down_are_announced_once_when_it_returns() {
     use futures::FutureExt;
 
+    let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
     let local = Local::connect().await.unwrap();
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 10).await.unwrap();

@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 cd "$ROOT"
-: "${CARGO_TARGET_DIR:=$ROOT/target}"
+: "${CARGO_TARGET_DIR:=$HOME/.cache/orderflow/target}"
 export CARGO_TARGET_DIR
 BATCH=events-samples/harness/batch-of-10-order-placed.sqs.json
 
