@@ -386,3 +386,4 @@ pub fn unique(prefix: &str) -> String {
 pub fn unique_sku(prefix: &str) -> String {
     unique(prefix).to_uppercase()
 }
+pub mod template;

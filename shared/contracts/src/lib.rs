@@ -83,6 +83,8 @@ pub fn decode_data<E: Event>(schema_version: u32, data: &RawValue) -> Result<E, 
 pub trait Inbound: Sized + Send + 'static {
     /// The `detail-type`s this consumer understands; anything else is a permanent failure.
     const DETAIL_TYPES: &'static [&'static str];
+    /// The `source`s of those events (its rule in `infra/template.yaml` must match exactly these).
+    const SOURCES: &'static [&'static str];
     /// Decodes the envelope's `data` for the given `detail-type` and schema version.
     fn decode(detail_type: &str, schema_version: u32, data: &RawValue) -> Result<Self, ContractError>;
     /// The event's name, for logs.
@@ -91,6 +93,7 @@ pub trait Inbound: Sized + Send + 'static {
 
 impl<E: Event> Inbound for E {
     const DETAIL_TYPES: &'static [&'static str] = &[E::NAME];
+    const SOURCES: &'static [&'static str] = &[E::SOURCE];
     fn decode(detail_type: &str, schema_version: u32, data: &RawValue) -> Result<Self, ContractError> {
         if detail_type != E::NAME {
             return Err(ContractError::UnknownDetailType(detail_type.to_string()));
@@ -122,6 +125,7 @@ macro_rules! inbound {
 
         impl $crate::Inbound for $name {
             const DETAIL_TYPES: &'static [&'static str] = &[$(<$ty as $crate::Event>::NAME),+];
+            const SOURCES: &'static [&'static str] = &[$(<$ty as $crate::Event>::SOURCE),+];
             fn decode(
                 detail_type: &str,
                 schema_version: u32,

@@ -458,6 +458,7 @@ struct Fragile(OrderPlaced);
 
 impl orderflow_contracts::Inbound for Fragile {
     const DETAIL_TYPES: &'static [&'static str] = &["OrderPlaced"];
+    const SOURCES: &'static [&'static str] = &["orderflow.sales"];
     fn decode(
         detail_type: &str,
         schema_version: u32,
