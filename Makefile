@@ -1,16 +1,21 @@
 # Orderflow: the two commands a new machine needs are `make demo` and `make test`.
-# Everything they need (the pinned emulator, cargo lambda, cfn-lint) is installed by infra/local-aws.sh.
+# Everything they need (the pinned emulators, cargo lambda, cfn-lint, SAM CLI) is installed by the
+# scripts in infra/. `make help` lists the targets.
 
-# Cargo's build cache lives outside the checkout so fresh clones (and CI) build incrementally.
-export CARGO_TARGET_DIR ?= $(HOME)/.cache/orderflow/target
+# One default for Cargo's build cache, shared with every script (infra/common.sh).
+export CARGO_TARGET_DIR ?= $(shell ROOT=$(CURDIR) bash -c '. infra/common.sh && echo $$CARGO_TARGET_DIR')
 
-.PHONY: demo test unit deploy up down lint bench schemas
+.PHONY: help demo test unit deploy up down lint bench schemas
+
+## List the targets.
+help:
+	@awk '/^## /{ doc = substr($$0, 4); next } /^[a-z-]+:/ && doc { split($$0, t, ":"); printf "  make %-8s %s\n", t[1], doc } { doc = "" }' $(MAKEFILE_LIST)
 
 ## Bring the local AWS up, build and deploy the stack, place three orders and follow them to their end.
 demo: deploy
 	cargo run --quiet -p orderflow-e2e --bin demo
 
-## Every test: formatting, template lint, unit tests, adapter tests and end-to-end tests on the emulator.
+## Every test: formatting, lints, template checks, unit, adapters and end to end on the emulators.
 test:
 	bash tests/run.sh
 
@@ -18,18 +23,24 @@ test:
 unit:
 	cargo test --workspace
 
+## Build the functions and deploy infra/template.yaml to the local emulator (ORDERFLOW_PROFILE=release for release binaries).
 deploy:
 	infra/deploy-local.sh
 
+## Start the local emulator (MiniStack).
 up:
 	infra/local-aws.sh up
 
+## Stop the local emulators and every Lambda process they started.
 down:
 	infra/local-aws.sh down
+	infra/localstack.sh down
 
+## Lint the template (cfn-lint, and SAM's own validation).
 lint:
 	infra/local-aws.sh setup
 	.venv/bin/cfn-lint infra/template.yaml
+	infra/sam.sh validate --lint
 
 ## Harness records/s beside its serde floor and Powertools (Python), in one run.
 bench:

@@ -3,20 +3,44 @@
 # (starting it if needed). Writes the stack's outputs to .local/stack-outputs.json, where the demo and
 # the end-to-end tests read them.
 #
-#   infra/deploy-local.sh            build (debug profile) + deploy
+#   infra/deploy-local.sh            build (debug profile) + deploy to MiniStack (started if needed)
 #   ORDERFLOW_PROFILE=release infra/deploy-local.sh   deploy release binaries (slower to build)
+#   LOCAL_AWS=localstack infra/deploy-local.sh        deploy to LocalStack in Docker instead
+#       (infra/localstack/docker-compose.yml, started by you; the Sales API is then a function URL)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 STACK="${ORDERFLOW_STACK:-orderflow}"
 STATE="$ROOT/.local"
-: "${CARGO_TARGET_DIR:=$HOME/.cache/orderflow/target}"
-export CARGO_TARGET_DIR
+. infra/common.sh
 log() { printf '[deploy-local] %s\n' "$*" >&2; }
 
-infra/local-aws.sh up
-eval "$(infra/local-aws.sh env)"
+LOCAL_AWS="${LOCAL_AWS:-ministack}"
+overlay_flags=()
+case "$LOCAL_AWS" in
+  ministack)
+    infra/local-aws.sh up
+    eval "$(infra/local-aws.sh env)"
+    ;;
+  localstack)
+    infra/local-aws.sh setup   # the AWS CLI and cargo lambda
+    eval "$(infra/local-aws.sh env)"
+    export AWS_ENDPOINT_URL="${LOCALSTACK_ENDPOINT:-http://127.0.0.1:4566}"
+    if curl -fsS --max-time 3 "$AWS_ENDPOINT_URL/_ministack/health" >/dev/null 2>&1; then
+      log "$AWS_ENDPOINT_URL is MiniStack, not LocalStack: stop it first (make down)."
+      exit 1
+    fi
+    if ! curl -fsS --max-time 3 "$AWS_ENDPOINT_URL/_localstack/health" | grep -q '"lambda"'; then
+      log "LocalStack does not answer on $AWS_ENDPOINT_URL with Lambda enabled."
+      log "Start it first: docker compose -f infra/localstack/docker-compose.yml up -d"
+      exit 1
+    fi
+    overlay_flags=(--localstack)
+    ;;
+  *) log "LOCAL_AWS must be ministack or localstack, not $LOCAL_AWS"; exit 1 ;;
+esac
+log "target: $LOCAL_AWS at $AWS_ENDPOINT_URL"
 mkdir -p "$STATE"
 
 # The emulator runs the bootstrap binaries as local processes, so build for this machine's
@@ -30,11 +54,12 @@ esac
 profile_flag=()
 [ "${ORDERFLOW_PROFILE:-debug}" = release ] && profile_flag=(--release)
 log "building the functions with cargo lambda (${ORDERFLOW_PROFILE:-debug}, $arch)"
-cargo lambda build --compiler cargo "$target_flag" "${profile_flag[@]}" --output-format zip \
-  --bin sales-api --bin sales-order-status --bin sales-outbox-relay --bin billing --bin warehouse
+bin_flags=()
+for binary in $(template_binaries); do bin_flags+=(--bin "$binary"); done
+cargo lambda build --compiler cargo "$target_flag" "${profile_flag[@]}" --output-format zip "${bin_flags[@]}"
 LAMBDA_DIR="$CARGO_TARGET_DIR/lambda"
 
-python3 infra/local-overlay.py infra/template.yaml "$LAMBDA_DIR" "$STATE/template.local.yaml"
+python3 infra/local-overlay.py infra/template.yaml "$LAMBDA_DIR" "$STATE/template.local.yaml" "${overlay_flags[@]}"
 
 ARTIFACTS="${STACK}-artifacts"
 aws s3api head-bucket --bucket "$ARTIFACTS" >/dev/null 2>&1 || aws s3 mb "s3://$ARTIFACTS" >/dev/null
@@ -66,8 +91,12 @@ python3 - "$outputs" "$AWS_ENDPOINT_URL" "$STATE/stack-outputs.json" <<'PY'
 import json, sys
 outputs = {o["OutputKey"]: o["OutputValue"] for o in json.loads(sys.argv[1])}
 endpoint = sys.argv[2].rstrip("/")
-# The emulator serves every HTTP API under one path on its own port.
-outputs["LocalApiUrl"] = f"{endpoint}/_aws/execute-api/{outputs['ApiId']}/$default"
+if "SalesApiFunctionUrl" in outputs:
+    # LocalStack: the Sales API is the sales-api function's URL.
+    outputs["LocalApiUrl"] = outputs["SalesApiFunctionUrl"].rstrip("/")
+else:
+    # MiniStack serves every HTTP API under one path on its own port.
+    outputs["LocalApiUrl"] = f"{endpoint}/_aws/execute-api/{outputs['ApiId']}/$default"
 outputs["EndpointUrl"] = endpoint
 json.dump(outputs, open(sys.argv[3], "w"), indent=2)
 PY
@@ -77,7 +106,7 @@ mkdir -p "$STATE/env"
 aws cloudformation describe-stack-resources --stack-name "$STACK" \
   --query 'StackResources[?ResourceType==`AWS::Lambda::Function`].[LogicalResourceId,PhysicalResourceId]' --output text |
 while read -r logical physical; do
-  binary=$(python3 -c 'import re,sys; print(re.sub(r"(?<!^)(?=[A-Z])", "-", sys.argv[1].removesuffix("Function")).lower())' "$logical")
+  binary=$(binary_of "$logical")
   aws lambda get-function-configuration --function-name "$physical" --query 'Environment.Variables' --output json |
     python3 -c 'import json,sys; [print(f"{k}={v}") for k, v in sorted(json.load(sys.stdin).items())]' > "$STATE/env/$binary.env"
   printf 'AWS_ENDPOINT_URL=%s\nAWS_REGION=%s\nAWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test\n' \

@@ -6,23 +6,50 @@ this writes a derived copy with only what the local emulator needs changed:
 - `AWS::Events::Archive` is dropped: MiniStack's CloudFormation has no provisioner for it
   (infra/deploy-local.sh creates the archive through the EventBridge API instead).
 
-usage: local-overlay.py TEMPLATE LAMBDA_DIR OUT
+With --localstack (LocalStack's free edition, which has no API Gateway v2), the HTTP API's
+resources and outputs are dropped too, and the Sales API is served through a Lambda function URL
+instead (same payload format 2.0, so the same binary), output as `SalesApiFunctionUrl`.
+
+usage: local-overlay.py TEMPLATE LAMBDA_DIR OUT [--localstack]
 """
 import os
 import re
 import sys
 
 
-def main(template, lambda_dir, out):
+LOCALSTACK_DROPPED_TYPES = {
+    "AWS::ApiGatewayV2::Api",
+    "AWS::ApiGatewayV2::Integration",
+    "AWS::ApiGatewayV2::Route",
+    "AWS::ApiGatewayV2::Stage",
+}
+LOCALSTACK_DROPPED_OUTPUTS = {"ApiId", "ApiUrl"}
+LOCALSTACK_DROPPED_RESOURCES = {"SalesApiPermission"}  # API Gateway's permission to invoke
+
+
+def main(template, lambda_dir, out, *flags):
+    localstack = "--localstack" in flags
+    dropped_types = {"AWS::Events::Archive"} | (LOCALSTACK_DROPPED_TYPES if localstack else set())
     lines = open(template).read().splitlines(keepends=True)
     result, binary, replaced = [], None, set()
     skipping = False
+    section = None
     for line in lines:
-        # Drop a top-level resource block whose Type is AWS::Events::Archive.
+        top = re.match(r"^(\w+):", line)
+        if top:
+            section = top.group(1)
+        # Drop a top-level resource (or output) block by its Type or name.
         header = re.match(r"^  (\w+):\s*$", line)
         if header:
             skipping = False
-        if re.match(r"^    Type: AWS::Events::Archive\s*$", line) and result and re.match(r"^  \w+:\s*$", result[-1]):
+            if localstack and (
+                (section == "Outputs" and header.group(1) in LOCALSTACK_DROPPED_OUTPUTS)
+                or (section == "Resources" and header.group(1) in LOCALSTACK_DROPPED_RESOURCES)
+            ):
+                skipping = True
+                continue
+        kind = re.match(r"^    Type: (\S+)\s*$", line)
+        if kind and kind.group(1) in dropped_types and result and re.match(r"^  \w+:\s*$", result[-1]):
             result.pop()
             skipping = True
             continue
@@ -40,9 +67,13 @@ def main(template, lambda_dir, out):
             if not os.path.exists(zip_path):
                 sys.exit(f"{zip_path} is missing: build with cargo lambda first")
             line = f"{m.group(1)}CodeUri: {os.path.abspath(zip_path)}\n"
+            if localstack and binary == "sales-api":
+                line += f"{m.group(1)}FunctionUrlConfig:\n{m.group(1)}  AuthType: NONE\n"
             replaced.add(binary)
             binary = None
         result.append(line)
+    if localstack:
+        result.append("  SalesApiFunctionUrl:\n    Value: !GetAtt SalesApiFunctionUrl.FunctionUrl\n")
     if not replaced:
         sys.exit("no function CodeUri replaced: has the template changed shape?")
     with open(out, "w") as f:
@@ -51,4 +82,4 @@ def main(template, lambda_dir, out):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:])

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# `make test`: everything, on a fresh machine too. Installs what it needs (infra/local-aws.sh), starts
-# the local emulator, deploys the real template with the real binaries, runs every test including the
-# emulator-backed ones, and stops the emulator again.
+# `make test`: everything, on a fresh machine too. Installs what it needs (infra/local-aws.sh,
+# infra/localstack.sh, infra/sam.sh), starts the local emulator (MiniStack) and LocalStack on the
+# host, deploys the real template with the real binaries to MiniStack, runs every test including the
+# emulator-backed ones, and stops both again.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-: "${CARGO_TARGET_DIR:=$HOME/.cache/orderflow/target}"
-export CARGO_TARGET_DIR
+. infra/common.sh
 step() { printf '\n== %s\n' "$*"; }
 
 step "formatting"
@@ -18,23 +18,46 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "tools (pinned, into .venv)"
 infra/local-aws.sh setup
 
-step "template lint (cfn-lint)"
+started_here=0
+localstack_pid=
+cleanup() {
+  [ "$started_here" = 1 ] && infra/local-aws.sh down || true
+  [ -n "$localstack_pid" ] && kill "$localstack_pid" 2>/dev/null || true
+  infra/localstack.sh down || true
+}
+trap cleanup EXIT
+
+step "LocalStack on the host (rule routing and S3 checks), starting in the background"
+mkdir -p .local
+infra/localstack.sh up > .local/localstack-up.log 2>&1 &
+localstack_pid=$!
+
+step "template lint (cfn-lint, sam validate --lint)"
 .venv/bin/cfn-lint infra/template.yaml
+infra/sam.sh validate --lint
 
 step "local AWS up"
-started_here=0
 if ! infra/local-aws.sh status >/dev/null 2>&1; then
   infra/local-aws.sh up
   started_here=1
 fi
-cleanup() { [ "$started_here" = 1 ] && infra/local-aws.sh down || true; }
-trap cleanup EXIT
 eval "$(infra/local-aws.sh env)"
 
 step "build and deploy infra/template.yaml to the emulator"
 infra/deploy-local.sh
 
-step "all tests (unit, adapters against the emulator, end to end)"
+step "LocalStack ready"
+if ! wait "$localstack_pid"; then
+  localstack_pid=
+  cat .local/localstack-up.log >&2
+  exit 1
+fi
+localstack_pid=
+cat .local/localstack-up.log
+ORDERFLOW_LOCALSTACK_URL=$(infra/localstack.sh endpoint)
+export ORDERFLOW_LOCALSTACK_URL
+
+step "all tests (unit, template checks, adapters against the emulators, end to end)"
 log="$ROOT/.local/test-output.log"
 cargo test --workspace -- --include-ignored 2>&1 | tee "$log"
 # One closing line for the whole run (cargo prints one per test binary, the last often a doc-test

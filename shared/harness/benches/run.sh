@@ -4,8 +4,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 cd "$ROOT"
-: "${CARGO_TARGET_DIR:=$HOME/.cache/orderflow/target}"
-export CARGO_TARGET_DIR
+. infra/common.sh
 BATCH=events-samples/harness/batch-of-10-order-placed.sqs.json
 
 infra/local-aws.sh setup

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# LocalStack on the host, without Docker: the checks `make test` runs against LocalStack as its users
+# do (rules to queues, S3). Installed pinned from PyPI into its own virtualenv (.venv-localstack,
+# infra/requirements-localstack.txt), started in its own process group on its own port, beside
+# MiniStack. On the host it serves EventBridge, SQS, S3 and SES v1; Lambda and DynamoDB need Docker
+# (docs/local-aws.md). With Docker, use infra/localstack/docker-compose.yml instead (README).
+#
+#   infra/localstack.sh setup    install the pinned LocalStack into .venv-localstack
+#   infra/localstack.sh up       setup, then start it on 127.0.0.1:$ORDERFLOW_LOCALSTACK_PORT (4576)
+#   infra/localstack.sh down     stop it and everything it started
+#   infra/localstack.sh status   say whether it answers
+#   infra/localstack.sh endpoint print its endpoint URL
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv-localstack"
+STATE="$ROOT/.local/localstack"
+PORT="${ORDERFLOW_LOCALSTACK_PORT:-4576}"
+ENDPOINT="http://127.0.0.1:$PORT"
+PIDFILE="$STATE/localstack.pid"
+LOG="$STATE/localstack.log"
+REQUIREMENTS="$ROOT/infra/requirements-localstack.txt"
+
+log() { printf '[localstack] %s\n' "$*" >&2; }
+
+setup() {
+  local stamp="$VENV/.orderflow-requirements.sha256" want
+  want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  log "installing pinned LocalStack into $VENV (infra/requirements-localstack.txt; about 90 s)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  echo "$want" > "$stamp"
+}
+
+healthy() {
+  curl -fsS --max-time 2 "$ENDPOINT/_localstack/health" 2>/dev/null | grep -q '"sqs": "\(available\|running\)"'
+}
+
+up() {
+  setup
+  mkdir -p "$STATE/volume"
+  if healthy; then
+    log "LocalStack already answers on $ENDPOINT"
+    return 0
+  fi
+  log "starting LocalStack on $ENDPOINT (log: $LOG)"
+  GATEWAY_LISTEN="127.0.0.1:$PORT" DNS_ADDRESS=0 SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
+    SERVICES=sqs,events,s3,sts,iam LOCALSTACK_VOLUME_DIR="$STATE/volume" \
+    setsid "$VENV/bin/python" -m localstack.runtime.main >"$LOG" 2>&1 < /dev/null &
+  echo $! > "$PIDFILE"
+  for _ in $(seq 1 240); do
+    if healthy; then
+      log "LocalStack ready"
+      return 0
+    fi
+    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+      log "LocalStack exited; last lines of $LOG:"; tail -20 "$LOG" >&2; return 1
+    fi
+    sleep 0.5
+  done
+  log "LocalStack did not answer within 120 s; last lines of $LOG:"; tail -20 "$LOG" >&2
+  return 1
+}
+
+down() {
+  [ -f "$PIDFILE" ] || { log "not running (no $PIDFILE)"; return 0; }
+  local pgid; pgid=$(cat "$PIDFILE")
+  if kill -0 -- "-$pgid" 2>/dev/null; then
+    kill -TERM -- "-$pgid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+    log "stopped process group $pgid"
+  fi
+  rm -f "$PIDFILE"
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  up) up ;;
+  down) down ;;
+  status) if healthy; then echo "up at $ENDPOINT"; else echo "down"; exit 1; fi ;;
+  endpoint) echo "$ENDPOINT" ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
+esac
