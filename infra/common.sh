@@ -19,3 +19,33 @@ binary_of() {
     inside && /^ *Binary:/ { print $2; exit }
   ' "$ROOT/infra/template.yaml"
 }
+
+# Waits until `$1` (a command) succeeds, for at most $2 seconds, while the process in the pid file $3
+# lives; on failure shows the last lines of the log $4. Used to start a local emulator.
+wait_until_healthy() {
+  local check="$1" seconds="$2" pidfile="$3" logfile="$4" _
+  for _ in $(seq 1 $((seconds * 2))); do
+    if $check; then return 0; fi
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      echo "it exited; last lines of $logfile:" >&2; tail -20 "$logfile" >&2; return 1
+    fi
+    sleep 0.5
+  done
+  echo "no answer within $seconds s; last lines of $logfile:" >&2; tail -20 "$logfile" >&2
+  return 1
+}
+
+# Stops the process group whose id is in the pid file $1 (an emulator started with setsid, and every
+# process it spawned), then removes the file. Nothing is ever killed by name.
+stop_group() {
+  local pidfile="$1" pgid _
+  [ -f "$pidfile" ] || { echo "not running (no $pidfile)" >&2; return 0; }
+  pgid=$(cat "$pidfile")
+  if kill -0 -- "-$pgid" 2>/dev/null; then
+    kill -TERM -- "-$pgid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+    echo "stopped process group $pgid" >&2
+  fi
+  rm -f "$pidfile"
+}

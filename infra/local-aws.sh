@@ -11,6 +11,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/infra/common.sh"
 VENV="$ROOT/.venv"
 STATE="$ROOT/.local"
 PORT="${ORDERFLOW_AWS_PORT:-4566}"
@@ -71,30 +72,12 @@ from ministack.app import main
 sys.exit(main())
 ' >"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
-  for _ in $(seq 1 120); do
-    if healthy; then
-      log "emulator ready"
-      return 0
-    fi
-    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-      log "emulator exited; last lines of $LOG:"; tail -20 "$LOG" >&2; return 1
-    fi
-    sleep 0.5
-  done
-  log "emulator did not answer within 60 s; last lines of $LOG:"; tail -20 "$LOG" >&2
-  return 1
+  wait_until_healthy healthy 60 "$PIDFILE" "$LOG" || { log "emulator did not start"; return 1; }
+  log "emulator ready"
 }
 
 down() {
-  [ -f "$PIDFILE" ] || { log "not running (no $PIDFILE)"; return 0; }
-  local pgid; pgid=$(cat "$PIDFILE")
-  if kill -0 -- "-$pgid" 2>/dev/null; then
-    kill -TERM -- "-$pgid" 2>/dev/null || true
-    for _ in $(seq 1 20); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.25; done
-    kill -KILL -- "-$pgid" 2>/dev/null || true
-    log "stopped process group $pgid"
-  fi
-  rm -f "$PIDFILE"
+  stop_group "$PIDFILE"
 }
 
 case "${1:-}" in

@@ -13,6 +13,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/infra/common.sh"
 VENV="$ROOT/.venv-localstack"
 STATE="$ROOT/.local/localstack"
 PORT="${ORDERFLOW_LOCALSTACK_PORT:-4576}"
@@ -51,30 +52,12 @@ up() {
     SERVICES=sqs,events,s3,sts,iam LOCALSTACK_VOLUME_DIR="$STATE/volume" \
     setsid "$VENV/bin/python" -m localstack.runtime.main >"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
-  for _ in $(seq 1 240); do
-    if healthy; then
-      log "LocalStack ready"
-      return 0
-    fi
-    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-      log "LocalStack exited; last lines of $LOG:"; tail -20 "$LOG" >&2; return 1
-    fi
-    sleep 0.5
-  done
-  log "LocalStack did not answer within 120 s; last lines of $LOG:"; tail -20 "$LOG" >&2
-  return 1
+  wait_until_healthy healthy 120 "$PIDFILE" "$LOG" || { log "LocalStack did not start"; return 1; }
+  log "LocalStack ready"
 }
 
 down() {
-  [ -f "$PIDFILE" ] || { log "not running (no $PIDFILE)"; return 0; }
-  local pgid; pgid=$(cat "$PIDFILE")
-  if kill -0 -- "-$pgid" 2>/dev/null; then
-    kill -TERM -- "-$pgid" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.25; done
-    kill -KILL -- "-$pgid" 2>/dev/null || true
-    log "stopped process group $pgid"
-  fi
-  rm -f "$PIDFILE"
+  stop_group "$PIDFILE"
 }
 
 case "${1:-}" in

@@ -12,6 +12,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv-sam"
 REQUIREMENTS="$ROOT/infra/requirements-sam.txt"
 cd "$ROOT"
+. infra/common.sh
 
 stamp="$VENV/.orderflow-requirements.sha256"
 want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)

@@ -169,6 +169,20 @@ impl Local {
         }
     }
 
+    /// Runs `body` with the consumer behind `function_output` down (its event source mapping off), and
+    /// brings it back afterwards, also when `body` panics, so a failed check never leaves it down.
+    pub async fn with_consumer_down<T>(
+        &self,
+        function_output: &str,
+        body: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        use futures::FutureExt;
+        self.set_consumer_enabled(function_output, false).await?;
+        let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+        self.set_consumer_enabled(function_output, true).await?;
+        Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    }
+
     /// Puts `sku` in the shop's catalogue at `unit_price_minor` GBP.
     pub async fn set_product(&self, sku: &str, unit_price_minor: i64) -> Result<()> {
         self.dynamo

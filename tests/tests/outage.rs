@@ -20,8 +20,6 @@ fn count(events: &[Tapped], order_id: &str, detail_type: &str) -> usize {
 #[tokio::test]
 #[ignore = "needs the stack on the local emulator: run `make test`"]
 async fn a_consumer_that_is_down_loses_nothing_and_catches_up_when_it_returns() {
-    use futures::FutureExt;
-
     let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
     let local = Local::connect().await.unwrap();
     let sku = unique_sku("BOOK");
@@ -30,38 +28,36 @@ async fn a_consumer_that_is_down_loses_nothing_and_catches_up_when_it_returns() 
     let tap = local.tap(&run).await.unwrap();
 
     // Warehouse goes down: its queue keeps receiving, nothing is delivered to the function.
-    local.set_consumer_enabled("WarehouseFunctionName", false).await.unwrap();
-    let outcome = std::panic::AssertUnwindSafe(async {
-        let mut ids = Vec::new();
-        for i in 0..3 {
-            let (status, order) = local
-                .place_order(&order_request("ada@example.com", &[(&sku, 1)]), &format!("{run}-{i}"), None)
-                .await
-                .unwrap();
-            assert_eq!(status, 201);
-            ids.push(order["orderId"].as_str().unwrap().to_string());
-        }
-        // Billing, which is up, does its part for every order ...
-        local.collect(&tap, WAIT, |seen| ids.iter().all(|id| count(seen, id, "OrderBilled") == 1)).await.unwrap();
-        // ... their OrderBilled events sit in Warehouse's queue (all of it ours: this binary runs alone) ...
-        let queue = local.output("WarehouseQueueUrl");
-        let deadline = std::time::Instant::now() + WAIT;
-        while local.queue_depth(queue).await.unwrap() < ids.len() as u32 {
-            assert!(std::time::Instant::now() < deadline, "the OrderBilled events never reached Warehouse's queue");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // ... and the orders wait, with nothing allocated, while Warehouse is down.
-        for id in &ids {
-            assert_eq!(local.get_order(id).await.unwrap().unwrap().status, OrderStatus::Placed);
-        }
-        assert_eq!(local.stock(&sku).await.unwrap(), Some(10));
-        ids
-    })
-    .catch_unwind()
-    .await;
-    // Warehouse comes back (also when the checks above failed, so other tests are not stalled).
-    local.set_consumer_enabled("WarehouseFunctionName", true).await.unwrap();
-    let ids = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let ids = local
+        .with_consumer_down("WarehouseFunctionName", async {
+            let mut ids = Vec::new();
+            for i in 0..3 {
+                let (status, order) = local
+                    .place_order(&order_request("ada@example.com", &[(&sku, 1)]), &format!("{run}-{i}"), None)
+                    .await
+                    .unwrap();
+                assert_eq!(status, 201);
+                ids.push(order["orderId"].as_str().unwrap().to_string());
+            }
+            // Billing, which is up, does its part for every order ...
+            local.collect(&tap, WAIT, |seen| ids.iter().all(|id| count(seen, id, "OrderBilled") == 1)).await.unwrap();
+            // ... their OrderBilled events sit in Warehouse's queue (all of it ours: this binary runs alone) ...
+            let queue = local.output("WarehouseQueueUrl");
+            let deadline = std::time::Instant::now() + WAIT;
+            while local.queue_depth(queue).await.unwrap() < ids.len() as u32 {
+                assert!(std::time::Instant::now() < deadline, "the OrderBilled events never reached Warehouse's queue");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // ... and the orders wait, with nothing allocated, while Warehouse is down.
+            for id in &ids {
+                assert_eq!(local.get_order(id).await.unwrap().unwrap().status, OrderStatus::Placed);
+            }
+            assert_eq!(local.stock(&sku).await.unwrap(), Some(10));
+            ids
+        })
+        .await
+        .unwrap();
+    // Warehouse is back.
 
     for id in &ids {
         assert_eq!(local.wait_final(id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip, "{id} caught up");
@@ -73,8 +69,6 @@ async fn a_consumer_that_is_down_loses_nothing_and_catches_up_when_it_returns() 
 #[tokio::test]
 #[ignore = "needs the stack on the local emulator: run `make test`"]
 async fn orders_stored_while_the_outbox_relay_is_down_are_announced_once_when_it_returns() {
-    use futures::FutureExt;
-
     let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
     let local = Local::connect().await.unwrap();
     let sku = unique_sku("BOOK");
@@ -83,27 +77,25 @@ async fn orders_stored_while_the_outbox_relay_is_down_are_announced_once_when_it
     let tap = local.tap(&run).await.unwrap();
 
     // The publish path is down: the relay receives nothing from the orders table's stream.
-    local.set_consumer_enabled("SalesOutboxRelayFunctionName", false).await.unwrap();
-    let outcome = std::panic::AssertUnwindSafe(async {
-        let mut ids = Vec::new();
-        for i in 0..2 {
-            let (status, order) = local
-                .place_order(&order_request("ada@example.com", &[(&sku, 1)]), &format!("{run}-{i}"), None)
-                .await
-                .unwrap();
-            assert_eq!(status, 201, "the order is taken: storing it is what counts");
-            ids.push(order["orderId"].as_str().unwrap().to_string());
-        }
-        // Nothing announced yet: a sentinel passes the bus, no OrderPlaced of ours before it.
-        local.sentinel(&run).await.unwrap();
-        let seen = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "Sentinel")).await.unwrap();
-        assert!(seen.iter().all(|e| e.detail_type == "Sentinel"), "announced while the relay was down: {seen:?}");
-        ids
-    })
-    .catch_unwind()
-    .await;
-    local.set_consumer_enabled("SalesOutboxRelayFunctionName", true).await.unwrap();
-    let ids = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let ids = local
+        .with_consumer_down("SalesOutboxRelayFunctionName", async {
+            let mut ids = Vec::new();
+            for i in 0..2 {
+                let (status, order) = local
+                    .place_order(&order_request("ada@example.com", &[(&sku, 1)]), &format!("{run}-{i}"), None)
+                    .await
+                    .unwrap();
+                assert_eq!(status, 201, "the order is taken: storing it is what counts");
+                ids.push(order["orderId"].as_str().unwrap().to_string());
+            }
+            // Nothing announced yet: a sentinel passes the bus, no OrderPlaced of ours before it.
+            local.sentinel(&run).await.unwrap();
+            let seen = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "Sentinel")).await.unwrap();
+            assert!(seen.iter().all(|e| e.detail_type == "Sentinel"), "announced while the relay was down: {seen:?}");
+            ids
+        })
+        .await
+        .unwrap();
 
     for id in &ids {
         assert_eq!(local.wait_final(id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip, "{id} announced");
