@@ -51,6 +51,8 @@ where
 pub struct ConsumerConfig {
     /// `CONSUMER_NAME`: names the consumer in idempotency keys, logs and metrics.
     pub consumer_name: String,
+    /// `QUEUE_URL`: the consumer's own queue, where "retry after" sets a record's visibility timeout.
+    pub queue_url: String,
     /// `DEAD_LETTER_QUEUE_URL`: where permanent failures go at once.
     pub dead_letter_queue_url: String,
     /// `IDEMPOTENCY_TABLE`: the DynamoDB table of processed event ids.
@@ -75,6 +77,7 @@ impl ConsumerConfig {
         }
         Ok(Self {
             consumer_name: required("CONSUMER_NAME")?,
+            queue_url: required("QUEUE_URL")?,
             dead_letter_queue_url: required("DEAD_LETTER_QUEUE_URL")?,
             idempotency_table: required("IDEMPOTENCY_TABLE")?,
             max_concurrency,

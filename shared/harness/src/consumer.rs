@@ -13,6 +13,7 @@
 //!   ▼
 //! handler ─► Ok: complete our claim, acknowledged
 //!         ├► Retryable or panic: release our claim, batch item failure
+//!         ├► RetryAfter(D): release our claim, visibility timeout := min(D, 12 h), batch item failure
 //!         └► Permanent: release our claim, dead-letter queue now, acknowledged
 //! ```
 //!
@@ -44,9 +45,10 @@ use tracing::{error, info, warn, Instrument};
 use crate::config::ConsumerConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};
 use crate::deadline;
-use crate::error::HandlerError;
+use crate::error::{HandlerError, MAX_RETRY_DELAY};
 use crate::idempotency::{Claim, DynamoDbIdempotencyStore, IdempotencyStore};
 use crate::telemetry::{self, Counts};
+use crate::visibility::{SqsVisibility, VisibilityPort};
 
 /// What a handler knows about the record it is handling.
 #[derive(Debug, Clone)]
@@ -103,7 +105,8 @@ enum Outcome {
     Processed,
     Duplicate,
     DeadLettered,
-    Retry,
+    /// Hand back to SQS; not before the delay, when there is one.
+    Retry(Option<Duration>),
 }
 
 /// The result of one batch: the response for Lambda and the counts for metrics.
@@ -121,6 +124,7 @@ pub struct Consumer<E> {
     handler: Arc<dyn Handler<E>>,
     idempotency: Arc<dyn IdempotencyStore>,
     dead_letters: Arc<dyn DeadLetterSink>,
+    visibility: Option<Arc<dyn VisibilityPort>>,
     settings: ConsumerSettings,
 }
 
@@ -133,22 +137,31 @@ impl<E: Inbound> Consumer<E> {
         dead_letters: Arc<dyn DeadLetterSink>,
         settings: ConsumerSettings,
     ) -> Self {
-        Self { name: name.into(), handler, idempotency, dead_letters, settings }
+        Self { name: name.into(), handler, idempotency, dead_letters, visibility: None, settings }
+    }
+
+    /// Where "retry after D" is applied (the consumer's own queue). Without it such records are
+    /// retried after the queue's visibility timeout.
+    pub fn with_visibility(mut self, visibility: Arc<dyn VisibilityPort>) -> Self {
+        self.visibility = Some(visibility);
+        self
     }
 
     /// The production wiring: DynamoDB idempotency store and SQS dead-letter queue from `config`.
     pub fn from_config(config: &ConsumerConfig, sdk: &aws_config::SdkConfig, handler: Arc<dyn Handler<E>>) -> Self {
+        let sqs = aws_sdk_sqs::Client::new(sdk);
         Self::new(
             config.consumer_name.clone(),
             handler,
             Arc::new(DynamoDbIdempotencyStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.idempotency_table)),
-            Arc::new(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(sdk), &config.dead_letter_queue_url)),
+            Arc::new(SqsDeadLetterQueue::new(sqs.clone(), &config.dead_letter_queue_url)),
             ConsumerSettings {
                 max_concurrency: config.max_concurrency,
                 completed_ttl: config.completed_ttl,
                 ..ConsumerSettings::default()
             },
         )
+        .with_visibility(Arc::new(SqsVisibility::new(sqs, &config.queue_url)))
     }
 
     /// Serves Lambda invocations until the runtime stops.
@@ -183,6 +196,7 @@ impl<E: Inbound> Consumer<E> {
         let outcomes: Vec<Outcome> =
             if fifo { self.process_fifo(&records, deadline).await } else { self.process_all(&records, deadline).await };
 
+        self.hold_back(&records, &outcomes).await;
         let mut response = SqsBatchResponse::default();
         let mut counts = Counts::default();
         let mut unidentifiable = 0;
@@ -191,7 +205,7 @@ impl<E: Inbound> Consumer<E> {
                 Outcome::Processed => counts.processed += 1,
                 Outcome::Duplicate => counts.duplicates_skipped += 1,
                 Outcome::DeadLettered => counts.dead_lettered += 1,
-                Outcome::Retry => {
+                Outcome::Retry(_) => {
                     counts.retried += 1;
                     match record.message_id.as_deref() {
                         Some(id) if !id.is_empty() => response.add_failure(id),
@@ -207,6 +221,24 @@ impl<E: Inbound> Consumer<E> {
             return Err(BatchError::UnidentifiableFailures(unidentifiable));
         }
         Ok(BatchResult { response, counts })
+    }
+
+    /// Applies each "retry after" as the record's visibility timeout, capped at SQS's 12 hours. A
+    /// failure here only means SQS redelivers sooner (after the queue's own visibility timeout).
+    async fn hold_back(&self, records: &[SqsMessage], outcomes: &[Outcome]) {
+        let Some(visibility) = &self.visibility else { return };
+        let delays = records.iter().zip(outcomes).filter_map(|(record, outcome)| match outcome {
+            Outcome::Retry(Some(after)) => Some((record, (*after).min(MAX_RETRY_DELAY))),
+            _ => None,
+        });
+        futures::future::join_all(delays.map(|(record, after)| async move {
+            let Some(handle) = record.receipt_handle.as_deref() else { return };
+            if let Err(e) = visibility.delay(handle, after).await {
+                warn!(consumer = %self.name, message_id = record.message_id.as_deref().unwrap_or_default(), error = %e,
+                    "could not hold the record back; SQS redelivers it after the queue's visibility timeout");
+            }
+        }))
+        .await;
     }
 
     async fn process_all(&self, records: &[SqsMessage], deadline: SystemTime) -> Vec<Outcome> {
@@ -236,11 +268,11 @@ impl<E: Inbound> Consumer<E> {
                 let mut stopped = false;
                 for i in members {
                     if stopped {
-                        out.push((i, Outcome::Retry));
+                        out.push((i, Outcome::Retry(None)));
                         continue;
                     }
                     let outcome = self.guarded(&records[i], deadline).await;
-                    if outcome == Outcome::Retry {
+                    if matches!(outcome, Outcome::Retry(_)) {
                         warn!(consumer = %self.name, group = %group, "FIFO group stopped: later messages handed back in order");
                         stopped = true;
                     }
@@ -264,7 +296,7 @@ impl<E: Inbound> Consumer<E> {
             Err(panic) => {
                 error!(consumer = %self.name, message_id = record.message_id.as_deref().unwrap_or_default(),
                     panic = %panic_message(&panic), "panic while handling a record: SQS will redeliver it");
-                Outcome::Retry
+                Outcome::Retry(None)
             }
         }
     }
@@ -294,11 +326,11 @@ impl<E: Inbound> Consumer<E> {
                 }
                 Ok(Claim::InProgress) => {
                     warn!("event is being handled by another invocation: retry later");
-                    return Outcome::Retry;
+                    return Outcome::Retry(None);
                 }
                 Err(e) => {
                     warn!(error = %e, "idempotency store unavailable: retry later");
-                    return Outcome::Retry;
+                    return Outcome::Retry(None);
                 }
             };
 
@@ -324,7 +356,11 @@ impl<E: Inbound> Consumer<E> {
             match failure {
                 HandlerError::Retryable(reason) => {
                     warn!(%reason, "retryable failure: SQS will redeliver");
-                    Outcome::Retry
+                    Outcome::Retry(None)
+                }
+                HandlerError::RetryAfter { reason, after } => {
+                    warn!(%reason, retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver, not sooner than asked");
+                    Outcome::Retry(Some(after))
                 }
                 HandlerError::Permanent(reason) => self.dead_letter(record, &message_id, receive_count, reason).await,
             }
@@ -349,7 +385,7 @@ impl<E: Inbound> Consumer<E> {
             }
             Err(e) => {
                 error!(%reason, dlq_error = %e, "permanent failure, and the dead-letter queue refused it: SQS will redeliver");
-                Outcome::Retry
+                Outcome::Retry(None)
             }
         }
     }

@@ -1,5 +1,7 @@
 //! How a handler tells the harness what to do with a record it could not handle.
 
+use std::time::Duration;
+
 /// A handler's failure, saying whether trying again can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
@@ -7,6 +9,16 @@ pub enum HandlerError {
     /// visibility timeout, until the queue's `maxReceiveCount` moves it to the dead-letter queue.
     #[error("retryable: {0}")]
     Retryable(String),
+    /// Retryable, but not before `after` (a provider's `Retry-After`, or a delay growing with the
+    /// receive count, see [`growing_delay`]): the harness sets the message's visibility timeout to it
+    /// (capped at SQS's 12 hours), so SQS redelivers it no sooner and the provider is not hammered.
+    #[error("retryable after {after:?}: {reason}")]
+    RetryAfter {
+        /// What went wrong.
+        reason: String,
+        /// How long to wait before the next delivery.
+        after: Duration,
+    },
     /// The record can never succeed (bad data, a broken business invariant): it goes to the
     /// dead-letter queue at once with this reason.
     #[error("permanent: {0}")]
@@ -17,6 +29,10 @@ impl HandlerError {
     /// A retryable failure from anything displayable.
     pub fn retryable(e: impl std::fmt::Display) -> Self {
         Self::Retryable(e.to_string())
+    }
+    /// A retryable failure not to be retried before `after`.
+    pub fn retry_after(e: impl std::fmt::Display, after: Duration) -> Self {
+        Self::RetryAfter { reason: e.to_string(), after }
     }
     /// A permanent failure from anything displayable.
     pub fn permanent(e: impl std::fmt::Display) -> Self {
@@ -32,4 +48,14 @@ impl From<crate::publisher::PublishError> for HandlerError {
             Self::Permanent(e.to_string())
         }
     }
+}
+
+/// The longest visibility timeout SQS accepts (12 hours): no record waits longer than this.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(43_200);
+
+/// A delay that grows with each delivery: 5 s after the first, doubling, at most 15 minutes. For a
+/// dependency that is down without saying for how long.
+pub fn growing_delay(receive_count: u32) -> Duration {
+    let exponent = receive_count.saturating_sub(1).min(20);
+    Duration::from_secs(5u64.saturating_mul(1 << exponent)).min(Duration::from_secs(900))
 }

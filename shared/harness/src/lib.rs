@@ -34,6 +34,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod visibility;
 
 pub use consumer::{Consumer, ConsumerSettings, Handler, RecordContext};
 pub use error::HandlerError;

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::consumer::{BatchResult, Consumer, ConsumerSettings, Handler};
 use crate::dead_letter::InMemoryDeadLetters;
 use crate::idempotency::InMemoryIdempotencyStore;
+use crate::visibility::RecordedDelays;
 
 /// Reads `events-samples/<relative>` from the repository root.
 pub fn sample_text(relative: &str) -> String {
@@ -42,6 +43,7 @@ pub fn sqs_batch(bodies: Vec<String>) -> SqsEvent {
         .map(|(i, body)| {
             let mut m = SqsMessage::default();
             m.message_id = Some(format!("m{i}"));
+            m.receipt_handle = Some(format!("rh{i}"));
             m.body = Some(body);
             m.attributes.insert("ApproximateReceiveCount".into(), "1".into());
             m
@@ -58,6 +60,8 @@ pub struct Harnessed<E> {
     pub idempotency: Arc<InMemoryIdempotencyStore>,
     /// Its dead-letter queue.
     pub dead_letters: Arc<InMemoryDeadLetters>,
+    /// The visibility delays it asked SQS for ("retry after").
+    pub delays: Arc<RecordedDelays>,
 }
 
 impl<E: Inbound> Harnessed<E> {
@@ -65,9 +69,11 @@ impl<E: Inbound> Harnessed<E> {
     pub fn new(name: &str, handler: Arc<dyn Handler<E>>) -> Self {
         let idempotency = Arc::new(InMemoryIdempotencyStore::default());
         let dead_letters = Arc::new(InMemoryDeadLetters::default());
+        let delays = Arc::new(RecordedDelays::default());
         let consumer =
-            Consumer::new(name, handler, idempotency.clone(), dead_letters.clone(), ConsumerSettings::default());
-        Self { consumer, idempotency, dead_letters }
+            Consumer::new(name, handler, idempotency.clone(), dead_letters.clone(), ConsumerSettings::default())
+                .with_visibility(delays.clone());
+        Self { consumer, idempotency, dead_letters, delays }
     }
 
     /// Processes a batch; panics if the whole batch failed.

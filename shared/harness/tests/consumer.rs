@@ -53,6 +53,12 @@ impl Handler<OrderPlaced> for ScriptedHandler {
         if id.starts_with("panic-") {
             panic!("boom in {id}");
         }
+        if id.starts_with("later-") {
+            return Err(HandlerError::retry_after("429 from provider, Retry-After: 30", Duration::from_secs(30)));
+        }
+        if id.starts_with("tomorrow-") {
+            return Err(HandlerError::retry_after("Retry-After: 72000", Duration::from_secs(72_000)));
+        }
         if id.starts_with("hang-") && self.calls().iter().filter(|c| *c == id).count() == 1 {
             // The first invocation never finishes: Lambda kills it at its deadline.
             std::future::pending::<()>().await;
@@ -97,6 +103,7 @@ fn order_body(order_id: &str, n: u32) -> String {
 fn record(message_id: &str, body: &str) -> SqsMessage {
     let mut r = SqsMessage::default();
     r.message_id = Some(message_id.to_string());
+    r.receipt_handle = Some(format!("rh-{message_id}"));
     r.body = Some(body.to_string());
     r.attributes = HashMap::from([("ApproximateReceiveCount".to_string(), "1".to_string())]);
     r.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:orderflow-billing".into());
@@ -550,4 +557,44 @@ async fn a_panic_in_an_adapter_fails_its_record_alone() {
     let mut calls = handler.calls();
     calls.sort();
     assert_eq!(calls, vec!["ord-1", "ord-3"]);
+}
+
+#[tokio::test]
+async fn retry_after_holds_the_record_back_capped_at_twelve_hours() {
+    let handler = Arc::new(ScriptedHandler::default());
+    let delays = Arc::new(orderflow_harness::visibility::RecordedDelays::default());
+    let consumer = Consumer::new(
+        "sms",
+        handler.clone(),
+        Arc::new(InMemoryIdempotencyStore::default()),
+        Arc::new(InMemoryDeadLetters::default()),
+        ConsumerSettings::default(),
+    )
+    .with_visibility(delays.clone());
+    let result = consumer
+        .process(batch(vec![
+            record("m1", &order_body("later-1", 1)),
+            record("m2", &order_body("ord-2", 2)),
+            record("m3", &order_body("tomorrow-3", 3)),
+            record("m4", &order_body("retry-4", 4)),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(failure_ids(&result), vec!["m1", "m3", "m4"]);
+    let mut got = delays.delays();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("rh-m1".to_string(), Duration::from_secs(30)), ("rh-m3".to_string(), Duration::from_secs(43_200))],
+        "Retry-After applied, capped by SQS's maximum; a plain retry keeps the queue's own timeout"
+    );
+}
+
+#[test]
+fn the_growing_delay_doubles_from_five_seconds_up_to_fifteen_minutes() {
+    use orderflow_harness::error::growing_delay;
+    let secs: Vec<u64> = (1..=10).map(|n| growing_delay(n).as_secs()).collect();
+    assert_eq!(secs, vec![5, 10, 20, 40, 80, 160, 320, 640, 900, 900]);
+    assert_eq!(growing_delay(0).as_secs(), 5);
+    assert_eq!(growing_delay(u32::MAX).as_secs(), 900);
 }

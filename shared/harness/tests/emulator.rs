@@ -262,3 +262,30 @@ async fn consumer_with_real_adapters_dead_letters_garbage_and_acknowledges_it() 
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].body(), Some("definitely not json"));
 }
+
+#[tokio::test]
+#[ignore = "needs the local AWS emulator: run `make test`"]
+async fn a_held_back_message_is_redelivered_no_sooner_than_asked() {
+    use orderflow_harness::visibility::{SqsVisibility, VisibilityPort};
+    let sdk = sdk().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let (url, _) = queue(&sqs).await;
+    sqs.send_message().queue_url(&url).message_body("rate limited").send().await.unwrap();
+    let receive = || sqs.receive_message().queue_url(&url).max_number_of_messages(1).visibility_timeout(1).send();
+    let first = receive().await.unwrap().messages.unwrap_or_default();
+    let handle = first[0].receipt_handle().unwrap().to_string();
+
+    // Held back for 3 s, longer than the 1 s the receive asked for.
+    let held_at = std::time::Instant::now();
+    SqsVisibility::new(sqs.clone(), &url).delay(&handle, Duration::from_secs(3)).await.unwrap();
+    loop {
+        let got = receive().await.unwrap().messages.unwrap_or_default();
+        if !got.is_empty() {
+            let waited = held_at.elapsed();
+            assert!(waited >= Duration::from_millis(2_500), "redelivered after {waited:?}, asked for 3 s");
+            break;
+        }
+        assert!(held_at.elapsed() < Duration::from_secs(15), "never redelivered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
