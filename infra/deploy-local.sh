@@ -17,6 +17,9 @@ STATE="$ROOT/.local"
 log() { printf '[deploy-local] %s\n' "$*" >&2; }
 
 LOCAL_AWS="${LOCAL_AWS:-ministack}"
+# Locally, texts go to a stand-in for Twilio's API on this port: the HTTP server the SMS end-to-end
+# tests (and the demo) run. Nothing listening there means texts wait in the SMS queue, retried.
+TWILIO_STAND_IN="${ORDERFLOW_TWILIO_STAND_IN:-http://127.0.0.1:4590}"
 overlay_flags=()
 case "$LOCAL_AWS" in
   ministack)
@@ -69,7 +72,7 @@ aws cloudformation package --template-file "$STATE/template.local.yaml" --s3-buc
 log "deploying stack $STACK"
 aws cloudformation deploy --template-file "$STATE/template.packaged.yaml" --stack-name "$STACK" \
   --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-  --parameter-overrides "Architecture=$template_arch" >&2
+  --parameter-overrides "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" >&2
 
 outputs=$(aws cloudformation describe-stacks --stack-name "$STACK" --query 'Stacks[0].Outputs' --output json)
 

@@ -183,6 +183,22 @@ impl Local {
         Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     }
 
+    /// The stack's Twilio secret (`accountSid`, `authToken`), as the SMS function reads it.
+    pub async fn twilio_secret(&self) -> Result<Value> {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.output("EndpointUrl"))
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "orderflow-local"))
+            .load()
+            .await;
+        let out = aws_sdk_secretsmanager::Client::new(&sdk)
+            .get_secret_value()
+            .secret_id(self.output("TwilioSecretId"))
+            .send()
+            .await?;
+        Ok(serde_json::from_str(out.secret_string().unwrap_or_default())?)
+    }
+
     /// Puts `sku` in the shop's catalogue at `unit_price_minor` GBP.
     pub async fn set_product(&self, sku: &str, unit_price_minor: i64) -> Result<()> {
         self.dynamo
@@ -401,3 +417,4 @@ pub fn unique_sku(prefix: &str) -> String {
     unique(prefix).to_uppercase()
 }
 pub mod template;
+pub mod twilio;

@@ -25,6 +25,7 @@ pub fn inbound(binary: &str) -> Option<(&'static [&'static str], &'static [&'sta
         "billing" => of::<OrderPlaced>(),
         "warehouse" => of::<OrderBilled>(),
         "sales-order-status" => of::<sales::order_status::StatusInput>(),
+        "sms" => of::<sms::handler::SmsInput>(),
         _ => return None,
     })
 }

@@ -5,7 +5,7 @@
 //! says what anything costs: prices and shipping come from the shop ([`crate::catalogue`]), and a body
 //! that carries `unitPriceMinor` or `shippingMinor` is refused rather than silently ignored.
 
-use orderflow_contracts::{Address, Currency, Customer};
+use orderflow_contracts::{is_e164, Address, Currency, Customer};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -120,12 +120,6 @@ impl<'a> Fields<'a> {
             self.errors.push(field_error(field, "is set by the shop, not the client: omit it"));
         }
     }
-}
-
-/// E.164: a plus, then 8 to 15 digits, not starting with 0.
-pub fn is_e164(phone: &str) -> bool {
-    let digits = phone.strip_prefix('+').unwrap_or("");
-    (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0')
 }
 
 /// Validates a `POST /orders` body, naming every invalid field.

@@ -38,6 +38,19 @@ impl Currency {
     }
 }
 
+/// An amount for people to read, e.g. `57.43 GBP` (every currency here has two minor digits).
+pub fn display_amount(minor: i64, currency: Currency) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    format!("{sign}{}.{:02} {currency:?}", abs / 100, abs % 100)
+}
+
+/// E.164: a plus, then 8 to 15 digits, not starting with 0 (what SMS providers accept).
+pub fn is_e164(phone: &str) -> bool {
+    let digits = phone.strip_prefix('+').unwrap_or("");
+    (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0')
+}
+
 /// The buyer, as needed by email, SMS and shipping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -1,0 +1,114 @@
+//! The SMS consumer through the real harness, over an in-memory sender and fakes, fed the samples in
+//! `events-samples/sms/`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orderflow_contracts::{Envelope, OrderStatus, OrderStatusChanged};
+use orderflow_harness::consumer::decode;
+use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
+use pretty_assertions::assert_eq;
+use sms::handler::{SmsHandler, SmsInput};
+use sms::message::Sms;
+use sms::twilio::{RecordingSms, SmsError, SmsSender};
+
+fn rig() -> (Arc<RecordingSms>, Harnessed<SmsInput>) {
+    let sender = Arc::new(RecordingSms::default());
+    (sender.clone(), Harnessed::new("sms", Arc::new(SmsHandler::new(sender))))
+}
+
+#[tokio::test]
+async fn a_placed_order_gets_one_confirmation_text() {
+    let (sender, sms) = rig();
+    let event = sqs_sample("sms/order-placed.sqs.json");
+    assert!(sms.failures(event.clone()).await.is_empty());
+    // The same event again (a redelivery): deduplicated by the harness, no second text.
+    assert!(sms.failures(event).await.is_empty());
+    let sent = sender.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "+447700900123");
+    assert_eq!(
+        sent[0].body,
+        "Orderflow: thank you, order ord-7f3a (57.43 GBP) is confirmed. We will text you when it ships."
+    );
+}
+
+#[tokio::test]
+async fn ready_to_ship_gets_a_text_with_the_tracking_number_and_other_statuses_none() {
+    let (sender, sms) = rig();
+    let event = sqs_sample("sms/order-status-changed.sqs.json");
+    let (SmsInput::StatusChanged(changed), cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap()
+    else {
+        panic!("the sample is an OrderStatusChanged")
+    };
+    assert!(sms.failures(event).await.is_empty());
+    assert_eq!(sender.sent()[0].body, "Orderflow: order ord-7f3a is ready to ship. Tracking number OF123456789GB.");
+
+    for status in [OrderStatus::PaymentFailed, OrderStatus::Backordered] {
+        let mut other = changed.clone();
+        other.order.status = status;
+        let mut metadata = cause.clone();
+        metadata.event_id = uuid::Uuid::new_v4();
+        let body = eventbridge_body(&Envelope::<OrderStatusChanged> { metadata, data: other });
+        assert!(sms.failures(sqs_batch(vec![body])).await.is_empty());
+    }
+    assert_eq!(sender.sent().len(), 1, "only ReadyToShip is texted");
+}
+
+/// A provider that answers with the given error.
+struct Failing(SmsError);
+
+#[async_trait]
+impl SmsSender for Failing {
+    async fn send(&self, _: &Sms) -> Result<String, SmsError> {
+        Err(self.0.clone())
+    }
+}
+
+fn failing(error: SmsError) -> Harnessed<SmsInput> {
+    Harnessed::new("sms", Arc::new(SmsHandler::new(Arc::new(Failing(error)))))
+}
+
+#[tokio::test]
+async fn a_rate_limited_text_is_retried_no_sooner_than_the_provider_asked() {
+    let sms = failing(SmsError::Unavailable { reason: "HTTP 429".into(), after: Some(Duration::from_secs(2)) });
+    let event = sqs_sample("sms/order-placed.sqs.json");
+    let (id, handle) = (event.records[0].message_id.clone().unwrap(), event.records[0].receipt_handle.clone().unwrap());
+    assert_eq!(sms.failures(event).await, vec![id]);
+    assert_eq!(sms.delays.delays(), vec![(handle, Duration::from_secs(2))]);
+    assert!(sms.dead_letters.letters().is_empty());
+}
+
+#[tokio::test]
+async fn a_provider_down_without_a_retry_after_is_retried_after_a_growing_delay() {
+    let sms = failing(SmsError::Unavailable { reason: "HTTP 503".into(), after: None });
+    let mut event = sqs_sample("sms/order-placed.sqs.json");
+    event.records[0].attributes.insert("ApproximateReceiveCount".into(), "3".into());
+    let (id, handle) = (event.records[0].message_id.clone().unwrap(), event.records[0].receipt_handle.clone().unwrap());
+    assert_eq!(sms.failures(event).await, vec![id]);
+    assert_eq!(sms.delays.delays(), vec![(handle, Duration::from_secs(20))], "5 s doubling: 20 s at the third");
+}
+
+#[tokio::test]
+async fn a_rejected_text_is_dead_lettered_with_the_providers_reason() {
+    let sms = failing(SmsError::Rejected("HTTP 400 21211 Invalid 'To' Phone Number".into()));
+    assert!(sms.failures(sqs_sample("sms/order-placed.sqs.json")).await.is_empty());
+    let letters = sms.dead_letters.letters();
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].reason.contains("21211"), "{}", letters[0].reason);
+    assert!(!letters[0].reason.contains("+4477"), "no phone number in the reason");
+}
+
+#[tokio::test]
+async fn a_phone_number_that_is_not_e164_is_dead_lettered_without_calling_the_provider() {
+    let (sender, sms) = rig();
+    let event = sqs_sample("sms/order-placed.sqs.json");
+    let (SmsInput::Placed(mut order), metadata) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap() else {
+        panic!("the sample is an OrderPlaced")
+    };
+    order.customer.phone = "07700 900123".into();
+    assert!(sms.failures(sqs_batch(vec![eventbridge_body(&Envelope { metadata, data: order })])).await.is_empty());
+    assert!(sender.sent().is_empty());
+    assert!(sms.dead_letters.letters()[0].reason.contains("not E.164"));
+}

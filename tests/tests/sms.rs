@@ -1,0 +1,126 @@
+//! End to end, texts: the real SMS binary on the local emulator, sending to a Twilio stand-in that
+//! this test binary runs (`orderflow_e2e::twilio`, on the port the local deployment points the
+//! consumer at). Assertions are on what the stand-in received, never on logs. Ignored by a bare
+//! `cargo test`; `make test` runs them.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use orderflow_contracts::OrderStatus;
+use orderflow_e2e::twilio::{Received, TwilioStandIn};
+use orderflow_e2e::{order_request, unique, unique_sku, Local};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A phone number of its own for each test (E.164, UK drama range).
+fn phone() -> String {
+    let digits: String = uuid::Uuid::new_v4().as_u128().to_string().chars().take(5).collect();
+    format!("+4477009{digits:0>5}")
+}
+
+async fn place(local: &Local, phone: &str, run: &str) -> String {
+    let sku = unique_sku("BOOK");
+    local.stock_product(&sku, 1999, 10).await.unwrap();
+    let mut body = order_request("ada@example.com", &[(&sku, 1)]);
+    body["customer"]["phone"] = serde_json::json!(phone);
+    let (status, order) = local.place_order(&body, run, None).await.unwrap();
+    assert_eq!(status, 201, "{order}");
+    order["orderId"].as_str().unwrap().to_string()
+}
+
+async fn wait_for(what: &str, until: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !until() {
+        assert!(Instant::now() < deadline, "{what} did not happen within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn bodies(texts: &[Received]) -> Vec<String> {
+    let mut b: Vec<String> = texts.iter().map(|t| t.body.clone()).collect();
+    b.sort();
+    b
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn an_order_gets_one_confirmation_and_one_shipping_text_with_twilios_auth_even_when_delivered_twice() {
+    let stand_in = TwilioStandIn::shared().await.unwrap();
+    let local = Local::connect().await.unwrap();
+    let to = phone();
+    let run = unique("e2e-sms");
+    let tap = local.tap(&run).await.unwrap();
+    let id = place(&local, &to, &run).await;
+    assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
+    wait_for("two texts", || stand_in.delivered_to(&to).len() >= 2).await;
+
+    let texts = stand_in.delivered_to(&to);
+    let short = &id[..8];
+    assert!(texts.iter().any(|t| t.body.contains(&format!("order {short}")) && t.body.contains("is confirmed")));
+    assert!(texts.iter().any(|t| t.body.contains(&format!("order {short} is ready to ship. Tracking number OF"))));
+    // Twilio's basic auth: the account SID and the token from the stack's secret (not printed).
+    let secret = local.twilio_secret().await.unwrap();
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            secret["accountSid"].as_str().unwrap(),
+            secret["authToken"].as_str().unwrap()
+        ))
+    );
+    assert!(texts.iter().all(|t| t.authorization == expected), "basic auth with the account SID and token");
+
+    // The same OrderPlaced delivered to the SMS consumer once more: no second text.
+    let events = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "OrderPlaced")).await.unwrap();
+    let placed = events.iter().find(|e| e.detail_type == "OrderPlaced").unwrap().body.clone();
+    let queue = local.output("SmsQueueUrl");
+    local.sqs.send_message().queue_url(queue).message_body(&placed).send().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while local.queue_depth(queue).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the SMS consumer did not drain its queue");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(bodies(&stand_in.received_for(&to)), bodies(&texts), "nothing sent twice");
+    local.close(tap).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn twilio_down_for_a_while_delays_only_the_texts_and_loses_none() {
+    let stand_in = TwilioStandIn::shared().await.unwrap();
+    let local = Local::connect().await.unwrap();
+    let to = phone();
+    stand_in.fail_first(&to, vec![(503, None), (503, None), (503, None)]).await;
+    let id = place(&local, &to, &unique("e2e-sms-down")).await;
+
+    // The order flow does not wait for texts.
+    let order = local.wait_final(&id, WAIT).await.unwrap();
+    assert_eq!(order.status, OrderStatus::ReadyToShip);
+    assert!(stand_in.delivered_to(&to).is_empty(), "Twilio was still down when the order was ready");
+
+    wait_for("both texts after Twilio recovers", || stand_in.delivered_to(&to).len() >= 2).await;
+    let received = stand_in.received_for(&to);
+    println!("SMS with Twilio down: {} requests, {} delivered", received.len(), stand_in.delivered_to(&to).len());
+    let delivered = bodies(&stand_in.delivered_to(&to));
+    assert_eq!(delivered.len(), 2, "none lost, none doubled: {delivered:?}");
+    assert_ne!(delivered[0], delivered[1]);
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn a_429_with_retry_after_is_not_retried_sooner() {
+    let stand_in = TwilioStandIn::shared().await.unwrap();
+    let local = Local::connect().await.unwrap();
+    let to = phone();
+    stand_in.fail_first(&to, vec![(429, Some(2))]).await;
+    place(&local, &to, &unique("e2e-sms-429")).await;
+
+    wait_for("both texts", || stand_in.delivered_to(&to).len() >= 2).await;
+    let received = stand_in.received_for(&to);
+    let limited = received.iter().find(|r| r.status == 429).expect("the first text was rate-limited");
+    let retry = received.iter().find(|r| r.body == limited.body && r.status == 201).expect("and sent later");
+    let waited = retry.at - limited.at;
+    println!("SMS 429 Retry-After 2: retried after {waited:?}");
+    assert!(waited >= Duration::from_secs(2), "retried after {waited:?}, Retry-After said 2 s");
+}
