@@ -19,13 +19,13 @@ fn short(order_id: &str) -> &str {
     order_id.get(..8).unwrap_or(order_id)
 }
 
-/// The confirmation text for a placed order.
+/// The text for a placed order: received, not yet paid or shipped.
 pub fn placed(order: &OrderPlaced) -> Sms {
     Sms {
         order_id: order.order_id.clone(),
         to: order.customer.phone.clone(),
         body: format!(
-            "Orderflow: thank you, order {} ({}) is confirmed. We will text you when it ships.",
+            "Orderflow: we have your order {} ({}). We will text you when it ships.",
             short(&order.order_id),
             display_amount(order.totals.total_minor, order.currency)
         ),

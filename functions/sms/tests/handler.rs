@@ -28,10 +28,7 @@ async fn a_placed_order_gets_one_confirmation_text() {
     let sent = sender.sent();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, "+447700900123");
-    assert_eq!(
-        sent[0].body,
-        "Orderflow: thank you, order ord-7f3a (57.43 GBP) is confirmed. We will text you when it ships."
-    );
+    assert_eq!(sent[0].body, "Orderflow: we have your order ord-7f3a (57.43 GBP). We will text you when it ships.");
 }
 
 #[tokio::test]

@@ -12,11 +12,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use orderflow_contracts::OrderStatus;
+use orderflow_e2e::twilio::TwilioStandIn;
 use orderflow_e2e::{order_request, unique, Local, FINAL};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let local = Local::connect().await?;
+    // Texts go to a stand-in for Twilio's API that this program runs (the port the local deployment
+    // points the SMS consumer at); with real credentials they would go to Twilio.
+    let twilio = TwilioStandIn::shared().await?;
     // The shop: what it sells, at its prices, and what is on the shelf.
     local.stock_product("DEMO-BOOK", 1999, 100).await?;
     local.stock_product("DEMO-MUG", 1250, 100).await?;
@@ -24,11 +28,17 @@ async fn main() -> Result<()> {
     let run = unique("demo");
     let tap = local.tap(&run).await?;
 
-    let orders = [
+    let mut orders = [
         ("completes", order_request("ada@example.com", &[("DEMO-BOOK", 2), ("DEMO-MUG", 1)])),
         ("declined", order_request("grace+decline@example.com", &[("DEMO-BOOK", 1)])),
         ("out of stock", order_request("alan@example.com", &[("DEMO-RARE", 5)])),
     ];
+    // A phone number per order, fresh for each run, so the texts shown are this run's.
+    let phones: Vec<String> =
+        (0..orders.len()).map(|i| format!("+4477009{:04}{i}", uuid::Uuid::new_v4().as_u128() % 10_000)).collect();
+    for ((_, body), phone) in orders.iter_mut().zip(&phones) {
+        body["customer"]["phone"] = serde_json::json!(phone);
+    }
     let mut labels: HashMap<String, &str> = HashMap::new();
     let mut placed_at: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
     println!("Placing {} orders on {}/orders\n", orders.len(), local.output("LocalApiUrl"));
@@ -95,6 +105,20 @@ async fn main() -> Result<()> {
         let got = labels.iter().find(|(_, l)| **l == label).and_then(|(id, _)| finished.get(id));
         if got != Some(&want) {
             bail!("order `{label}` ended {got:?}, expected {want:?}");
+        }
+    }
+    // One confirmation text per order, and a shipping text for the one that is ready to ship.
+    println!("\nTexts (as the Twilio stand-in received them from the SMS consumer):");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while phones.iter().map(|p| twilio.delivered_to(p).len()).sum::<usize>() < orders.len() + 1 {
+        if Instant::now() > deadline {
+            bail!("the texts did not all arrive within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for ((label, _), phone) in orders.iter().zip(&phones) {
+        for text in twilio.delivered_to(phone) {
+            println!("  {label:<13} to {phone}: {}", text.body);
         }
     }
     println!("\nAll three orders reached the status their story predicts.");
