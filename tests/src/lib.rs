@@ -183,6 +183,27 @@ impl Local {
         Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     }
 
+    /// The emails SES sent to `to`, as the emulator recorded them (`GET /_ministack/ses/messages`:
+    /// `Subject`, `BodyText`, `BodyHtml`, `Source`, ...).
+    pub async fn emails_to(&self, to: &str) -> Result<Vec<Value>> {
+        let all: Value = self
+            .http
+            .get(format!("{}/_ministack/ses/messages", self.output("EndpointUrl")))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(all["messages"]
+            .as_object()
+            .into_iter()
+            .flat_map(|accounts| accounts.values())
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter(|m| m["To"].as_array().is_some_and(|t| t.iter().any(|a| a == to)))
+            .cloned()
+            .collect())
+    }
+
     /// The stack's Twilio secret (`accountSid`, `authToken`), as the SMS function reads it.
     pub async fn twilio_secret(&self) -> Result<Value> {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())

@@ -26,6 +26,7 @@ pub fn inbound(binary: &str) -> Option<(&'static [&'static str], &'static [&'sta
         "warehouse" => of::<OrderBilled>(),
         "sales-order-status" => of::<sales::order_status::StatusInput>(),
         "sms" => of::<sms::handler::SmsInput>(),
+        "email" => of::<email::handler::EmailInput>(),
         _ => return None,
     })
 }

@@ -38,6 +38,14 @@ async fn main() -> Result<()> {
         (0..orders.len()).map(|i| format!("+4477009{:04}{i}", uuid::Uuid::new_v4().as_u128() % 10_000)).collect();
     for ((_, body), phone) in orders.iter_mut().zip(&phones) {
         body["customer"]["phone"] = serde_json::json!(phone);
+        // A fresh address per run too, so the emails shown are this run's.
+        // (Before Billing's "+decline@" test-card marker, which must stay at the end.)
+        let email = body["customer"]["email"].as_str().unwrap_or_default();
+        let email = match email.strip_suffix("+decline@example.com") {
+            Some(user) => format!("{user}+{}+decline@example.com", &run[5..]),
+            None => email.replacen('@', &format!("+{}@", &run[5..]), 1),
+        };
+        body["customer"]["email"] = serde_json::json!(email);
     }
     let mut labels: HashMap<String, &str> = HashMap::new();
     let mut placed_at: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
@@ -119,6 +127,29 @@ async fn main() -> Result<()> {
     for ((label, _), phone) in orders.iter().zip(&phones) {
         for text in twilio.delivered_to(phone) {
             println!("  {label:<13} to {phone}: {}", text.body);
+        }
+    }
+    // And the emails, as SES (the emulator's) recorded them.
+    println!("\nEmails (as SES recorded them from the email consumer):");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut count = 0;
+        for (_, body) in &orders {
+            count += local.emails_to(body["customer"]["email"].as_str().unwrap_or_default()).await?.len();
+        }
+        // Each order's email plus one notice per final status, for this run's orders only.
+        if count >= 2 * orders.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the emails did not all arrive within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (label, body) in &orders {
+        let to = body["customer"]["email"].as_str().unwrap_or_default();
+        for email in local.emails_to(to).await? {
+            println!("  {label:<13} to {to}: {}", email["Subject"].as_str().unwrap_or_default());
         }
     }
     println!("\nAll three orders reached the status their story predicts.");

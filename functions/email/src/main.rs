@@ -1,0 +1,18 @@
+//! Lambda entry point of `email`: wiring only. The handler is `email::handler`.
+
+use std::sync::Arc;
+
+use email::handler::{EmailHandler, EmailInput};
+use email::ses::SesSender;
+use orderflow_harness::config::{self, ConsumerConfig};
+use orderflow_harness::{aws, telemetry, Consumer};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let consumer_config = ConsumerConfig::from_env()?;
+    let from = config::required("EMAIL_FROM")?;
+    let sdk = aws::sdk_config().await;
+    let handler = EmailHandler::new(Arc::new(SesSender::new(aws_sdk_sesv2::Client::new(&sdk), from)));
+    Consumer::<EmailInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
+}
