@@ -144,3 +144,42 @@ macro_rules! inbound {
         }
     };
 }
+
+inbound! {
+    /// Every event of the bus: for consumers that take them all (webhook fan-out, the data lake).
+    pub enum AnyEvent {
+        OrderPlaced(OrderPlaced),
+        OrderBilled(OrderBilled),
+        PaymentDeclined(PaymentDeclined),
+        ShippingLabelCreated(ShippingLabelCreated),
+        StockAllocationFailed(StockAllocationFailed),
+        OrderStatusChanged(OrderStatusChanged),
+    }
+}
+
+impl AnyEvent {
+    /// The EventBridge `source` of this event.
+    pub fn source(&self) -> &'static str {
+        match self {
+            AnyEvent::OrderPlaced(_) => OrderPlaced::SOURCE,
+            AnyEvent::OrderBilled(_) => OrderBilled::SOURCE,
+            AnyEvent::PaymentDeclined(_) => PaymentDeclined::SOURCE,
+            AnyEvent::ShippingLabelCreated(_) => ShippingLabelCreated::SOURCE,
+            AnyEvent::StockAllocationFailed(_) => StockAllocationFailed::SOURCE,
+            AnyEvent::OrderStatusChanged(_) => OrderStatusChanged::SOURCE,
+        }
+    }
+
+    /// The event's data as JSON (the current schema version).
+    pub fn data(&self) -> Value {
+        let value = match self {
+            AnyEvent::OrderPlaced(e) => serde_json::to_value(e),
+            AnyEvent::OrderBilled(e) => serde_json::to_value(e),
+            AnyEvent::PaymentDeclined(e) => serde_json::to_value(e),
+            AnyEvent::ShippingLabelCreated(e) => serde_json::to_value(e),
+            AnyEvent::StockAllocationFailed(e) => serde_json::to_value(e),
+            AnyEvent::OrderStatusChanged(e) => serde_json::to_value(e),
+        };
+        value.expect("events serialise")
+    }
+}

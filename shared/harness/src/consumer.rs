@@ -59,6 +59,9 @@ pub struct RecordContext {
     pub metadata: Metadata,
     /// How many times SQS has delivered this message (1 on the first delivery).
     pub receive_count: u32,
+    /// The value of the message attribute named by [`ConsumerSettings::scope_attribute`], if any
+    /// (e.g. the webhook subscription a delivery is for).
+    pub scope: Option<String>,
 }
 
 /// A consumer's business logic for one event.
@@ -79,6 +82,10 @@ pub struct ConsumerSettings {
     pub in_progress_expiry: Duration,
     /// How long a completed event id is remembered.
     pub completed_ttl: Duration,
+    /// A string message attribute that, with the event id, identifies the work: for a queue that
+    /// carries the same event once per target (webhook deliveries: once per subscription), so that
+    /// handling it for one target does not mark it handled for the others. `None`: the event id alone.
+    pub scope_attribute: Option<&'static str>,
 }
 
 impl Default for ConsumerSettings {
@@ -87,6 +94,7 @@ impl Default for ConsumerSettings {
             max_concurrency: 8,
             in_progress_expiry: Duration::from_secs(60),
             completed_ttl: Duration::from_secs(86_400),
+            scope_attribute: None,
         }
     }
 }
@@ -138,6 +146,13 @@ impl<E: Inbound> Consumer<E> {
         settings: ConsumerSettings,
     ) -> Self {
         Self { name: name.into(), handler, idempotency, dead_letters, visibility: None, settings }
+    }
+
+    /// Identifies work by the event id *and* this string message attribute (see
+    /// [`ConsumerSettings::scope_attribute`]).
+    pub fn with_scope_attribute(mut self, name: &'static str) -> Self {
+        self.settings.scope_attribute = Some(name);
+        self
     }
 
     /// Where "retry after D" is applied (the consumer's own queue). Without it such records are
@@ -317,7 +332,13 @@ impl<E: Inbound> Consumer<E> {
             span.record("correlation_id", tracing::field::display(&metadata.correlation_id));
             span.record("detail_type", event.name());
 
-            let key = format!("{}#{}", self.name, metadata.event_id);
+            let scope = self.settings.scope_attribute.and_then(|name| {
+                record.message_attributes.get(name).and_then(|a| a.string_value.clone())
+            });
+            let key = match &scope {
+                Some(scope) => format!("{}#{}#{scope}", self.name, metadata.event_id),
+                None => format!("{}#{}", self.name, metadata.event_id),
+            };
             let token = match self.idempotency.claim(&key, deadline).await {
                 Ok(Claim::Acquired(token)) => token,
                 Ok(Claim::AlreadyCompleted) => {
@@ -334,7 +355,7 @@ impl<E: Inbound> Consumer<E> {
                 }
             };
 
-            let ctx = RecordContext { message_id: message_id.clone(), metadata, receive_count };
+            let ctx = RecordContext { message_id: message_id.clone(), metadata, receive_count, scope };
             let result = AssertUnwindSafe(self.handler.handle(event, &ctx)).catch_unwind().await;
             let failure = match result {
                 Ok(Ok(())) => {

@@ -1,0 +1,113 @@
+//! The SSRF guard: a subscriber's URL must lead to the public internet. Checked when a subscription
+//! is created and again before every delivery, *after* DNS resolution (a name can be re-pointed at
+//! an internal address at any time), and the request then goes to the very address that was checked.
+//!
+//! Refused: anything but `https`; loopback, private (RFC 1918), carrier-grade NAT, link-local (which
+//! holds the cloud metadata endpoint 169.254.169.254), unspecified, broadcast, multicast and
+//! documentation addresses; for IPv6 the same plus unique-local (fc00::/7, which holds the AWS metadata
+//! endpoint fd00:ec2::254), link-local, and any IPv4-mapped or -compatible form of a refused IPv4
+//! address. Only the explicit `allow_local` setting (off in the template, on in the local deployment,
+//! whose tests' receivers run on 127.0.0.1) admits plain `http` and loopback; never the rest.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use url::Url;
+
+/// A URL the guard let through, and the addresses it may be reached at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The URL.
+    pub url: Url,
+    /// Its host name (for TLS and the `Host` header).
+    pub host: String,
+    /// The addresses checked; requests go to the first.
+    pub addresses: Vec<SocketAddr>,
+}
+
+fn v4_refused(ip: Ipv4Addr, allow_local: bool) -> Option<&'static str> {
+    let [a, b, ..] = ip.octets();
+    if ip.is_loopback() {
+        return (!allow_local).then_some("a loopback address");
+    }
+    if ip.is_private() {
+        Some("a private address")
+    } else if ip.is_link_local() {
+        Some("a link-local address (cloud metadata)")
+    } else if a == 100 && (64..128).contains(&b) {
+        Some("a carrier-grade NAT address")
+    } else if ip.is_unspecified() || a == 0 {
+        Some("an unspecified address")
+    } else if ip.is_broadcast() || ip.is_multicast() || a >= 240 {
+        Some("a broadcast, multicast or reserved address")
+    } else if matches!((a, b, ip.octets()[2]), (192, 0, 2) | (198, 51, 100) | (203, 0, 113)) {
+        Some("a documentation address")
+    } else {
+        None
+    }
+}
+
+fn v6_refused(ip: Ipv6Addr, allow_local: bool) -> Option<&'static str> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return v4_refused(v4, allow_local);
+    }
+    let segments = ip.segments();
+    // IPv4-compatible (::a.b.c.d, deprecated but routable by some stacks).
+    if segments[..6].iter().all(|s| *s == 0) && !ip.is_loopback() && !ip.is_unspecified() {
+        return v4_refused(Ipv4Addr::from(u128::from(ip) as u32), allow_local);
+    }
+    if ip.is_loopback() {
+        return (!allow_local).then_some("a loopback address");
+    }
+    if ip.is_unspecified() {
+        Some("an unspecified address")
+    } else if (segments[0] & 0xfe00) == 0xfc00 {
+        Some("a unique-local address")
+    } else if (segments[0] & 0xffc0) == 0xfe80 {
+        Some("a link-local address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if segments[0] == 0x2001 && segments[1] == 0x0db8 {
+        Some("a documentation address")
+    } else {
+        None
+    }
+}
+
+/// Why `ip` may not be a webhook target, if it may not.
+pub fn refused(ip: IpAddr, allow_local: bool) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => v4_refused(v4, allow_local),
+        IpAddr::V6(v6) => v6_refused(v6, allow_local),
+    }
+}
+
+/// Parses and checks `url`, resolving its host: every address it resolves to must be allowed.
+pub async fn check(url: &str, allow_local: bool) -> Result<Checked, String> {
+    let url = Url::parse(url).map_err(|e| format!("is not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_local => {}
+        other => return Err(format!("must be https, not {other}")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    let host = url.host_str().ok_or("has no host")?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = url.port_or_known_default().ok_or("has no port")?;
+    let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("host {host} does not resolve ({e})"))?
+            .collect(),
+    };
+    if addresses.is_empty() {
+        return Err(format!("host {host} resolves to no address"));
+    }
+    for address in &addresses {
+        if let Some(why) = refused(address.ip(), allow_local) {
+            return Err(format!("leads to {} ({why}): not a public internet address", address.ip()));
+        }
+    }
+    Ok(Checked { url, host, addresses })
+}

@@ -1,0 +1,276 @@
+//! Webhooks over fakes: the SSRF guard, the subscriptions API, the fan-out and the delivery, through
+//! the real harness where a consumer is involved.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use lambda_http::{Body, Request};
+use orderflow_contracts::AnyEvent;
+use orderflow_harness::testing::{sqs_batch, sqs_sample, Harnessed};
+use pretty_assertions::assert_eq;
+use serde_json::{json, Value};
+use webhooks::api::WebhooksApi;
+use webhooks::delivery::{Answer, Delivery, Poster};
+use webhooks::fanout::{Fanout, InMemoryDeliveryQueue};
+use webhooks::guard::{self, Checked};
+use webhooks::subscriptions::{InMemorySubscriptions, Subscription, SubscriptionStore};
+use webhooks::SUBSCRIPTION_ATTRIBUTE;
+
+const PUBLIC: &str = "https://93.184.216.34/hooks";
+
+#[tokio::test]
+async fn the_guard_refuses_every_internal_target_and_plain_http() {
+    for url in [
+        "http://169.254.169.254/",
+        "https://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]/",
+        "https://[::ffff:127.0.0.1]/",
+        "https://[::ffff:10.0.0.1]/",
+        "https://[::127.0.0.1]/",
+        "https://10.0.0.1/",
+        "https://172.16.5.4/",
+        "https://192.168.1.1/",
+        "https://127.0.0.1/",
+        "https://[::1]/",
+        "https://[fd00:ec2::254]/",
+        "https://[fe80::1]/",
+        "https://100.64.0.1/",
+        "https://0.0.0.0/",
+        "https://localhost/",
+        "http://93.184.216.34/",
+        "ftp://93.184.216.34/",
+        "https://user:pw@93.184.216.34/",
+    ] {
+        assert!(guard::check(url, false).await.is_err(), "{url} must be refused");
+    }
+    assert!(guard::check(PUBLIC, false).await.is_ok());
+    assert!(guard::check("https://[2606:2800:220:1:248:1893:25c8:1946]/", false).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_local_setting_admits_loopback_and_http_but_nothing_else_internal() {
+    assert!(guard::check("http://127.0.0.1:4591/hook", true).await.is_ok());
+    assert!(guard::check("http://localhost:4591/hook", true).await.is_ok());
+    for url in ["http://169.254.169.254/", "https://10.0.0.1/", "https://[fd00:ec2::254]/", "http://192.168.0.1/"] {
+        assert!(guard::check(url, true).await.is_err(), "{url} must be refused even locally");
+    }
+}
+
+fn api(store: Arc<InMemorySubscriptions>, allow_local: bool) -> WebhooksApi {
+    WebhooksApi::new(store, "operator-key".into(), allow_local)
+}
+
+fn request(method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Request {
+    let mut builder = lambda_http::http::Request::builder().method(method).uri(format!("https://api.example{path}"));
+    if let Some(key) = key {
+        builder = builder.header("x-api-key", key);
+    }
+    builder.body(body.map(|b| Body::Text(b.to_string())).unwrap_or(Body::Empty)).unwrap()
+}
+
+fn json_of(response: &lambda_http::Response<Body>) -> Value {
+    serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn the_api_needs_the_operator_key() {
+    let api = api(Arc::new(InMemorySubscriptions::default()), false);
+    for key in [None, Some("wrong"), Some("")] {
+        let response = api.handle(request("GET", "/webhooks", key, None)).await;
+        assert_eq!(response.status(), 401, "{key:?}");
+    }
+    assert_eq!(api.handle(request("GET", "/webhooks", Some("operator-key"), None)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn subscriptions_are_created_once_with_their_secret_listed_without_it_and_deleted() {
+    let store = Arc::new(InMemorySubscriptions::default());
+    let api = api(store.clone(), false);
+    let created = api
+        .handle(request(
+            "POST",
+            "/webhooks",
+            Some("operator-key"),
+            Some(json!({"url": PUBLIC, "eventTypes": ["OrderPlaced"]})),
+        ))
+        .await;
+    assert_eq!(created.status(), 201);
+    let created = json_of(&created);
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let listed = json_of(&api.handle(request("GET", "/webhooks", Some("operator-key"), None)).await);
+    assert_eq!(listed["webhooks"][0]["id"], id.as_str());
+    assert!(listed["webhooks"][0].get("secret").is_none(), "secrets are shown once, at creation");
+
+    assert_eq!(
+        api.handle(request("DELETE", &format!("/webhooks/{id}"), Some("operator-key"), None)).await.status(),
+        204
+    );
+    assert!(!store.get(&id).await.unwrap().unwrap().active);
+    assert_eq!(api.handle(request("DELETE", "/webhooks/nope", Some("operator-key"), None)).await.status(), 404);
+}
+
+#[tokio::test]
+async fn internal_targets_and_unknown_event_types_are_refused_at_creation() {
+    let store = Arc::new(InMemorySubscriptions::default());
+    let api = api(store.clone(), false);
+    for (body, field) in [
+        (json!({"url": "http://169.254.169.254/", "eventTypes": ["OrderPlaced"]}), "url"),
+        (json!({"url": "http://[::ffff:127.0.0.1]/", "eventTypes": ["OrderPlaced"]}), "url"),
+        (json!({"url": "https://10.0.0.1/", "eventTypes": ["OrderPlaced"]}), "url"),
+        (json!({"url": "https://localhost/", "eventTypes": ["OrderPlaced"]}), "url"),
+        (json!({"url": PUBLIC, "eventTypes": ["OrderShipped"]}), "eventTypes"),
+        (json!({"url": PUBLIC, "eventTypes": []}), "eventTypes"),
+        (json!({"eventTypes": ["OrderPlaced"]}), "url"),
+    ] {
+        let response = api.handle(request("POST", "/webhooks", Some("operator-key"), Some(body.clone()))).await;
+        assert_eq!(response.status(), 400, "{body}");
+        assert_eq!(json_of(&response)["errors"][0]["field"], field, "{body}");
+    }
+    assert!(store.all().await.unwrap().is_empty());
+}
+
+fn subscription(id: &str, types: &[&str], active: bool) -> Subscription {
+    Subscription {
+        id: id.into(),
+        url: PUBLIC.into(),
+        event_types: types.iter().map(|t| t.to_string()).collect(),
+        secret: format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(format!("secret-of-{id}"))),
+        active,
+        created_at: "2026-11-29T00:00:00Z".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_fanout_queues_one_delivery_per_matching_active_subscription() {
+    let store = Arc::new(InMemorySubscriptions::default());
+    for s in [
+        subscription("a", &["OrderPlaced", "OrderBilled"], true),
+        subscription("b", &["OrderPlaced"], true),
+        subscription("c", &["OrderStatusChanged"], true),
+        subscription("d", &["OrderPlaced"], false),
+    ] {
+        store.create(&s).await.unwrap();
+    }
+    let queue = Arc::new(InMemoryDeliveryQueue::default());
+    let fanout: Harnessed<AnyEvent> = Harnessed::new("webhooks-fanout", Arc::new(Fanout::new(store, queue.clone())));
+    assert!(fanout.failures(sqs_sample("webhooks/order-placed.sqs.json")).await.is_empty());
+    let queued = queue.queued();
+    let mut ids: Vec<&str> = queued.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["a", "b"]);
+    // Each delivery is the event as EventBridge delivers it: it reads back through the harness.
+    let (event, _) = orderflow_harness::consumer::decode::<AnyEvent>(Some(&queued[0].1)).unwrap();
+    assert!(matches!(event, AnyEvent::OrderPlaced(ref o) if o.order_id == "ord-7f3a2c"));
+}
+
+/// A subscriber answering from a script, recording each request.
+#[derive(Default)]
+struct Subscriber {
+    answers: Mutex<VecDeque<Result<Answer, String>>>,
+    requests: Mutex<Vec<(Vec<(String, String)>, String)>>,
+}
+
+#[async_trait]
+impl Poster for Subscriber {
+    async fn post(&self, _: &Checked, headers: &[(&str, String)], body: &str) -> Result<Answer, String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .push((headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), body.to_string()));
+        self.answers.lock().unwrap().pop_front().unwrap_or(Ok(Answer { status: 200, retry_after: None }))
+    }
+}
+
+fn delivery_batch(subscription_id: &str) -> aws_lambda_events::event::sqs::SqsEvent {
+    let body = sqs_sample("webhooks/order-placed.sqs.json").records[0].body.clone().unwrap();
+    let mut batch = sqs_batch(vec![body]);
+    let mut attribute = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+    attribute.string_value = Some(subscription_id.into());
+    attribute.data_type = Some("String".into());
+    batch.records[0].message_attributes.insert(SUBSCRIPTION_ATTRIBUTE.into(), attribute);
+    batch
+}
+
+fn delivery(store: Arc<InMemorySubscriptions>, subscriber: Arc<Subscriber>) -> Harnessed<AnyEvent> {
+    let handler = Arc::new(Delivery::new(store, subscriber, false));
+    let mut h = Harnessed::new("webhooks-delivery", handler.clone());
+    h.consumer = h.consumer.with_scope_attribute(SUBSCRIPTION_ATTRIBUTE);
+    h
+}
+
+#[tokio::test]
+async fn a_delivery_is_signed_per_standard_webhooks_and_verifies_with_another_hmac() {
+    let store = Arc::new(InMemorySubscriptions::default());
+    let sub = subscription("a", &["OrderPlaced"], true);
+    store.create(&sub).await.unwrap();
+    let subscriber = Arc::new(Subscriber::default());
+    let h = delivery(store.clone(), subscriber.clone());
+    assert!(h.failures(delivery_batch("a")).await.is_empty());
+    // The same event for another subscription is separate work; for the same one, a duplicate.
+    store.create(&subscription("b", &["OrderPlaced"], true)).await.unwrap();
+    assert!(h.failures(delivery_batch("b")).await.is_empty());
+    assert!(h.failures(delivery_batch("a")).await.is_empty());
+    let requests = subscriber.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "one per subscription, none twice");
+
+    let (headers, body) = &requests[0];
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap();
+    let (id, timestamp, signature) = (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
+    let key_bytes = base64::engine::general_purpose::STANDARD.decode(sub.secret.trim_start_matches("whsec_")).unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key_bytes);
+    let expected = ring::hmac::sign(&key, format!("{id}.{timestamp}.{body}").as_bytes());
+    assert_eq!(signature, format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(expected.as_ref())));
+    let payload: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(payload["type"], "OrderPlaced");
+    assert_eq!(payload["data"]["orderId"], "ord-7f3a2c");
+}
+
+#[tokio::test]
+async fn each_answer_of_a_subscriber_means_what_the_table_says() {
+    let cases: Vec<(Result<Answer, String>, &str)> = vec![
+        (Ok(Answer { status: 410, retry_after: None }), "deactivated"),
+        (Ok(Answer { status: 429, retry_after: Some(Duration::from_secs(7)) }), "retry 7"),
+        (Ok(Answer { status: 503, retry_after: None }), "retry 5"),
+        (Err("timed out after 5 s".into()), "retry 5"),
+        (Ok(Answer { status: 400, retry_after: None }), "dead-lettered"),
+    ];
+    for (answer, expected) in cases {
+        let store = Arc::new(InMemorySubscriptions::default());
+        store.create(&subscription("a", &["OrderPlaced"], true)).await.unwrap();
+        let subscriber = Arc::new(Subscriber::default());
+        subscriber.answers.lock().unwrap().push_back(answer.clone());
+        let h = delivery(store.clone(), subscriber);
+        let failures = h.failures(delivery_batch("a")).await;
+        let got = if !store.get("a").await.unwrap().unwrap().active {
+            "deactivated".to_string()
+        } else if let Some((_, after)) = h.delays.delays().first() {
+            format!("retry {}", after.as_secs())
+        } else if !h.dead_letters.letters().is_empty() {
+            "dead-lettered".to_string()
+        } else {
+            "delivered".to_string()
+        };
+        assert_eq!(got, expected, "{answer:?}");
+        assert_eq!(failures.is_empty(), !expected.starts_with("retry"), "{answer:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_internal_or_inactive_target_gets_nothing() {
+    let store = Arc::new(InMemorySubscriptions::default());
+    let mut internal = subscription("a", &["OrderPlaced"], true);
+    internal.url = "https://10.0.0.1/hook".into();
+    store.create(&internal).await.unwrap();
+    store.create(&subscription("b", &["OrderPlaced"], false)).await.unwrap();
+    let subscriber = Arc::new(Subscriber::default());
+    let h = delivery(store, subscriber.clone());
+    assert!(h.failures(delivery_batch("a")).await.is_empty());
+    assert!(h.failures(delivery_batch("b")).await.is_empty());
+    assert!(subscriber.requests.lock().unwrap().is_empty());
+    assert!(h.dead_letters.letters()[0].reason.contains("a private address"), "{:?}", h.dead_letters.letters());
+}
