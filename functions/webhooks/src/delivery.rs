@@ -92,12 +92,11 @@ impl Delivery {
     }
 }
 
+/// HTTP headers as name and value.
+pub type Headers = Vec<(&'static str, String)>;
+
 /// The body and Standard Webhooks headers of one delivery.
-pub fn signed(
-    event: &AnyEvent,
-    ctx: &RecordContext,
-    secret: &str,
-) -> Result<(String, Vec<(&'static str, String)>), String> {
+pub fn signed(event: &AnyEvent, ctx: &RecordContext, secret: &str) -> Result<(String, Headers), String> {
     let body = json!({"type": event.name(), "timestamp": ctx.metadata.occurred_at, "data": event.data()}).to_string();
     let id = ctx.metadata.event_id.to_string();
     let timestamp = chrono::Utc::now().timestamp();
