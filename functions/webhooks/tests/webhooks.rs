@@ -168,11 +168,14 @@ async fn the_fanout_queues_one_delivery_per_matching_active_subscription() {
     assert!(matches!(event, AnyEvent::OrderPlaced(ref o) if o.order_id == "ord-7f3a2c"));
 }
 
+/// One request a subscriber got: its headers and body.
+type Received = (Vec<(String, String)>, String);
+
 /// A subscriber answering from a script, recording each request.
 #[derive(Default)]
 struct Subscriber {
     answers: Mutex<VecDeque<Result<Answer, String>>>,
-    requests: Mutex<Vec<(Vec<(String, String)>, String)>>,
+    requests: Mutex<Vec<Received>>,
 }
 
 #[async_trait]
