@@ -72,7 +72,7 @@ aws cloudformation package --template-file "$STATE/template.local.yaml" --s3-buc
 log "deploying stack $STACK"
 aws cloudformation deploy --template-file "$STATE/template.packaged.yaml" --stack-name "$STACK" \
   --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-  --parameter-overrides "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" >&2
+  --parameter-overrides "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" WebhooksAllowLocal=true >&2
 
 outputs=$(aws cloudformation describe-stacks --stack-name "$STACK" --query 'Stacks[0].Outputs' --output json)
 

@@ -204,8 +204,8 @@ impl Local {
             .collect())
     }
 
-    /// The stack's Twilio secret (`accountSid`, `authToken`), as the SMS function reads it.
-    pub async fn twilio_secret(&self) -> Result<Value> {
+    /// The value of the stack's secret named by the output `secret_output`.
+    pub async fn secret(&self, secret_output: &str) -> Result<String> {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(self.output("EndpointUrl"))
             .region(aws_config::Region::new("us-east-1"))
@@ -214,10 +214,36 @@ impl Local {
             .await;
         let out = aws_sdk_secretsmanager::Client::new(&sdk)
             .get_secret_value()
-            .secret_id(self.output("TwilioSecretId"))
+            .secret_id(self.output(secret_output))
             .send()
             .await?;
-        Ok(serde_json::from_str(out.secret_string().unwrap_or_default())?)
+        Ok(out.secret_string().unwrap_or_default().to_string())
+    }
+
+    /// The stack's Twilio secret (`accountSid`, `authToken`), as the SMS function reads it.
+    pub async fn twilio_secret(&self) -> Result<Value> {
+        Ok(serde_json::from_str(&self.secret("TwilioSecretId").await?)?)
+    }
+
+    /// A request to the webhooks API with the operator key (or `key`), as JSON status and body.
+    pub async fn webhooks_api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.output("LocalApiUrl")));
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
     /// Puts `sku` in the shop's catalogue at `unit_price_minor` GBP.

@@ -27,8 +27,17 @@ pub fn inbound(binary: &str) -> Option<(&'static [&'static str], &'static [&'sta
         "sales-order-status" => of::<sales::order_status::StatusInput>(),
         "sms" => of::<sms::handler::SmsInput>(),
         "email" => of::<email::handler::EmailInput>(),
+        "webhooks-fanout" | "webhooks-delivery" => of::<orderflow_contracts::AnyEvent>(),
         _ => return None,
     })
+}
+
+/// The consumers whose queue no rule feeds, and the function that feeds it instead.
+pub fn fed_by(binary: &str) -> Option<&'static str> {
+    match binary {
+        "webhooks-delivery" => Some("webhooks-fanout"),
+        _ => None,
+    }
 }
 
 /// One function of the template.

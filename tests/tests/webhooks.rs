@@ -1,0 +1,153 @@
+//! End to end, webhooks: the real API, fan-out and delivery binaries on the local emulator, POSTing
+//! to receivers this test runs (wiremock, on 127.0.0.1: the local deployment turns the SSRF guard's
+//! local setting on; the unit tests check it off). Assertions on what the receivers got, and the
+//! signatures verified with an HMAC implementation other than the one that signed them. Ignored by a
+//! bare `cargo test`; `make test` runs them.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use orderflow_contracts::OrderStatus;
+use orderflow_e2e::{order_request, unique, unique_sku, Local};
+use reqwest::Method;
+use serde_json::{json, Value};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// The requests a receiver got for `order_id`, with the time each arrived (approximately: when we
+/// looked), by `type`.
+fn for_order(requests: &[Request], order_id: &str, event_type: &str) -> Vec<Request> {
+    requests
+        .iter()
+        .filter(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            body["type"] == event_type
+                && (body["data"]["orderId"] == order_id || body["data"]["order"]["orderId"] == order_id)
+        })
+        .cloned()
+        .collect()
+}
+
+fn verify(request: &Request, secret: &str) {
+    let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok()).unwrap().to_string();
+    let key = base64::engine::general_purpose::STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+    let signed =
+        format!("{}.{}.{}", header("webhook-id"), header("webhook-timestamp"), String::from_utf8_lossy(&request.body));
+    let signature = header("webhook-signature");
+    let mac = base64::engine::general_purpose::STANDARD.decode(signature.trim_start_matches("v1,")).unwrap();
+    ring::hmac::verify(&key, signed.as_bytes(), &mac).expect("the signature verifies with the subscription's secret");
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
+    let local = Local::connect().await.unwrap();
+    let key = local.secret("WebhooksApiKeySecretId").await.unwrap();
+    assert_eq!(local.webhooks_api(Method::GET, "/webhooks", None, None).await.unwrap().0, 401);
+    assert_eq!(local.webhooks_api(Method::GET, "/webhooks", Some("wrong"), None).await.unwrap().0, 401);
+
+    // Internal targets are refused even here, where loopback is allowed for the test receivers.
+    for url in ["http://169.254.169.254/latest/meta-data/", "https://10.0.0.1/hook"] {
+        let (status, answer) = local
+            .webhooks_api(
+                Method::POST,
+                "/webhooks",
+                Some(&key),
+                Some(json!({"url": url, "eventTypes": ["OrderPlaced"]})),
+            )
+            .await
+            .unwrap();
+        assert_eq!((status, answer["errors"][0]["field"].as_str()), (400, Some("url")), "{url}: {answer}");
+    }
+
+    // A answers at once; B takes 8 s the first time (past the 5 s timeout), then at once.
+    let (fast, slow) = (MockServer::start().await, MockServer::start().await);
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&fast).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(8)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&slow)
+        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&slow).await;
+    let mut subscriptions = Vec::new();
+    for (server, types) in [(&fast, json!(["OrderPlaced", "OrderStatusChanged"])), (&slow, json!(["OrderPlaced"]))] {
+        let (status, created) = local
+            .webhooks_api(
+                Method::POST,
+                "/webhooks",
+                Some(&key),
+                Some(json!({"url": format!("{}/hooks", server.uri()), "eventTypes": types})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{created}");
+        subscriptions
+            .push((created["id"].as_str().unwrap().to_string(), created["secret"].as_str().unwrap().to_string()));
+    }
+
+    let sku = unique_sku("BOOK");
+    local.stock_product(&sku, 1999, 10).await.unwrap();
+    let run = unique("e2e-webhooks");
+    let tap = local.tap(&run).await.unwrap();
+    let placed_at = Instant::now();
+    let (_, order) = local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &run, None).await.unwrap();
+    let id = order["orderId"].as_str().unwrap().to_string();
+    assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
+
+    // A gets its OrderPlaced and OrderStatusChanged while B's first delivery is still hanging.
+    let deadline = Instant::now() + WAIT;
+    while for_order(&fast.received_requests().await.unwrap(), &id, "OrderStatusChanged").is_empty() {
+        assert!(Instant::now() < deadline, "A never got its webhooks");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fast_done = placed_at.elapsed();
+    println!("webhooks: the fast subscriber had both events after {fast_done:?}");
+    assert!(fast_done < Duration::from_secs(5), "A was held back by B: {fast_done:?}");
+
+    // B gets its OrderPlaced once it answers in time: once (the timed-out attempt aside).
+    while for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced").len() < 2 {
+        assert!(Instant::now() < deadline, "B never got its webhook again after timing out");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fast_got = fast.received_requests().await.unwrap();
+    assert_eq!(for_order(&fast_got, &id, "OrderPlaced").len(), 1, "one OrderPlaced to A");
+    assert_eq!(for_order(&fast_got, &id, "OrderStatusChanged").len(), 1, "one OrderStatusChanged to A");
+    assert!(for_order(&fast_got, &id, "OrderBilled").is_empty(), "only what A subscribed to");
+    for request in for_order(&fast_got, &id, "OrderPlaced") {
+        verify(&request, &subscriptions[0].1);
+    }
+    let slow_got = for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced");
+    verify(&slow_got[1], &subscriptions[1].1);
+    assert_eq!(slow_got[0].headers.get("webhook-id"), slow_got[1].headers.get("webhook-id"), "the same event, retried");
+
+    // The same OrderPlaced fanned out again: no subscriber gets it a second time.
+    let events = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "OrderPlaced")).await.unwrap();
+    let body = events.iter().find(|e| e.detail_type == "OrderPlaced").unwrap().body.clone();
+    local.sqs.send_message().queue_url(local.output("WebhookFanoutQueueUrl")).message_body(&body).send().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    for queue in ["WebhookFanoutQueueUrl", "WebhookDeliveryQueueUrl"] {
+        while local.queue_depth(local.output(queue)).await.unwrap() > 0 {
+            assert!(Instant::now() < deadline, "{queue} did not drain");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(for_order(&fast.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 1, "still one to A");
+
+    // Deleted subscriptions get nothing more (and later tests' orders go to nobody).
+    for (sub, _) in &subscriptions {
+        let (status, _) =
+            local.webhooks_api(Method::DELETE, &format!("/webhooks/{sub}"), Some(&key), None).await.unwrap();
+        assert_eq!(status, 204);
+    }
+    let (_, listed) = local.webhooks_api(Method::GET, "/webhooks", Some(&key), None).await.unwrap();
+    for (sub, _) in &subscriptions {
+        let entry = listed["webhooks"].as_array().unwrap().iter().find(|w| w["id"] == sub.as_str()).unwrap();
+        assert_eq!(entry["active"], false);
+        assert!(entry.get("secret").is_none());
+    }
+    local.close(tap).await.unwrap();
+}
