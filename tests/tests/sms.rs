@@ -22,7 +22,7 @@ fn phone() -> String {
 async fn place(local: &Local, phone: &str, run: &str) -> String {
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 10).await.unwrap();
-    let mut body = order_request("ada@example.com", &[(&sku, 1)]);
+    let mut body = order_request(&format!("{run}@example.com"), &[(&sku, 1)]);
     body["customer"]["phone"] = serde_json::json!(phone);
     let (status, order) = local.place_order(&body, run, None).await.unwrap();
     assert_eq!(status, 201, "{order}");
@@ -92,12 +92,18 @@ async fn twilio_down_for_a_while_delays_only_the_texts_and_loses_none() {
     let local = Local::connect().await.unwrap();
     let to = phone();
     stand_in.fail_first(&to, vec![(503, None), (503, None), (503, None)]).await;
-    let id = place(&local, &to, &unique("e2e-sms-down")).await;
+    let run = unique("e2e-sms-down");
+    let id = place(&local, &to, &run).await;
 
-    // The order flow does not wait for texts.
+    // The order flow and the emails do not wait for texts.
     let order = local.wait_final(&id, WAIT).await.unwrap();
     assert_eq!(order.status, OrderStatus::ReadyToShip);
-    assert!(stand_in.delivered_to(&to).is_empty(), "Twilio was still down when the order was ready");
+    let deadline = Instant::now() + WAIT;
+    while local.emails_to(&format!("{run}@example.com")).await.unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the emails did not arrive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stand_in.delivered_to(&to).is_empty(), "Twilio was still down when the order was ready and emailed");
 
     wait_for("both texts after Twilio recovers", || stand_in.delivered_to(&to).len() >= 2).await;
     let received = stand_in.received_for(&to);

@@ -84,7 +84,7 @@ async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
             )
             .await
             .unwrap();
-        assert_eq!(status, 201, "{created}");
+        assert_eq!(status, 201, "{}", created["errors"]);
         subscriptions
             .push((created["id"].as_str().unwrap().to_string(), created["secret"].as_str().unwrap().to_string()));
     }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use orderflow_contracts::Inbound as _;
 use orderflow_contracts::OrderStatus;
 use orderflow_e2e::twilio::TwilioStandIn;
 use orderflow_e2e::{order_request, unique, Local, FINAL};
@@ -21,6 +22,27 @@ async fn main() -> Result<()> {
     // Texts go to a stand-in for Twilio's API that this program runs (the port the local deployment
     // points the SMS consumer at); with real credentials they would go to Twilio.
     let twilio = TwilioStandIn::shared().await?;
+    // A webhook subscriber: an HTTP server this program runs, subscribed (with the operator key)
+    // to every event type.
+    let subscriber = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(204))
+        .mount(&subscriber)
+        .await;
+    let key = local.secret("WebhooksApiKeySecretId").await?;
+    let every_type = orderflow_contracts::AnyEvent::DETAIL_TYPES;
+    let (status, subscription) = local
+        .webhooks_api(
+            reqwest::Method::POST,
+            "/webhooks",
+            Some(&key),
+            Some(serde_json::json!({"url": format!("{}/orderflow", subscriber.uri()), "eventTypes": every_type})),
+        )
+        .await?;
+    if status != 201 {
+        bail!("POST /webhooks answered {status}: {}", subscription["errors"]);
+    }
+    let subscription_id = subscription["id"].as_str().unwrap_or_default().to_string();
     // The shop: what it sells, at its prices, and what is on the shelf.
     local.stock_product("DEMO-BOOK", 1999, 100).await?;
     local.stock_product("DEMO-MUG", 1250, 100).await?;
@@ -152,6 +174,38 @@ async fn main() -> Result<()> {
             println!("  {label:<13} to {to}: {}", email["Subject"].as_str().unwrap_or_default());
         }
     }
+    // And the webhooks, as the subscriber received them (one per event of each flow).
+    println!("\nWebhooks (as the subscriber received them, signed):");
+    let per_order = |requests: &[wiremock::Request], id: &str| -> Vec<String> {
+        requests
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .filter(|b| b["data"]["orderId"] == id || b["data"]["order"]["orderId"] == id)
+            .map(|b| b["type"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let requests = subscriber.received_requests().await.unwrap_or_default();
+        // Three or four events per flow: OrderPlaced, the billing outcome, the warehouse outcome
+        // where billed, OrderStatusChanged.
+        let complete = labels.keys().all(|id| {
+            let got = per_order(&requests, id);
+            got.iter().any(|t| t == "OrderStatusChanged") && got.len() >= 3
+        });
+        if complete {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the webhooks did not all arrive within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let requests = subscriber.received_requests().await.unwrap_or_default();
+    for (id, label) in &labels {
+        println!("  {label:<13} {}", per_order(&requests, id).join(", "));
+    }
+    local.webhooks_api(reqwest::Method::DELETE, &format!("/webhooks/{subscription_id}"), Some(&key), None).await?;
     println!("\nAll three orders reached the status their story predicts.");
     Ok(())
 }
