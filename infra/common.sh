@@ -49,3 +49,19 @@ stop_group() {
   fi
   rm -f "$pidfile"
 }
+
+# Installs the pinned requirements file $2 into the virtualenv $1, unless it already holds exactly
+# that file's pins (a hash of the file is kept beside them). Every Python tool the project uses is
+# installed this way, into the project's own folders.
+venv_install() {
+  local venv="$1" requirements="$2" stamp want
+  stamp="$venv/.orderflow-requirements.sha256"
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  echo "installing the pins of ${requirements#"$ROOT"/} into ${venv#"$ROOT"/}" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$want" > "$stamp"
+}

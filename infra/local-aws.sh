@@ -33,16 +33,7 @@ ENV
 }
 
 setup() {
-  local stamp="$VENV/.orderflow-requirements.sha256"
-  local want
-  want=$(sha256sum "$ROOT/infra/requirements.txt" | cut -d' ' -f1)
-  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
-  log "installing pinned tools into $VENV (infra/requirements.txt)"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/infra/requirements.txt"
-  echo "$want" > "$stamp"
+  venv_install "$VENV" "$ROOT/infra/requirements.txt"
 }
 
 healthy() {

@@ -25,15 +25,7 @@ REQUIREMENTS="$ROOT/infra/requirements-localstack.txt"
 log() { printf '[localstack] %s\n' "$*" >&2; }
 
 setup() {
-  local stamp="$VENV/.orderflow-requirements.sha256" want
-  want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
-  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
-  log "installing pinned LocalStack into $VENV (infra/requirements-localstack.txt; about 90 s)"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-  echo "$want" > "$stamp"
+  venv_install "$VENV" "$REQUIREMENTS"   # about 70 s the first time
 }
 
 healthy() {

@@ -14,14 +14,7 @@ REQUIREMENTS="$ROOT/infra/requirements-sam.txt"
 cd "$ROOT"
 . infra/common.sh
 
-stamp="$VENV/.orderflow-requirements.sha256"
-want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
-if ! [ -x "$VENV/bin/sam" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  printf '[sam] installing the pinned SAM CLI into %s (infra/requirements-sam.txt; about 40 s)\n' "$VENV" >&2
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-  echo "$want" > "$stamp"
-fi
+venv_install "$VENV" "$REQUIREMENTS"   # about 40 s the first time
 infra/local-aws.sh setup
 export PATH="$ROOT/.venv/bin:$PATH" SAM_CLI_TELEMETRY=0
 # `sam validate` without --lint needs a region even offline.

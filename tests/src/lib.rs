@@ -290,6 +290,33 @@ impl Local {
         Ok(())
     }
 
+    /// Sends `body` to the queue named by the output `queue_output` `times` times, as if SQS delivered
+    /// it again, and waits until the consumer has finished with every copy (the queue, and any queue
+    /// in `then_drained` that it feeds, holds nothing visible or in flight): after that, what the
+    /// consumer did with the copies has been done.
+    pub async fn deliver_again(
+        &self,
+        queue_output: &str,
+        body: &str,
+        times: usize,
+        then_drained: &[&str],
+    ) -> Result<()> {
+        let queue = self.output(queue_output);
+        for _ in 0..times {
+            self.sqs.send_message().queue_url(queue).message_body(body).send().await?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        for output in std::iter::once(&queue_output).chain(then_drained) {
+            while self.queue_depth(self.output(output)).await? > 0 {
+                if Instant::now() > deadline {
+                    bail!("{output} did not drain within 90 s");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Messages on a queue, visible or in flight.
     pub async fn queue_depth(&self, queue_url: &str) -> Result<u32> {
         use aws_sdk_sqs::types::QueueAttributeName as A;

@@ -74,13 +74,7 @@ async fn an_order_gets_one_confirmation_and_one_shipping_text_with_twilios_auth_
     // The same OrderPlaced delivered to the SMS consumer once more: no second text.
     let events = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "OrderPlaced")).await.unwrap();
     let placed = events.iter().find(|e| e.detail_type == "OrderPlaced").unwrap().body.clone();
-    let queue = local.output("SmsQueueUrl");
-    local.sqs.send_message().queue_url(queue).message_body(&placed).send().await.unwrap();
-    let deadline = Instant::now() + WAIT;
-    while local.queue_depth(queue).await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "the SMS consumer did not drain its queue");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    local.deliver_again("SmsQueueUrl", &placed, 1, &[]).await.unwrap();
     assert_eq!(bodies(&stand_in.received_for(&to)), bodies(&texts), "nothing sent twice");
     local.close(tap).await.unwrap();
 }

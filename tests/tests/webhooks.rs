@@ -127,14 +127,7 @@ async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
     // The same OrderPlaced fanned out again: no subscriber gets it a second time.
     let events = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "OrderPlaced")).await.unwrap();
     let body = events.iter().find(|e| e.detail_type == "OrderPlaced").unwrap().body.clone();
-    local.sqs.send_message().queue_url(local.output("WebhookFanoutQueueUrl")).message_body(&body).send().await.unwrap();
-    let deadline = Instant::now() + WAIT;
-    for queue in ["WebhookFanoutQueueUrl", "WebhookDeliveryQueueUrl"] {
-        while local.queue_depth(local.output(queue)).await.unwrap() > 0 {
-            assert!(Instant::now() < deadline, "{queue} did not drain");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    local.deliver_again("WebhookFanoutQueueUrl", &body, 1, &["WebhookDeliveryQueueUrl"]).await.unwrap();
     assert_eq!(for_order(&fast.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 1, "still one to A");
 
     // Deleted subscriptions get nothing more (and later tests' orders go to nobody).

@@ -18,15 +18,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let from = config::required("TWILIO_FROM")?;
     let base_url = config::parsed_or("TWILIO_BASE_URL", "https://api.twilio.com".to_string())?;
     let sdk = aws::sdk_config().await;
-    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
-        .get_secret_value()
-        .secret_id(&secret_id)
-        .send()
-        .await
-        .map_err(|e| {
-            format!("reading the Twilio secret {secret_id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e))
-        })?;
-    let credentials: TwilioCredentials = serde_json::from_str(secret.secret_string().unwrap_or_default())
+    let secret = aws::secret_string(&sdk, &secret_id).await?;
+    let credentials: TwilioCredentials = serde_json::from_str(&secret)
         .map_err(|_| format!("the secret {secret_id} is not {{\"accountSid\": ..., \"authToken\": ...}}"))?;
     let handler = SmsHandler::new(Arc::new(TwilioSender::new(base_url, credentials, from)));
     Consumer::<SmsInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await

@@ -14,20 +14,7 @@ async fn main() -> Result<(), Error> {
     let key_secret = config::required("API_KEY_SECRET_ID")?;
     let allow_local: bool = config::parsed_or("WEBHOOKS_ALLOW_LOCAL", false)?;
     let sdk = aws::sdk_config().await;
-    let api_key = aws_sdk_secretsmanager::Client::new(&sdk)
-        .get_secret_value()
-        .secret_id(&key_secret)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "reading the API key secret {key_secret}: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-            )
-        })?
-        .secret_string()
-        .unwrap_or_default()
-        .to_string();
+    let api_key = aws::secret_string(&sdk, &key_secret).await?;
     let api = Arc::new(WebhooksApi::new(
         Arc::new(DynamoDbSubscriptions::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
         api_key,
