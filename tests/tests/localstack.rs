@@ -163,3 +163,14 @@ async fn the_label_adapter_writes_to_s3() {
     assert_eq!(doc["trackingNumber"], "OF0000000001GB");
     assert_eq!(doc["contents"][0][0], "BOOK-001");
 }
+
+#[tokio::test]
+#[ignore = "needs LocalStack on the host: run `make test`"]
+async fn without_ses_v2_the_email_consumer_stops_at_start_naming_the_service() {
+    // LocalStack's free edition has no SES v2 (here it serves no SES at all): the email function's
+    // init check must refuse to start, saying what is missing and what to do, not fail every email.
+    let sdk = sdk().await;
+    let err =
+        email::ses::check_sender(&aws_sdk_sesv2::Client::new(&sdk), "orders@orderflow.example").await.unwrap_err();
+    assert!(err.contains("SES v2") && err.contains("MiniStack"), "{err}");
+}

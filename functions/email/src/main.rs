@@ -13,6 +13,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let consumer_config = ConsumerConfig::from_env()?;
     let from = config::required("EMAIL_FROM")?;
     let sdk = aws::sdk_config().await;
-    let handler = EmailHandler::new(Arc::new(SesSender::new(aws_sdk_sesv2::Client::new(&sdk), from)));
+    let ses = aws_sdk_sesv2::Client::new(&sdk);
+    email::ses::check_sender(&ses, &from).await?;
+    let handler = EmailHandler::new(Arc::new(SesSender::new(ses, from)));
     Consumer::<EmailInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
 }

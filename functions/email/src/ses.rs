@@ -92,6 +92,37 @@ impl EmailSender for SesSender {
     }
 }
 
+/// Checked once at init: is SES v2 there, and may `from` send? SES v2 missing (LocalStack's free
+/// edition has none) stops the function at start with an error naming the service and the fix, rather
+/// than failing every email later. A sender identity that is unknown or unverified only warns: SES
+/// then rejects each email, which goes to the DLQ with SES's reason, and a redrive sends it once the
+/// identity is verified.
+pub async fn check_sender(client: &aws_sdk_sesv2::Client, from: &str) -> Result<(), String> {
+    let domain = from.rsplit_once('@').map(|(_, d)| d).unwrap_or(from);
+    for identity in [from, domain] {
+        match client.get_email_identity().email_identity(identity).send().await {
+            Ok(found) if found.verified_for_sending_status() => return Ok(()),
+            Ok(_) => {
+                tracing::warn!(identity, "the SES sender identity is not verified yet: emails will be dead-lettered until it is");
+                return Ok(());
+            }
+            Err(SdkError::ServiceError(se)) if se.err().code() == Some("NotFoundException") => continue,
+            Err(e) => {
+                return Err(format!(
+                    "Amazon SES v2 does not answer here ({}): the email consumer needs SES v2 (on LocalStack that is the paid \
+                     edition; locally use MiniStack, the default of make demo and make test)",
+                    aws_sdk_sesv2::error::DisplayErrorContext(e)
+                ))
+            }
+        }
+    }
+    tracing::warn!(
+        from,
+        "no SES identity for the sender or its domain: emails will be dead-lettered until one is verified"
+    );
+    Ok(())
+}
+
 /// The in-memory fake: records what it sent.
 #[derive(Debug, Default)]
 pub struct RecordingEmail {
