@@ -6,9 +6,10 @@ this writes a derived copy with only what the local emulator needs changed:
 - `AWS::Events::Archive` is dropped: MiniStack's CloudFormation has no provisioner for it
   (infra/deploy-local.sh creates the archive through the EventBridge API instead).
 
-With --localstack (LocalStack's free edition, which has no API Gateway v2), the HTTP API's
-resources and outputs are dropped too, and the Sales API is served through a Lambda function URL
-instead (same payload format 2.0, so the same binary), output as `SalesApiFunctionUrl`.
+With --localstack (LocalStack's free edition, which has no API Gateway v2 and no SES v2), the HTTP
+API's resources and outputs and the SES identity are dropped too, and the Sales API is served
+through a Lambda function URL instead (same payload format 2.0, so the same binary), output as
+`SalesApiFunctionUrl`. (The webhooks API has no URL there: its routes need the HTTP API.)
 
 usage: local-overlay.py TEMPLATE LAMBDA_DIR OUT [--localstack]
 """
@@ -18,13 +19,14 @@ import sys
 
 
 LOCALSTACK_DROPPED_TYPES = {
+    "AWS::SES::EmailIdentity",  # SES v2: not in LocalStack's free edition (the email function says so at start)
     "AWS::ApiGatewayV2::Api",
     "AWS::ApiGatewayV2::Integration",
     "AWS::ApiGatewayV2::Route",
     "AWS::ApiGatewayV2::Stage",
 }
 LOCALSTACK_DROPPED_OUTPUTS = {"ApiId", "ApiUrl"}
-LOCALSTACK_DROPPED_RESOURCES = {"SalesApiPermission"}  # API Gateway's permission to invoke
+LOCALSTACK_DROPPED_RESOURCES = {"SalesApiPermission", "WebhooksApiPermission"}  # API Gateway's permissions
 
 
 def main(template, lambda_dir, out, *flags):
@@ -71,6 +73,8 @@ def main(template, lambda_dir, out, *flags):
                 line += f"{m.group(1)}FunctionUrlConfig:\n{m.group(1)}  AuthType: NONE\n"
             replaced.add(binary)
             binary = None
+        if localstack and re.match(r"^    DependsOn: EmailSenderIdentity\s*$", line):
+            continue
         result.append(line)
     if localstack:
         result.append("  SalesApiFunctionUrl:\n    Value: !GetAtt SalesApiFunctionUrl.FunctionUrl\n")

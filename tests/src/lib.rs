@@ -88,6 +88,11 @@ impl Local {
         })
     }
 
+    /// Whether the stack has this output (the LocalStack variant lacks the HTTP API's).
+    pub fn has_output(&self, key: &str) -> bool {
+        self.outputs.contains_key(key)
+    }
+
     /// A stack output, e.g. `BillingQueueUrl`.
     pub fn output(&self, key: &str) -> &str {
         self.outputs.get(key).map(String::as_str).unwrap_or_else(|| panic!("stack output {key} missing"))

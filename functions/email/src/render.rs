@@ -20,7 +20,13 @@ pub struct Email {
     pub html: String,
 }
 
-fn environment() -> Environment<'static> {
+/// The templates, parsed once per process (at the first email), not per email.
+fn environment() -> &'static Environment<'static> {
+    static ENVIRONMENT: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    ENVIRONMENT.get_or_init(parse_templates)
+}
+
+fn parse_templates() -> Environment<'static> {
     let mut env = Environment::new();
     for (name, source) in [
         ("layout.html", include_str!("../templates/layout.html")),

@@ -123,6 +123,9 @@ impl Fanout {
 #[async_trait]
 impl Handler<AnyEvent> for Fanout {
     async fn handle(&self, event: AnyEvent, ctx: &RecordContext) -> Result<(), HandlerError> {
+        // Read for every event (a scan of a small table, no cache): a subscription gets the very next
+        // event after it is created, and none after it is deleted. With many subscriptions, an index
+        // by event type would be the next step.
         let matching: Vec<String> = self
             .subscriptions
             .all()
