@@ -116,4 +116,17 @@ while read -r logical physical; do
     "$AWS_ENDPOINT_URL" "$AWS_REGION" >> "$STATE/env/$binary.env"
 done
 
+# Smoke check: the Sales API answers through the deployed route (its own 404 for an unknown order,
+# not the emulator's). The first calls of a function the emulator has just created can be answered
+# by the emulator itself while it unpacks the code; this waits that out, so whoever comes next (the
+# demo, the tests, a user's curl) meets a warm, working API, and a deploy that never answers fails here.
+api_url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["LocalApiUrl"])' "$STATE/stack-outputs.json")
+for attempt in $(seq 1 60); do
+  if curl -sS --max-time 5 "$api_url/orders/deploy-check" 2>/dev/null | grep -q '"errors"'; then
+    break
+  fi
+  [ "$attempt" = 60 ] && { log "the Sales API at $api_url does not answer after 30 s"; exit 1; }
+  sleep 0.5
+done
+
 log "deployed; outputs in $STATE/stack-outputs.json (API: $(python3 -c 'import json;print(json.load(open("'"$STATE"'/stack-outputs.json"))["LocalApiUrl"])'))"
