@@ -380,18 +380,7 @@ impl Local {
     /// Starts a tap for every event whose correlation id starts with `prefix`.
     pub async fn tap(&self, prefix: &str) -> Result<Tap> {
         let name = format!("tap-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let queue_url =
-            self.sqs.create_queue().queue_name(&name).send().await?.queue_url.ok_or_else(|| anyhow!("no queue url"))?;
-        let arn = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await?
-            .attributes
-            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-            .ok_or_else(|| anyhow!("no queue arn"))?;
+        let (queue_url, arn) = create_queue(&self.sqs, &name).await?;
         let bus = self.output("EventBusName").to_string();
         let pattern = json!({
             "source": [{"prefix": "orderflow."}],
@@ -457,6 +446,21 @@ impl Local {
         self.sqs.delete_queue().queue_url(&tap.queue_url).send().await?;
         Ok(())
     }
+}
+
+/// Creates the SQS queue `name`; its URL and ARN (what an EventBridge target needs).
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<(String, String)> {
+    let url = sqs.create_queue().queue_name(name).send().await?.queue_url.ok_or_else(|| anyhow!("no queue url"))?;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .ok_or_else(|| anyhow!("no queue arn"))?;
+    Ok((url, arn))
 }
 
 fn parse_tapped(body: &str) -> Result<Tapped> {

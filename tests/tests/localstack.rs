@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use orderflow_contracts::{schemas, Address};
 use orderflow_e2e::template::{inbound, root, Template};
-use orderflow_e2e::unique;
+use orderflow_e2e::{create_queue, unique};
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{EventPublisher, OutboundEvent};
 use serde_json::Value;
@@ -68,17 +68,7 @@ async fn every_event_type_reaches_exactly_the_queues_whose_template_rules_match_
     for f in template.functions().into_iter().filter(|f| f.queue.is_some()) {
         // A queue fed by another function (webhook deliveries) has no rule to check here.
         let Some(rule) = template.rule_for_queue(f.queue.as_deref().unwrap()) else { continue };
-        let url = sqs.create_queue().queue_name(unique(&f.binary)).send().await.unwrap().queue_url.unwrap();
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
+        let (url, arn) = create_queue(&sqs, &unique(&f.binary)).await.unwrap();
         let name = unique(&rule.logical_id);
         events
             .put_rule()

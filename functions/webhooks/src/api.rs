@@ -36,7 +36,7 @@ fn respond(status: StatusCode, body: &impl Serialize) -> Response<Body> {
         .expect("a valid response")
 }
 
-fn error(status: StatusCode, field: &str, message: impl Into<String>) -> Response<Body> {
+fn refusal(status: StatusCode, field: &str, message: impl Into<String>) -> Response<Body> {
     respond(status, &json!({"errors": [{"field": field, "message": message.into()}]}))
 }
 
@@ -66,7 +66,7 @@ impl WebhooksApi {
         async {
             if !self.authorised(&req) {
                 info!("refused: no or wrong API key");
-                return error(StatusCode::UNAUTHORIZED, "x-api-key", "a valid operator API key is required");
+                return refusal(StatusCode::UNAUTHORIZED, "x-api-key", "a valid operator API key is required");
             }
             let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
             let route = segments.iter().rposition(|s| *s == "webhooks").map(|i| &segments[i..]).unwrap_or(&[]);
@@ -74,11 +74,11 @@ impl WebhooksApi {
                 (&Method::POST, ["webhooks"]) => self.create(&req).await,
                 (&Method::GET, ["webhooks"]) => self.list().await,
                 (&Method::DELETE, ["webhooks", id]) => self.delete(id).await,
-                _ => Ok(error(StatusCode::NOT_FOUND, "path", format!("no route for {} {path}", req.method()))),
+                _ => Ok(refusal(StatusCode::NOT_FOUND, "path", format!("no route for {} {path}", req.method()))),
             };
             result.unwrap_or_else(|e| {
                 error!(error = %e, "subscription store unavailable");
-                error(StatusCode::SERVICE_UNAVAILABLE, "body", "the subscription store is unavailable, retry later")
+                refusal(StatusCode::SERVICE_UNAVAILABLE, "body", "the subscription store is unavailable, retry later")
             })
         }
         .instrument(span)
@@ -88,10 +88,10 @@ impl WebhooksApi {
     async fn create(&self, req: &Request) -> Result<Response<Body>, orderflow_harness::StoreError> {
         let body: Value = match serde_json::from_slice(req.body().as_ref()) {
             Ok(v) => v,
-            Err(e) => return Ok(error(StatusCode::BAD_REQUEST, "body", format!("is not valid JSON: {e}"))),
+            Err(e) => return Ok(refusal(StatusCode::BAD_REQUEST, "body", format!("is not valid JSON: {e}"))),
         };
         let Some(url) = body["url"].as_str() else {
-            return Ok(error(StatusCode::BAD_REQUEST, "url", "is required"));
+            return Ok(refusal(StatusCode::BAD_REQUEST, "url", "is required"));
         };
         let event_types: Vec<String> = body["eventTypes"]
             .as_array()
@@ -100,10 +100,10 @@ impl WebhooksApi {
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect();
         if event_types.is_empty() {
-            return Ok(error(StatusCode::BAD_REQUEST, "eventTypes", "must list at least one event type"));
+            return Ok(refusal(StatusCode::BAD_REQUEST, "eventTypes", "must list at least one event type"));
         }
         if let Some(unknown) = event_types.iter().find(|t| !AnyEvent::DETAIL_TYPES.contains(&t.as_str())) {
-            return Ok(error(
+            return Ok(refusal(
                 StatusCode::BAD_REQUEST,
                 "eventTypes",
                 format!("unknown event type `{unknown}` (known: {})", AnyEvent::DETAIL_TYPES.join(", ")),
@@ -111,7 +111,7 @@ impl WebhooksApi {
         }
         if let Err(why) = guard::check(url, self.allow_local).await {
             info!(%why, "subscription refused by the SSRF guard");
-            return Ok(error(StatusCode::BAD_REQUEST, "url", why));
+            return Ok(refusal(StatusCode::BAD_REQUEST, "url", why));
         }
         let subscription = Subscription {
             id: uuid::Uuid::new_v4().to_string(),
@@ -136,7 +136,7 @@ impl WebhooksApi {
         Ok(if self.store.deactivate(id).await? {
             Response::builder().status(StatusCode::NO_CONTENT).body(Body::Empty).expect("a valid response")
         } else {
-            error(StatusCode::NOT_FOUND, "id", format!("no subscription `{id}`"))
+            refusal(StatusCode::NOT_FOUND, "id", format!("no subscription `{id}`"))
         })
     }
 }
