@@ -27,7 +27,7 @@ const SAMPLES: &[&str] = &[
     "sales-order-status/payment-declined.sqs.json",
     "sales-order-status/shipping-label-created.sqs.json",
     "sales-order-status/stock-allocation-failed.sqs.json",
-    "state-transfer/order-status-changed.sqs.json",
+    "cache/order-status-changed.sqs.json",
 ];
 
 async fn sdk() -> aws_config::SdkConfig {

@@ -6,7 +6,10 @@
 //! POST /orders ─► validate (400 naming every bad field) ─► price from the catalogue (400: unknown SKU)
 //!              ─► store as Placed with OrderPlaced in the item's outbox (one conditional put) ─► 201
 //!                        └─ the table's stream ─► outbox relay ─► OrderPlaced on the bus
-//! GET /orders/{id} ─► 200 + the order with its status history, or 404
+//! GET /orders/{id} ─► the order cache (when configured) ─► hit: 200 from the cache
+//!                   └► miss ─► orders table ─► 200, and the cache filled (newest version wins)
+//!                   └► cache down ─► orders table ─► 200 (the cache never makes a read fail)
+//!                   the `x-cache` header says which: hit, miss or bypass
 //! ```
 //!
 //! Storing and announcing are one write, so there is no order that was stored but never announced,
@@ -25,8 +28,10 @@ use orderflow_harness::OutboundEvent;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tracing::{error, info, Instrument};
+use tracing::{error, info, warn, Instrument};
 use uuid::Uuid;
+
+use cache::store::OrderCache;
 
 use crate::catalogue::{price, Catalogue};
 use crate::orders::{Created, OrderStore, StoredOrder};
@@ -37,6 +42,7 @@ pub struct SalesApi {
     orders: Arc<dyn OrderStore>,
     catalogue: Arc<dyn Catalogue>,
     shipping_minor: i64,
+    cache: Option<Arc<dyn OrderCache>>,
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize, correlation_id: &str) -> Response<Body> {
@@ -46,6 +52,11 @@ fn json_response(status: StatusCode, body: &impl Serialize, correlation_id: &str
         .header("x-correlation-id", correlation_id)
         .body(Body::Text(serde_json::to_string(body).expect("responses serialise")))
         .expect("a valid response")
+}
+
+fn with_cache_header(mut response: Response<Body>, state: &'static str) -> Response<Body> {
+    response.headers_mut().insert("x-cache", lambda_http::http::HeaderValue::from_static(state));
+    response
 }
 
 fn errors(status: StatusCode, errors: Vec<FieldError>, correlation_id: &str) -> Response<Body> {
@@ -93,7 +104,13 @@ pub fn order_placed(order: &StoredOrder) -> OutboundEvent {
 impl SalesApi {
     /// The API over its ports; `shipping_minor` is the flat shipping charge the shop sets.
     pub fn new(orders: Arc<dyn OrderStore>, catalogue: Arc<dyn Catalogue>, shipping_minor: i64) -> Self {
-        Self { orders, catalogue, shipping_minor }
+        Self { orders, catalogue, shipping_minor, cache: None }
+    }
+
+    /// Reads orders through `cache` (see the module's diagram).
+    pub fn with_cache(mut self, cache: Arc<dyn OrderCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Routes one request.
@@ -134,8 +151,30 @@ impl SalesApi {
     }
 
     async fn get(&self, order_id: &str, correlation_id: &str) -> Response<Body> {
+        let mut cache_state = "bypass";
+        if let Some(cache) = &self.cache {
+            match cache.get(order_id).await {
+                Ok(Some(order)) => {
+                    return with_cache_header(json_response(StatusCode::OK, &order, correlation_id), "hit")
+                }
+                Ok(None) => cache_state = "miss",
+                Err(e) => warn!(error = %e, "order cache unavailable: reading the orders table"),
+            }
+        }
+        let response = self.get_from_table(order_id, correlation_id).await;
+        with_cache_header(response, cache_state)
+    }
+
+    async fn get_from_table(&self, order_id: &str, correlation_id: &str) -> Response<Body> {
         match self.orders.get(order_id).await {
-            Ok(Some(order)) => json_response(StatusCode::OK, &order.state, correlation_id),
+            Ok(Some(order)) => {
+                if let Some(cache) = &self.cache {
+                    if let Err(e) = cache.put_if_newer(&order.state).await {
+                        warn!(error = %e, "could not fill the order cache");
+                    }
+                }
+                json_response(StatusCode::OK, &order.state, correlation_id)
+            }
             Ok(None) => errors(
                 StatusCode::NOT_FOUND,
                 vec![field_error("orderId", format!("no order `{order_id}`"))],

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use cache::store::{InMemoryOrderCache, OrderCache};
 use lambda_http::{Body, Request, Response};
 use orderflow_contracts::{Currency, Envelope, OrderPlaced, OrderState, OrderStatus, MAX_AMOUNT_MINOR};
 use orderflow_harness::testing::sample_text;
@@ -51,6 +52,15 @@ fn rig() -> Rig {
     ]));
     let api = SalesApi::new(orders.clone(), catalogue, 495);
     Rig { orders, api }
+}
+
+/// `GET /orders/{id}`, from the sample.
+fn get_request(id: &str) -> Request {
+    let mut event: Value = serde_json::from_str(&sample_text("sales-api/get-order.http.json")).unwrap();
+    event["rawPath"] = json!(format!("/orders/{id}"));
+    event["requestContext"]["http"]["path"] = json!(format!("/orders/{id}"));
+    event["pathParameters"]["orderId"] = json!(id);
+    lambda_http::request::from_str(&event.to_string()).unwrap()
 }
 
 fn announced(rig: &Rig) -> Vec<Envelope<OrderPlaced>> {
@@ -233,11 +243,7 @@ async fn get_returns_the_order_with_its_history_or_404() {
     let placed = rig.api.handle(request("sales-api/post-order.http.json")).await;
     let id = json_of(&placed)["orderId"].as_str().unwrap().to_string();
 
-    let mut event: Value = serde_json::from_str(&sample_text("sales-api/get-order.http.json")).unwrap();
-    event["rawPath"] = json!(format!("/orders/{id}"));
-    event["requestContext"]["http"]["path"] = json!(format!("/orders/{id}"));
-    event["pathParameters"]["orderId"] = json!(id);
-    let response = rig.api.handle(lambda_http::request::from_str(&event.to_string()).unwrap()).await;
+    let response = rig.api.handle(get_request(&id)).await;
     assert_eq!(response.status(), 200);
     let order: OrderState = serde_json::from_value(json_of(&response)).unwrap();
     assert_eq!(order.order_id, id);
@@ -266,4 +272,41 @@ async fn a_replay_with_the_fields_in_another_order_is_the_same_request() {
     let replay = rig.api.handle(lambda_http::request::from_str(&event.to_string()).unwrap()).await;
     assert_eq!((first.status().as_u16(), replay.status().as_u16()), (201, 200));
     assert_eq!(json_of(&first)["orderId"], json_of(&replay)["orderId"]);
+}
+
+fn x_cache(response: &Response<Body>) -> &str {
+    response.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn get_reads_through_the_cache_and_falls_back_to_the_table_when_it_is_down() {
+    let orders = Arc::new(InMemoryOrderStore::default());
+    let cache = Arc::new(InMemoryOrderCache::default());
+    let catalogue =
+        Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
+    let api = SalesApi::new(orders.clone(), catalogue, 495).with_cache(cache.clone());
+    let placed = api.handle(request("sales-api/post-order.http.json")).await;
+    let id = json_of(&placed)["orderId"].as_str().unwrap().to_string();
+
+    // A miss reads the table and fills the cache; the next read is a hit with the same body.
+    let miss = api.handle(get_request(&id)).await;
+    assert_eq!((miss.status().as_u16(), x_cache(&miss)), (200, "miss"));
+    assert_eq!(cache.cached(&id).map(|o| o.version), Some(1));
+    let hit = api.handle(get_request(&id)).await;
+    assert_eq!((hit.status().as_u16(), x_cache(&hit)), (200, "hit"));
+    assert_eq!(json_of(&hit), json_of(&miss));
+
+    // What the cache consumer wrote (a newer version) is what a hit answers.
+    let mut newer = cache.cached(&id).unwrap();
+    newer.version = 2;
+    newer.status = OrderStatus::ReadyToShip;
+    cache.put_if_newer(&newer).await.unwrap();
+    assert_eq!(json_of(&api.handle(get_request(&id)).await)["status"], "ReadyToShip");
+
+    // The cache down: the table answers, and a missing order is still a 404.
+    cache.set_down(true);
+    let bypass = api.handle(get_request(&id)).await;
+    assert_eq!((bypass.status().as_u16(), x_cache(&bypass)), (200, "bypass"));
+    assert_eq!(json_of(&bypass)["orderId"], id.as_str());
+    assert_eq!(api.handle(get_request("nope")).await.status(), 404);
 }

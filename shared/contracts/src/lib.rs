@@ -170,6 +170,30 @@ impl AnyEvent {
         }
     }
 
+    /// The order the event is about.
+    pub fn order_id(&self) -> &str {
+        match self {
+            AnyEvent::OrderPlaced(e) => &e.order_id,
+            AnyEvent::OrderBilled(e) => &e.order_id,
+            AnyEvent::PaymentDeclined(e) => &e.order_id,
+            AnyEvent::ShippingLabelCreated(e) => &e.order_id,
+            AnyEvent::StockAllocationFailed(e) => &e.order_id,
+            AnyEvent::OrderStatusChanged(e) => &e.order.order_id,
+        }
+    }
+
+    /// The version of its data's schema (events are upcast to it when decoded).
+    pub fn schema_version(&self) -> u32 {
+        match self {
+            AnyEvent::OrderPlaced(_) => OrderPlaced::SCHEMA_VERSION,
+            AnyEvent::OrderBilled(_) => OrderBilled::SCHEMA_VERSION,
+            AnyEvent::PaymentDeclined(_) => PaymentDeclined::SCHEMA_VERSION,
+            AnyEvent::ShippingLabelCreated(_) => ShippingLabelCreated::SCHEMA_VERSION,
+            AnyEvent::StockAllocationFailed(_) => StockAllocationFailed::SCHEMA_VERSION,
+            AnyEvent::OrderStatusChanged(_) => OrderStatusChanged::SCHEMA_VERSION,
+        }
+    }
+
     /// The event's data as JSON (the current schema version).
     pub fn data(&self) -> Value {
         let value = match self {

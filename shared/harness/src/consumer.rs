@@ -109,7 +109,7 @@ pub enum BatchError {
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Processed,
     Duplicate,
     DeadLettered,
@@ -185,11 +185,7 @@ impl<E: Inbound> Consumer<E> {
         lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
             let consumer = Arc::clone(&consumer);
             async move {
-                // The context's deadline is epoch milliseconds; claims and retries must end by then.
-                let deadline = match event.context.deadline {
-                    0 => SystemTime::now() + consumer.settings.in_progress_expiry,
-                    ms => UNIX_EPOCH + Duration::from_millis(ms),
-                };
+                let deadline = invocation_deadline(event.context.deadline, consumer.settings.in_progress_expiry);
                 let result = consumer.process_until(event.payload, deadline).await?;
                 telemetry::emit(&consumer.name, result.counts);
                 Ok::<_, lambda_runtime::Error>(result.response)
@@ -211,49 +207,8 @@ impl<E: Inbound> Consumer<E> {
         let outcomes: Vec<Outcome> =
             if fifo { self.process_fifo(&records, deadline).await } else { self.process_all(&records, deadline).await };
 
-        self.hold_back(&records, &outcomes).await;
-        let mut response = SqsBatchResponse::default();
-        let mut counts = Counts::default();
-        let mut unidentifiable = 0;
-        for (record, outcome) in records.iter().zip(&outcomes) {
-            match outcome {
-                Outcome::Processed => counts.processed += 1,
-                Outcome::Duplicate => counts.duplicates_skipped += 1,
-                Outcome::DeadLettered => counts.dead_lettered += 1,
-                Outcome::Retry(_) => {
-                    counts.retried += 1;
-                    match record.message_id.as_deref() {
-                        Some(id) if !id.is_empty() => response.add_failure(id),
-                        _ => unidentifiable += 1,
-                    }
-                }
-            }
-        }
-        info!(consumer = %self.name, records = records.len(), processed = counts.processed, retried = counts.retried,
-            dead_lettered = counts.dead_lettered, duplicates = counts.duplicates_skipped, "batch done");
-        if unidentifiable > 0 {
-            error!(consumer = %self.name, unidentifiable, "records to retry have no message id");
-            return Err(BatchError::UnidentifiableFailures(unidentifiable));
-        }
-        Ok(BatchResult { response, counts })
-    }
-
-    /// Applies each "retry after" as the record's visibility timeout, capped at SQS's 12 hours. A
-    /// failure here only means SQS redelivers sooner (after the queue's own visibility timeout).
-    async fn hold_back(&self, records: &[SqsMessage], outcomes: &[Outcome]) {
-        let Some(visibility) = &self.visibility else { return };
-        let delays = records.iter().zip(outcomes).filter_map(|(record, outcome)| match outcome {
-            Outcome::Retry(Some(after)) => Some((record, (*after).min(MAX_RETRY_DELAY))),
-            _ => None,
-        });
-        futures::future::join_all(delays.map(|(record, after)| async move {
-            let Some(handle) = record.receipt_handle.as_deref() else { return };
-            if let Err(e) = visibility.delay(handle, after).await {
-                warn!(consumer = %self.name, message_id = record.message_id.as_deref().unwrap_or_default(), error = %e,
-                    "could not hold the record back; SQS redelivers it after the queue's visibility timeout");
-            }
-        }))
-        .await;
+        hold_back(self.visibility.as_ref(), &self.name, &records, &outcomes).await;
+        respond(&self.name, &records, &outcomes)
     }
 
     async fn process_all(&self, records: &[SqsMessage], deadline: SystemTime) -> Vec<Outcome> {
@@ -318,14 +273,16 @@ impl<E: Inbound> Consumer<E> {
 
     async fn process_record(&self, record: &SqsMessage, deadline: SystemTime) -> Outcome {
         let message_id = record.message_id.clone().unwrap_or_default();
-        let receive_count: u32 =
-            record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let receive_count = receive_count(record);
         let span = tracing::info_span!("record", consumer = %self.name, message_id = %message_id, receive_count,
             event_id = tracing::field::Empty, correlation_id = tracing::field::Empty, detail_type = tracing::field::Empty);
         async move {
             let (event, metadata) = match decode::<E>(record.body.as_deref()) {
                 Ok(decoded) => decoded,
-                Err(e) => return self.dead_letter(record, &message_id, receive_count, e.to_string()).await,
+                Err(e) => {
+                    return dead_letter(self.dead_letters.as_ref(), &self.name, record, receive_count, e.to_string())
+                        .await
+                }
             };
             let span = tracing::Span::current();
             span.record("event_id", tracing::field::display(&metadata.event_id));
@@ -383,33 +340,107 @@ impl<E: Inbound> Consumer<E> {
                     warn!(%reason, retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver, not sooner than asked");
                     Outcome::Retry(Some(after))
                 }
-                HandlerError::Permanent(reason) => self.dead_letter(record, &message_id, receive_count, reason).await,
+                HandlerError::Permanent(reason) => {
+                    dead_letter(self.dead_letters.as_ref(), &self.name, record, receive_count, reason).await
+                }
             }
         }
         .instrument(span)
         .await
     }
+}
 
-    async fn dead_letter(&self, record: &SqsMessage, message_id: &str, receive_count: u32, reason: String) -> Outcome {
-        let letter = DeadLetter {
-            consumer: self.name.clone(),
-            message_id: message_id.to_string(),
-            body: record.body.clone().unwrap_or_default(),
-            reason: reason.clone(),
-            receive_count,
-            message_group_id: record.attributes.get("MessageGroupId").cloned(),
-        };
-        match self.dead_letters.send(letter).await {
-            Ok(()) => {
-                error!(%reason, "permanent failure: sent to the dead-letter queue");
-                Outcome::DeadLettered
-            }
-            Err(e) => {
-                error!(%reason, dlq_error = %e, "permanent failure, and the dead-letter queue refused it: SQS will redeliver");
-                Outcome::Retry(None)
+/// The deadline of an invocation whose context says `deadline_ms` (epoch milliseconds; 0 when unknown).
+pub(crate) fn invocation_deadline(deadline_ms: u64, fallback: Duration) -> SystemTime {
+    match deadline_ms {
+        0 => SystemTime::now() + fallback,
+        ms => UNIX_EPOCH + Duration::from_millis(ms),
+    }
+}
+
+/// The response for SQS and the counts, from each record's outcome.
+pub(crate) fn respond(name: &str, records: &[SqsMessage], outcomes: &[Outcome]) -> Result<BatchResult, BatchError> {
+    let mut response = SqsBatchResponse::default();
+    let mut counts = Counts::default();
+    let mut unidentifiable = 0;
+    for (record, outcome) in records.iter().zip(outcomes) {
+        match outcome {
+            Outcome::Processed => counts.processed += 1,
+            Outcome::Duplicate => counts.duplicates_skipped += 1,
+            Outcome::DeadLettered => counts.dead_lettered += 1,
+            Outcome::Retry(_) => {
+                counts.retried += 1;
+                match record.message_id.as_deref() {
+                    Some(id) if !id.is_empty() => response.add_failure(id),
+                    _ => unidentifiable += 1,
+                }
             }
         }
     }
+    info!(consumer = %name, records = records.len(), processed = counts.processed, retried = counts.retried,
+        dead_lettered = counts.dead_lettered, duplicates = counts.duplicates_skipped, "batch done");
+    if unidentifiable > 0 {
+        error!(consumer = %name, unidentifiable, "records to retry have no message id");
+        return Err(BatchError::UnidentifiableFailures(unidentifiable));
+    }
+    Ok(BatchResult { response, counts })
+}
+
+/// Applies each "retry after" as the record's visibility timeout, capped at SQS's 12 hours. A
+/// failure here only means SQS redelivers sooner (after the queue's own visibility timeout).
+pub(crate) async fn hold_back(
+    visibility: Option<&Arc<dyn VisibilityPort>>,
+    name: &str,
+    records: &[SqsMessage],
+    outcomes: &[Outcome],
+) {
+    let Some(visibility) = visibility else { return };
+    let delays = records.iter().zip(outcomes).filter_map(|(record, outcome)| match outcome {
+        Outcome::Retry(Some(after)) => Some((record, (*after).min(MAX_RETRY_DELAY))),
+        _ => None,
+    });
+    futures::future::join_all(delays.map(|(record, after)| async move {
+        let Some(handle) = record.receipt_handle.as_deref() else { return };
+        if let Err(e) = visibility.delay(handle, after).await {
+            warn!(consumer = %name, message_id = record.message_id.as_deref().unwrap_or_default(), error = %e,
+                "could not hold the record back; SQS redelivers it after the queue's visibility timeout");
+        }
+    }))
+    .await;
+}
+
+/// Sends a record that can never be handled to the dead-letter queue, with the reason; if the queue
+/// refuses it, SQS redelivers the record instead (nothing is acknowledged unhandled).
+pub(crate) async fn dead_letter(
+    sink: &dyn DeadLetterSink,
+    name: &str,
+    record: &SqsMessage,
+    receive_count: u32,
+    reason: String,
+) -> Outcome {
+    let letter = DeadLetter {
+        consumer: name.to_string(),
+        message_id: record.message_id.clone().unwrap_or_default(),
+        body: record.body.clone().unwrap_or_default(),
+        reason: reason.clone(),
+        receive_count,
+        message_group_id: record.attributes.get("MessageGroupId").cloned(),
+    };
+    match sink.send(letter).await {
+        Ok(()) => {
+            error!(%reason, "permanent failure: sent to the dead-letter queue");
+            Outcome::DeadLettered
+        }
+        Err(e) => {
+            error!(%reason, dlq_error = %e, "permanent failure, and the dead-letter queue refused it: SQS will redeliver");
+            Outcome::Retry(None)
+        }
+    }
+}
+
+/// How many times SQS has delivered `record` (1 on the first delivery).
+pub(crate) fn receive_count(record: &SqsMessage) -> u32 {
+    record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
 /// Reads one SQS body as an EventBridge event carrying an Orderflow envelope of an event `E` accepts.
@@ -426,7 +457,7 @@ pub fn decode<E: Inbound>(body: Option<&str>) -> Result<(E, Metadata), ContractE
     Ok((decoded, envelope.metadata))
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -21,6 +21,7 @@ compile_error!(
 );
 
 pub mod aws;
+pub mod batch;
 pub mod clock;
 pub mod config;
 pub mod consumer;
@@ -36,6 +37,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod visibility;
 
+pub use batch::{BatchConsumer, BatchHandler, BatchRecord};
 pub use consumer::{Consumer, ConsumerSettings, Handler, RecordContext};
 pub use error::HandlerError;
 pub use publisher::{EventPublisher, OutboundEvent};

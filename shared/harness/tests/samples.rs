@@ -43,6 +43,8 @@ fn every_sqs_sample_decodes_to_the_event_it_names() {
         let event: SqsEvent = serde_json::from_slice(&std::fs::read(&file).unwrap())
             .unwrap_or_else(|e| panic!("{}: not an SQS event: {e}", file.display()));
         assert!(!event.records.is_empty(), "{}: no records", file.display());
+        // A sample of several event types (a batch as the lake or reporting sees it) says so by name.
+        let mixed = file.file_name().unwrap().to_string_lossy().starts_with("mixed-");
         for record in &event.records {
             assert!(record.message_id.as_deref().is_some_and(|id| !id.is_empty()));
             let (decoded, metadata) =
@@ -50,7 +52,7 @@ fn every_sqs_sample_decodes_to_the_event_it_names() {
             assert_eq!(decoded.name(), metadata.event_type, "{}", file.display());
             let stem = file.file_name().unwrap().to_string_lossy().replace(".sqs.json", "").replace('-', "");
             let name = decoded.name().to_lowercase();
-            assert!(stem.starts_with(&name) || stem.contains(&name), "{}: carries {name}", file.display());
+            assert!(mixed || stem.starts_with(&name) || stem.contains(&name), "{}: carries {name}", file.display());
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Lambda entry point of `sales-api`: wiring only. See `sales::api` for what it does.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use cache::store::RedisOrderCache;
 use lambda_http::{service_fn, Error, Request};
 use orderflow_harness::{aws, config, telemetry};
 use sales::api::SalesApi;
@@ -17,11 +19,19 @@ async fn main() -> Result<(), Error> {
     orderflow_contracts::checked_amount("SHIPPING_FLAT_MINOR", Some(shipping_minor))?;
     let sdk = aws::sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let api = Arc::new(SalesApi::new(
+    let mut api = SalesApi::new(
         Arc::new(DynamoDbOrderStore::new(dynamo.clone(), orders_table)),
         Arc::new(DynamoDbCatalogue::new(dynamo, catalogue_table)),
         shipping_minor,
-    ));
+    );
+    // Optional: with REDIS_URL set, GET /orders/{id} reads through the order cache. A short timeout,
+    // so a cache that is down costs a read at most that before it falls back to the table.
+    let redis_url = config::parsed_or("REDIS_URL", String::new())?;
+    if !redis_url.is_empty() {
+        let ttl = Duration::from_secs(config::parsed_or("CACHE_TTL_SECONDS", 86_400)?);
+        api = api.with_cache(Arc::new(RedisOrderCache::new(&redis_url, ttl, Duration::from_millis(250))?));
+    }
+    let api = Arc::new(api);
     lambda_http::run(service_fn(move |req: Request| {
         let api = Arc::clone(&api);
         async move { Ok::<_, Error>(api.handle(req).await) }

@@ -1,0 +1,101 @@
+//! The cache consumer over the in-memory fake, and the Redis adapter against the machine's Redis
+//! (`REDIS_URL`, default `redis://127.0.0.1:6379`; `make test` makes sure it runs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache::handler::CacheHandler;
+use cache::store::{keys, InMemoryOrderCache, OrderCache, RedisOrderCache, VERSION_TTL};
+use orderflow_contracts::{Envelope, OrderState, OrderStatus, OrderStatusChanged};
+use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
+use pretty_assertions::assert_eq;
+
+/// The sample event's order, at `version`, with a fresh id.
+fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
+    let sample = sqs_sample("cache/order-status-changed.sqs.json");
+    let body: serde_json::Value = serde_json::from_str(sample.records[0].body.as_deref().unwrap()).unwrap();
+    let mut order: OrderState = serde_json::from_value(body["detail"]["data"]["order"].clone()).unwrap();
+    order.order_id = order_id.to_string();
+    order.version = version;
+    order.status = status;
+    order
+}
+
+fn changed(order: OrderState) -> String {
+    eventbridge_body(&Envelope::new(OrderStatusChanged { previous_status: OrderStatus::Placed, order }, None))
+}
+
+#[tokio::test]
+async fn the_sample_event_is_cached() {
+    let cache = Arc::new(InMemoryOrderCache::default());
+    let consumer = Harnessed::new("cache", Arc::new(CacheHandler::new(cache.clone())));
+    assert!(consumer.failures(sqs_sample("cache/order-status-changed.sqs.json")).await.is_empty());
+    let cached = cache.cached("ord-7f3a2c").expect("cached");
+    assert_eq!((cached.version, cached.status), (2, OrderStatus::ReadyToShip));
+}
+
+#[tokio::test]
+async fn versions_delivered_in_reverse_leave_the_newest_cached() {
+    let cache = Arc::new(InMemoryOrderCache::default());
+    let consumer = Harnessed::new("cache", Arc::new(CacheHandler::new(cache.clone())));
+    let bodies =
+        vec![changed(order("o-1", 3, OrderStatus::ReadyToShip)), changed(order("o-1", 2, OrderStatus::Placed))];
+    for body in bodies {
+        assert!(consumer.failures(sqs_batch(vec![body])).await.is_empty());
+    }
+    assert_eq!(cache.cached("o-1").unwrap().version, 3);
+}
+
+#[tokio::test]
+async fn a_cache_that_is_down_means_retry_after_a_delay() {
+    let cache = Arc::new(InMemoryOrderCache::default());
+    cache.set_down(true);
+    let consumer = Harnessed::new("cache", Arc::new(CacheHandler::new(cache.clone())));
+    let failures = consumer.failures(sqs_batch(vec![changed(order("o-2", 2, OrderStatus::ReadyToShip))])).await;
+    assert_eq!(failures, vec!["m0"]);
+    assert_eq!(consumer.delays.delays().len(), 1, "held back rather than hammered");
+    cache.set_down(false);
+    assert!(consumer.failures(sqs_batch(vec![changed(order("o-2", 2, OrderStatus::ReadyToShip))])).await.is_empty());
+    assert!(cache.cached("o-2").is_some());
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[tokio::test]
+async fn redis_keeps_the_newest_version_whatever_the_order_of_writes() {
+    let cache = RedisOrderCache::new(&redis_url(), Duration::from_secs(60), Duration::from_secs(2)).unwrap();
+    let id = format!("test-{}", uuid::Uuid::new_v4());
+    assert_eq!(cache.get(&id).await.unwrap(), None);
+    assert!(cache.put_if_newer(&order(&id, 3, OrderStatus::ReadyToShip)).await.unwrap());
+    assert!(!cache.put_if_newer(&order(&id, 2, OrderStatus::Placed)).await.unwrap(), "older: refused");
+    assert!(!cache.put_if_newer(&order(&id, 3, OrderStatus::ReadyToShip)).await.unwrap(), "same: refused");
+    assert_eq!(cache.get(&id).await.unwrap().map(|o| o.version), Some(3));
+    assert!(cache.put_if_newer(&order(&id, 4, OrderStatus::ReadyToShip)).await.unwrap());
+
+    // TTLs as documented: the order expires with the cache TTL, its version lives longer.
+    let client = redis::Client::open(redis_url().as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (order_key, version_key) = keys(&id);
+    let order_ttl: i64 = redis::cmd("TTL").arg(&order_key).query_async(&mut conn).await.unwrap();
+    let version_ttl: i64 = redis::cmd("TTL").arg(&version_key).query_async(&mut conn).await.unwrap();
+    assert!((1..=60).contains(&order_ttl), "order TTL {order_ttl}");
+    assert!(version_ttl > 60 && version_ttl <= VERSION_TTL.as_secs() as i64, "version TTL {version_ttl}");
+
+    // Once the order has expired, an old redelivered event still cannot put an old copy back.
+    let _: () = redis::cmd("DEL").arg(&order_key).query_async(&mut conn).await.unwrap();
+    assert!(!cache.put_if_newer(&order(&id, 2, OrderStatus::Placed)).await.unwrap());
+    assert_eq!(cache.get(&id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_redis_that_refuses_connections_is_a_retryable_error_within_the_timeout() {
+    // Port 1 on loopback: nothing listens, the connection is refused.
+    let cache =
+        RedisOrderCache::new("redis://127.0.0.1:1", Duration::from_secs(60), Duration::from_millis(300)).unwrap();
+    let started = std::time::Instant::now();
+    let error = cache.get("o-1").await.unwrap_err();
+    assert!(error.retryable);
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}

@@ -1,0 +1,21 @@
+//! Lambda entry point of `lake`: wiring only. The handler is `lake::handler`.
+
+use std::sync::Arc;
+
+use lake::handler::LakeHandler;
+use lake::store::S3ObjectStore;
+use orderflow_contracts::AnyEvent;
+use orderflow_harness::config::{self, ConsumerConfig};
+use orderflow_harness::{aws, telemetry, BatchConsumer};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let consumer_config = ConsumerConfig::from_env()?;
+    let bucket = config::required("LAKE_BUCKET")?;
+    let sdk = aws::sdk_config().await;
+    let store = S3ObjectStore::new(aws_sdk_s3::Client::new(&sdk), bucket);
+    BatchConsumer::<AnyEvent>::from_config(&consumer_config, &sdk, Arc::new(LakeHandler::new(Arc::new(store))))
+        .run()
+        .await
+}

@@ -1,0 +1,119 @@
+//! From a batch of events to the lake's objects: partition, line format, object name. Plain
+//! functions, so the layout that query engines rely on is tested without S3.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use chrono::SecondsFormat;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use orderflow_contracts::{AnyEvent, Inbound, Metadata};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Where the events live in the bucket; the Athena table's `LOCATION` is `s3://<bucket>/events/`.
+pub const PREFIX: &str = "events/";
+
+/// One line of the lake: what every event has, as columns, and its data as a JSON string (so one
+/// table holds every event type; query it with `json_extract_scalar`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Line {
+    /// The event id (unique per event).
+    pub event_id: String,
+    /// The order the event is about.
+    pub order_id: String,
+    /// The flow it belongs to.
+    pub correlation_id: String,
+    /// The event that caused it, if any.
+    pub causation_id: Option<String>,
+    /// When it happened (RFC 3339, UTC, milliseconds).
+    pub occurred_at: String,
+    /// The schema version of `data`.
+    pub schema_version: u32,
+    /// The EventBridge source.
+    pub source: String,
+    /// The function that produced it.
+    pub producer: String,
+    /// The event's data, as JSON text.
+    pub data: String,
+}
+
+/// The partition an event goes to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Partition {
+    /// The event type (`detail-type`).
+    pub event_type: &'static str,
+    /// The UTC day it occurred, `YYYY-MM-DD`.
+    pub dt: String,
+}
+
+/// One object to write: its key, its gzip-compressed content and which records it holds.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// `events/event_type=…/dt=…/<hash>.json.gz`.
+    pub key: String,
+    /// Gzip of the JSON lines, sorted by event id.
+    pub body: Vec<u8>,
+    /// Positions, in the batch, of the records it holds.
+    pub records: Vec<usize>,
+}
+
+/// The lake line for an event.
+pub fn line(event: &AnyEvent, metadata: &Metadata) -> Line {
+    Line {
+        event_id: metadata.event_id.to_string(),
+        order_id: event.order_id().to_string(),
+        correlation_id: metadata.correlation_id.clone(),
+        causation_id: metadata.causation_id.clone(),
+        occurred_at: metadata.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        schema_version: event.schema_version(),
+        source: event.source().to_string(),
+        producer: metadata.producer.clone(),
+        data: event.data().to_string(),
+    }
+}
+
+/// The partition of an event.
+pub fn partition(event: &AnyEvent, metadata: &Metadata) -> Partition {
+    Partition { event_type: event.name(), dt: metadata.occurred_at.format("%Y-%m-%d").to_string() }
+}
+
+/// The objects for a batch: one per partition, each named from the event ids it holds (sorted, so
+/// the same events always give the same name and the same bytes). An event that appears twice in
+/// the batch is written once.
+pub fn objects<'a>(events: impl IntoIterator<Item = (&'a AnyEvent, &'a Metadata)>) -> Vec<Object> {
+    let mut groups: BTreeMap<Partition, BTreeMap<String, (Line, Vec<usize>)>> = BTreeMap::new();
+    for (i, (event, metadata)) in events.into_iter().enumerate() {
+        let line = line(event, metadata);
+        let entry = groups.entry(partition(event, metadata)).or_default();
+        entry.entry(line.event_id.clone()).or_insert_with(|| (line, Vec::new())).1.push(i);
+    }
+    groups
+        .into_iter()
+        .map(|(partition, lines)| {
+            let mut hash = Sha256::new();
+            let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+            let mut records = Vec::new();
+            for (event_id, (line, positions)) in lines {
+                hash.update(event_id.as_bytes());
+                hash.update(b"\n");
+                serde_json::to_writer(&mut gzip, &line).expect("lines serialise");
+                gzip.write_all(b"\n").expect("writing to memory");
+                records.extend(positions);
+            }
+            let name: String = hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+            Object {
+                key: format!("{PREFIX}event_type={}/dt={}/{name}.json.gz", partition.event_type, partition.dt),
+                body: gzip.finish().expect("writing to memory"),
+                records,
+            }
+        })
+        .collect()
+}
+
+/// Reads an object's lines back (for tests and tools).
+pub fn read_lines(body: &[u8]) -> std::io::Result<Vec<Line>> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(body));
+    reader.lines().map(|l| l.and_then(|l| serde_json::from_str(&l).map_err(std::io::Error::other))).collect()
+}

@@ -1,0 +1,105 @@
+//! The lake over an in-memory object store, on the repository's sample batch (one order's
+//! `OrderPlaced`, `OrderBilled`, `ShippingLabelCreated` and `OrderStatusChanged`).
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lake::handler::LakeHandler;
+use lake::objects::read_lines;
+use lake::store::InMemoryObjectStore;
+use orderflow_contracts::AnyEvent;
+use orderflow_harness::dead_letter::InMemoryDeadLetters;
+use orderflow_harness::testing::sqs_sample;
+use orderflow_harness::BatchConsumer;
+use pretty_assertions::assert_eq;
+
+fn rig() -> (BatchConsumer<AnyEvent>, Arc<InMemoryObjectStore>, Arc<InMemoryDeadLetters>) {
+    let store = Arc::new(InMemoryObjectStore::default());
+    let dlq = Arc::new(InMemoryDeadLetters::default());
+    (BatchConsumer::new("lake", Arc::new(LakeHandler::new(store.clone())), dlq.clone()), store, dlq)
+}
+
+fn batch() -> SqsEvent {
+    sqs_sample("lake/mixed-batch.sqs.json")
+}
+
+fn failed(result: &orderflow_harness::consumer::BatchResult) -> Vec<String> {
+    result.response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+}
+
+#[tokio::test]
+async fn each_event_type_and_day_gets_one_hive_partitioned_gzip_json_lines_object() {
+    let (consumer, store, dlq) = rig();
+    let result = consumer.process(batch()).await.unwrap();
+    assert!(failed(&result).is_empty());
+    assert!(dlq.letters().is_empty());
+    let objects = store.objects();
+    let partitions: Vec<String> = objects.keys().map(|k| k.rsplit_once('/').unwrap().0.to_string()).collect();
+    assert_eq!(
+        partitions,
+        vec![
+            "events/event_type=OrderBilled/dt=2026-11-28",
+            "events/event_type=OrderPlaced/dt=2026-11-28",
+            "events/event_type=OrderStatusChanged/dt=2026-11-28",
+            "events/event_type=ShippingLabelCreated/dt=2026-11-28",
+        ]
+    );
+    assert!(objects.keys().all(|k| k.ends_with(".json.gz")));
+    let placed = objects.iter().find(|(k, _)| k.contains("OrderPlaced")).unwrap().1;
+    let lines = read_lines(placed).unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].order_id, "ord-7f3a2c");
+    assert_eq!(lines[0].schema_version, 2);
+    assert_eq!(lines[0].source, "orderflow.sales");
+    let data: serde_json::Value = serde_json::from_str(&lines[0].data).unwrap();
+    assert_eq!(data["totals"]["totalMinor"], 5743);
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_overwrites_its_objects_instead_of_duplicating_them() {
+    let (consumer, store, _) = rig();
+    consumer.process(batch()).await.unwrap();
+    let first = store.objects();
+    // Same events, another delivery (new receipt, records in another order).
+    let mut again = batch();
+    again.records.reverse();
+    consumer.process(again).await.unwrap();
+    assert_eq!(store.objects(), first, "same keys, same bytes");
+    assert_eq!(store.puts(), 8, "each of the 4 objects was written twice, to the same key");
+}
+
+#[tokio::test]
+async fn a_failed_put_retries_only_the_records_of_that_object() {
+    let (consumer, store, dlq) = rig();
+    store.fail_keys_containing(Some("event_type=OrderBilled"));
+    let event = batch();
+    let billed_message = event.records[1].message_id.clone().unwrap();
+    let result = consumer.process(event).await.unwrap();
+    assert_eq!(failed(&result), vec![billed_message]);
+    assert!(dlq.letters().is_empty());
+    assert_eq!(store.objects().len(), 3);
+}
+
+#[tokio::test]
+async fn an_event_delivered_twice_in_one_batch_is_one_line() {
+    let (consumer, store, _) = rig();
+    let mut event = batch();
+    let mut twin = event.records[0].clone();
+    twin.message_id = Some("twin".into());
+    event.records.push(twin);
+    let result = consumer.process(event).await.unwrap();
+    assert!(failed(&result).is_empty());
+    let placed = store.objects().into_iter().find(|(k, _)| k.contains("OrderPlaced")).unwrap().1;
+    assert_eq!(read_lines(&placed).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_record_that_is_not_an_event_goes_to_the_dlq_and_the_rest_are_written() {
+    let (consumer, store, dlq) = rig();
+    let mut event = batch();
+    event.records[2].body = Some("{}".into());
+    let result = consumer.process(event).await.unwrap();
+    assert!(failed(&result).is_empty());
+    assert_eq!(dlq.letters().len(), 1);
+    assert_eq!(store.objects().len(), 3);
+}

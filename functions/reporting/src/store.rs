@@ -1,0 +1,217 @@
+//! The `ReportingStore` port, its PostgreSQL adapter and an in-memory fake with the same rules.
+//!
+//! The adapter holds one connection pool per Lambda instance (at most two connections: an instance
+//! handles one batch at a time), opened lazily on first use and reused across invocations; in AWS
+//! put RDS Proxy in front of the database so that many instances share few connections (see
+//! `infra/template.yaml`). The schema comes from `migrations/`, applied by sqlx's migrator on the
+//! first use of the pool (it takes an advisory lock, so concurrent instances apply it once).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orderflow_harness::StoreError;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::sync::OnceCell;
+use tracing::info;
+
+use crate::rows::{BillingRow, OrderRow};
+
+const STORE: &str = "reporting database";
+
+/// The repository's migrations, compiled in.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Writes the reporting tables.
+#[async_trait]
+pub trait ReportingStore: Send + Sync {
+    /// Upserts the order and its lines unless the stored version is as new or newer; says whether it
+    /// wrote.
+    async fn upsert_order(&self, row: &OrderRow) -> Result<bool, StoreError>;
+    /// Sets the order's billing columns (creating the row if the order is not known yet).
+    async fn record_billing(&self, billing: &BillingRow) -> Result<(), StoreError>;
+}
+
+/// A PostgreSQL error, classified: a row the database refuses (data or integrity errors) will be
+/// refused again, anything else (connection, pool, timeout, server going away) may pass.
+pub fn store_error(e: sqlx::Error) -> StoreError {
+    let permanent = match &e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        _ => false,
+    };
+    if permanent {
+        StoreError::permanent(STORE, e.to_string())
+    } else {
+        StoreError::retryable(STORE, e.to_string())
+    }
+}
+
+/// The PostgreSQL adapter.
+pub struct PgReportingStore {
+    pool: PgPool,
+    migrated: OnceCell<()>,
+}
+
+impl PgReportingStore {
+    /// A store over a lazily opened pool to `options`. Connecting gives up after `timeout`.
+    pub fn new(options: PgConnectOptions, timeout: Duration) -> Self {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(timeout)
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(options);
+        Self { pool, migrated: OnceCell::new() }
+    }
+
+    /// The pool, with the schema migrated (once per instance; retried on the next call if it failed).
+    pub async fn pool(&self) -> Result<&PgPool, StoreError> {
+        self.migrated
+            .get_or_try_init(|| async {
+                MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::retryable(STORE, format!("migrations: {e}")))?;
+                info!("reporting schema is up to date");
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        Ok(&self.pool)
+    }
+}
+
+#[async_trait]
+impl ReportingStore for PgReportingStore {
+    async fn upsert_order(&self, row: &OrderRow) -> Result<bool, StoreError> {
+        let pool = self.pool().await?;
+        let mut tx = pool.begin().await.map_err(store_error)?;
+        let written = sqlx::query(
+            "INSERT INTO orders AS o (order_id, version, status, currency, subtotal_minor, shipping_minor, tax_minor,
+                 total_minor, placed_at, status_at, tracking_number, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+             ON CONFLICT (order_id) DO UPDATE SET
+                 version = EXCLUDED.version, status = EXCLUDED.status, currency = EXCLUDED.currency,
+                 subtotal_minor = EXCLUDED.subtotal_minor, shipping_minor = EXCLUDED.shipping_minor,
+                 tax_minor = EXCLUDED.tax_minor, total_minor = EXCLUDED.total_minor, placed_at = EXCLUDED.placed_at,
+                 status_at = EXCLUDED.status_at, tracking_number = EXCLUDED.tracking_number, updated_at = now()
+             WHERE o.version < EXCLUDED.version",
+        )
+        .bind(&row.order_id)
+        .bind(i64::try_from(row.version).map_err(|_| StoreError::permanent(STORE, "version out of range"))?)
+        .bind(&row.status)
+        .bind(&row.currency)
+        .bind(row.totals.subtotal_minor)
+        .bind(row.totals.shipping_minor)
+        .bind(row.totals.tax_minor)
+        .bind(row.totals.total_minor)
+        .bind(row.placed_at)
+        .bind(row.status_at)
+        .bind(&row.tracking_number)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .rows_affected()
+            == 1;
+        if written {
+            sqlx::query("DELETE FROM order_lines WHERE order_id = $1")
+                .bind(&row.order_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            for (i, line) in row.lines.iter().enumerate() {
+                // Amounts are capped by the contracts (10^12), so the product cannot overflow; checked anyway.
+                let total = line
+                    .unit_price_minor
+                    .checked_mul(i64::from(line.quantity))
+                    .ok_or_else(|| StoreError::permanent(STORE, format!("line {} total overflows", i + 1)))?;
+                sqlx::query(
+                    "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor, line_total_minor)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&row.order_id)
+                .bind(i32::try_from(i + 1).unwrap_or(i32::MAX))
+                .bind(&line.sku)
+                .bind(i32::try_from(line.quantity).unwrap_or(i32::MAX))
+                .bind(line.unit_price_minor)
+                .bind(total)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            }
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(written)
+    }
+
+    async fn record_billing(&self, billing: &BillingRow) -> Result<(), StoreError> {
+        let pool = self.pool().await?;
+        sqlx::query(
+            "INSERT INTO orders AS o (order_id, version, invoice_id, billed_minor, billed_at, updated_at)
+             VALUES ($1, 0, $2, $3, $4, now())
+             ON CONFLICT (order_id) DO UPDATE SET
+                 invoice_id = EXCLUDED.invoice_id, billed_minor = EXCLUDED.billed_minor,
+                 billed_at = EXCLUDED.billed_at, updated_at = now()",
+        )
+        .bind(&billing.order_id)
+        .bind(&billing.invoice_id)
+        .bind(billing.billed_minor)
+        .bind(billing.billed_at)
+        .execute(pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+/// What the fake holds per order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reported {
+    /// The newest order row written, if any.
+    pub order: Option<OrderRow>,
+    /// The billing columns, if any.
+    pub billing: Option<BillingRow>,
+}
+
+/// The in-memory fake, with the adapter's rules and a switch that makes it "down".
+#[derive(Debug, Default)]
+pub struct InMemoryReportingStore {
+    rows: Mutex<HashMap<String, Reported>>,
+    down: Mutex<bool>,
+}
+
+impl InMemoryReportingStore {
+    /// Makes every call fail (retryably) while `down`.
+    pub fn set_down(&self, down: bool) {
+        *self.down.lock().expect("lock") = down;
+    }
+
+    /// What is reported for `order_id`.
+    pub fn reported(&self, order_id: &str) -> Reported {
+        self.rows.lock().expect("lock").get(order_id).cloned().unwrap_or_default()
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if *self.down.lock().expect("lock") {
+            return Err(StoreError::retryable(STORE, "connection refused (fake)"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReportingStore for InMemoryReportingStore {
+    async fn upsert_order(&self, row: &OrderRow) -> Result<bool, StoreError> {
+        self.check()?;
+        let mut rows = self.rows.lock().expect("lock");
+        let entry = rows.entry(row.order_id.clone()).or_default();
+        if entry.order.as_ref().is_some_and(|stored| stored.version >= row.version) {
+            return Ok(false);
+        }
+        entry.order = Some(row.clone());
+        Ok(true)
+    }
+
+    async fn record_billing(&self, billing: &BillingRow) -> Result<(), StoreError> {
+        self.check()?;
+        self.rows.lock().expect("lock").entry(billing.order_id.clone()).or_default().billing = Some(billing.clone());
+        Ok(())
+    }
+}

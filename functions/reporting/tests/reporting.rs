@@ -1,0 +1,167 @@
+//! The reporting consumer over the in-memory fake, and the PostgreSQL adapter against the machine's
+//! PostgreSQL (`REPORTING_TEST_ADMIN_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`):
+//! each test gets a database of its own, migrated by the real migrator, dropped at the end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use orderflow_contracts::{Envelope, OrderState, OrderStatus, OrderStatusChanged, Totals};
+use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
+use pretty_assertions::assert_eq;
+use reporting::handler::ReportingHandler;
+use reporting::rows::{self, BillingRow};
+use reporting::store::{InMemoryReportingStore, PgReportingStore, ReportingStore};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+
+/// The sample's order at `version` and `status`, under `order_id`.
+fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
+    let sample = sqs_sample("reporting/mixed-order-events.sqs.json");
+    let body: serde_json::Value = serde_json::from_str(sample.records[2].body.as_deref().unwrap()).unwrap();
+    let mut order: OrderState = serde_json::from_value(body["detail"]["data"]["order"].clone()).unwrap();
+    order.order_id = order_id.to_string();
+    order.version = version;
+    order.status = status;
+    order
+}
+
+fn changed(order: OrderState) -> String {
+    eventbridge_body(&Envelope::new(OrderStatusChanged { previous_status: OrderStatus::Placed, order }, None))
+}
+
+#[tokio::test]
+async fn the_samples_give_one_reported_order_ready_to_ship_and_billed() {
+    let store = Arc::new(InMemoryReportingStore::default());
+    let consumer = Harnessed::new("reporting", Arc::new(ReportingHandler::new(store.clone())));
+    assert!(consumer.failures(sqs_sample("reporting/mixed-order-events.sqs.json")).await.is_empty());
+    let reported = store.reported("ord-7f3a2c");
+    let order = reported.order.unwrap();
+    assert_eq!((order.version, order.status.as_str(), order.totals.total_minor), (2, "ReadyToShip", 5743));
+    assert_eq!(order.lines.len(), 2);
+    assert_eq!(reported.billing.unwrap().billed_minor, 5743);
+}
+
+#[tokio::test]
+async fn an_older_event_after_a_newer_one_changes_nothing() {
+    let store = Arc::new(InMemoryReportingStore::default());
+    let consumer = Harnessed::new("reporting", Arc::new(ReportingHandler::new(store.clone())));
+    for body in [changed(order("o-1", 2, OrderStatus::ReadyToShip)), changed(order("o-1", 1, OrderStatus::Placed))] {
+        assert!(consumer.failures(sqs_batch(vec![body])).await.is_empty());
+    }
+    assert_eq!(store.reported("o-1").order.unwrap().status, "ReadyToShip");
+}
+
+#[tokio::test]
+async fn a_database_that_is_down_means_retry_after_a_delay_not_the_dlq() {
+    let store = Arc::new(InMemoryReportingStore::default());
+    store.set_down(true);
+    let consumer = Harnessed::new("reporting", Arc::new(ReportingHandler::new(store.clone())));
+    assert_eq!(
+        consumer.failures(sqs_batch(vec![changed(order("o-2", 2, OrderStatus::ReadyToShip))])).await,
+        vec!["m0"]
+    );
+    assert!(consumer.dead_letters.letters().is_empty());
+    assert_eq!(consumer.delays.delays().len(), 1);
+}
+
+/// A fresh database, dropped when the test ends.
+struct Scratch {
+    admin: PgConnectOptions,
+    name: String,
+    options: PgConnectOptions,
+}
+
+impl Scratch {
+    async fn new() -> Self {
+        let url = std::env::var("REPORTING_TEST_ADMIN_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin: PgConnectOptions = url.parse().unwrap();
+        let name = format!("reporting_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = admin.connect().await.expect("the machine's PostgreSQL (make test starts it)");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        let options = admin.clone().database(&name);
+        Self { admin, name, options }
+    }
+
+    async fn drop_it(self) {
+        let mut conn = self.admin.connect().await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE {} WITH (FORCE)", self.name)))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn postgres_keeps_the_newest_version_and_the_view_adds_up() {
+    let scratch = Scratch::new().await;
+    let store = PgReportingStore::new(scratch.options.clone(), Duration::from_secs(5));
+    let placed_at = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
+
+    // Versions in reverse, and billing before either.
+    let mut newest = rows::state(&order("o-1", 2, OrderStatus::ReadyToShip), placed_at);
+    newest.placed_at = placed_at;
+    let mut oldest = rows::state(&order("o-1", 1, OrderStatus::Placed), placed_at);
+    oldest.placed_at = placed_at;
+    store
+        .record_billing(&BillingRow {
+            order_id: "o-1".into(),
+            invoice_id: "inv-1".into(),
+            billed_minor: 5743,
+            billed_at: placed_at,
+        })
+        .await
+        .unwrap();
+    assert!(store.upsert_order(&newest).await.unwrap());
+    assert!(!store.upsert_order(&oldest).await.unwrap(), "older: refused");
+    assert!(!store.upsert_order(&newest).await.unwrap(), "same again: refused");
+
+    // A second order, placed and not billed.
+    let mut other = rows::state(&order("o-2", 1, OrderStatus::Placed), placed_at);
+    other.placed_at = placed_at;
+    other.totals = Totals { subtotal_minor: 1000, shipping_minor: 0, tax_minor: 0, total_minor: 1000 };
+    assert!(store.upsert_order(&other).await.unwrap());
+
+    let pool = store.pool().await.unwrap();
+    let row =
+        sqlx::query("SELECT version, status, total_minor, invoice_id, billed_minor FROM orders WHERE order_id = 'o-1'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(row.get::<i64, _>("version"), 2);
+    assert_eq!(row.get::<String, _>("status"), "ReadyToShip");
+    assert_eq!(row.get::<i64, _>("total_minor"), 5743);
+    assert_eq!(row.get::<String, _>("invoice_id"), "inv-1");
+    let lines: Vec<(i32, String, i64)> = sqlx::query_as(
+        "SELECT line_no, sku, line_total_minor FROM order_lines WHERE order_id = 'o-1' ORDER BY line_no",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(lines, vec![(1, "BOOK-001".to_string(), 3998), (2, "MUG-002".to_string(), 1250)]);
+
+    let report: Vec<(String, String, i64, i64)> =
+        sqlx::query_as("SELECT day::text, status, orders, revenue_minor FROM daily_order_report ORDER BY status")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        report,
+        vec![
+            ("2026-11-28".to_string(), "Placed".to_string(), 1, 0),
+            ("2026-11-28".to_string(), "ReadyToShip".to_string(), 1, 5743),
+        ]
+    );
+    pool.close().await;
+    scratch.drop_it().await;
+}
+
+#[tokio::test]
+async fn a_database_that_refuses_connections_is_a_retryable_error() {
+    let options = PgConnectOptions::new_without_pgpass().host("127.0.0.1").port(1).username("postgres").database("x");
+    let store = PgReportingStore::new(options, Duration::from_secs(2));
+    let error = store.upsert_order(&rows::state(&order("o-3", 1, OrderStatus::Placed), Utc::now())).await.unwrap_err();
+    assert!(error.retryable, "{error}");
+}
