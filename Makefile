@@ -5,7 +5,7 @@
 # One default for Cargo's build cache, shared with every script (infra/common.sh).
 export CARGO_TARGET_DIR ?= $(shell ROOT=$(CURDIR) bash -c '. infra/common.sh && echo $$CARGO_TARGET_DIR')
 
-.PHONY: help demo test unit deploy up down lint bench schemas
+.PHONY: help demo test unit deploy up down lint bench schemas redrive replay
 
 ## List the targets.
 help:
@@ -19,8 +19,9 @@ demo: deploy
 test:
 	bash tests/run.sh
 
-## Only the tests that need no emulator.
+## Only the tests that need no emulator (the cache and reporting adapters use the machine's Redis and PostgreSQL).
 unit:
+	infra/local-services.sh up
 	cargo test --workspace
 
 ## Build the functions and deploy infra/template.yaml to the local emulator (ORDERFLOW_PROFILE=release for release binaries).
@@ -41,6 +42,14 @@ lint:
 	infra/local-aws.sh setup
 	.venv/bin/cfn-lint infra/template.yaml
 	infra/sam.sh validate --lint
+
+## Move a consumer's dead letters back to its queue: make redrive CONSUMER=reporting
+redrive:
+	eval "$$(infra/local-aws.sh env)" && cargo run --quiet -p orderflow-ops -- redrive $(CONSUMER)
+
+## Rebuild a read model from the bus archive: make replay CONSUMER=reporting FROM=2026-11-29T00:00:00Z
+replay:
+	eval "$$(infra/local-aws.sh env)" && cargo run --quiet -p orderflow-ops -- replay $(CONSUMER) --from $(FROM)
 
 ## Harness records/s beside its serde floor and Powertools (Python), in one run.
 bench:

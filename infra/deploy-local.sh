@@ -46,6 +46,23 @@ esac
 log "target: $LOCAL_AWS at $AWS_ENDPOINT_URL"
 mkdir -p "$STATE"
 
+# The read models' stores. MiniStack runs the Lambdas as local processes: they reach the machine's
+# PostgreSQL and Redis on loopback (infra/local-services.sh starts or installs them). LocalStack runs
+# them in containers on the compose network, beside the compose file's PostgreSQL and Redis.
+if [ "$LOCAL_AWS" = ministack ]; then
+  infra/local-services.sh up
+  read_model_params=(RedisUrl=redis://127.0.0.1:6379 ReportingDbHost=127.0.0.1 ReportingDbPort=5432
+    ReportingDbName=orderflow ReportingDbUser=postgres ReportingDbSsl=disable)
+else
+  if ! aws secretsmanager describe-secret --secret-id "${STACK}-reporting-db" >/dev/null 2>&1; then
+    aws secretsmanager create-secret --name "${STACK}-reporting-db" \
+      --secret-string '{"username":"orderflow","password":"orderflow"}' >/dev/null
+  fi
+  reporting_secret=$(aws secretsmanager describe-secret --secret-id "${STACK}-reporting-db" --query ARN --output text)
+  read_model_params=(RedisUrl=redis://redis:6379 ReportingDbHost=postgres ReportingDbPort=5432
+    ReportingDbName=orderflow "ReportingDbSecretArn=$reporting_secret" ReportingDbSsl=disable)
+fi
+
 # The emulator runs the bootstrap binaries as local processes, so build for this machine's
 # architecture with the plain cargo backend (no zig needed). AWS gets arm64 through `sam build`.
 arch=$(uname -m)
@@ -71,8 +88,9 @@ aws cloudformation package --template-file "$STATE/template.local.yaml" --s3-buc
   --output-template-file "$STATE/template.packaged.yaml" >"$STATE/package.log" 2>&1 || { cat "$STATE/package.log" >&2; exit 1; }
 log "deploying stack $STACK"
 aws cloudformation deploy --template-file "$STATE/template.packaged.yaml" --stack-name "$STACK" \
-  --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-  --parameter-overrides "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" WebhooksAllowLocal=true >&2
+  --s3-bucket "$ARTIFACTS" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+  --parameter-overrides "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" WebhooksAllowLocal=true \
+  "${read_model_params[@]}" >&2
 
 outputs=$(aws cloudformation describe-stacks --stack-name "$STACK" --query 'Stacks[0].Outputs' --output json)
 
@@ -81,6 +99,9 @@ bus_name=$(python3 -c 'import json,sys; print({o["OutputKey"]: o["OutputValue"] 
 if ! aws events describe-archive --archive-name "${STACK}-archive" >/dev/null 2>&1; then
   bus_arn=$(aws events describe-event-bus --name "$bus_name" --query Arn --output text)
   aws events create-archive --archive-name "${STACK}-archive" --event-source-arn "$bus_arn" --retention-days 30 >/dev/null
+  # New emulator state: the read models start empty too, so that what they hold is exactly what the
+  # archive can replay (orderflow-ops replay rebuilds them from it).
+  if [ "$LOCAL_AWS" = ministack ]; then infra/local-services.sh reset; fi
 fi
 
 # The shop's catalogue: the products the samples, the demo and a first curl can order

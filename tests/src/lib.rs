@@ -29,6 +29,8 @@ pub struct Local {
     pub s3: aws_sdk_s3::Client,
     /// Lambda (event source mappings).
     pub lambda: aws_sdk_lambda::Client,
+    /// The SDK configuration the clients share (for other clients).
+    pub sdk: aws_config::SdkConfig,
 }
 
 /// One event seen on the bus through a [`Tap`].
@@ -85,6 +87,7 @@ impl Local {
             events: aws_sdk_eventbridge::Client::new(&sdk),
             lambda: aws_sdk_lambda::Client::new(&sdk),
             s3,
+            sdk,
         })
     }
 
@@ -499,5 +502,6 @@ pub fn unique(prefix: &str) -> String {
 pub fn unique_sku(prefix: &str) -> String {
     unique(prefix).to_uppercase()
 }
+pub mod read_models;
 pub mod template;
 pub mod twilio;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _, Result};
-use orderflow_contracts::{Inbound, OrderBilled, OrderPlaced};
+use orderflow_contracts::{Inbound, OrderBilled, OrderPlaced, OrderStatusChanged};
 use serde_json::Value as Json;
 use serde_norway::Value;
 
@@ -27,7 +27,9 @@ pub fn inbound(binary: &str) -> Option<(&'static [&'static str], &'static [&'sta
         "sales-order-status" => of::<sales::order_status::StatusInput>(),
         "sms" => of::<sms::handler::SmsInput>(),
         "email" => of::<email::handler::EmailInput>(),
-        "webhooks-fanout" | "webhooks-delivery" => of::<orderflow_contracts::AnyEvent>(),
+        "webhooks-fanout" | "webhooks-delivery" | "lake" => of::<orderflow_contracts::AnyEvent>(),
+        "cache" => of::<OrderStatusChanged>(),
+        "reporting" => of::<reporting::handler::ReportingInput>(),
         _ => return None,
     })
 }
@@ -51,6 +53,8 @@ pub struct Function {
     pub env: BTreeSet<String>,
     /// The logical id of the SQS queue its `SQS` event reads, if it is a queue consumer.
     pub queue: Option<String>,
+    /// Its `CONSUMER_NAME`, if set to a plain string.
+    pub consumer_name: Option<String>,
 }
 
 /// One EventBridge rule of the template.
@@ -153,6 +157,12 @@ impl Template {
                         .to_string(),
                     env: keys(props.and_then(|p| p.get("Environment")).and_then(|e| e.get("Variables"))),
                     queue,
+                    consumer_name: props
+                        .and_then(|p| p.get("Environment"))
+                        .and_then(|e| e.get("Variables"))
+                        .and_then(|v| v.get("CONSUMER_NAME"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 }
             })
             .collect()

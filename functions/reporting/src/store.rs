@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use orderflow_harness::StoreError;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex as AsyncMutex;
 use tracing::info;
 
 use crate::rows::{BillingRow, OrderRow};
@@ -51,7 +51,9 @@ pub fn store_error(e: sqlx::Error) -> StoreError {
 /// The PostgreSQL adapter.
 pub struct PgReportingStore {
     pool: PgPool,
-    migrated: OnceCell<()>,
+    /// Whether this instance has applied the migrations; cleared when a table turns out missing (a
+    /// database recreated under a warm instance), so the next call applies them again.
+    migrated: AsyncMutex<bool>,
 }
 
 impl PgReportingStore {
@@ -62,27 +64,61 @@ impl PgReportingStore {
             .acquire_timeout(timeout)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Self { pool, migrated: OnceCell::new() }
+        Self { pool, migrated: AsyncMutex::new(false) }
     }
 
     /// The pool, with the schema migrated (once per instance; retried on the next call if it failed).
     pub async fn pool(&self) -> Result<&PgPool, StoreError> {
-        self.migrated
-            .get_or_try_init(|| async {
-                MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::retryable(STORE, format!("migrations: {e}")))?;
-                info!("reporting schema is up to date");
-                Ok::<_, StoreError>(())
-            })
-            .await?;
+        let mut migrated = self.migrated.lock().await;
+        if !*migrated {
+            MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::retryable(STORE, format!("migrations: {e}")))?;
+            info!("reporting schema is up to date");
+            *migrated = true;
+        }
         Ok(&self.pool)
+    }
+
+    /// Classifies `e`, and forgets the migrations when a table is missing (SQLSTATE 42P01).
+    async fn failed(&self, e: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some("42P01") {
+                *self.migrated.lock().await = false;
+            }
+        }
+        store_error(e)
     }
 }
 
-#[async_trait]
-impl ReportingStore for PgReportingStore {
-    async fn upsert_order(&self, row: &OrderRow) -> Result<bool, StoreError> {
+/// A failure inside the adapter: already classified, or a database error still to classify.
+enum Failure {
+    Store(StoreError),
+    Sql(sqlx::Error),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+impl PgReportingStore {
+    async fn settle<T>(&self, result: Result<T, Failure>) -> Result<T, StoreError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(Failure::Store(e)) => Err(e),
+            Err(Failure::Sql(e)) => Err(self.failed(e).await),
+        }
+    }
+
+    async fn try_upsert_order(&self, row: &OrderRow) -> Result<bool, Failure> {
         let pool = self.pool().await?;
-        let mut tx = pool.begin().await.map_err(store_error)?;
+        let mut tx = pool.begin().await?;
         let written = sqlx::query(
             "INSERT INTO orders AS o (order_id, version, status, currency, subtotal_minor, shipping_minor, tax_minor,
                  total_minor, placed_at, status_at, tracking_number, updated_at)
@@ -106,16 +142,11 @@ impl ReportingStore for PgReportingStore {
         .bind(row.status_at)
         .bind(&row.tracking_number)
         .execute(&mut *tx)
-        .await
-        .map_err(store_error)?
+        .await?
         .rows_affected()
             == 1;
         if written {
-            sqlx::query("DELETE FROM order_lines WHERE order_id = $1")
-                .bind(&row.order_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
+            sqlx::query("DELETE FROM order_lines WHERE order_id = $1").bind(&row.order_id).execute(&mut *tx).await?;
             for (i, line) in row.lines.iter().enumerate() {
                 // Amounts are capped by the contracts (10^12), so the product cannot overflow; checked anyway.
                 let total = line
@@ -133,15 +164,14 @@ impl ReportingStore for PgReportingStore {
                 .bind(line.unit_price_minor)
                 .bind(total)
                 .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
+                .await?;
             }
         }
-        tx.commit().await.map_err(store_error)?;
+        tx.commit().await?;
         Ok(written)
     }
 
-    async fn record_billing(&self, billing: &BillingRow) -> Result<(), StoreError> {
+    async fn try_record_billing(&self, billing: &BillingRow) -> Result<(), Failure> {
         let pool = self.pool().await?;
         sqlx::query(
             "INSERT INTO orders AS o (order_id, version, invoice_id, billed_minor, billed_at, updated_at)
@@ -155,9 +185,21 @@ impl ReportingStore for PgReportingStore {
         .bind(billing.billed_minor)
         .bind(billing.billed_at)
         .execute(pool)
-        .await
-        .map_err(store_error)?;
+        .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ReportingStore for PgReportingStore {
+    async fn upsert_order(&self, row: &OrderRow) -> Result<bool, StoreError> {
+        let result = self.try_upsert_order(row).await;
+        self.settle(result).await
+    }
+
+    async fn record_billing(&self, billing: &BillingRow) -> Result<(), StoreError> {
+        let result = self.try_record_billing(billing).await;
+        self.settle(result).await
     }
 }
 

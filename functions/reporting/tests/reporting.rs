@@ -165,3 +165,25 @@ async fn a_database_that_refuses_connections_is_a_retryable_error() {
     let error = store.upsert_order(&rows::state(&order("o-3", 1, OrderStatus::Placed), Utc::now())).await.unwrap_err();
     assert!(error.retryable, "{error}");
 }
+
+#[tokio::test]
+async fn a_database_recreated_under_a_warm_instance_is_migrated_again() {
+    let scratch = Scratch::new().await;
+    let store = PgReportingStore::new(scratch.options.clone(), Duration::from_secs(5));
+    let row = rows::state(&order("o-4", 1, OrderStatus::Placed), Utc::now());
+    assert!(store.upsert_order(&row).await.unwrap());
+
+    // The database emptied behind the store's back (as the local deployment's reset does).
+    let mut conn = scratch.options.connect().await.unwrap();
+    sqlx::raw_sql("DROP VIEW daily_order_report; DROP TABLE order_lines, orders, _sqlx_migrations")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let error = store.upsert_order(&row).await.unwrap_err();
+    assert!(error.retryable, "{error}");
+    assert!(store.upsert_order(&row).await.unwrap(), "migrated again, then written");
+    store.pool().await.unwrap().close().await;
+    scratch.drop_it().await;
+}

@@ -24,8 +24,8 @@ use tracing::{error, warn};
 
 use crate::config::ConsumerConfig;
 use crate::consumer::{
-    dead_letter, decode, hold_back, invocation_deadline, panic_message, receive_count, respond, BatchError,
-    BatchResult, Outcome, RecordContext,
+    dead_letter, decode_delivered, hold_back, invocation_deadline, panic_message, receive_count, respond, BatchError,
+    BatchResult, Decoded, Outcome, RecordContext,
 };
 use crate::dead_letter::{DeadLetterSink, SqsDeadLetterQueue};
 use crate::error::HandlerError;
@@ -117,13 +117,14 @@ impl<E: Inbound> BatchConsumer<E> {
         let mut positions = Vec::new();
         for (i, record) in records.iter().enumerate() {
             let count = receive_count(record);
-            match AssertUnwindSafe(async { decode::<E>(record.body.as_deref()) }).catch_unwind().await {
-                Ok(Ok((event, metadata))) => {
+            match AssertUnwindSafe(async { decode_delivered::<E>(record.body.as_deref()) }).catch_unwind().await {
+                Ok(Ok(Decoded { event, metadata, replay_name })) => {
                     let ctx = RecordContext {
                         message_id: record.message_id.clone().unwrap_or_default(),
                         metadata,
                         receive_count: count,
                         scope: None,
+                        replay_name,
                     };
                     decoded.push(BatchRecord { event, ctx });
                     positions.push(i);

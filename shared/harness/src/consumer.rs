@@ -35,7 +35,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::{FutureExt, StreamExt};
 use orderflow_contracts::{ContractError, Inbound, Metadata, RawEnvelope};
@@ -62,6 +61,8 @@ pub struct RecordContext {
     /// The value of the message attribute named by [`ConsumerSettings::scope_attribute`], if any
     /// (e.g. the webhook subscription a delivery is for).
     pub scope: Option<String>,
+    /// The EventBridge replay that re-delivered this event (its `replay-name`), if it is one.
+    pub replay_name: Option<String>,
 }
 
 /// A consumer's business logic for one event.
@@ -277,7 +278,7 @@ impl<E: Inbound> Consumer<E> {
         let span = tracing::info_span!("record", consumer = %self.name, message_id = %message_id, receive_count,
             event_id = tracing::field::Empty, correlation_id = tracing::field::Empty, detail_type = tracing::field::Empty);
         async move {
-            let (event, metadata) = match decode::<E>(record.body.as_deref()) {
+            let Decoded { event, metadata, replay_name } = match decode_delivered::<E>(record.body.as_deref()) {
                 Ok(decoded) => decoded,
                 Err(e) => {
                     return dead_letter(self.dead_letters.as_ref(), &self.name, record, receive_count, e.to_string())
@@ -292,10 +293,15 @@ impl<E: Inbound> Consumer<E> {
             let scope = self.settings.scope_attribute.and_then(|name| {
                 record.message_attributes.get(name).and_then(|a| a.string_value.clone())
             });
-            let key = match &scope {
-                Some(scope) => format!("{}#{}#{scope}", self.name, metadata.event_id),
-                None => format!("{}#{}", self.name, metadata.event_id),
-            };
+            // A replay is a deliberate second delivery (to rebuild a read model): it is deduplicated
+            // within itself, not against the live delivery the idempotency store remembers.
+            let mut key = format!("{}#{}", self.name, metadata.event_id);
+            if let Some(scope) = &scope {
+                key = format!("{key}#{scope}");
+            }
+            if let Some(replay) = &replay_name {
+                key = format!("{key}#replay:{replay}");
+            }
             let token = match self.idempotency.claim(&key, deadline).await {
                 Ok(Claim::Acquired(token)) => token,
                 Ok(Claim::AlreadyCompleted) => {
@@ -312,7 +318,7 @@ impl<E: Inbound> Consumer<E> {
                 }
             };
 
-            let ctx = RecordContext { message_id: message_id.clone(), metadata, receive_count, scope };
+            let ctx = RecordContext { message_id: message_id.clone(), metadata, receive_count, scope, replay_name };
             let result = AssertUnwindSafe(self.handler.handle(event, &ctx)).catch_unwind().await;
             let failure = match result {
                 Ok(Ok(())) => {
@@ -445,8 +451,35 @@ pub(crate) fn receive_count(record: &SqsMessage) -> u32 {
 
 /// Reads one SQS body as an EventBridge event carrying an Orderflow envelope of an event `E` accepts.
 pub fn decode<E: Inbound>(body: Option<&str>) -> Result<(E, Metadata), ContractError> {
+    decode_delivered(body).map(|d| (d.event, d.metadata))
+}
+
+/// An event as the harness decoded it from an SQS body.
+#[derive(Debug, Clone)]
+pub struct Decoded<E> {
+    /// The event, upcast to the version `E` reads.
+    pub event: E,
+    /// The envelope's metadata.
+    pub metadata: Metadata,
+    /// The EventBridge replay that re-delivered it, if any.
+    pub replay_name: Option<String>,
+}
+
+/// What the harness reads of the EventBridge event EventBridge puts on the queue.
+#[derive(serde::Deserialize)]
+struct Delivered<'a> {
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    #[serde(borrow)]
+    detail: &'a RawValue,
+    #[serde(rename = "replay-name", default)]
+    replay_name: Option<String>,
+}
+
+/// [`decode`], with the replay that re-delivered the event, if any.
+pub fn decode_delivered<E: Inbound>(body: Option<&str>) -> Result<Decoded<E>, ContractError> {
     let body = body.ok_or_else(|| ContractError::NotAnEnvelope("empty body".into()))?;
-    let event: EventBridgeEvent<Box<RawValue>> =
+    let event: Delivered<'_> =
         serde_json::from_str(body).map_err(|e| ContractError::NotAnEnvelope(format!("body: {e}")))?;
     if !E::DETAIL_TYPES.contains(&event.detail_type.as_str()) {
         return Err(ContractError::UnknownDetailType(event.detail_type));
@@ -454,7 +487,7 @@ pub fn decode<E: Inbound>(body: Option<&str>) -> Result<(E, Metadata), ContractE
     let envelope: RawEnvelope =
         serde_json::from_str(event.detail.get()).map_err(|e| ContractError::NotAnEnvelope(format!("detail: {e}")))?;
     let decoded = E::decode(&event.detail_type, envelope.metadata.schema_version, &envelope.data)?;
-    Ok((decoded, envelope.metadata))
+    Ok(Decoded { event: decoded, metadata: envelope.metadata, replay_name: event.replay_name })
 }
 
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -263,6 +263,31 @@ async fn a_duplicate_of_a_completed_event_is_acknowledged_without_handling() {
     assert!(failure_ids(&result).iter().all(|id| id == "b"));
 }
 
+/// `body` as an EventBridge replay named `replay` re-delivers it.
+fn replayed(body: &str, replay: &str) -> String {
+    let mut event: serde_json::Value = serde_json::from_str(body).unwrap();
+    event["replay-name"] = json!(replay);
+    event.to_string()
+}
+
+#[tokio::test]
+async fn a_replay_is_handled_again_once_per_replay() {
+    let rig = rig();
+    let body = order_body("ord-1", 1);
+    rig.consumer.process(batch(vec![record("live", &body)])).await.unwrap();
+    // The replay of an event handled live is handled (that is what a replay is for) ...
+    let first = replayed(&body, "billing.20261129T060000");
+    let result = rig.consumer.process(batch(vec![record("r1", &first)])).await.unwrap();
+    assert_eq!(result.counts.processed, 1);
+    assert_eq!(rig.handler.calls(), vec!["ord-1", "ord-1"]);
+    // ... but once per replay: SQS delivering the replayed copy twice is still a duplicate.
+    let result = rig.consumer.process(batch(vec![record("r1-again", &first)])).await.unwrap();
+    assert_eq!(result.counts.duplicates_skipped, 1);
+    // A later replay is a new deliberate delivery.
+    rig.consumer.process(batch(vec![record("r2", &replayed(&body, "billing.20261130T060000"))])).await.unwrap();
+    assert_eq!(rig.handler.calls().len(), 3);
+}
+
 #[tokio::test]
 async fn a_duplicate_of_an_event_in_progress_is_retried_later() {
     let store = Arc::new(InMemoryIdempotencyStore::default());

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The read models' local services: the machine's own PostgreSQL (reporting) and Redis (the order
+# cache), which the Lambdas the emulator runs reach on 127.0.0.1 (ElastiCache and RDS need Docker
+# in the emulators). Makes sure each is installed (Debian's packages), running, and that the
+# reporting database exists; safe to run again.
+#
+#   infra/local-services.sh up       install if missing, start if stopped, create the database
+#   infra/local-services.sh reset    empty the read models (a new database, no cached orders): the
+#                                    local deployment does this when the emulator's state is new, so the
+#                                    read models never hold orders the emulator has forgotten
+#   infra/local-services.sh status   say whether each answers
+#
+# Settings (defaults): ORDERFLOW_PG_PORT (5432), ORDERFLOW_PG_USER (postgres), ORDERFLOW_PG_DB
+# (orderflow), ORDERFLOW_REDIS_PORT (6379).
+set -euo pipefail
+
+PG_PORT="${ORDERFLOW_PG_PORT:-5432}"
+PG_USER="${ORDERFLOW_PG_USER:-postgres}"
+PG_DB="${ORDERFLOW_PG_DB:-orderflow}"
+REDIS_PORT="${ORDERFLOW_REDIS_PORT:-6379}"
+
+log() { printf '[local-services] %s\n' "$*" >&2; }
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
+redis_up() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+
+apt_install() {
+  log "installing $* (Debian packages)"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; fi
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+postgres_up() {
+  if ! command -v pg_ctlcluster >/dev/null || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql postgresql-client
+    local version; version=$(ls /etc/postgresql | sort -V | tail -1)
+    # A fresh Debian cluster asks for passwords over TCP; the local reporting user is trusted on
+    # loopback only, as on the machines this project is developed on.
+    as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' \
+      "/etc/postgresql/$version/main/pg_hba.conf"
+  fi
+  if ! pg_up; then
+    local version; version=$(ls /etc/postgresql | sort -V | tail -1)
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    for _ in $(seq 1 40); do pg_up && break; sleep 0.25; done
+    pg_up || { log "PostgreSQL does not answer on 127.0.0.1:$PG_PORT"; exit 1; }
+  fi
+  if ! psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" | grep -q 1; then
+    log "creating database $PG_DB"
+    psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "CREATE DATABASE $PG_DB"
+  fi
+}
+
+redis_start() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  if ! redis_up; then
+    log "starting Redis on 127.0.0.1:$REDIS_PORT (nothing kept on disk)"
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
+      --dir /tmp --logfile /tmp/orderflow-redis.log
+    for _ in $(seq 1 40); do redis_up && break; sleep 0.25; done
+    redis_up || { log "Redis does not answer on 127.0.0.1:$REDIS_PORT"; exit 1; }
+  fi
+}
+
+case "${1:-up}" in
+  up)
+    postgres_up
+    redis_start
+    log "PostgreSQL 127.0.0.1:$PG_PORT (database $PG_DB) and Redis 127.0.0.1:$REDIS_PORT are up"
+    ;;
+  reset)
+    postgres_up
+    redis_start
+    log "emptying the read models: database $PG_DB recreated, cached orders deleted"
+    psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)"
+    psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "CREATE DATABASE $PG_DB"
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern 'orderflow:order:*' |
+      xargs -r -n 100 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" del >/dev/null
+    ;;
+  status)
+    pg_up && echo "PostgreSQL: up" || echo "PostgreSQL: down"
+    redis_up && echo "Redis: up" || echo "Redis: down"
+    ;;
+  *) echo "usage: $0 up|reset|status" >&2; exit 2 ;;
+esac

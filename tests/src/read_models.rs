@@ -1,0 +1,223 @@
+//! The read models of the deployed stack, looked at directly: the order cache in Redis, the
+//! reporting tables in PostgreSQL, the lake's objects in S3 and the lake queried through the
+//! emulator's Athena. The end-to-end tests assert on these, and the demo prints them.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
+use lake::objects::{read_lines, Line};
+use orderflow_contracts::OrderState;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row;
+
+use crate::Local;
+
+/// The reporting database the local deployment uses (`infra/deploy-local.sh`).
+pub const REPORTING_URL: &str = "postgres://postgres@127.0.0.1:5432/orderflow";
+/// The Redis the local deployment uses.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// One order as the reporting tables hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    /// Row version.
+    pub version: i64,
+    /// Status (`None` while known only from billing).
+    pub status: Option<String>,
+    /// Total, minor units.
+    pub total_minor: Option<i64>,
+    /// Billed, minor units.
+    pub billed_minor: Option<i64>,
+    /// Lines: sku, quantity, line total.
+    pub lines: Vec<(String, i32, i64)>,
+}
+
+/// Connections to the read models.
+pub struct ReadModels {
+    redis: redis::aio::MultiplexedConnection,
+    /// The reporting database.
+    pub pg: PgPool,
+    athena: aws_sdk_athena::Client,
+    s3: aws_sdk_s3::Client,
+    /// The lake's bucket.
+    pub bucket: String,
+    /// The lake's Glue database, where the README's lake queries run.
+    pub database: String,
+}
+
+impl ReadModels {
+    /// Connects to what `local` was deployed with.
+    pub async fn connect(local: &Local) -> Result<Self> {
+        let redis = redis::Client::open(REDIS_URL)?.get_multiplexed_async_connection().await.context("Redis")?;
+        let pg = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(REPORTING_URL)?;
+        Ok(Self {
+            redis,
+            pg,
+            athena: aws_sdk_athena::Client::new(&local.sdk),
+            s3: local.s3.clone(),
+            bucket: local.output("LakeBucketName").to_string(),
+            database: local.output("LakeDatabaseName").to_string(),
+        })
+    }
+
+    /// The cached copy of an order.
+    pub async fn cached(&self, order_id: &str) -> Result<Option<OrderState>> {
+        let (key, _) = cache::store::keys(order_id);
+        let json: Option<String> = redis::cmd("GET").arg(key).query_async(&mut self.redis.clone()).await?;
+        json.map(|j| serde_json::from_str(&j).map_err(Into::into)).transpose()
+    }
+
+    /// The reporting row and lines of an order.
+    pub async fn reported(&self, order_id: &str) -> Result<Option<Reported>> {
+        let Some(row) =
+            sqlx::query("SELECT version, status, total_minor, billed_minor FROM orders WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_optional(&self.pg)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let lines = sqlx::query_as(
+            "SELECT sku, quantity, line_total_minor FROM order_lines WHERE order_id = $1 ORDER BY line_no",
+        )
+        .bind(order_id)
+        .fetch_all(&self.pg)
+        .await?;
+        Ok(Some(Reported {
+            version: row.get("version"),
+            status: row.get("status"),
+            total_minor: row.get("total_minor"),
+            billed_minor: row.get("billed_minor"),
+            lines,
+        }))
+    }
+
+    /// Every line of the lake whose order is one of `order_ids`, with the key of its object.
+    pub async fn lake_lines(&self, order_ids: &[&str]) -> Result<Vec<(String, Line)>> {
+        let mut found = Vec::new();
+        let mut pages =
+            self.s3.list_objects_v2().bucket(&self.bucket).prefix(lake::objects::PREFIX).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for object in page?.contents() {
+                let key = object.key().unwrap_or_default().to_string();
+                let body = self.s3.get_object().bucket(&self.bucket).key(&key).send().await?.body.collect().await?;
+                for line in read_lines(&body.into_bytes())? {
+                    if order_ids.contains(&line.order_id.as_str()) {
+                        found.push((key.clone(), line));
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Runs `sql` through Athena in the lake's database and returns its rows (the header first).
+    pub async fn athena(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        let started = self
+            .athena
+            .start_query_execution()
+            .query_string(sql)
+            .query_execution_context(QueryExecutionContext::builder().database(&self.database).build())
+            .result_configuration(
+                ResultConfiguration::builder().output_location(format!("s3://{}/athena-results/", self.bucket)).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| anyhow!("{}", aws_sdk_athena::error::DisplayErrorContext(e)))?;
+        let id = started.query_execution_id().ok_or_else(|| anyhow!("no query execution id"))?.to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let execution = self.athena.get_query_execution().query_execution_id(&id).send().await?;
+            let status = execution.query_execution().and_then(|q| q.status());
+            match status.and_then(|s| s.state()) {
+                Some(QueryExecutionState::Succeeded) => break,
+                Some(QueryExecutionState::Failed | QueryExecutionState::Cancelled) => {
+                    bail!(
+                        "Athena query failed: {}\n{sql}",
+                        status.and_then(|s| s.state_change_reason()).unwrap_or_default()
+                    )
+                }
+                _ if Instant::now() > deadline => bail!("Athena query still running after 60 s:\n{sql}"),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        let results = self.athena.get_query_results().query_execution_id(&id).send().await?;
+        Ok(results
+            .result_set()
+            .map(|set| {
+                set.rows()
+                    .iter()
+                    .map(|row| row.data().iter().map(|d| d.var_char_value().unwrap_or_default().to_string()).collect())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// Polls `check` until it gives `Some`, for at most `timeout`; the error says what was awaited.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The machine's PostgreSQL cluster, for `pg_ctlcluster`.
+fn cluster_version() -> Result<String> {
+    std::fs::read_dir("/etc/postgresql")?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+        .ok_or_else(|| anyhow!("no PostgreSQL cluster under /etc/postgresql"))
+}
+
+fn pg_ctl(action: &str) -> Result<()> {
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &cluster_version()?, "main", action])
+        .args(if action == "stop" { &["-m", "fast"][..] } else { &[][..] })
+        .status()
+        .context("pg_ctlcluster")?;
+    if !status.success() {
+        bail!("pg_ctlcluster {action} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs `body` with the reporting database stopped (its port refuses connections), and starts it
+/// again afterwards, also when `body` panics.
+pub async fn with_reporting_database_down<T>(body: impl Future<Output = T>) -> Result<T> {
+    use futures::FutureExt;
+    pg_ctl("stop")?;
+    let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+    pg_ctl("start")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+    while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_err() {
+        if Instant::now() > deadline {
+            bail!("PostgreSQL did not come back");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+}
+
+/// A query of `docs/queries/`, as the README shows it.
+pub fn query(name: &str) -> String {
+    let path = crate::template::root().join("docs/queries").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -1,0 +1,161 @@
+//! End to end, state transfer: the real cache, reporting and lake consumers on the local emulator,
+//! asserting on what each read model holds (Redis keys, PostgreSQL rows, S3 objects, and the lake
+//! through the emulator's Athena). Ignored by a bare `cargo test`; `make test` runs them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use orderflow_contracts::{Envelope, OrderState, OrderStatus, OrderStatusChanged};
+use orderflow_e2e::read_models::{query, wait_for, ReadModels};
+use orderflow_e2e::{order_request, unique, unique_sku, Local};
+use orderflow_harness::testing::eventbridge_body;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Places an order of one in-stock unit and waits until it is ready to ship.
+async fn ready_order(local: &Local, tag: &str) -> OrderState {
+    let sku = unique_sku("BOOK");
+    local.stock_product(&sku, 1999, 5).await.unwrap();
+    let run = unique(tag);
+    let (status, order) =
+        local.place_order(&order_request(&format!("{run}@example.com"), &[(&sku, 2)]), &run, None).await.unwrap();
+    assert_eq!(status, 201, "{order}");
+    let order = local.wait_final(order["orderId"].as_str().unwrap(), WAIT).await.unwrap();
+    assert_eq!(order.status, OrderStatus::ReadyToShip);
+    order
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn an_order_reaches_the_cache_the_reporting_tables_and_the_lake() {
+    let local = Local::connect().await.unwrap();
+    let models = ReadModels::connect(&local).await.unwrap();
+    let order = ready_order(&local, "e2e-read-models").await;
+    let id = order.order_id.as_str();
+
+    // Cache: the newest version, which GET /orders/{id} answers from.
+    let cached = wait_for("the order cached at its final version", WAIT, || async {
+        Ok(models.cached(id).await?.filter(|c| c.version == order.version))
+    })
+    .await
+    .unwrap();
+    assert_eq!(cached, order);
+    let response = local.http.get(format!("{}/orders/{id}", local.output("LocalApiUrl"))).send().await.unwrap();
+    assert_eq!(response.headers()["x-cache"], "hit");
+
+    // Reporting: the final version, billed, with its lines.
+    let reported = wait_for("the order reported at its final version, billed", WAIT, || async {
+        Ok(models.reported(id).await?.filter(|r| r.version == order.version as i64 && r.billed_minor.is_some()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(reported.status.as_deref(), Some("ReadyToShip"));
+    assert_eq!(reported.total_minor, Some(order.totals.total_minor));
+    assert_eq!(reported.billed_minor, Some(order.totals.total_minor));
+    assert_eq!(reported.lines, vec![(order.lines[0].sku.clone(), 2, 3998)]);
+
+    // Lake: each of the order's four events once, in its event type's partition of today.
+    let expected = ["OrderBilled", "OrderPlaced", "OrderStatusChanged", "ShippingLabelCreated"];
+    let lines = wait_for("the order's four events in the lake", WAIT, || async {
+        let lines = models.lake_lines(&[id]).await?;
+        Ok((lines.len() >= expected.len()).then_some(lines))
+    })
+    .await
+    .unwrap();
+    let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, line) in &lines {
+        let event_type = key.split("event_type=").nth(1).unwrap().split('/').next().unwrap().to_string();
+        assert!(key.contains(&format!("/dt={}/", line.occurred_at.get(..10).unwrap())), "{key}");
+        by_type.entry(event_type).or_default().push(line.event_id.clone());
+    }
+    assert_eq!(by_type.keys().map(String::as_str).collect::<Vec<_>>(), expected);
+    assert!(by_type.values().all(|ids| ids.len() == 1), "no event twice: {by_type:?}");
+    println!(
+        "read models for {id}: cache v{}, reporting v{}, lake {} lines",
+        cached.version,
+        reported.version,
+        lines.len()
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn status_changes_delivered_newest_first_leave_the_newest_in_the_cache_and_the_reporting_tables() {
+    let local = Local::connect().await.unwrap();
+    let models = ReadModels::connect(&local).await.unwrap();
+    let order = ready_order(&local, "e2e-reverse").await;
+    // Versions 5, 4, 3 of that order, delivered to the cache and reporting queues newest first.
+    let versions: Vec<String> = [5, 4, 3]
+        .into_iter()
+        .map(|version| {
+            let mut copy = order.clone();
+            copy.version = version;
+            copy.status = if version == 5 { OrderStatus::ReadyToShip } else { OrderStatus::Placed };
+            eventbridge_body(&Envelope::new(
+                OrderStatusChanged { previous_status: OrderStatus::Placed, order: copy },
+                None,
+            ))
+        })
+        .collect();
+    for body in &versions {
+        local.deliver_again("CacheQueueUrl", body, 1, &[]).await.unwrap();
+        local.deliver_again("ReportingQueueUrl", body, 1, &[]).await.unwrap();
+    }
+    let cached = models.cached(&order.order_id).await.unwrap().unwrap();
+    let reported = models.reported(&order.order_id).await.unwrap().unwrap();
+    assert_eq!((cached.version, cached.status), (5, OrderStatus::ReadyToShip));
+    assert_eq!((reported.version, reported.status.as_deref()), (5, Some("ReadyToShip")));
+    println!("reverse delivery of v5, v4, v3: cache holds v{}, reporting v{}", cached.version, reported.version);
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn the_readme_lake_query_finds_the_orders_through_athena() {
+    let local = Local::connect().await.unwrap();
+    let models = ReadModels::connect(&local).await.unwrap();
+    let order = ready_order(&local, "e2e-athena").await;
+    wait_for("the order's events in the lake", WAIT, || async {
+        Ok((models.lake_lines(&[&order.order_id]).await?.len() >= 4).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // The README's own text: the table definition names the local stack's bucket, and the query.
+    let ddl = query("lake-table.sql");
+    assert!(ddl.contains(&format!("s3://{}/events/", models.bucket)), "lake-table.sql must name the local bucket");
+    let readme = std::fs::read_to_string(orderflow_e2e::template::root().join("README.md")).unwrap();
+    for name in ["lake-table.sql", "lake-orders.sql", "daily-report.sql"] {
+        assert!(readme.contains(query(name).trim()), "the README shows docs/queries/{name} as it is");
+    }
+    models.athena(&ddl).await.unwrap();
+    let rows = models.athena(&query("lake-orders.sql")).await.unwrap();
+    assert_eq!(rows[0], vec!["dt", "order_id", "events"]);
+    let ours: Vec<&Vec<String>> = rows.iter().filter(|r| r[1] == order.order_id).collect();
+    assert_eq!(ours.len(), 1, "one row for the order: {rows:?}");
+    assert_eq!(ours[0][2], "4", "its four events");
+    println!("Athena over the lake: {} order(s), ours with {} events", rows.len() - 1, ours[0][2]);
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn the_readme_reporting_query_adds_up_to_the_orders_rows() {
+    let local = Local::connect().await.unwrap();
+    let models = ReadModels::connect(&local).await.unwrap();
+    let order = ready_order(&local, "e2e-report").await;
+    wait_for("the order reported and billed", WAIT, || async {
+        Ok(models.reported(&order.order_id).await?.filter(|r| r.billed_minor.is_some() && r.version == 2))
+    })
+    .await
+    .unwrap();
+    let report: Vec<(chrono::NaiveDate, String, String, i64, i64)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(query("daily-report.sql"))).fetch_all(&models.pg).await.unwrap();
+    let direct: Vec<(chrono::NaiveDate, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT (placed_at AT TIME ZONE 'UTC')::date, currency, status, count(*), coalesce(sum(billed_minor), 0)::bigint
+         FROM orders WHERE placed_at IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&models.pg)
+    .await
+    .unwrap();
+    assert_eq!(report, direct);
+    assert!(report.iter().any(|r| r.2 == "ReadyToShip" && r.3 >= 1 && r.4 >= order.totals.total_minor));
+}
