@@ -50,6 +50,8 @@ pub struct Tapped {
     pub occurred_at: DateTime<Utc>,
     /// The whole EventBridge event, as delivered.
     pub body: String,
+    /// The replay that re-delivered it, if any.
+    pub replay_name: Option<String>,
 }
 
 /// A rule + queue on the bus that receives every Orderflow event whose correlation id starts with a
@@ -94,6 +96,13 @@ impl Local {
     /// Whether the stack has this output (the LocalStack variant lacks the HTTP API's).
     pub fn has_output(&self, key: &str) -> bool {
         self.outputs.contains_key(key)
+    }
+
+    /// The names of the stack's outputs.
+    pub fn output_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.outputs.keys().cloned().collect();
+        names.sort();
+        names
     }
 
     /// A stack output, e.g. `BillingQueueUrl`.
@@ -382,13 +391,19 @@ impl Local {
 
     /// Starts a tap for every event whose correlation id starts with `prefix`.
     pub async fn tap(&self, prefix: &str) -> Result<Tap> {
+        self.observe(&json!({
+            "source": [{"prefix": "orderflow."}],
+            "detail": {"metadata": {"correlationId": [{"prefix": prefix}]}}
+        }))
+        .await
+    }
+
+    /// A rule with `pattern` on the bus, and a queue of its own for what it matches (read it with
+    /// [`Local::drain`], remove it with [`Local::close`]).
+    pub async fn observe(&self, pattern: &Value) -> Result<Tap> {
         let name = format!("tap-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let (queue_url, arn) = create_queue(&self.sqs, &name).await?;
         let bus = self.output("EventBusName").to_string();
-        let pattern = json!({
-            "source": [{"prefix": "orderflow."}],
-            "detail": {"metadata": {"correlationId": [{"prefix": prefix}]}}
-        });
         self.events.put_rule().event_bus_name(&bus).name(&name).event_pattern(pattern.to_string()).send().await?;
         self.events
             .put_targets()
@@ -479,6 +494,7 @@ fn parse_tapped(body: &str) -> Result<Tapped> {
         correlation_id: meta["correlationId"].as_str().unwrap_or_default().to_string(),
         occurred_at: meta["occurredAt"].as_str().and_then(|t| t.parse().ok()).unwrap_or_else(Utc::now),
         body: body.to_string(),
+        replay_name: event["replay-name"].as_str().map(str::to_string),
     })
 }
 

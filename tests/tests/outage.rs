@@ -3,9 +3,16 @@
 //! another: while these switch an event source mapping off, no other end-to-end test is running and
 //! waiting on that consumer. Ignored by a bare `cargo test`; `make test` runs them.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use orderflow_contracts::OrderStatus;
+use orderflow_e2e::read_models::{wait_for, with_reporting_database_down, ReadModels};
+use orderflow_e2e::template::Template;
+use orderflow_e2e::twilio::TwilioStandIn;
 use orderflow_e2e::{order_request, unique, unique_sku, Local, Tapped};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -112,4 +119,332 @@ async fn orders_stored_while_the_outbox_relay_is_down_are_announced_once_when_it
         assert_eq!(count(&seen, id, "OrderPlaced"), 1, "{id}: announced exactly once");
     }
     local.close(tap).await.unwrap();
+}
+
+/// Every dead-letter queue of the stack, by output name, with how many messages it holds.
+async fn dead_letters(local: &Local) -> BTreeMap<String, u32> {
+    let mut depths = BTreeMap::new();
+    for output in local.output_names().into_iter().filter(|k| k.ends_with("DeadLetterQueueUrl")) {
+        let depth = local.queue_depth(local.output(&output)).await.unwrap();
+        depths.insert(output, depth);
+    }
+    depths
+}
+
+/// Places `n` orders of one unit of `sku` (8 at a time), correlation ids `<run>-<i>`.
+async fn place_many(local: &Local, sku: &str, run: &str, n: usize) -> Vec<String> {
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let (status, order) = local
+                .place_order(
+                    &order_request(&format!("{run}-{i}@example.com"), &[(sku, 1)]),
+                    &format!("{run}-{i}"),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, 201, "{order}");
+            order["orderId"].as_str().unwrap().to_string()
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await
+}
+
+/// The path of a binary of the workspace, built beside this test (`cargo test --workspace`).
+fn workspace_binary(name: &str) -> PathBuf {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built: run the tests with `cargo test --workspace` (make test)", path.display());
+    path
+}
+
+/// Runs `orderflow-ops` against the local stack and returns what it printed.
+fn ops(local: &Local, args: &[&str]) -> String {
+    let out = Command::new(workspace_binary("orderflow-ops"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", local.output("EndpointUrl"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "orderflow-ops {args:?} failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    println!("orderflow-ops {}: {}", args.join(" "), stdout.trim());
+    stdout
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn two_hundred_orders_placed_while_billing_is_down_all_ship_once_it_returns() {
+    let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
+    TwilioStandIn::shared().await.unwrap();
+    let local = Local::connect().await.unwrap();
+    let sku = unique_sku("BOOK");
+    local.stock_product(&sku, 1999, 200).await.unwrap();
+    let before = dead_letters(&local).await;
+    let run = unique("e2e-200");
+    let tap = local.tap(&run).await.unwrap();
+
+    let ids = local
+        .with_consumer_down("BillingFunctionName", async {
+            let ids = place_many(&local, &sku, &run, 200).await;
+            // Every OrderPlaced waits in Billing's queue; no order moves.
+            let deadline = Instant::now() + WAIT;
+            while local.queue_depth(local.output("BillingQueueUrl")).await.unwrap() < 200 {
+                assert!(Instant::now() < deadline, "the 200 OrderPlaced never reached Billing's queue");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            println!(
+                "billing down: {} orders placed, {} waiting in its queue",
+                ids.len(),
+                local.queue_depth(local.output("BillingQueueUrl")).await.unwrap()
+            );
+            ids
+        })
+        .await
+        .unwrap();
+
+    // Billing is back: every order ends ready to ship, billed once.
+    let seen = local
+        .collect(&tap, Duration::from_secs(300), |s| ids.iter().all(|id| count(s, id, "OrderStatusChanged") >= 1))
+        .await
+        .unwrap();
+    local.sentinel(&format!("{run}-sentinel")).await.unwrap();
+    let mut seen = seen;
+    seen.extend(local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "Sentinel")).await.unwrap());
+    let mut ready = 0;
+    for id in &ids {
+        assert_eq!(local.get_order(id).await.unwrap().unwrap().status, OrderStatus::ReadyToShip, "{id}");
+        assert!(local.invoice(id).await.unwrap().is_some(), "{id}: an invoice");
+        assert_eq!(count(&seen, id, "OrderBilled"), 1, "{id}: billed once");
+        ready += 1;
+    }
+    assert_eq!(dead_letters(&local).await, before, "nothing in any dead-letter queue");
+    println!("billing back: {ready}/200 ready to ship, {} invoices, 0 dead letters", ids.len());
+    local.close(tap).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn with_the_reporting_database_down_cache_and_lake_keep_up_and_reporting_catches_up_exactly() {
+    let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
+    TwilioStandIn::shared().await.unwrap();
+    let local = Local::connect().await.unwrap();
+    let models = ReadModels::connect(&local).await.unwrap();
+    let sku = unique_sku("BOOK");
+    local.stock_product(&sku, 1999, 10).await.unwrap();
+    let run = unique("e2e-pg-down");
+
+    let orders = with_reporting_database_down(async {
+        let ids = place_many(&local, &sku, &run, 10).await;
+        let mut orders = Vec::new();
+        for id in &ids {
+            orders.push(local.wait_final(id, WAIT).await.unwrap());
+        }
+        // The cache and the lake keep up without the database.
+        for order in &orders {
+            wait_for("the order cached at its final version", WAIT, || async {
+                Ok(models.cached(&order.order_id).await?.filter(|c| c.version == order.version))
+            })
+            .await
+            .unwrap();
+        }
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let lake = wait_for("every order's four events in the lake", WAIT, || async {
+            let lines = models.lake_lines(&id_refs).await?;
+            Ok((lines.len() >= 4 * ids.len()).then_some(lines.len()))
+        })
+        .await
+        .unwrap();
+        // Reporting's events wait in its queue, retried, none dead-lettered.
+        assert!(local.queue_depth(local.output("ReportingQueueUrl")).await.unwrap() > 0);
+        println!(
+            "reporting database down: {} orders final, {} cached, {lake} lake lines, reporting waiting",
+            orders.len(),
+            orders.len()
+        );
+        orders
+    })
+    .await
+    .unwrap();
+
+    // The database is back: reporting matches the orders exactly.
+    for order in &orders {
+        let reported = wait_for("the order reported at its final version", Duration::from_secs(240), || async {
+            Ok(models
+                .reported(&order.order_id)
+                .await?
+                .filter(|r| r.version == order.version as i64 && r.billed_minor.is_some()))
+        })
+        .await
+        .unwrap();
+        assert_eq!(reported.status.as_deref(), Some("ReadyToShip"));
+        assert_eq!(reported.total_minor, Some(order.totals.total_minor));
+        assert_eq!(reported.billed_minor, Some(order.totals.total_minor));
+        assert_eq!(reported.lines, vec![(sku.clone(), 1, 1999)]);
+    }
+    assert_eq!(local.queue_depth(local.output("ReportingDeadLetterQueueUrl")).await.unwrap(), 0);
+    println!("reporting database back: {}/{} orders reported exactly", orders.len(), orders.len());
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn texts_dead_lettered_while_twilio_refused_them_are_sent_once_each_after_redrive() {
+    let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
+    let stand_in = TwilioStandIn::shared().await.unwrap();
+    let local = Local::connect().await.unwrap();
+    let dlq = local.output("SmsDeadLetterQueueUrl").to_string();
+    // Whatever earlier tests left there goes back too; count it first.
+    let earlier = local.queue_depth(&dlq).await.unwrap();
+    // Twilio refuses this customer's texts (a suspended account: 401): the SMS consumer dead-letters
+    // both at once, without retrying.
+    let digits: String = uuid::Uuid::new_v4().as_u128().to_string().chars().take(5).collect();
+    let to = format!("+4477009{digits:0>5}");
+    stand_in.fail_first(&to, vec![(401, None), (401, None)]).await;
+    let sku = unique_sku("BOOK");
+    local.stock_product(&sku, 1999, 1).await.unwrap();
+    let run = unique("e2e-redrive");
+    let mut request = order_request(&format!("{run}@example.com"), &[(&sku, 1)]);
+    request["customer"]["phone"] = to.clone().into();
+    let (status, order) = local.place_order(&request, &run, None).await.unwrap();
+    assert_eq!(status, 201);
+    let id = order["orderId"].as_str().unwrap();
+    assert_eq!(local.wait_final(id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
+    wait_for("both texts in the SMS dead-letter queue", WAIT, || async {
+        Ok((local.queue_depth(&dlq).await? >= earlier + 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(stand_in.delivered_to(&to).is_empty());
+    assert_eq!(stand_in.received_for(&to).len(), 2, "refused once each, not retried");
+
+    // Twilio accepts again (the refusals are used up); the operator redrives.
+    let printed = ops(&local, &["redrive", "sms"]);
+    assert!(printed.contains("receive/send/delete"), "says which way it moved them: {printed}");
+    let moved: u32 = printed.split("sms: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(moved, earlier + 2, "every dead letter moved");
+    wait_for("both texts delivered", WAIT, || async { Ok((stand_in.delivered_to(&to).len() >= 2).then_some(())) })
+        .await
+        .unwrap();
+    // None doubled: once the SMS queue is empty, still exactly two texts.
+    wait_for("the SMS queue drained", WAIT, || async {
+        Ok((local.queue_depth(local.output("SmsQueueUrl")).await? == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(stand_in.delivered_to(&to).len(), 2, "each text once");
+    println!("redrive: {moved} moved, {} texts delivered to the customer", stand_in.delivered_to(&to).len());
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn reporting_tables_emptied_and_rebuilt_by_replay_equal_what_they_were_and_only_reporting_sees_the_replay() {
+    let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
+    TwilioStandIn::shared().await.unwrap();
+    let local = Local::connect().await.unwrap();
+    let models = ReadModels::connect(&local).await.unwrap();
+
+    // An observer per consumer: a rule with exactly that consumer's pattern (replay guard included).
+    let template = Template::load().unwrap();
+    let mut observers = Vec::new();
+    for f in template.functions() {
+        let (Some(queue), Some(name)) = (f.queue.as_deref(), f.consumer_name.clone()) else { continue };
+        if let Some(rule) = template.rule_for_queue(queue) {
+            observers.push((name, local.observe(&rule.pattern).await.unwrap()));
+        }
+    }
+    assert!(observers.len() >= 9, "{} consumer rules", observers.len());
+
+    // The window: orders placed by this test alone (this binary runs alone).
+    let from = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let sku = unique_sku("BOOK");
+    local.stock_product(&sku, 1999, 5).await.unwrap();
+    let run = unique("e2e-replay");
+    let ids = place_many(&local, &sku, &run, 5).await;
+    for id in &ids {
+        let order = local.wait_final(id, WAIT).await.unwrap();
+        wait_for("reported at the final version, billed", WAIT, || async {
+            Ok(models.reported(id).await?.filter(|r| r.version == order.version as i64 && r.billed_minor.is_some()))
+        })
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let to = chrono::Utc::now();
+    let snapshot = reporting_rows(&models).await;
+    let ours: Vec<_> = snapshot.iter().filter(|r| ids.contains(&r.0)).cloned().collect();
+    assert_eq!(ours.len(), 5);
+
+    // Emptied, then rebuilt by replaying the window to reporting alone.
+    sqlx::query("TRUNCATE orders, order_lines").execute(&models.pg).await.unwrap();
+    let printed = ops(&local, &["replay", "reporting", "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339()]);
+    assert!(printed.contains("COMPLETED"), "{printed}");
+    let rebuilt = wait_for("the reporting tables rebuilt", WAIT, || async {
+        let rows = reporting_rows(&models).await;
+        Ok((rows == ours).then_some(rows))
+    })
+    .await
+    .unwrap();
+    assert_eq!(rebuilt, ours, "rebuilt rows equal what they were, lines included");
+
+    // Only the reporting consumer's pattern took the replayed events.
+    let mut replayed = BTreeMap::new();
+    for (name, tap) in &observers {
+        let mut seen = Vec::new();
+        loop {
+            let batch = local.drain(tap, Duration::from_secs(1)).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            seen.extend(batch);
+        }
+        replayed.insert(name.clone(), seen.iter().filter(|e| e.replay_name.is_some()).count());
+    }
+    for (_, tap) in observers {
+        local.close(tap).await.unwrap();
+    }
+    println!("replay: {} rows rebuilt; replayed events per consumer rule: {replayed:?}", rebuilt.len());
+    assert!(replayed["reporting"] >= 15, "reporting got the window's events (5 orders × 3): {replayed:?}");
+    assert!(replayed.iter().filter(|(n, _)| *n != "reporting").all(|(_, c)| *c == 0), "{replayed:?}");
+
+    // Put back what the window did not cover (older orders), so the demo's figures stay whole.
+    let archive = local.events.describe_archive().archive_name("orderflow-archive").send().await.unwrap();
+    let created = archive.creation_time().map(|t| chrono::DateTime::from_timestamp(t.secs(), 0).unwrap()).unwrap();
+    if created < from {
+        ops(&local, &["replay", "reporting", "--from", &created.to_rfc3339(), "--to", &from.to_rfc3339()]);
+    }
+}
+
+/// An `orders` row: id, version, status, total, billed, invoice.
+type OrderRow = (String, i64, Option<String>, Option<i64>, Option<i64>, Option<String>);
+/// An `order_lines` row: line number, sku, quantity, line total.
+type LineRow = (i32, String, i32, i64);
+
+/// An order's reporting row and its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReportedRow(String, OrderRow, Vec<LineRow>);
+
+/// Every reporting row (orders with their lines), comparable: `updated_at` left out.
+async fn reporting_rows(models: &ReadModels) -> Vec<ReportedRow> {
+    let orders: Vec<OrderRow> = sqlx::query_as(
+        "SELECT order_id, version, status, total_minor, billed_minor, invoice_id FROM orders ORDER BY order_id",
+    )
+    .fetch_all(&models.pg)
+    .await
+    .unwrap();
+    let mut rows = Vec::new();
+    for row in orders {
+        let id = row.0.clone();
+        let lines = sqlx::query_as(
+            "SELECT line_no, sku, quantity, line_total_minor FROM order_lines WHERE order_id = $1 ORDER BY line_no",
+        )
+        .bind(&id)
+        .fetch_all(&models.pg)
+        .await
+        .unwrap();
+        rows.push(ReportedRow(id, row, lines));
+    }
+    rows
 }
