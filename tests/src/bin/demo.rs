@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use orderflow_contracts::Inbound as _;
 use orderflow_contracts::OrderStatus;
+use orderflow_e2e::read_models::{query, wait_for, ReadModels};
 use orderflow_e2e::twilio::TwilioStandIn;
 use orderflow_e2e::{order_request, unique, Local, FINAL};
 
@@ -133,6 +134,9 @@ async fn main() -> Result<()> {
             .collect();
         println!("  {label:<13} {:<13} v{}  {}", order.status.as_str(), order.version, history.join(" -> "));
     }
+    if integrations {
+        show_read_models(&local, &labels).await?;
+    }
     let expected = [
         ("completes", OrderStatus::ReadyToShip),
         ("declined", OrderStatus::PaymentFailed),
@@ -218,5 +222,60 @@ async fn main() -> Result<()> {
         println!("\n(LocalStack: texts, emails and webhooks are not shown; see the README's LocalStack section.)");
     }
     println!("\nAll three orders reached the status their story predicts.");
+    Ok(())
+}
+
+/// Each order's copies in the read models (state transfer: each built from the events alone), then
+/// the reporting view's figures, as the README's query gives them.
+async fn show_read_models(local: &Local, labels: &HashMap<String, &str>) -> Result<()> {
+    let models = ReadModels::connect(local).await?;
+    let wait = Duration::from_secs(60);
+    println!("\nRead models (each kept from the events by its own consumer):");
+    for (id, label) in labels {
+        let order = local.wait_final(id, Duration::from_secs(5)).await?;
+        let version = order.version;
+        let cached =
+            wait_for("the cache", wait, || async { Ok(models.cached(id).await?.filter(|c| c.version == version)) })
+                .await?;
+        let reported = wait_for("the reporting tables", wait, || async {
+            Ok(models.reported(id).await?.filter(|r| r.version == version as i64))
+        })
+        .await?;
+        let lake = wait_for("the lake", wait, || async {
+            let lines = models.lake_lines(&[id.as_str()]).await?;
+            Ok((lines.len() >= 3).then_some(lines))
+        })
+        .await?;
+        let money = |minor: Option<i64>| {
+            minor.map(|m| orderflow_contracts::display_amount(m, order.currency)).unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "  {label:<13} cache v{} {:<13} | reporting v{} {:<13} total {:>10} billed {:>10} | lake {} events: {}",
+            cached.version,
+            cached.status.as_str(),
+            reported.version,
+            reported.status.as_deref().unwrap_or("-"),
+            money(reported.total_minor),
+            money(reported.billed_minor),
+            lake.len(),
+            lake.iter()
+                .map(|(key, _)| key
+                    .split("event_type=")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .split('/')
+                    .next()
+                    .unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!("\nReporting view (docs/queries/daily-report.sql; amounts in minor units):");
+    let rows: Vec<(chrono::NaiveDate, String, String, i64, i64)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(query("daily-report.sql"))).fetch_all(&models.pg).await?;
+    println!("  {:<10}  {:<8}  {:<13}  {:>6}  {:>13}", "day", "currency", "status", "orders", "revenue_minor");
+    for (day, currency, status, orders, revenue) in rows {
+        println!("  {day:<10}  {currency:<8}  {status:<13}  {orders:>6}  {revenue:>13}");
+    }
     Ok(())
 }
