@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use orderflow_contracts::{Envelope, OrderState, OrderStatus, OrderStatusChanged};
+use orderflow_contracts::{OrderState, OrderStatus};
 use orderflow_e2e::read_models::{query, wait_for, ReadModels};
 use orderflow_e2e::{order_request, unique, unique_sku, Local};
-use orderflow_harness::testing::eventbridge_body;
+use orderflow_harness::testing::status_changed_body;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -91,10 +91,7 @@ async fn status_changes_delivered_newest_first_leave_the_newest_in_the_cache_and
             let mut copy = order.clone();
             copy.version = version;
             copy.status = if version == 5 { OrderStatus::ReadyToShip } else { OrderStatus::Placed };
-            eventbridge_body(&Envelope::new(
-                OrderStatusChanged { previous_status: OrderStatus::Placed, order: copy },
-                None,
-            ))
+            status_changed_body(copy)
         })
         .collect();
     for body in &versions {

@@ -6,23 +6,17 @@ use std::time::Duration;
 
 use cache::handler::CacheHandler;
 use cache::store::{keys, InMemoryOrderCache, OrderCache, RedisOrderCache, VERSION_TTL};
-use orderflow_contracts::{Envelope, OrderState, OrderStatus, OrderStatusChanged};
-use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
+use orderflow_contracts::{OrderState, OrderStatus, OrderStatusChanged};
+use orderflow_harness::testing::{sample_event, sqs_batch, sqs_sample, status_changed_body, Harnessed};
 use pretty_assertions::assert_eq;
 
-/// The sample event's order, at `version`, with a fresh id.
+/// The sample event's order, at `version` and `status`, under `order_id`.
 fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
-    let sample = sqs_sample("cache/order-status-changed.sqs.json");
-    let body: serde_json::Value = serde_json::from_str(sample.records[0].body.as_deref().unwrap()).unwrap();
-    let mut order: OrderState = serde_json::from_value(body["detail"]["data"]["order"].clone()).unwrap();
+    let mut order = sample_event::<OrderStatusChanged>("cache/order-status-changed.sqs.json", 0).order;
     order.order_id = order_id.to_string();
     order.version = version;
     order.status = status;
     order
-}
-
-fn changed(order: OrderState) -> String {
-    eventbridge_body(&Envelope::new(OrderStatusChanged { previous_status: OrderStatus::Placed, order }, None))
 }
 
 #[tokio::test]
@@ -38,8 +32,10 @@ async fn the_sample_event_is_cached() {
 async fn versions_delivered_in_reverse_leave_the_newest_cached() {
     let cache = Arc::new(InMemoryOrderCache::default());
     let consumer = Harnessed::new("cache", Arc::new(CacheHandler::new(cache.clone())));
-    let bodies =
-        vec![changed(order("o-1", 3, OrderStatus::ReadyToShip)), changed(order("o-1", 2, OrderStatus::Placed))];
+    let bodies = vec![
+        status_changed_body(order("o-1", 3, OrderStatus::ReadyToShip)),
+        status_changed_body(order("o-1", 2, OrderStatus::Placed)),
+    ];
     for body in bodies {
         assert!(consumer.failures(sqs_batch(vec![body])).await.is_empty());
     }
@@ -51,11 +47,15 @@ async fn a_cache_that_is_down_means_retry_after_a_delay() {
     let cache = Arc::new(InMemoryOrderCache::default());
     cache.set_down(true);
     let consumer = Harnessed::new("cache", Arc::new(CacheHandler::new(cache.clone())));
-    let failures = consumer.failures(sqs_batch(vec![changed(order("o-2", 2, OrderStatus::ReadyToShip))])).await;
+    let failures =
+        consumer.failures(sqs_batch(vec![status_changed_body(order("o-2", 2, OrderStatus::ReadyToShip))])).await;
     assert_eq!(failures, vec!["m0"]);
     assert_eq!(consumer.delays.delays().len(), 1, "held back rather than hammered");
     cache.set_down(false);
-    assert!(consumer.failures(sqs_batch(vec![changed(order("o-2", 2, OrderStatus::ReadyToShip))])).await.is_empty());
+    assert!(consumer
+        .failures(sqs_batch(vec![status_changed_body(order("o-2", 2, OrderStatus::ReadyToShip))]))
+        .await
+        .is_empty());
     assert!(cache.cached("o-2").is_some());
 }
 

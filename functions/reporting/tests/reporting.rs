@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use orderflow_contracts::{Envelope, OrderState, OrderStatus, OrderStatusChanged, Totals};
-use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
+use orderflow_contracts::{OrderState, OrderStatus, OrderStatusChanged, Totals};
+use orderflow_harness::testing::{sample_event, sqs_batch, sqs_sample, status_changed_body, Harnessed};
 use pretty_assertions::assert_eq;
 use reporting::handler::ReportingHandler;
 use reporting::rows::{self, BillingRow};
@@ -17,17 +17,11 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 /// The sample's order at `version` and `status`, under `order_id`.
 fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
-    let sample = sqs_sample("reporting/mixed-order-events.sqs.json");
-    let body: serde_json::Value = serde_json::from_str(sample.records[2].body.as_deref().unwrap()).unwrap();
-    let mut order: OrderState = serde_json::from_value(body["detail"]["data"]["order"].clone()).unwrap();
+    let mut order = sample_event::<OrderStatusChanged>("reporting/mixed-order-events.sqs.json", 2).order;
     order.order_id = order_id.to_string();
     order.version = version;
     order.status = status;
     order
-}
-
-fn changed(order: OrderState) -> String {
-    eventbridge_body(&Envelope::new(OrderStatusChanged { previous_status: OrderStatus::Placed, order }, None))
 }
 
 #[tokio::test]
@@ -46,7 +40,10 @@ async fn the_samples_give_one_reported_order_ready_to_ship_and_billed() {
 async fn an_older_event_after_a_newer_one_changes_nothing() {
     let store = Arc::new(InMemoryReportingStore::default());
     let consumer = Harnessed::new("reporting", Arc::new(ReportingHandler::new(store.clone())));
-    for body in [changed(order("o-1", 2, OrderStatus::ReadyToShip)), changed(order("o-1", 1, OrderStatus::Placed))] {
+    for body in [
+        status_changed_body(order("o-1", 2, OrderStatus::ReadyToShip)),
+        status_changed_body(order("o-1", 1, OrderStatus::Placed)),
+    ] {
         assert!(consumer.failures(sqs_batch(vec![body])).await.is_empty());
     }
     assert_eq!(store.reported("o-1").order.unwrap().status, "ReadyToShip");
@@ -58,7 +55,7 @@ async fn a_database_that_is_down_means_retry_after_a_delay_not_the_dlq() {
     store.set_down(true);
     let consumer = Harnessed::new("reporting", Arc::new(ReportingHandler::new(store.clone())));
     assert_eq!(
-        consumer.failures(sqs_batch(vec![changed(order("o-2", 2, OrderStatus::ReadyToShip))])).await,
+        consumer.failures(sqs_batch(vec![status_changed_body(order("o-2", 2, OrderStatus::ReadyToShip))])).await,
         vec!["m0"]
     );
     assert!(consumer.dead_letters.letters().is_empty());

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use orderflow_contracts::{Envelope, Event, Inbound};
+use orderflow_contracts::{Envelope, Event, Inbound, OrderState, OrderStatus, OrderStatusChanged};
 use serde_json::json;
 
 use crate::consumer::{BatchResult, Consumer, ConsumerSettings, Handler};
@@ -22,6 +22,18 @@ pub fn sample_text(relative: &str) -> String {
 /// Reads an SQS sample.
 pub fn sqs_sample(relative: &str) -> SqsEvent {
     serde_json::from_str(&sample_text(relative)).unwrap_or_else(|e| panic!("{relative}: not an SQS event: {e}"))
+}
+
+/// The event carried by record `index` of an SQS sample, decoded by the harness.
+pub fn sample_event<E: Inbound>(relative: &str, index: usize) -> E {
+    let event = sqs_sample(relative);
+    let record = event.records.get(index).unwrap_or_else(|| panic!("{relative}: no record {index}"));
+    crate::consumer::decode::<E>(record.body.as_deref()).unwrap_or_else(|e| panic!("{relative}[{index}]: {e}")).0
+}
+
+/// The SQS body of an `OrderStatusChanged` (from `Placed`) carrying `order`, as EventBridge delivers it.
+pub fn status_changed_body(order: OrderState) -> String {
+    eventbridge_body(&Envelope::new(OrderStatusChanged { previous_status: OrderStatus::Placed, order }, None))
 }
 
 /// The SQS body EventBridge delivers for `envelope`.
