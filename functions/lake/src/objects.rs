@@ -9,13 +9,15 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use orderflow_contracts::{AnyEvent, Inbound, Metadata};
 use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Where the events live in the bucket; the Athena table's `LOCATION` is `s3://<bucket>/events/`.
 pub const PREFIX: &str = "events/";
 
 /// One line of the lake: what every event has, as columns, and its data as a JSON string (so one
-/// table holds every event type; query it with `json_extract_scalar`).
+/// table holds every event type; query it with `json_extract_scalar`), contact details removed
+/// ([`without_contact_details`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Line {
     /// The event id (unique per event).
@@ -69,8 +71,39 @@ pub fn line(event: &AnyEvent, metadata: &Metadata) -> Line {
         schema_version: event.schema_version(),
         source: event.source().to_string(),
         producer: metadata.producer.clone(),
-        data: event.data().to_string(),
+        data: without_contact_details(event.data()).to_string(),
     }
+}
+
+/// The event data the lake keeps: everything but the customer's contact details (name, email,
+/// phone, street and postal code), which analytics has no need for and a lake should not hold
+/// (it keeps events for years and many read it). The customer id, city and country stay.
+pub fn without_contact_details(mut data: Value) -> Value {
+    fn strip(value: &mut Value, keys: &[&str]) {
+        if let Some(object) = value.as_object_mut() {
+            for key in keys {
+                object.remove(*key);
+            }
+        }
+    }
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(object) => {
+                object.remove("customerName");
+                for (key, child) in object.iter_mut() {
+                    match key.as_str() {
+                        "customer" => strip(child, &["name", "email", "phone"]),
+                        "shippingAddress" => strip(child, &["line1", "line2", "postalCode"]),
+                        _ => walk(child),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut data);
+    data
 }
 
 /// The partition of an event.

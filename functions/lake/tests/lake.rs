@@ -103,3 +103,23 @@ async fn a_record_that_is_not_an_event_goes_to_the_dlq_and_the_rest_are_written(
     assert_eq!(dlq.letters().len(), 1);
     assert_eq!(store.objects().len(), 3);
 }
+
+#[tokio::test]
+async fn the_lake_keeps_no_contact_details() {
+    let (consumer, store, _) = rig();
+    consumer.process(batch()).await.unwrap();
+    let mut all = String::new();
+    for body in store.objects().values() {
+        for line in read_lines(body).unwrap() {
+            all.push_str(&line.data);
+        }
+    }
+    // The samples' customer: Ada Lovelace, ada@example.com, +447700900123, 12 Analytical Row, N1 9GU.
+    for personal in ["Ada Lovelace", "ada@example.com", "+447700900123", "Analytical Row", "N1 9GU"] {
+        assert!(!all.contains(personal), "{personal} in the lake");
+    }
+    // What analytics needs stays: the customer id, the city, the country, the amounts.
+    for kept in ["cus-1001", "London", "GB", "5743"] {
+        assert!(all.contains(kept), "{kept} missing from the lake");
+    }
+}
