@@ -89,6 +89,11 @@ impl PgReportingStore {
     }
 }
 
+/// A value for an `integer` column; one that does not fit is refused, never clamped.
+fn column_int(value: impl TryInto<i32>, what: &str) -> Result<i32, StoreError> {
+    value.try_into().map_err(|_| StoreError::permanent(STORE, format!("{what} does not fit an integer column")))
+}
+
 /// A failure inside the adapter: already classified, or a database error still to classify.
 enum Failure {
     Store(StoreError),
@@ -158,9 +163,9 @@ impl PgReportingStore {
                      VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&row.order_id)
-                .bind(i32::try_from(i + 1).unwrap_or(i32::MAX))
+                .bind(column_int(i + 1, "line number")?)
                 .bind(&line.sku)
-                .bind(i32::try_from(line.quantity).unwrap_or(i32::MAX))
+                .bind(column_int(line.quantity, "quantity")?)
                 .bind(line.unit_price_minor)
                 .bind(total)
                 .execute(&mut *tx)
