@@ -66,7 +66,14 @@ pub struct Tap {
 
 impl Local {
     /// Reads `.local/stack-outputs.json` (written by `infra/deploy-local.sh`) and builds clients.
+    ///
+    /// Also makes sure this process runs the Twilio stand-in (`twilio::TwilioStandIn`, where the
+    /// local deployment points the SMS consumer): the texts of every order a test places are then
+    /// accepted at once, instead of piling up in the SMS queue's growing retry delays, where they
+    /// would hold up tests that wait for that queue to drain. Best effort: if another process
+    /// holds the port, its stand-in answers instead.
     pub async fn connect() -> Result<Self> {
+        let _ = twilio::TwilioStandIn::shared().await;
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/stack-outputs.json");
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!("{} not found: deploy first with `infra/deploy-local.sh` (or `make demo`)", path.display())
