@@ -43,7 +43,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    // Listing a stack and moving messages takes longer than a function's 5 s per call.
+    // The SDK's defaults, not the functions' 5 s per call (harness::aws): an operator's command may
+    // list a whole stack and move thousands of messages, and nobody's deadline is at stake.
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let cfn = aws_sdk_cloudformation::Client::new(&sdk);
     let lambda = aws_sdk_lambda::Client::new(&sdk);
