@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use aws_sdk_sqs::error::ProvideErrorMetadata;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 
 use crate::stack::{queue_arn, ConsumerResources};
 
@@ -106,19 +106,4 @@ async fn receive_send_delete(sqs: &aws_sdk_sqs::Client, consumer: &ConsumerResou
             moved += 1;
         }
     }
-}
-
-/// How many messages a queue holds (visible and in flight), for reports.
-pub async fn depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<u64> {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await?;
-    let attributes = out.attributes().cloned().unwrap_or_default();
-    let count = |name: QueueAttributeName| attributes.get(&name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Ok(count(QueueAttributeName::ApproximateNumberOfMessages)
-        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }

@@ -7,6 +7,7 @@
 //! first use of the pool (it takes an advisory lock, so concurrent instances apply it once).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -52,8 +53,10 @@ pub fn store_error(e: sqlx::Error) -> StoreError {
 pub struct PgReportingStore {
     pool: PgPool,
     /// Whether this instance has applied the migrations; cleared when a table turns out missing (a
-    /// database recreated under a warm instance), so the next call applies them again.
-    migrated: AsyncMutex<bool>,
+    /// database recreated under a warm instance), so the next call applies them again. Read without
+    /// a lock on every record; `migrating` lets one caller at a time run the migrator.
+    migrated: AtomicBool,
+    migrating: AsyncMutex<()>,
 }
 
 impl PgReportingStore {
@@ -64,16 +67,18 @@ impl PgReportingStore {
             .acquire_timeout(timeout)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Self { pool, migrated: AsyncMutex::new(false) }
+        Self { pool, migrated: AtomicBool::new(false), migrating: AsyncMutex::new(()) }
     }
 
     /// The pool, with the schema migrated (once per instance; retried on the next call if it failed).
     pub async fn pool(&self) -> Result<&PgPool, StoreError> {
-        let mut migrated = self.migrated.lock().await;
-        if !*migrated {
-            MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::retryable(STORE, format!("migrations: {e}")))?;
-            info!("reporting schema is up to date");
-            *migrated = true;
+        if !self.migrated.load(Ordering::Acquire) {
+            let _one_at_a_time = self.migrating.lock().await;
+            if !self.migrated.load(Ordering::Acquire) {
+                MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::retryable(STORE, format!("migrations: {e}")))?;
+                info!("reporting schema is up to date");
+                self.migrated.store(true, Ordering::Release);
+            }
         }
         Ok(&self.pool)
     }
@@ -82,7 +87,7 @@ impl PgReportingStore {
     async fn failed(&self, e: sqlx::Error) -> StoreError {
         if let sqlx::Error::Database(db) = &e {
             if db.code().as_deref() == Some("42P01") {
-                *self.migrated.lock().await = false;
+                self.migrated.store(false, Ordering::Release);
             }
         }
         store_error(e)

@@ -24,12 +24,12 @@ use tracing::{error, warn};
 
 use crate::config::ConsumerConfig;
 use crate::consumer::{
-    dead_letter, decode_delivered, hold_back, invocation_deadline, panic_message, receive_count, respond, BatchError,
-    BatchResult, Decoded, Outcome, RecordContext,
+    dead_letter, decode_delivered, hold_back, invocation_deadline, panic_message, receive_count, respond, sqs_ports,
+    BatchError, BatchResult, Decoded, Outcome, RecordContext,
 };
-use crate::dead_letter::{DeadLetterSink, SqsDeadLetterQueue};
+use crate::dead_letter::DeadLetterSink;
 use crate::error::HandlerError;
-use crate::visibility::{SqsVisibility, VisibilityPort};
+use crate::visibility::VisibilityPort;
 use crate::{deadline, telemetry};
 
 /// One decoded record of a batch.
@@ -80,13 +80,8 @@ impl<E: Inbound> BatchConsumer<E> {
         sdk: &aws_config::SdkConfig,
         handler: Arc<dyn BatchHandler<E>>,
     ) -> Self {
-        let sqs = aws_sdk_sqs::Client::new(sdk);
-        Self::new(
-            config.consumer_name.clone(),
-            handler,
-            Arc::new(SqsDeadLetterQueue::new(sqs.clone(), &config.dead_letter_queue_url)),
-        )
-        .with_visibility(Arc::new(SqsVisibility::new(sqs, &config.queue_url)))
+        let (dead_letters, visibility) = sqs_ports(config, sdk);
+        Self::new(config.consumer_name.clone(), handler, dead_letters).with_visibility(visibility)
     }
 
     /// Serves Lambda invocations until the runtime stops.

@@ -165,19 +165,19 @@ impl<E: Inbound> Consumer<E> {
 
     /// The production wiring: DynamoDB idempotency store and SQS dead-letter queue from `config`.
     pub fn from_config(config: &ConsumerConfig, sdk: &aws_config::SdkConfig, handler: Arc<dyn Handler<E>>) -> Self {
-        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let (dead_letters, visibility) = sqs_ports(config, sdk);
         Self::new(
             config.consumer_name.clone(),
             handler,
             Arc::new(DynamoDbIdempotencyStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.idempotency_table)),
-            Arc::new(SqsDeadLetterQueue::new(sqs.clone(), &config.dead_letter_queue_url)),
+            dead_letters,
             ConsumerSettings {
                 max_concurrency: config.max_concurrency,
                 completed_ttl: config.completed_ttl,
                 ..ConsumerSettings::default()
             },
         )
-        .with_visibility(Arc::new(SqsVisibility::new(sqs, &config.queue_url)))
+        .with_visibility(visibility)
     }
 
     /// Serves Lambda invocations until the runtime stops.
@@ -354,6 +354,19 @@ impl<E: Inbound> Consumer<E> {
         .instrument(span)
         .await
     }
+}
+
+/// The consumer's own SQS queues as the harness's ports: its dead-letter queue, and its queue for
+/// "retry after" (shared by [`Consumer`] and [`crate::BatchConsumer`]).
+pub(crate) fn sqs_ports(
+    config: &ConsumerConfig,
+    sdk: &aws_config::SdkConfig,
+) -> (Arc<dyn DeadLetterSink>, Arc<dyn VisibilityPort>) {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    (
+        Arc::new(SqsDeadLetterQueue::new(sqs.clone(), &config.dead_letter_queue_url)),
+        Arc::new(SqsVisibility::new(sqs, &config.queue_url)),
+    )
 }
 
 /// The deadline of an invocation whose context says `deadline_ms` (epoch milliseconds; 0 when unknown).
