@@ -60,8 +60,11 @@ export ORDERFLOW_LOCALSTACK_URL
 step "all tests (unit, template checks, adapters against the emulators, end to end)"
 log="$ROOT/.local/test-output.log"
 # --show-output: the end-to-end and fault tests print what they counted (orders, rows, messages).
-cargo test --workspace -- --include-ignored --show-output 2>&1 | tee "$log"
+# --no-fail-fast: every test binary runs even when one fails, and the closing line counts them all.
+status=0
+cargo test --workspace --no-fail-fast -- --include-ignored --show-output 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary, the last often a doc-test
 # binary with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
      END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"

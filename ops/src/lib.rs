@@ -7,6 +7,7 @@
 //! A consumer is named as in its `CONSUMER_NAME` (`billing`, `reporting`, ...); [`stack`] finds its
 //! function, queues and rule in the CloudFormation stack, so nothing here hard-codes resource names.
 
+pub mod cli;
 pub mod redrive;
 pub mod replay;
 pub mod stack;

@@ -1,81 +1,16 @@
-//! `orderflow-ops`: operator commands for a deployed Orderflow stack. See `orderflow_ops` and
+//! `orderflow-ops`: operator commands for a deployed Orderflow stack. See `orderflow_ops::cli` and
 //! the README's "Operating" section.
 
-use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
-use orderflow_ops::redrive::{self, Method};
-use orderflow_ops::replay::{self, Bus};
-use orderflow_ops::stack;
-
-/// Operator commands for a deployed Orderflow stack. AWS credentials, region and endpoint come
-/// from the environment (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for the local emulator).
-#[derive(Parser)]
-#[command(name = "orderflow-ops", version)]
-struct Cli {
-    /// The CloudFormation stack.
-    #[arg(long, env = "ORDERFLOW_STACK", default_value = "orderflow")]
-    stack: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Moves a consumer's dead-letter queue back to its queue (once the cause is fixed).
-    Redrive {
-        /// The consumer, as its CONSUMER_NAME (billing, reporting, ...).
-        consumer: String,
-    },
-    /// Re-delivers the archived events of a time window to one consumer alone.
-    Replay {
-        /// The consumer, as its CONSUMER_NAME.
-        consumer: String,
-        /// Start of the window (RFC 3339, e.g. 2026-11-29T00:00:00Z).
-        #[arg(long)]
-        from: DateTime<Utc>,
-        /// End of the window (RFC 3339; default: now).
-        #[arg(long)]
-        to: Option<DateTime<Utc>>,
-    },
-}
-
 #[tokio::main]
-async fn main() -> Result<()> {
-    let cli = Cli::parse();
+async fn main() -> anyhow::Result<()> {
     // The SDK's defaults, not the functions' 5 s per call (harness::aws): an operator's command may
     // list a whole stack and move thousands of messages, and nobody's deadline is at stake.
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
-    let lambda = aws_sdk_lambda::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    match cli.command {
-        Command::Redrive { consumer } => {
-            let consumer = stack::consumer(&cfn, &lambda, &cli.stack, &consumer).await?;
-            let done = redrive::redrive(&sqs, &consumer).await?;
-            let how = match done.method {
-                Method::MessageMoveTask => "SQS StartMessageMoveTask",
-                Method::ReceiveSendDelete => "receive/send/delete (this SQS has no StartMessageMoveTask)",
-            };
-            println!("redrive {}: {} message(s) moved back to its queue, with {how}", consumer.name, done.moved);
-        }
-        Command::Replay { consumer, from, to } => {
-            let consumer = stack::consumer(&cfn, &lambda, &cli.stack, &consumer).await?;
-            let outputs = stack::outputs(&cfn, &cli.stack).await?;
-            let output = |key: &str| outputs.get(key).cloned().with_context(|| format!("stack output {key}"));
-            let bus = Bus {
-                name: output("EventBusName")?,
-                arn: output("EventBusArn")?,
-                archive: format!("{}-archive", cli.stack),
-            };
-            let events = aws_sdk_eventbridge::Client::new(&sdk);
-            let to = to.unwrap_or_else(Utc::now);
-            let done = replay::replay(&events, &sqs, &bus, &consumer, from, to).await?;
-            println!(
-                "replay {}: {} from {from} to {to} {} (limited to rule {})",
-                consumer.name, done.name, done.state, done.rule_arn
-            );
-        }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // --help and --version are not errors: clap prints them and exits.
+    if let Err(e) = <orderflow_ops::cli::Cli as clap::Parser>::try_parse_from(&args) {
+        e.exit();
     }
+    println!("{}", orderflow_ops::cli::run(args, &sdk).await?);
     Ok(())
 }

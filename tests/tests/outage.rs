@@ -4,8 +4,6 @@
 //! waiting on that consumer. Ignored by a bare `cargo test`; `make test` runs them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -151,28 +149,15 @@ async fn place_many(local: &Local, sku: &str, run: &str, n: usize) -> Vec<String
         .await
 }
 
-/// The path of a binary of the workspace, built beside this test (`cargo test --workspace`).
-fn workspace_binary(name: &str) -> PathBuf {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    let path = dir.join(name);
-    assert!(path.exists(), "{} not built: run the tests with `cargo test --workspace` (make test)", path.display());
-    path
-}
-
-/// Runs `orderflow-ops` against the local stack and returns what it printed.
-fn ops(local: &Local, args: &[&str]) -> String {
-    let out = Command::new(workspace_binary("orderflow-ops"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL", local.output("EndpointUrl"))
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "orderflow-ops {args:?} failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
-    println!("orderflow-ops {}: {}", args.join(" "), stdout.trim());
-    stdout
+/// Runs `orderflow-ops` (its command line, through the library the binary calls) against the local
+/// stack and returns what it printed.
+async fn ops(local: &Local, args: &[&str]) -> String {
+    let argv = std::iter::once("orderflow-ops").chain(args.iter().copied());
+    let printed = orderflow_ops::cli::run(argv, &local.sdk)
+        .await
+        .unwrap_or_else(|e| panic!("orderflow-ops {args:?} failed: {e:#}"));
+    println!("orderflow-ops {}: {}", args.join(" "), printed.trim());
+    printed
 }
 
 #[tokio::test]
@@ -321,7 +306,7 @@ async fn texts_dead_lettered_while_twilio_refused_them_are_sent_once_each_after_
     assert_eq!(stand_in.received_for(&to).len(), 2, "refused once each, not retried");
 
     // Twilio accepts again (the refusals are used up); the operator redrives.
-    let printed = ops(&local, &["redrive", "sms"]);
+    let printed = ops(&local, &["redrive", "sms"]).await;
     assert!(printed.contains("receive/send/delete"), "says which way it moved them: {printed}");
     let moved: u32 = printed.split("sms: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert_eq!(moved, earlier + 2, "every dead letter moved");
@@ -380,7 +365,7 @@ async fn reporting_tables_emptied_and_rebuilt_by_replay_equal_what_they_were_and
 
     // Emptied, then rebuilt by replaying the window to reporting alone.
     sqlx::query("TRUNCATE orders, order_lines").execute(&models.pg).await.unwrap();
-    let printed = ops(&local, &["replay", "reporting", "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339()]);
+    let printed = ops(&local, &["replay", "reporting", "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339()]).await;
     assert!(printed.contains("COMPLETED"), "{printed}");
     // The window's orders: late events of earlier tests' orders may still land in the emptied
     // tables meanwhile, so the comparison is of these orders' rows.
@@ -424,7 +409,7 @@ async fn reporting_tables_emptied_and_rebuilt_by_replay_equal_what_they_were_and
     let archive = local.events.describe_archive().archive_name("orderflow-archive").send().await.unwrap();
     let created = archive.creation_time().map(|t| chrono::DateTime::from_timestamp(t.secs(), 0).unwrap()).unwrap();
     if created < from {
-        ops(&local, &["replay", "reporting", "--from", &created.to_rfc3339(), "--to", &from.to_rfc3339()]);
+        ops(&local, &["replay", "reporting", "--from", &created.to_rfc3339(), "--to", &from.to_rfc3339()]).await;
     }
 }
 

@@ -9,14 +9,17 @@
 //!   cannot put an old copy back.
 //!
 //! The compare-and-set is one Lua script, so two writers (the consumer and a read-through fill) can
-//! never interleave between the comparison and the write.
+//! never interleave between the comparison and the write. A newer version always wins; the same
+//! version is written again only when its order key has expired (a read-through fill after the
+//! cache TTL), so a `GET` refills the cache instead of missing until the version key expires.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use orderflow_contracts::OrderState;
+use orderflow_harness::clock::{Clock, SystemClock};
 use orderflow_harness::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
@@ -27,10 +30,13 @@ const STORE: &str = "order cache";
 /// How long the newest version of an order is remembered (longer than SQS keeps a message).
 pub const VERSION_TTL: Duration = Duration::from_secs(15 * 86_400);
 
-/// `SET` the order only when its version is newer than the one recorded; returns 1 if it was set.
+/// `SET` the order when its version is newer than the one recorded, or the same version whose order
+/// key has expired; returns 1 if it was set.
 const SET_IF_NEWER: &str = r"
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-if current >= tonumber(ARGV[1]) then return 0 end
+local version = tonumber(ARGV[1])
+if current > version then return 0 end
+if current == version and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4])
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
@@ -41,7 +47,8 @@ return 1
 pub trait OrderCache: Send + Sync {
     /// The cached order, if any.
     async fn get(&self, order_id: &str) -> Result<Option<OrderState>, StoreError>;
-    /// Stores `order` unless a copy of the same or a newer version was stored; says whether it did.
+    /// Stores `order` unless a newer version was stored, or the same version is still cached; says
+    /// whether it did.
     async fn put_if_newer(&self, order: &OrderState) -> Result<bool, StoreError>;
 }
 
@@ -113,22 +120,44 @@ impl OrderCache for RedisOrderCache {
     }
 }
 
-/// The in-memory fake, with the same newest-version-wins rule and a switch that makes it "down".
-#[derive(Debug, Default)]
+/// The in-memory fake, with the same rule and the same expiry as Redis (the order key after the cache
+/// TTL, the version key after [`VERSION_TTL`], on its clock), and a switch that makes it "down".
+#[derive(Debug)]
 pub struct InMemoryOrderCache {
-    orders: Mutex<HashMap<String, OrderState>>,
+    orders: Mutex<HashMap<String, (OrderState, SystemTime)>>,
+    versions: Mutex<HashMap<String, (u64, SystemTime)>>,
+    ttl: Duration,
+    clock: Arc<dyn Clock>,
     down: Mutex<bool>,
 }
 
+impl Default for InMemoryOrderCache {
+    /// A one-day cache TTL on the machine's clock.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(86_400), Arc::new(SystemClock))
+    }
+}
+
 impl InMemoryOrderCache {
+    /// Orders expire `ttl` after they are written, by `clock`.
+    pub fn new(ttl: Duration, clock: Arc<dyn Clock>) -> Self {
+        Self { orders: Mutex::default(), versions: Mutex::default(), ttl, clock, down: Mutex::new(false) }
+    }
+
     /// Makes every call fail (retryably) while `down`.
     pub fn set_down(&self, down: bool) {
         *self.down.lock().expect("lock") = down;
     }
 
-    /// The cached copy, looked at directly.
+    /// The cached copy, looked at directly (`None` once expired).
     pub fn cached(&self, order_id: &str) -> Option<OrderState> {
-        self.orders.lock().expect("lock").get(order_id).cloned()
+        let now = self.clock.now();
+        self.orders.lock().expect("lock").get(order_id).filter(|(_, expires)| *expires > now).map(|(o, _)| o.clone())
+    }
+
+    fn version(&self, order_id: &str) -> u64 {
+        let now = self.clock.now();
+        self.versions.lock().expect("lock").get(order_id).filter(|(_, expires)| *expires > now).map_or(0, |(v, _)| *v)
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -148,11 +177,16 @@ impl OrderCache for InMemoryOrderCache {
 
     async fn put_if_newer(&self, order: &OrderState) -> Result<bool, StoreError> {
         self.check()?;
-        let mut orders = self.orders.lock().expect("lock");
-        if orders.get(&order.order_id).is_some_and(|cached| cached.version >= order.version) {
+        let current = self.version(&order.order_id);
+        if current > order.version || (current == order.version && self.cached(&order.order_id).is_some()) {
             return Ok(false);
         }
-        orders.insert(order.order_id.clone(), order.clone());
+        let now = self.clock.now();
+        self.versions.lock().expect("lock").insert(order.order_id.clone(), (order.version, now + VERSION_TTL));
+        self.orders
+            .lock()
+            .expect("lock")
+            .insert(order.order_id.clone(), (order.clone(), now + self.ttl.max(Duration::from_secs(1))));
         Ok(true)
     }
 }

@@ -90,6 +90,34 @@ async fn redis_keeps_the_newest_version_whatever_the_order_of_writes() {
 }
 
 #[tokio::test]
+async fn redis_refills_an_expired_order_with_its_own_version_and_never_an_older_one() {
+    // A one-second cache TTL: the order key expires, the version key (15 days) does not.
+    let cache = RedisOrderCache::new(&redis_url(), Duration::from_secs(1), Duration::from_secs(2)).unwrap();
+    let id = format!("test-{}", uuid::Uuid::new_v4());
+    assert!(cache.put_if_newer(&order(&id, 4, OrderStatus::ReadyToShip)).await.unwrap());
+    assert!(!cache.put_if_newer(&order(&id, 4, OrderStatus::ReadyToShip)).await.unwrap(), "still cached: no write");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(cache.get(&id).await.unwrap(), None, "the order key expired");
+    assert!(!cache.put_if_newer(&order(&id, 3, OrderStatus::Placed)).await.unwrap(), "older: still refused");
+    assert!(cache.put_if_newer(&order(&id, 4, OrderStatus::ReadyToShip)).await.unwrap(), "the same version refills");
+    assert_eq!(cache.get(&id).await.unwrap().map(|o| o.version), Some(4));
+}
+
+#[tokio::test]
+async fn the_fake_expires_orders_and_refills_them_as_redis_does() {
+    use orderflow_harness::clock::ManualClock;
+    let clock = Arc::new(ManualClock::at(std::time::SystemTime::now()));
+    let cache = InMemoryOrderCache::new(Duration::from_secs(60), clock.clone());
+    assert!(cache.put_if_newer(&order("o-9", 4, OrderStatus::ReadyToShip)).await.unwrap());
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(cache.get("o-9").await.unwrap(), None, "expired after the cache TTL");
+    assert!(!cache.put_if_newer(&order("o-9", 3, OrderStatus::Placed)).await.unwrap(), "older: refused");
+    assert!(cache.put_if_newer(&order("o-9", 4, OrderStatus::ReadyToShip)).await.unwrap(), "same version refills");
+    clock.advance(VERSION_TTL);
+    assert!(cache.put_if_newer(&order("o-9", 3, OrderStatus::Placed)).await.unwrap(), "after the version key expired");
+}
+
+#[tokio::test]
 async fn a_redis_that_refuses_connections_is_a_retryable_error_within_the_timeout() {
     // Port 1 on loopback: nothing listens, the connection is refused.
     let cache =

@@ -2,7 +2,9 @@
 //! escaped (a customer named `<script>` is shown, never run); the `.txt` ones are not.
 
 use minijinja::{context, Environment};
-use orderflow_contracts::{display_amount, Address, OrderPlaced, OrderState, OrderStatus, OrderStatusChanged};
+use orderflow_contracts::{
+    display_amount, short_order_id, Address, OrderPlaced, OrderState, OrderStatus, OrderStatusChanged,
+};
 use serde::Serialize;
 
 /// One email to send.
@@ -81,18 +83,20 @@ fn email(template: &str, subject: String, to: &str, order_id: &str, ctx: minijin
 
 /// The email for a placed order.
 pub fn placed(order: &OrderPlaced) -> Result<Email, String> {
-    let lines: Vec<Line> = order
+    let lines = order
         .lines
         .iter()
-        .map(|l| Line {
-            sku: l.sku.clone(),
-            quantity: l.quantity,
-            amount: display_amount(i64::from(l.quantity).saturating_mul(l.unit_price_minor), order.currency),
+        .enumerate()
+        .map(|(i, l)| {
+            let minor = i64::from(l.quantity)
+                .checked_mul(l.unit_price_minor)
+                .ok_or_else(|| format!("lines[{i}]: the line's amount overflows"))?;
+            Ok(Line { sku: l.sku.clone(), quantity: l.quantity, amount: display_amount(minor, order.currency) })
         })
-        .collect();
+        .collect::<Result<Vec<Line>, String>>()?;
     email(
         "placed",
-        format!("We have your order {}", &order.order_id[..order.order_id.len().min(8)]),
+        format!("We have your order {}", short_order_id(&order.order_id)),
         &order.customer.email,
         &order.order_id,
         context! {
@@ -113,7 +117,7 @@ fn last_reason(order: &OrderState) -> String {
 /// The notice for a status change, if that status gets one.
 pub fn status_changed(changed: &OrderStatusChanged) -> Option<Result<Email, String>> {
     let order = &changed.order;
-    let short = &order.order_id[..order.order_id.len().min(8)];
+    let short = short_order_id(&order.order_id);
     let (template, subject) = match order.status {
         OrderStatus::ReadyToShip => ("ready_to_ship", format!("Your order {short} is ready to ship")),
         OrderStatus::PaymentFailed => ("payment_failed", format!("We could not take payment for order {short}")),

@@ -86,12 +86,13 @@ pub fn transition(
     reason: Option<String>,
     tracking_number: Option<String>,
 ) -> Result<OrderState, IllegalTransition> {
-    if !state.status.can_move_to(next) {
+    let version = state.version.checked_add(1).filter(|v| *v <= orderflow_contracts::MAX_ORDER_VERSION);
+    let (true, Some(version)) = (state.status.can_move_to(next), version) else {
         return Err(IllegalTransition { order_id: state.order_id.clone(), from: state.status, to: next });
-    }
+    };
     let mut new = state.clone();
     new.status = next;
-    new.version += 1;
+    new.version = version;
     new.history.push(StatusEntry { status: next, at, reason });
     if tracking_number.is_some() {
         new.tracking_number = tracking_number;

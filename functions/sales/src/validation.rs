@@ -10,12 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-/// Most lines one order may have (DynamoDB transactions, which Warehouse allocates stock with, take
-/// at most 100 items).
-pub const MAX_LINES: usize = 50;
-
-/// Most units of one line.
-pub const MAX_QUANTITY: u32 = 10_000;
+/// The bounds every event holds orders to (most lines, most units of one line).
+pub use orderflow_contracts::{MAX_LINES, MAX_QUANTITY};
 
 /// Longest accepted text field, in bytes.
 pub const MAX_TEXT: usize = 200;

@@ -310,3 +310,23 @@ async fn get_reads_through_the_cache_and_falls_back_to_the_table_when_it_is_down
     assert_eq!(json_of(&bypass)["orderId"], id.as_str());
     assert_eq!(api.handle(get_request("nope")).await.status(), 404);
 }
+
+#[tokio::test]
+async fn once_the_cached_order_expires_a_read_refills_the_cache() {
+    use orderflow_harness::clock::ManualClock;
+    let orders = Arc::new(InMemoryOrderStore::default());
+    let clock = Arc::new(ManualClock::at(std::time::SystemTime::now()));
+    let cache = Arc::new(InMemoryOrderCache::new(std::time::Duration::from_secs(86_400), clock.clone()));
+    let catalogue =
+        Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
+    let api = SalesApi::new(orders.clone(), catalogue, 495).with_cache(cache.clone());
+    let placed = api.handle(request("sales-api/post-order.http.json")).await;
+    let id = json_of(&placed)["orderId"].as_str().unwrap().to_string();
+    assert_eq!(x_cache(&api.handle(get_request(&id)).await), "miss");
+    assert_eq!(x_cache(&api.handle(get_request(&id)).await), "hit");
+
+    // A day later the order key has expired (its version key lives 15 days): one miss refills it.
+    clock.advance(std::time::Duration::from_secs(86_401));
+    assert_eq!(x_cache(&api.handle(get_request(&id)).await), "miss");
+    assert_eq!(x_cache(&api.handle(get_request(&id)).await), "hit", "the fill after expiry was stored");
+}

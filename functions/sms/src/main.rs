@@ -1,14 +1,18 @@
 //! Lambda entry point of `sms`: wiring only. The handler is `sms::handler`.
 //!
-//! The Twilio account SID and auth token are read once, at init, from the Secrets Manager secret
-//! named by `TWILIO_SECRET_ID` (never from the environment, never logged).
+//! The Twilio account SID and auth token come from the Secrets Manager secret named by
+//! `TWILIO_SECRET_ID` (never from the environment, never logged): read at init, again once they are
+//! `SECRET_MAX_AGE_SECONDS` old, and at once when Twilio answers 401 (a rotation).
 
 use std::sync::Arc;
 
-use orderflow_harness::config::{self, ConsumerConfig};
+use std::time::Duration;
+
+use orderflow_harness::config::{self, ConsumerConfig, SECRET_MAX_AGE_SECONDS};
+use orderflow_harness::secret::{RotatingSecret, SecretsManagerSource};
 use orderflow_harness::{aws, telemetry, Consumer};
 use sms::handler::{SmsHandler, SmsInput};
-use sms::twilio::{TwilioCredentials, TwilioSender};
+use sms::twilio::{parse_credentials, TwilioSender, RECORD_BUDGET};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -17,10 +21,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let secret_id = config::required("TWILIO_SECRET_ID")?;
     let from = config::required("TWILIO_FROM")?;
     let base_url = config::parsed_or("TWILIO_BASE_URL", "https://api.twilio.com".to_string())?;
+    let max_age = Duration::from_secs(config::parsed_or(SECRET_MAX_AGE_SECONDS, 300)?);
     let sdk = aws::sdk_config().await;
-    let secret = aws::secret_string(&sdk, &secret_id).await?;
-    let credentials: TwilioCredentials = serde_json::from_str(&secret)
-        .map_err(|_| format!("the secret {secret_id} is not {{\"accountSid\": ..., \"authToken\": ...}}"))?;
-    let handler = SmsHandler::new(Arc::new(TwilioSender::new(base_url, credentials, from)));
-    Consumer::<SmsInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
+    let source = Box::new(SecretsManagerSource::new(&sdk, &secret_id));
+    let credentials = RotatingSecret::load(secret_id, source, parse_credentials, max_age).await?;
+    let handler = SmsHandler::new(Arc::new(TwilioSender::rotating(base_url, Arc::new(credentials), from)));
+    Consumer::<SmsInput>::from_config(&consumer_config, &sdk, Arc::new(handler))
+        .with_record_budget(RECORD_BUDGET)
+        .run()
+        .await
 }

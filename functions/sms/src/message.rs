@@ -16,7 +16,7 @@ pub struct Sms {
 
 /// The first 8 characters of an order id: enough for a customer to recognise it.
 fn short(order_id: &str) -> &str {
-    order_id.get(..8).unwrap_or(order_id)
+    orderflow_contracts::short_order_id(order_id)
 }
 
 /// The text for a placed order: received, not yet paid or shipped.

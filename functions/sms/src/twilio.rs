@@ -9,10 +9,17 @@
 //! | 2xx | sent |
 //! | 429 | retry, not before its `Retry-After` (seconds) or a delay growing with the receive count |
 //! | 5xx, timeout, connection failure | retry, likewise |
+//! | 401 | the credentials are read again from Secrets Manager: if they changed (a rotation), the text is sent again with them once; if not, rejected |
 //! | any other 4xx (bad number, unverified sender, ...) | rejected: permanent, dead-lettered with Twilio's message |
+//!
+//! The credentials are a [`RotatingSecret`]: kept at most `SECRET_MAX_AGE_SECONDS`, and read again
+//! at once when Twilio answers 401, so a rotated auth token costs no dead letter.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use orderflow_harness::deadline;
+use orderflow_harness::secret::RotatingSecret;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -59,13 +66,32 @@ impl std::fmt::Debug for TwilioCredentials {
     }
 }
 
+/// How long one request to Twilio may take, connection included.
+pub const TWILIO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest one text may take: one Twilio request, one read of the secret after a 401 (the SDK's
+/// 2 s attempt), and the harness's claim and completion. A second request after a rotation is made
+/// only when the invocation has time for it; otherwise the text is retried with the new credentials.
+pub const RECORD_BUDGET: Duration = Duration::from_secs(8);
+
 /// The Twilio adapter.
 #[derive(Debug, Clone)]
 pub struct TwilioSender {
     http: reqwest::Client,
     base_url: String,
-    credentials: TwilioCredentials,
+    credentials: Arc<RotatingSecret<TwilioCredentials>>,
     from: String,
+}
+
+/// The secret's JSON as credentials (the error never quotes the value).
+pub fn parse_credentials(secret: &str) -> Result<TwilioCredentials, String> {
+    serde_json::from_str(secret).map_err(|_| "is not {\"accountSid\": ..., \"authToken\": ...}".to_string())
+}
+
+/// One request's answer.
+enum Attempt {
+    Done(Result<String, SmsError>),
+    Unauthorised(String),
 }
 
 #[derive(Deserialize)]
@@ -87,12 +113,22 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 impl TwilioSender {
     /// Sends from `from` (an E.164 number or a messaging service's sender) through the API at
-    /// `base_url` (`https://api.twilio.com`; tests point it at their own server). Every request gives
-    /// up after 5 s, so a slow provider costs a retry, not the whole batch.
+    /// `base_url` (`https://api.twilio.com`; tests point it at their own server) with credentials
+    /// that never change. Every request gives up after [`TWILIO_TIMEOUT`], so a slow provider costs a
+    /// retry, not the whole batch.
     pub fn new(base_url: impl Into<String>, credentials: TwilioCredentials, from: impl Into<String>) -> Self {
+        Self::rotating(base_url, Arc::new(RotatingSecret::fixed("twilio", credentials)), from)
+    }
+
+    /// As [`TwilioSender::new`], with credentials from a secret that may rotate.
+    pub fn rotating(
+        base_url: impl Into<String>,
+        credentials: Arc<RotatingSecret<TwilioCredentials>>,
+        from: impl Into<String>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
+            .timeout(TWILIO_TIMEOUT)
             .build()
             .expect("an HTTP client with timeouts");
         Self { http, base_url: base_url.into().trim_end_matches('/').to_string(), credentials, from: from.into() }
@@ -102,11 +138,45 @@ impl TwilioSender {
 #[async_trait]
 impl SmsSender for TwilioSender {
     async fn send(&self, sms: &Sms) -> Result<String, SmsError> {
-        let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", self.base_url, self.credentials.account_sid);
+        let current = self.credentials.current().await;
+        let reason = match self.attempt(&current.value, sms).await {
+            Attempt::Done(result) => return result,
+            Attempt::Unauthorised(reason) => reason,
+        };
+        // 401: a rotated token? Read the secret again; only a changed value is worth another request.
+        let fresh = match self.credentials.refresh_after_rejection(current.generation).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => return Err(SmsError::Rejected(reason)),
+            Err(e) => return Err(SmsError::Unavailable { reason: format!("{reason}; {e}"), after: None }),
+        };
+        if !deadline::allows(Duration::ZERO, TWILIO_TIMEOUT) {
+            // Too little time for another request: the next delivery uses the new credentials.
+            return Err(SmsError::Unavailable {
+                reason: format!("{reason}; credentials rotated"),
+                after: Some(Duration::ZERO),
+            });
+        }
+        match self.attempt(&fresh.value, sms).await {
+            Attempt::Done(result) => result,
+            Attempt::Unauthorised(reason) => Err(SmsError::Rejected(reason)),
+        }
+    }
+}
+
+impl TwilioSender {
+    async fn attempt(&self, credentials: &TwilioCredentials, sms: &Sms) -> Attempt {
+        match self.post(credentials, sms).await {
+            Err(SmsError::Rejected(reason)) if reason.starts_with("HTTP 401") => Attempt::Unauthorised(reason),
+            other => Attempt::Done(other),
+        }
+    }
+
+    async fn post(&self, credentials: &TwilioCredentials, sms: &Sms) -> Result<String, SmsError> {
+        let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", self.base_url, credentials.account_sid);
         let response = self
             .http
             .post(&url)
-            .basic_auth(&self.credentials.account_sid, Some(&self.credentials.auth_token))
+            .basic_auth(&credentials.account_sid, Some(&credentials.auth_token))
             .form(&[("To", sms.to.as_str()), ("From", self.from.as_str()), ("Body", sms.body.as_str())])
             .send()
             .await

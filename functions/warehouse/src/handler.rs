@@ -61,7 +61,7 @@ impl Handler<OrderBilled> for Warehouse {
                     tracking_number: tracking_number(&billed.order_id),
                     recipient: billed.customer_name.clone(),
                     address: billed.shipping_address.clone(),
-                    contents: demand(&billed.lines).into_iter().collect(),
+                    contents: demand(&billed.lines)?.into_iter().collect(),
                 };
                 let stored = self.labels.put(&label).await?;
                 info!(order_id = %billed.order_id, tracking_number = %label.tracking_number, key = %stored.key, "stock allocated, label created");

@@ -46,13 +46,17 @@ pub trait StockStore: Send + Sync {
     async fn allocate(&self, order_id: &str, lines: &[OrderLine]) -> Result<Allocation, StoreError>;
 }
 
-/// Quantities per SKU (an order may list a SKU twice).
-pub fn demand(lines: &[OrderLine]) -> BTreeMap<String, u32> {
-    let mut demand = BTreeMap::new();
-    for line in lines {
-        *demand.entry(line.sku.clone()).or_insert(0) += line.quantity;
+/// Quantities per SKU (an order may list a SKU twice), summed with checked arithmetic: a sum that
+/// does not fit is a permanent error naming the line.
+pub fn demand(lines: &[OrderLine]) -> Result<BTreeMap<String, u32>, StoreError> {
+    let mut demand: BTreeMap<String, u32> = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        let total = demand.entry(line.sku.clone()).or_insert(0);
+        *total = total.checked_add(line.quantity).ok_or_else(|| {
+            StoreError::permanent(STORE, format!("lines[{i}]: the demand for {} overflows", line.sku))
+        })?;
     }
-    demand
+    Ok(demand)
 }
 
 /// The lines `levels` cannot fill (an unknown SKU has none on hand).
@@ -215,7 +219,7 @@ impl StockStore for DynamoDbStockStore {
     async fn allocate(&self, order_id: &str, lines: &[OrderLine]) -> Result<Allocation, StoreError> {
         // No read first: the transaction's condition on the shipment record catches a redelivery,
         // and only a cancelled transaction pays for the reads that tell why.
-        let demand = demand(lines);
+        let demand = demand(lines)?;
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(20))
             .with_max_delay(Duration::from_millis(400))
@@ -286,14 +290,15 @@ impl StockStore for InMemoryStockStore {
             return Ok(Allocation::Short(recorded.clone()));
         }
         let mut levels = self.levels.lock().expect("lock");
-        let demand = demand(lines);
+        let demand = demand(lines)?;
         let shortages = shortages(&demand, &levels);
         if !shortages.is_empty() {
             short.insert(order_id.to_string(), shortages.clone());
             return Ok(Allocation::Short(shortages));
         }
         for (sku, q) in demand {
-            *levels.get_mut(&sku).expect("checked above") -= q;
+            let level = levels.get_mut(&sku).expect("checked above");
+            *level = level.checked_sub(q).expect("no shortage: the level covers the demand");
         }
         allocated.insert(order_id.to_string());
         Ok(Allocation::Allocated)

@@ -38,6 +38,11 @@ impl Currency {
     }
 }
 
+/// The first 8 characters of an order id, for subjects and texts; never cuts a character in two.
+pub fn short_order_id(order_id: &str) -> &str {
+    order_id.char_indices().nth(8).map_or(order_id, |(i, _)| &order_id[..i])
+}
+
 /// An amount for people to read, e.g. `57.43 GBP` (every currency here has two minor digits).
 pub fn display_amount(minor: i64, currency: Currency) -> String {
     let sign = if minor < 0 { "-" } else { "" };
@@ -71,7 +76,7 @@ pub struct Customer {
 pub struct OrderLine {
     /// Stock keeping unit.
     pub sku: String,
-    /// At least 1.
+    /// 1 to [`MAX_QUANTITY`].
     pub quantity: u32,
     /// Price of one unit, in minor units.
     pub unit_price_minor: i64,
@@ -81,6 +86,78 @@ pub struct OrderLine {
 /// 10^12 (ten billion in major units). Far above any real order and far below `i64::MAX`, so that
 /// no sum or product of accepted amounts can wrap; every computation is checked all the same.
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
+
+/// Most lines one order may have (Warehouse allocates stock in one DynamoDB transaction, which
+/// takes at most 100 items).
+pub const MAX_LINES: usize = 50;
+
+/// Most units of one line.
+pub const MAX_QUANTITY: u32 = 10_000;
+
+/// Highest version an order may reach: 1 when placed, one more per status change. Far beyond any
+/// real order's history, and far below 2^53, so Redis's Lua numbers and PostgreSQL's `bigint` hold
+/// it exactly; an event past it is refused (permanently), so it can never pin a read model's copy.
+pub const MAX_ORDER_VERSION: u64 = 1_000;
+
+fn invalid(event: &'static str, field: impl Into<String>, reason: impl Into<String>) -> ContractError {
+    ContractError::Invalid { event, field: field.into(), reason: reason.into() }
+}
+
+/// Lines within bounds: at least one, at most [`MAX_LINES`], each quantity 1 to [`MAX_QUANTITY`].
+fn check_lines(event: &'static str, prefix: &str, lines: &[OrderLine]) -> Result<(), ContractError> {
+    if lines.is_empty() {
+        return Err(invalid(event, format!("{prefix}lines"), "an order needs at least one line"));
+    }
+    if lines.len() > MAX_LINES {
+        return Err(invalid(event, format!("{prefix}lines"), format!("must have at most {MAX_LINES} lines")));
+    }
+    for (i, line) in lines.iter().enumerate() {
+        if line.quantity == 0 {
+            return Err(invalid(event, format!("{prefix}lines[{i}].quantity"), "must be at least 1"));
+        }
+        if line.quantity > MAX_QUANTITY {
+            return Err(invalid(
+                event,
+                format!("{prefix}lines[{i}].quantity"),
+                format!("must be at most {MAX_QUANTITY}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Totals that are what the lines, shipping and tax add up to, every amount checked.
+fn check_totals(event: &'static str, prefix: &str, lines: &[OrderLine], totals: &Totals) -> Result<(), ContractError> {
+    let expected = Totals::for_lines(lines, totals.shipping_minor, totals.tax_minor)
+        .map_err(|e| invalid(event, format!("{prefix}{}", e.field), e.reason))?;
+    if totals.subtotal_minor != expected.subtotal_minor {
+        return Err(invalid(
+            event,
+            format!("{prefix}totals.subtotalMinor"),
+            "is not the sum of quantity × unit price over the lines",
+        ));
+    }
+    if totals.total_minor != expected.total_minor {
+        return Err(invalid(event, format!("{prefix}totals.totalMinor"), "is not subtotal + shipping + tax"));
+    }
+    Ok(())
+}
+
+/// A charge: more than zero, at most [`MAX_AMOUNT_MINOR`].
+fn check_charge(event: &'static str, amount: i64) -> Result<(), ContractError> {
+    let amount = checked_amount("amountMinor", Some(amount)).map_err(|e| invalid(event, e.field, e.reason))?;
+    if amount == 0 {
+        return Err(invalid(event, "amountMinor", "must be more than zero"));
+    }
+    Ok(())
+}
+
+fn check_order_id(event: &'static str, field: &str, order_id: &str) -> Result<(), ContractError> {
+    if order_id.trim().is_empty() {
+        return Err(invalid(event, field, "must not be empty"));
+    }
+    Ok(())
+}
 
 /// An amount that is negative, too large, or whose computation would overflow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -268,32 +345,10 @@ impl Event for OrderPlaced {
     }
 
     fn validate(&self) -> Result<(), ContractError> {
-        let invalid =
-            |field: String, reason: &str| ContractError::Invalid { event: Self::NAME, field, reason: reason.into() };
-        if self.order_id.trim().is_empty() {
-            return Err(invalid("orderId".into(), "must not be empty"));
-        }
-        if self.lines.is_empty() {
-            return Err(invalid("lines".into(), "an order needs at least one line"));
-        }
-        for (i, line) in self.lines.iter().enumerate() {
-            if line.quantity == 0 {
-                return Err(invalid(format!("lines[{i}].quantity"), "must be at least 1"));
-            }
-        }
+        check_order_id(Self::NAME, "orderId", &self.order_id)?;
+        check_lines(Self::NAME, "", &self.lines)?;
         // Recompute every amount, checked, and hold the producer's figures to it.
-        let expected = Totals::for_lines(&self.lines, self.totals.shipping_minor, self.totals.tax_minor)
-            .map_err(|e| invalid(e.field, &e.reason))?;
-        if self.totals.subtotal_minor != expected.subtotal_minor {
-            return Err(invalid(
-                "totals.subtotalMinor".into(),
-                "is not the sum of quantity × unit price over the lines",
-            ));
-        }
-        if self.totals.total_minor != expected.total_minor {
-            return Err(invalid("totals.totalMinor".into(), "is not subtotal + shipping + tax"));
-        }
-        Ok(())
+        check_totals(Self::NAME, "", &self.lines, &self.totals)
     }
 }
 
@@ -327,12 +382,13 @@ impl Event for OrderBilled {
     const SCHEMA_VERSION: u32 = 1;
 
     fn validate(&self) -> Result<(), ContractError> {
-        if self.lines.is_empty() {
-            return Err(ContractError::Invalid {
-                event: Self::NAME,
-                field: "lines".into(),
-                reason: "must not be empty".into(),
-            });
+        check_order_id(Self::NAME, "orderId", &self.order_id)?;
+        check_lines(Self::NAME, "", &self.lines)?;
+        check_charge(Self::NAME, self.amount_minor)?;
+        // What was charged covers the lines (shipping and tax come on top).
+        let lines = Totals::for_lines(&self.lines, 0, 0).map_err(|e| invalid(Self::NAME, e.field, e.reason))?;
+        if self.amount_minor < lines.subtotal_minor {
+            return Err(invalid(Self::NAME, "amountMinor", "is less than the lines' sum"));
         }
         Ok(())
     }
@@ -360,6 +416,11 @@ impl Event for PaymentDeclined {
     const NAME: &'static str = "PaymentDeclined";
     const SOURCE: &'static str = BILLING;
     const SCHEMA_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), ContractError> {
+        check_order_id(Self::NAME, "orderId", &self.order_id)?;
+        check_charge(Self::NAME, self.amount_minor)
+    }
 }
 
 /// Warehouse allocated the stock and created the shipping label.
@@ -386,6 +447,10 @@ impl Event for ShippingLabelCreated {
     const NAME: &'static str = "ShippingLabelCreated";
     const SOURCE: &'static str = WAREHOUSE;
     const SCHEMA_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), ContractError> {
+        check_order_id(Self::NAME, "orderId", &self.order_id)
+    }
 }
 
 /// A line the warehouse could not fill.
@@ -416,6 +481,24 @@ impl Event for StockAllocationFailed {
     const NAME: &'static str = "StockAllocationFailed";
     const SOURCE: &'static str = WAREHOUSE;
     const SCHEMA_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), ContractError> {
+        check_order_id(Self::NAME, "orderId", &self.order_id)?;
+        if self.shortages.is_empty() || self.shortages.len() > MAX_LINES {
+            return Err(invalid(Self::NAME, "shortages", format!("must have 1 to {MAX_LINES} entries")));
+        }
+        // Lines of one SKU are summed, so one SKU may be asked for up to MAX_LINES × MAX_QUANTITY.
+        let most = MAX_QUANTITY.saturating_mul(MAX_LINES as u32);
+        for (i, shortage) in self.shortages.iter().enumerate() {
+            if !(1..=most).contains(&shortage.requested) {
+                return Err(invalid(Self::NAME, format!("shortages[{i}].requested"), format!("must be 1 to {most}")));
+            }
+            if shortage.available >= shortage.requested {
+                return Err(invalid(Self::NAME, format!("shortages[{i}].available"), "is not less than requested"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One entry of an order's status history.
@@ -439,7 +522,8 @@ pub struct OrderState {
     pub order_id: String,
     /// Where it stands.
     pub status: OrderStatus,
-    /// Grows by one on every change: consumers keep a copy only if it is newer than theirs.
+    /// Grows by one on every change (1 to [`MAX_ORDER_VERSION`]): consumers keep a copy only if it is
+    /// newer than theirs.
     pub version: u64,
     /// The buyer.
     pub customer: Customer,
@@ -473,4 +557,14 @@ impl Event for OrderStatusChanged {
     const NAME: &'static str = "OrderStatusChanged";
     const SOURCE: &'static str = SALES;
     const SCHEMA_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), ContractError> {
+        let order = &self.order;
+        check_order_id(Self::NAME, "order.orderId", &order.order_id)?;
+        if !(1..=MAX_ORDER_VERSION).contains(&order.version) {
+            return Err(invalid(Self::NAME, "order.version", format!("must be 1 to {MAX_ORDER_VERSION}")));
+        }
+        check_lines(Self::NAME, "order.", &order.lines)?;
+        check_totals(Self::NAME, "order.", &order.lines, &order.totals)
+    }
 }

@@ -25,7 +25,7 @@ use tracing::{error, warn};
 use crate::config::ConsumerConfig;
 use crate::consumer::{
     dead_letter, decode_delivered, hold_back, invocation_deadline, panic_message, receive_count, respond, sqs_ports,
-    BatchError, BatchResult, Decoded, Outcome, RecordContext,
+    too_late_to_start, BatchError, BatchResult, Decoded, Outcome, RecordContext, AWS_ONLY_RECORD_BUDGET,
 };
 use crate::dead_letter::DeadLetterSink;
 use crate::error::HandlerError;
@@ -56,6 +56,7 @@ pub struct BatchConsumer<E> {
     dead_letters: Arc<dyn DeadLetterSink>,
     visibility: Option<Arc<dyn VisibilityPort>>,
     assumed_duration: Duration,
+    record_budget: Duration,
 }
 
 impl<E: Inbound> BatchConsumer<E> {
@@ -65,7 +66,20 @@ impl<E: Inbound> BatchConsumer<E> {
         handler: Arc<dyn BatchHandler<E>>,
         dead_letters: Arc<dyn DeadLetterSink>,
     ) -> Self {
-        Self { name: name.into(), handler, dead_letters, visibility: None, assumed_duration: Duration::from_secs(60) }
+        Self {
+            name: name.into(),
+            handler,
+            dead_letters,
+            visibility: None,
+            assumed_duration: Duration::from_secs(60),
+            record_budget: AWS_ONLY_RECORD_BUDGET,
+        }
+    }
+
+    /// The longest one handler call may take: the batch is handed back unstarted when less is left.
+    pub fn with_record_budget(mut self, budget: Duration) -> Self {
+        self.record_budget = budget;
+        self
     }
 
     /// Where "retry after" is applied (the consumer's own queue).
@@ -106,6 +120,7 @@ impl<E: Inbound> BatchConsumer<E> {
 
     /// Handles one batch of an invocation that ends at `deadline`.
     pub async fn process_until(&self, event: SqsEvent, deadline: SystemTime) -> Result<BatchResult, BatchError> {
+        let received = SystemTime::now();
         let records = event.records;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
         let mut decoded = Vec::new();
@@ -135,13 +150,20 @@ impl<E: Inbound> BatchConsumer<E> {
             }
         }
         if !decoded.is_empty() {
-            let results = self.handle(&decoded, deadline).await;
-            for ((i, result), record) in positions.iter().copied().zip(results).zip(&decoded) {
-                outcomes[i] = Some(self.settle(&records[i], record, result).await);
+            // One handler call for the whole batch: not started with less than its budget left.
+            if let Some(outcome) = too_late_to_start(&self.name, &records[positions[0]], deadline, self.record_budget) {
+                for &i in &positions {
+                    outcomes[i] = Some(outcome.clone());
+                }
+            } else {
+                let results = self.handle(&decoded, deadline).await;
+                for ((i, result), record) in positions.iter().copied().zip(results).zip(&decoded) {
+                    outcomes[i] = Some(self.settle(&records[i], record, result).await);
+                }
             }
         }
         let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Retry(None))).collect();
-        hold_back(self.visibility.as_ref(), &self.name, &records, &outcomes).await;
+        hold_back(self.visibility.as_ref(), &self.name, &records, &outcomes, received).await;
         respond(&self.name, &records, &outcomes)
     }
 

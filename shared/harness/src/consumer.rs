@@ -13,14 +13,17 @@
 //!   ▼
 //! handler ─► Ok: complete our claim, acknowledged
 //!         ├► Retryable or panic: release our claim, batch item failure
-//!         ├► RetryAfter(D): release our claim, visibility timeout := min(D, 12 h), batch item failure
+//!         ├► RetryAfter(D): release our claim, visibility timeout := min(D, what is left of SQS's 12 h), batch item failure
 //!         └► Permanent: release our claim, dead-letter queue now, acknowledged
 //! ```
 //!
 //! A panic anywhere on that path (decoding, validation, the stores, the handler) fails that record
 //! alone: it is handed back to SQS and the rest of the batch carries on. That needs panics to unwind,
 //! which the crate checks at compile time. Each record runs inside [`deadline::within`] the
-//! invocation's deadline, so what it calls can stop retrying in time.
+//! invocation's deadline, so what it calls can stop retrying in time, and no record is started once
+//! the time left is below what one record may take ([`ConsumerSettings::record_budget`]): such records
+//! are handed back unstarted, visible again at once, so a slow provider never times the whole
+//! invocation out (which would lose the delays already set and send again what it already sent).
 //!
 //! Records run concurrently up to a bound. On a FIFO queue records of one message group run in order
 //! and, once one of them fails, the rest of that group is handed back unprocessed, so SQS redelivers
@@ -44,10 +47,10 @@ use tracing::{error, info, warn, Instrument};
 use crate::config::ConsumerConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};
 use crate::deadline;
-use crate::error::{HandlerError, MAX_RETRY_DELAY};
+use crate::error::HandlerError;
 use crate::idempotency::{Claim, DynamoDbIdempotencyStore, IdempotencyStore};
 use crate::telemetry::{self, Counts};
-use crate::visibility::{SqsVisibility, VisibilityPort};
+use crate::visibility::{longest_delay, SqsVisibility, VisibilityPort};
 
 /// What a handler knows about the record it is handling.
 #[derive(Debug, Clone)]
@@ -87,7 +90,14 @@ pub struct ConsumerSettings {
     /// carries the same event once per target (webhook deliveries: once per subscription), so that
     /// handling it for one target does not mark it handled for the others. `None`: the event id alone.
     pub scope_attribute: Option<&'static str>,
+    /// The longest one record may take (its handler's client timeouts plus the harness's own calls):
+    /// a record is not started when less than this is left before the invocation's deadline.
+    pub record_budget: Duration,
 }
+
+/// The record budget of a consumer whose handler only calls AWS: the harness's claim and completion
+/// and the handler's own calls, each within the SDK's 2 s attempt timeout (`aws::timeouts`).
+pub const AWS_ONLY_RECORD_BUDGET: Duration = Duration::from_secs(3);
 
 impl Default for ConsumerSettings {
     fn default() -> Self {
@@ -96,6 +106,7 @@ impl Default for ConsumerSettings {
             in_progress_expiry: Duration::from_secs(60),
             completed_ttl: Duration::from_secs(86_400),
             scope_attribute: None,
+            record_budget: AWS_ONLY_RECORD_BUDGET,
         }
     }
 }
@@ -156,6 +167,13 @@ impl<E: Inbound> Consumer<E> {
         self
     }
 
+    /// The longest one record may take (see [`ConsumerSettings::record_budget`]): its clients'
+    /// timeouts and a margin for the harness's own calls.
+    pub fn with_record_budget(mut self, budget: Duration) -> Self {
+        self.settings.record_budget = budget;
+        self
+    }
+
     /// Where "retry after D" is applied (the consumer's own queue). Without it such records are
     /// retried after the queue's visibility timeout.
     pub fn with_visibility(mut self, visibility: Arc<dyn VisibilityPort>) -> Self {
@@ -203,12 +221,13 @@ impl<E: Inbound> Consumer<E> {
     /// Handles one batch of an invocation that ends at `deadline`, and says which records SQS must
     /// redeliver.
     pub async fn process_until(&self, event: SqsEvent, deadline: SystemTime) -> Result<BatchResult, BatchError> {
+        let received = SystemTime::now();
         let records = event.records;
         let fifo = records.iter().any(|r| r.event_source_arn.as_deref().is_some_and(|a| a.ends_with(".fifo")));
         let outcomes: Vec<Outcome> =
             if fifo { self.process_fifo(&records, deadline).await } else { self.process_all(&records, deadline).await };
 
-        hold_back(self.visibility.as_ref(), &self.name, &records, &outcomes).await;
+        hold_back(self.visibility.as_ref(), &self.name, &records, &outcomes, received).await;
         respond(&self.name, &records, &outcomes)
     }
 
@@ -259,8 +278,12 @@ impl<E: Inbound> Consumer<E> {
         indexed.into_iter().map(|(_, o)| o).collect()
     }
 
-    /// One record, within the deadline, with any panic on its path turned into a retry of it alone.
+    /// One record, within the deadline, with any panic on its path turned into a retry of it alone;
+    /// not started when less than the record budget is left.
     async fn guarded(&self, record: &SqsMessage, deadline: SystemTime) -> Outcome {
+        if let Some(outcome) = too_late_to_start(&self.name, record, deadline, self.settings.record_budget) {
+            return outcome;
+        }
         let run = deadline::within(deadline, self.process_record(record, deadline));
         match AssertUnwindSafe(run).catch_unwind().await {
             Ok(outcome) => outcome,
@@ -369,6 +392,24 @@ pub(crate) fn sqs_ports(
     )
 }
 
+/// `Some(hand back now)` when less than `budget` is left before `deadline`: the record is not started,
+/// and is made visible again at once so the next invocation takes it.
+pub(crate) fn too_late_to_start(
+    name: &str,
+    record: &SqsMessage,
+    deadline: SystemTime,
+    budget: Duration,
+) -> Option<Outcome> {
+    let left = deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+    if left >= budget {
+        return None;
+    }
+    warn!(consumer = %name, message_id = record.message_id.as_deref().unwrap_or_default(),
+        left_ms = left.as_millis() as u64, budget_ms = budget.as_millis() as u64,
+        "too little time left to start this record: handed back unstarted");
+    Some(Outcome::Retry(Some(Duration::ZERO)))
+}
+
 /// The deadline of an invocation whose context says `deadline_ms` (epoch milliseconds; 0 when unknown).
 pub(crate) fn invocation_deadline(deadline_ms: u64, fallback: Duration) -> SystemTime {
     match deadline_ms {
@@ -405,17 +446,21 @@ pub(crate) fn respond(name: &str, records: &[SqsMessage], outcomes: &[Outcome]) 
     Ok(BatchResult { response, counts })
 }
 
-/// Applies each "retry after" as the record's visibility timeout, capped at SQS's 12 hours. A
-/// failure here only means SQS redelivers sooner (after the queue's own visibility timeout).
+/// Applies each "retry after" as the record's visibility timeout, capped at what is left of SQS's
+/// 12 hours since the batch was `received` ([`crate::visibility::longest_delay`]). A failure here
+/// only means SQS redelivers sooner (after the queue's own visibility timeout).
 pub(crate) async fn hold_back(
     visibility: Option<&Arc<dyn VisibilityPort>>,
     name: &str,
     records: &[SqsMessage],
     outcomes: &[Outcome],
+    received: SystemTime,
 ) {
     let Some(visibility) = visibility else { return };
+    let since_batch = SystemTime::now().duration_since(received).unwrap_or(Duration::ZERO);
+    let cap = longest_delay(since_batch);
     let delays = records.iter().zip(outcomes).filter_map(|(record, outcome)| match outcome {
-        Outcome::Retry(Some(after)) => Some((record, (*after).min(MAX_RETRY_DELAY))),
+        Outcome::Retry(Some(after)) => Some((record, (*after).min(cap))),
         _ => None,
     });
     futures::future::join_all(delays.map(|(record, after)| async move {
@@ -444,6 +489,7 @@ pub(crate) async fn dead_letter(
         reason: reason.clone(),
         receive_count,
         message_group_id: record.attributes.get("MessageGroupId").cloned(),
+        attributes: record.message_attributes.clone(),
     };
     match sink.send(letter).await {
         Ok(()) => {

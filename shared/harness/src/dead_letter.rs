@@ -1,11 +1,23 @@
 //! Where a record that can never succeed goes at once: the consumer's own dead-letter queue, with the
-//! reason attached as message attributes. Redriving the DLQ to the source queue replays the original
-//! body unchanged.
+//! reason attached as message attributes. The copy keeps everything redrive needs: the original body
+//! unchanged, every message attribute it had (a webhook delivery's `subscriptionId`, say) and its FIFO
+//! group, so a redriven message is the message that failed, plus the `orderflow.*` reason attributes.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use aws_lambda_events::event::sqs::SqsMessageAttribute;
+use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::MessageAttributeValue;
+
+/// The prefix of the attributes the harness adds to a dead letter (reason, consumer, source message
+/// id, receive count). An original attribute with this prefix (from an earlier dead-lettering that
+/// was redriven) is replaced, never kept twice.
+pub const ATTRIBUTE_PREFIX: &str = "orderflow.";
+
+/// SQS's limit of message attributes per message.
+pub const MAX_ATTRIBUTES: usize = 10;
 
 /// One dead-lettered record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +34,8 @@ pub struct DeadLetter {
     pub receive_count: u32,
     /// `MessageGroupId` on a FIFO source queue.
     pub message_group_id: Option<String>,
+    /// Every message attribute the original had.
+    pub attributes: HashMap<String, SqsMessageAttribute>,
 }
 
 /// Sending to the dead-letter queue failed; the harness then hands the record back to SQS instead.
@@ -59,29 +73,61 @@ fn attribute(value: impl Into<String>) -> Result<MessageAttributeValue, String> 
     MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| e.to_string())
 }
 
+/// An attribute as Lambda delivered it, as SQS takes it back.
+fn original(value: &SqsMessageAttribute) -> Result<MessageAttributeValue, String> {
+    MessageAttributeValue::builder()
+        .data_type(value.data_type.clone().unwrap_or_else(|| "String".into()))
+        .set_string_value(value.string_value.clone())
+        .set_binary_value(value.binary_value.as_ref().map(|b| Blob::new(b.0.clone())))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The attributes of the copy: every original one (but stale `orderflow.*` ones), then the harness's
+/// own as far as SQS's ten allow, the reason first.
+pub fn copy_attributes(letter: &DeadLetter) -> Result<Vec<(String, MessageAttributeValue)>, String> {
+    let mut out: Vec<(String, MessageAttributeValue)> = Vec::new();
+    let mut names: Vec<&String> = letter.attributes.keys().filter(|k| !k.starts_with(ATTRIBUTE_PREFIX)).collect();
+    names.sort();
+    for name in names {
+        out.push((name.clone(), original(&letter.attributes[name])?));
+    }
+    // SQS attribute values are limited to 256 KB with the body; reasons are short, cut them anyway.
+    let reason: String = letter.reason.chars().take(1024).collect();
+    let ours = [
+        ("orderflow.reason", attribute(reason)?),
+        ("orderflow.consumer", attribute(letter.consumer.clone())?),
+        ("orderflow.sourceMessageId", attribute(letter.message_id.clone())?),
+        (
+            "orderflow.receiveCount",
+            MessageAttributeValue::builder()
+                .data_type("Number")
+                .string_value(letter.receive_count.to_string())
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+    ];
+    for (name, value) in ours {
+        if out.len() < MAX_ATTRIBUTES {
+            out.push((name.to_string(), value));
+        }
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl DeadLetterSink for SqsDeadLetterQueue {
     async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
         let fail = |reason: String| DeadLetterError { message_id: letter.message_id.clone(), reason };
-        // SQS attribute values are limited to 256 KB with the body; reasons are short, cut them anyway.
-        let reason: String = letter.reason.chars().take(1024).collect();
         let mut req = self
             .client
             .send_message()
             .queue_url(&self.queue_url)
             // SQS refuses an empty body; an empty record is still worth keeping with its reason.
-            .message_body(if letter.body.is_empty() { "(empty body)".to_string() } else { letter.body.clone() })
-            .message_attributes("orderflow.reason", attribute(reason).map_err(fail)?)
-            .message_attributes("orderflow.consumer", attribute(letter.consumer.clone()).map_err(fail)?)
-            .message_attributes("orderflow.sourceMessageId", attribute(letter.message_id.clone()).map_err(fail)?)
-            .message_attributes(
-                "orderflow.receiveCount",
-                MessageAttributeValue::builder()
-                    .data_type("Number")
-                    .string_value(letter.receive_count.to_string())
-                    .build()
-                    .map_err(|e| fail(e.to_string()))?,
-            );
+            .message_body(if letter.body.is_empty() { "(empty body)".to_string() } else { letter.body.clone() });
+        for (name, value) in copy_attributes(&letter).map_err(fail)? {
+            req = req.message_attributes(name, value);
+        }
         if self.queue_url.ends_with(".fifo") {
             req = req
                 .message_group_id(letter.message_group_id.clone().unwrap_or_else(|| letter.consumer.clone()))

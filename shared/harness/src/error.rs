@@ -11,7 +11,7 @@ pub enum HandlerError {
     Retryable(String),
     /// Retryable, but not before `after` (a provider's `Retry-After`, or a delay growing with the
     /// receive count, see [`growing_delay`]): the harness sets the message's visibility timeout to it
-    /// (capped at SQS's 12 hours), so SQS redelivers it no sooner and the provider is not hammered.
+    /// (capped at [`MAX_RETRY_DELAY`], less the time the invocation has taken), so SQS redelivers it no sooner and the provider is not hammered.
     #[error("retryable after {after:?}: {reason}")]
     RetryAfter {
         /// What went wrong.
@@ -50,8 +50,10 @@ impl From<crate::publisher::PublishError> for HandlerError {
     }
 }
 
-/// The longest visibility timeout SQS accepts (12 hours): no record waits longer than this.
-pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(43_200);
+/// The longest a record can be held back (11 h 50 min, see [`crate::visibility::longest_delay`]):
+/// SQS's 12 hours from the receive, less a margin for the time before the harness saw the batch.
+pub const MAX_RETRY_DELAY: Duration =
+    crate::visibility::VISIBILITY_LIMIT.saturating_sub(crate::visibility::RECEIVE_MARGIN);
 
 /// A delay that grows with each delivery: 5 s after the first, doubling, at most 15 minutes. For a
 /// dependency that is down without saying for how long.

@@ -31,6 +31,7 @@ pub mod dynamo;
 pub mod error;
 pub mod idempotency;
 pub mod publisher;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]

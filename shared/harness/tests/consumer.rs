@@ -56,6 +56,12 @@ impl Handler<OrderPlaced> for ScriptedHandler {
         if id.starts_with("later-") {
             return Err(HandlerError::retry_after("429 from provider, Retry-After: 30", Duration::from_secs(30)));
         }
+        if id.starts_with("sluggish-") {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if id.starts_with("twelve-") {
+            return Err(HandlerError::retry_after("Retry-After: 43200", Duration::from_secs(43_200)));
+        }
         if id.starts_with("tomorrow-") {
             return Err(HandlerError::retry_after("Retry-After: 72000", Duration::from_secs(72_000)));
         }
@@ -585,8 +591,11 @@ async fn a_panic_in_an_adapter_fails_its_record_alone() {
 }
 
 #[tokio::test]
-async fn retry_after_holds_the_record_back_capped_at_twelve_hours() {
+async fn retry_after_holds_the_record_back_within_what_sqs_accepts_from_the_receive() {
+    use orderflow_harness::error::MAX_RETRY_DELAY;
     let handler = Arc::new(ScriptedHandler::default());
+    // Behaves as SQS does: refuses a delay that would keep a message invisible past 12 hours from its
+    // receive (here: the moment the fake is made, just before the batch is handled).
     let delays = Arc::new(orderflow_harness::visibility::RecordedDelays::default());
     let consumer = Consumer::new(
         "sms",
@@ -602,17 +611,80 @@ async fn retry_after_holds_the_record_back_capped_at_twelve_hours() {
             record("m2", &order_body("ord-2", 2)),
             record("m3", &order_body("tomorrow-3", 3)),
             record("m4", &order_body("retry-4", 4)),
+            record("m5", &order_body("twelve-5", 5)),
         ]))
         .await
         .unwrap();
-    assert_eq!(failure_ids(&result), vec!["m1", "m3", "m4"]);
+    assert_eq!(failure_ids(&result), vec!["m1", "m3", "m4", "m5"]);
+    let mut got = delays.delays();
+    got.sort();
+    let handles: Vec<&str> = got.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(handles, vec!["rh-m1", "rh-m3", "rh-m5"], "every delay accepted; a plain retry keeps the queue's own");
+    assert_eq!(got[0].1, Duration::from_secs(30), "a Retry-After within the limit is applied as asked");
+    assert_eq!(MAX_RETRY_DELAY, Duration::from_secs(12 * 3600 - 600), "the longest delay: 11 h 50 min");
+    for (handle, delay) in &got[1..] {
+        assert!(
+            *delay <= MAX_RETRY_DELAY && *delay > MAX_RETRY_DELAY - Duration::from_secs(5),
+            "{handle}: capped at what is left of the 12 hours, less the margin: {delay:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn records_are_not_started_when_less_than_their_budget_is_left_and_come_back_at_once() {
+    let handler = Arc::new(ScriptedHandler::default());
+    let delays = Arc::new(orderflow_harness::visibility::RecordedDelays::default());
+    let consumer = Consumer::new(
+        "sms",
+        handler.clone(),
+        Arc::new(InMemoryIdempotencyStore::default()),
+        Arc::new(InMemoryDeadLetters::default()),
+        ConsumerSettings { max_concurrency: 2, ..ConsumerSettings::default() },
+    )
+    .with_record_budget(Duration::from_millis(500))
+    .with_visibility(delays.clone());
+    let records = (1..=6).map(|n| record(&format!("m{n}"), &order_body(&format!("sluggish-{n}"), n))).collect();
+    // Each record takes 300 ms, two at a time, in an invocation of 1 s: the third pair would start
+    // with 400 ms left, under the 500 ms budget.
+    let result = consumer.process_until(batch(records), SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    let mut calls = handler.calls();
+    calls.sort();
+    assert_eq!(calls, vec!["sluggish-1", "sluggish-2", "sluggish-3", "sluggish-4"], "the last pair never started");
+    assert_eq!(failure_ids(&result), vec!["m5", "m6"]);
     let mut got = delays.delays();
     got.sort();
     assert_eq!(
         got,
-        vec![("rh-m1".to_string(), Duration::from_secs(30)), ("rh-m3".to_string(), Duration::from_secs(43_200))],
-        "Retry-After applied, capped by SQS's maximum; a plain retry keeps the queue's own timeout"
+        vec![("rh-m5".to_string(), Duration::ZERO), ("rh-m6".to_string(), Duration::ZERO)],
+        "handed back visible at once, not after the queue's visibility timeout"
     );
+}
+
+#[tokio::test]
+async fn a_dead_letter_keeps_every_attribute_of_the_original() {
+    let r = rig();
+    let mut m = record("m1", &order_body("perm-1", 1));
+    let mut subscription = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+    subscription.data_type = Some("String".into());
+    subscription.string_value = Some("sub-42".into());
+    m.message_attributes.insert("subscriptionId".into(), subscription.clone());
+    r.consumer.process(batch(vec![m])).await.unwrap();
+    let letters = r.dlq.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].attributes.get("subscriptionId"), Some(&subscription));
+    let copy = orderflow_harness::dead_letter::copy_attributes(&letters[0]).unwrap();
+    let names: Vec<&str> = copy.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "subscriptionId",
+            "orderflow.reason",
+            "orderflow.consumer",
+            "orderflow.sourceMessageId",
+            "orderflow.receiveCount"
+        ]
+    );
+    assert_eq!(copy[0].1.string_value(), Some("sub-42"));
 }
 
 #[test]

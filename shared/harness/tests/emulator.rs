@@ -203,11 +203,16 @@ async fn eventbridge_publisher_delivers_every_event_through_a_rule() {
 
 #[tokio::test]
 #[ignore = "needs the local AWS emulator: run `make test`"]
-async fn sqs_dead_letter_queue_keeps_body_and_reason() {
+async fn sqs_dead_letter_queue_keeps_body_reason_and_every_original_attribute() {
     let sdk = sdk().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let (url, _) = queue(&sqs).await;
     let sink = SqsDeadLetterQueue::new(sqs.clone(), &url);
+    let mut subscription = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+    subscription.data_type = Some("String".into());
+    subscription.string_value = Some("sub-42".into());
+    let mut stale = subscription.clone();
+    stale.string_value = Some("an earlier failure".into());
     sink.send(DeadLetter {
         consumer: "billing".into(),
         message_id: "m-1".into(),
@@ -215,6 +220,10 @@ async fn sqs_dead_letter_queue_keeps_body_and_reason() {
         reason: "not an EventBridge event with an Orderflow envelope".into(),
         receive_count: 1,
         message_group_id: None,
+        attributes: std::collections::HashMap::from([
+            ("subscriptionId".to_string(), subscription),
+            ("orderflow.reason".to_string(), stale),
+        ]),
     })
     .await
     .unwrap();
@@ -226,6 +235,8 @@ async fn sqs_dead_letter_queue_keeps_body_and_reason() {
     assert_eq!(attrs["orderflow.reason"].string_value(), Some("not an EventBridge event with an Orderflow envelope"));
     assert_eq!(attrs["orderflow.consumer"].string_value(), Some("billing"));
     assert_eq!(attrs["orderflow.sourceMessageId"].string_value(), Some("m-1"));
+    assert_eq!(attrs["subscriptionId"].string_value(), Some("sub-42"), "the original attribute redrive needs");
+    assert_eq!(attrs.len(), 5, "the original attribute and the four reason attributes, the stale reason replaced");
 }
 
 struct Ok_;
