@@ -122,3 +122,17 @@ async fn throttling_is_retried_later_and_a_rejected_recipient_is_dead_lettered()
     assert!(rejected.failures(event).await.is_empty());
     assert!(rejected.dead_letters.letters()[0].reason.contains("MessageRejected"));
 }
+
+#[tokio::test]
+async fn an_order_id_of_multi_byte_characters_is_shortened_by_characters_without_a_panic() {
+    let (sender, email) = rig();
+    let event = sqs_sample("email/order-placed.sqs.json");
+    let (EmailInput::Placed(mut order), cause) = decode::<EmailInput>(event.records[0].body.as_deref()).unwrap() else {
+        panic!("the sample is an OrderPlaced")
+    };
+    // Byte 8 falls inside the third character: slicing at a byte offset panics.
+    order.order_id = "注文-日本語の注文番号".into();
+    let body = eventbridge_body(&Envelope::caused_by(&cause, order));
+    assert!(email.failures(sqs_batch(vec![body])).await.is_empty());
+    assert_eq!(sender.sent()[0].subject, "We have your order 注文-日本語の注");
+}

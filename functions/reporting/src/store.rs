@@ -5,15 +5,20 @@
 //! put RDS Proxy in front of the database so that many instances share few connections (see
 //! `infra/template.yaml`). The schema comes from `migrations/`, applied by sqlx's migrator on the
 //! first use of the pool (it takes an advisory lock, so concurrent instances apply it once).
+//!
+//! Credentials may rotate ([`PgReportingStore::with_credentials`]): the pool's connect options follow
+//! the secret's current value, and a refused login (SQLSTATE 28P01 or 28000) reads the secret again
+//! and, when it changed, retries the write once with it, so a rotation dead-letters nothing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use orderflow_harness::secret::RotatingSecret;
 use orderflow_harness::StoreError;
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::Mutex as AsyncMutex;
 use tracing::info;
@@ -49,9 +54,44 @@ pub fn store_error(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Database credentials, as RDS keeps them in Secrets Manager (`{"username": ..., "password": ...}`).
+/// `Debug` never shows the password.
+#[derive(Clone, serde::Deserialize)]
+pub struct Credentials {
+    /// The role.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"***").finish()
+    }
+}
+
+/// The secret's JSON as credentials (the error never quotes the value).
+pub fn parse_credentials(secret: &str) -> Result<Credentials, String> {
+    serde_json::from_str(secret).map_err(|_| "is not {\"username\": ..., \"password\": ...}".to_string())
+}
+
+/// Whether PostgreSQL refused the login itself: a wrong password (28P01) or a role that may not log
+/// in (28000), what a rotation looks like to the instances still holding the old value.
+pub fn is_auth_failure(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("28P01" | "28000")))
+}
+
+/// Rotating credentials and the options they complete.
+struct Rotating {
+    secret: Arc<RotatingSecret<Credentials>>,
+    base: PgConnectOptions,
+    applied: AtomicU64,
+}
+
 /// The PostgreSQL adapter.
 pub struct PgReportingStore {
     pool: PgPool,
+    rotating: Option<Rotating>,
     /// Whether this instance has applied the migrations; cleared when a table turns out missing (a
     /// database recreated under a warm instance), so the next call applies them again. Read without
     /// a lock on every record; `migrating` lets one caller at a time run the migrator.
@@ -67,20 +107,79 @@ impl PgReportingStore {
             .acquire_timeout(timeout)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Self { pool, migrated: AtomicBool::new(false), migrating: AsyncMutex::new(()) }
+        Self { pool, rotating: None, migrated: AtomicBool::new(false), migrating: AsyncMutex::new(()) }
+    }
+
+    /// A store over `base` (host, port, database, TLS) with the user and password of `secret`, which
+    /// may rotate.
+    pub async fn with_credentials(
+        base: PgConnectOptions,
+        timeout: Duration,
+        secret: Arc<RotatingSecret<Credentials>>,
+    ) -> Self {
+        let current = secret.current().await;
+        let options = base.clone().username(&current.value.username).password(&current.value.password);
+        let mut store = Self::new(options, timeout);
+        store.rotating = Some(Rotating { secret, base, applied: AtomicU64::new(current.generation) });
+        store
     }
 
     /// The pool, with the schema migrated (once per instance; retried on the next call if it failed).
     pub async fn pool(&self) -> Result<&PgPool, StoreError> {
+        match self.ready().await {
+            Ok(pool) => Ok(pool),
+            Err(Failure::Store(e)) => Err(e),
+            Err(Failure::Sql(e)) => Err(store_error(e)),
+        }
+    }
+
+    async fn ready(&self) -> Result<&PgPool, Failure> {
         if !self.migrated.load(Ordering::Acquire) {
             let _one_at_a_time = self.migrating.lock().await;
             if !self.migrated.load(Ordering::Acquire) {
-                MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::retryable(STORE, format!("migrations: {e}")))?;
+                MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+                    MigrateError::Execute(e) => Failure::Sql(e),
+                    e => Failure::Store(StoreError::retryable(STORE, format!("migrations: {e}"))),
+                })?;
                 info!("reporting schema is up to date");
                 self.migrated.store(true, Ordering::Release);
             }
         }
         Ok(&self.pool)
+    }
+
+    /// Points the pool at the credentials of generation `current` unless it already is.
+    fn apply(&self, rotating: &Rotating, current: &orderflow_harness::secret::Current<Credentials>) {
+        if rotating.applied.swap(current.generation, Ordering::AcqRel) != current.generation {
+            let options = rotating.base.clone().username(&current.value.username).password(&current.value.password);
+            self.pool.set_connect_options(options);
+            info!(generation = current.generation, "reporting database credentials updated");
+        }
+    }
+
+    /// Runs `attempt` with the current credentials; if the login is refused and the secret has
+    /// changed since, once more with the new ones.
+    async fn with_login<'a, T, F, Fut>(&'a self, attempt: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>> + 'a,
+    {
+        let Some(rotating) = &self.rotating else { return self.settle(attempt().await).await };
+        let current = rotating.secret.current().await;
+        self.apply(rotating, &current);
+        let first = attempt().await;
+        let Err(Failure::Sql(e)) = &first else { return self.settle(first).await };
+        if !is_auth_failure(e) {
+            return self.settle(first).await;
+        }
+        match rotating.secret.refresh_after_rejection(current.generation).await {
+            Ok(Some(fresh)) => {
+                self.apply(rotating, &fresh);
+                self.settle(attempt().await).await
+            }
+            Ok(None) => self.settle(first).await,
+            Err(reason) => Err(StoreError::retryable(STORE, format!("login refused, and {reason}"))),
+        }
     }
 
     /// Classifies `e`, and forgets the migrations when a table is missing (SQLSTATE 42P01).
@@ -127,7 +226,7 @@ impl PgReportingStore {
     }
 
     async fn try_upsert_order(&self, row: &OrderRow) -> Result<bool, Failure> {
-        let pool = self.pool().await?;
+        let pool = self.ready().await?;
         let mut tx = pool.begin().await?;
         let written = sqlx::query(
             "INSERT INTO orders AS o (order_id, version, status, currency, subtotal_minor, shipping_minor, tax_minor,
@@ -182,7 +281,7 @@ impl PgReportingStore {
     }
 
     async fn try_record_billing(&self, billing: &BillingRow) -> Result<(), Failure> {
-        let pool = self.pool().await?;
+        let pool = self.ready().await?;
         sqlx::query(
             "INSERT INTO orders AS o (order_id, version, invoice_id, billed_minor, billed_at, updated_at)
              VALUES ($1, 0, $2, $3, $4, now())
@@ -203,13 +302,11 @@ impl PgReportingStore {
 #[async_trait]
 impl ReportingStore for PgReportingStore {
     async fn upsert_order(&self, row: &OrderRow) -> Result<bool, StoreError> {
-        let result = self.try_upsert_order(row).await;
-        self.settle(result).await
+        self.with_login(|| self.try_upsert_order(row)).await
     }
 
     async fn record_billing(&self, billing: &BillingRow) -> Result<(), StoreError> {
-        let result = self.try_record_billing(billing).await;
-        self.settle(result).await
+        self.with_login(|| self.try_record_billing(billing)).await
     }
 }
 

@@ -3,9 +3,15 @@
 //! ```text
 //! orders table write (state + `outbox` event, one item) ─► DynamoDB stream (INSERT / MODIFY, in order per order)
 //!    ─► relay: a new `outbox` event in the record? ─► PutEvents (chunked, failed entries resent)
-//!                                                 └─ not sent ─► that record reported as the batch item
-//!                                                    failure: the stream retries from it, in order
+//!                                                 └─ not sent ─► the first unpublished record and every
+//!                                                    record after it reported as batch item failures:
+//!                                                    the stream retries from there, in order
 //! ```
+//!
+//! Nothing is checkpointed unpublished: an event over PutEvents' size limit (which the publisher
+//! refuses before sending anything) stops the batch at its record, the events before it are
+//! published, and the stream's retry policy (bounded in the template, with bisection) finally hands
+//! that record's position to the relay's on-failure queue, from which an operator republishes.
 //!
 //! The event ids in the outbox are derived (from the order id, or from the cause), so a record the
 //! stream delivers twice is published twice as the *same* event, which every consumer drops as a
@@ -15,7 +21,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use orderflow_harness::publisher::PublishError;
+use orderflow_harness::publisher::{PublishError, MAX_REQUEST_BYTES};
 use orderflow_harness::{EventPublisher, OutboundEvent};
 use serde_json::Value;
 use tracing::{error, info, warn};
@@ -49,14 +55,21 @@ impl OutboxRelay {
     }
 
     /// Publishes every new announcement of the batch; reports the first record that could not be
-    /// published (the stream then retries from there, in order; what was sent before is not lost and
-    /// what is sent again is the same event).
+    /// published and every record after it (the stream then retries from there, in order; what was
+    /// sent before is not lost and what is sent again is the same event).
     pub async fn relay(&self, event: StreamEvent) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         let mut pending: Vec<(usize, OutboundEvent)> = Vec::new();
         let mut first_failure: Option<usize> = None;
         for (i, record) in event.records.iter().enumerate() {
             match announcement(record) {
+                Ok(Some(e)) if e.size() > MAX_REQUEST_BYTES => {
+                    // Never publishable: stop at it; the records before it still go out.
+                    error!(sequence_number = ?record.change.sequence_number, event_id = %e.event_id,
+                        size = e.size(), "outbox event over PutEvents' size limit");
+                    first_failure = Some(i);
+                    break;
+                }
                 Ok(Some(e)) => pending.push((i, e)),
                 Ok(None) => {}
                 Err(reason) => {
@@ -77,28 +90,30 @@ impl OutboxRelay {
                 Ok(()) => info!(published = count, "outbox relayed"),
                 Err(e) => {
                     warn!(error = %e, "outbox not fully relayed: the stream retries from the first unsent record");
-                    let unsent: Vec<String> = match &e {
-                        PublishError::NotPublished { failed, .. } => {
-                            failed.iter().map(|f| f.event_id.clone()).collect()
-                        }
-                        PublishError::TooLarge { event_id, .. } => vec![event_id.clone()],
+                    // The first record not known to be on the bus: NotPublished names what was not
+                    // sent; TooLarge is refused before any call, so nothing is known sent.
+                    let named = match &e {
+                        PublishError::NotPublished { failed, .. } => pending
+                            .iter()
+                            .find(|(_, ev)| failed.iter().any(|f| f.event_id == ev.event_id))
+                            .map(|(i, _)| *i),
+                        PublishError::TooLarge { .. } => None,
                     };
-                    let failed_at = pending.iter().find(|(_, ev)| unsent.contains(&ev.event_id)).map(|(i, _)| *i);
-                    first_failure = match (failed_at, first_failure) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
+                    // Every pending record comes before any earlier stop.
+                    first_failure = named.or_else(|| pending.first().map(|(i, _)| *i));
                 }
             }
         }
-        if let Some(i) = first_failure {
-            let record = &event.records[i];
-            // The sequence number is the stream's checkpoint; a record without one cannot be named,
-            // so the event id (also unique per record) is reported, which fails the batch as a whole.
-            let id = record.change.sequence_number.clone().unwrap_or_else(|| record.event_id.clone());
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(id);
-            response.batch_item_failures.push(failure);
+        if let Some(from) = first_failure {
+            for record in &event.records[from..] {
+                // The sequence number is the stream's checkpoint; a record without one cannot be
+                // named, so the event id (also unique per record) is reported, which fails the batch
+                // as a whole.
+                let id = record.change.sequence_number.clone().unwrap_or_else(|| record.event_id.clone());
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some(id);
+                response.batch_item_failures.push(failure);
+            }
         }
         response
     }

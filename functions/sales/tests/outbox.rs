@@ -7,7 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use orderflow_contracts::OrderPlaced;
-use orderflow_harness::publisher::{FailedEntry, InMemoryPublisher, PublishError};
+use orderflow_harness::publisher::{
+    CallFailure, ChunkedPublisher, FailedEntry, InMemoryPublisher, PublishError, PutEventsApi, MAX_REQUEST_BYTES,
+};
 use orderflow_harness::testing::sample_text;
 use orderflow_harness::{EventPublisher, OutboundEvent};
 use pretty_assertions::assert_eq;
@@ -62,12 +64,12 @@ async fn when_the_bus_is_down_the_stream_retries_from_the_first_unsent_record_an
     let bus = Arc::new(FlakyBus { down_for: 1, ..FlakyBus::default() });
     let relay = OutboxRelay::new(bus.clone());
     let event = sample();
-    let first_sequence = event.records[0].change.sequence_number.clone();
+    let sequences: Vec<Option<String>> = event.records.iter().map(|r| r.change.sequence_number.clone()).collect();
 
     let response = relay.relay(event).await;
     let failures: Vec<Option<String>> =
         response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-    assert_eq!(failures, vec![first_sequence], "the checkpoint stays before the first unsent record");
+    assert_eq!(failures, sequences, "the first unsent record and everything after it");
     assert!(bus.inner.published().is_empty());
 
     // Lambda redelivers from that record; the bus is back.
@@ -78,4 +80,72 @@ async fn when_the_bus_is_down_the_stream_retries_from_the_first_unsent_record_an
     let stored: Vec<String> =
         sample().records.iter().filter_map(|r| sales::outbox::announcement(r).unwrap()).map(|e| e.event_id).collect();
     assert_eq!(ids, stored, "exactly the stored events, with their stored ids");
+}
+
+/// Accepts everything it is sent: the real chunking publisher over it.
+#[derive(Default)]
+struct AcceptingApi {
+    sent: std::sync::Mutex<Vec<OutboundEvent>>,
+}
+
+#[async_trait]
+impl PutEventsApi for AcceptingApi {
+    async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, CallFailure> {
+        self.sent.lock().unwrap().extend(entries.iter().cloned());
+        Ok(vec![None; entries.len()])
+    }
+}
+
+/// The sample with its last record's OrderStatusChanged grown past PutEvents' size limit.
+fn oversized_last() -> StreamEvent {
+    let mut v: serde_json::Value = serde_json::from_str(&sample_text("sales-outbox-relay/orders-stream.json")).unwrap();
+    let slot = &mut v["Records"][2]["dynamodb"]["NewImage"]["outbox"]["S"];
+    let mut e: OutboundEvent = serde_json::from_str(slot.as_str().unwrap()).unwrap();
+    e.detail = serde_json::json!({"padding": "x".repeat(MAX_REQUEST_BYTES)}).to_string();
+    *slot = serde_json::Value::String(serde_json::to_string(&e).unwrap());
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test]
+async fn an_oversized_event_never_lets_the_stream_checkpoint_an_unpublished_record() {
+    let publisher = Arc::new(ChunkedPublisher::new(AcceptingApi::default()));
+    let response = OutboxRelay::new(publisher.clone()).relay(oversized_last()).await;
+    let records = oversized_last().records;
+    let sequences: Vec<Option<String>> = records.iter().map(|r| r.change.sequence_number.clone()).collect();
+    let failures: Vec<Option<String>> =
+        response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    assert_eq!(failures, sequences[2..].to_vec(), "the oversized record and all after it");
+    // Every record the stream may checkpoint (those before the first failure) was published.
+    let sent: Vec<String> = publisher.api().sent.lock().unwrap().iter().map(|e| e.event_id.clone()).collect();
+    for record in &records[..2] {
+        if let Some(e) = sales::outbox::announcement(record).unwrap() {
+            assert!(sent.contains(&e.event_id), "{} checkpointed unpublished", e.detail_type);
+        }
+    }
+    assert_eq!(sent.len(), 1, "the OrderPlaced before it went out");
+}
+
+/// A publisher that refuses a batch before sending any of it (as the chunking publisher does with
+/// an event over the size limit it was not asked to check first).
+struct RefusingPublisher;
+
+#[async_trait]
+impl EventPublisher for RefusingPublisher {
+    async fn publish(&self, events: Vec<OutboundEvent>) -> Result<(), PublishError> {
+        let last = events.last().unwrap();
+        Err(PublishError::TooLarge {
+            event_id: last.event_id.clone(),
+            detail_type: last.detail_type.clone(),
+            size: MAX_REQUEST_BYTES + 1,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_batch_refused_whole_reports_every_record_from_the_first_pending_one() {
+    let response = OutboxRelay::new(Arc::new(RefusingPublisher)).relay(sample()).await;
+    let sequences: Vec<Option<String>> = sample().records.iter().map(|r| r.change.sequence_number.clone()).collect();
+    let failures: Vec<Option<String>> =
+        response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    assert_eq!(failures, sequences, "nothing was sent: nothing may be checkpointed");
 }

@@ -109,3 +109,20 @@ async fn a_phone_number_that_is_not_e164_is_dead_lettered_without_calling_the_pr
     assert!(sender.sent().is_empty());
     assert!(sms.dead_letters.letters()[0].reason.contains("not E.164"));
 }
+
+#[tokio::test]
+async fn an_order_id_of_multi_byte_characters_is_shortened_by_characters() {
+    let (sender, sms) = rig();
+    let event = sqs_sample("sms/order-placed.sqs.json");
+    let (SmsInput::Placed(mut order), cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap() else {
+        panic!("the sample is an OrderPlaced")
+    };
+    order.order_id = "注文-日本語の注文番号".into();
+    let body = eventbridge_body(&Envelope::caused_by(&cause, order));
+    assert!(sms.failures(sqs_batch(vec![body])).await.is_empty());
+    assert!(
+        sender.sent()[0].body.starts_with("Orderflow: we have your order 注文-日本語の注 ("),
+        "{}",
+        sender.sent()[0].body
+    );
+}

@@ -1,5 +1,7 @@
 //! `webhooks-api`: the operator's routes for subscriptions, behind an API key (kept in Secrets
-//! Manager, read at init, compared in constant time; no key or a wrong one is 401).
+//! Manager, compared in constant time; no key or a wrong one is 401). The key is read at init, again
+//! once it is `SECRET_MAX_AGE_SECONDS` old, and at once when a request's key does not match (at most
+//! once a second), so a rotated key works at once and the old one stops working within that age.
 //!
 //! ```text
 //! POST   /webhooks        {"url", "eventTypes"} ─► URL through the SSRF guard ─► 201 with the secret (shown once)
@@ -18,14 +20,20 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tracing::{error, info, Instrument};
 
+use orderflow_harness::secret::RotatingSecret;
+
 use crate::guard;
 use crate::subscriptions::{Subscription, SubscriptionStore};
 
 /// The API: the store, the operator key and the guard's setting.
 pub struct WebhooksApi {
     store: Arc<dyn SubscriptionStore>,
-    api_key: String,
+    api_key: Arc<RotatingSecret<String>>,
     allow_local: bool,
+}
+
+fn matches(given: &[u8], key: &str) -> bool {
+    !key.is_empty() && bool::from(given.ct_eq(key.as_bytes()))
 }
 
 fn respond(status: StatusCode, body: &impl Serialize) -> Response<Body> {
@@ -51,12 +59,37 @@ fn new_secret() -> String {
 impl WebhooksApi {
     /// The API over its store; requests must carry `x-api-key: <api_key>`.
     pub fn new(store: Arc<dyn SubscriptionStore>, api_key: String, allow_local: bool) -> Self {
+        Self::rotating(store, Arc::new(RotatingSecret::fixed("operator API key", api_key)), allow_local)
+    }
+
+    /// As [`WebhooksApi::new`], with the key from a secret that may rotate.
+    pub fn rotating(
+        store: Arc<dyn SubscriptionStore>,
+        api_key: Arc<RotatingSecret<String>>,
+        allow_local: bool,
+    ) -> Self {
         Self { store, api_key, allow_local }
     }
 
-    fn authorised(&self, req: &Request) -> bool {
+    /// Whether the request carries the current key. A key that does not match makes the secret be
+    /// read again (a rotation), and is compared once more with a changed value.
+    async fn authorised(&self, req: &Request) -> bool {
         let given = req.headers().get("x-api-key").map(|v| v.as_bytes()).unwrap_or_default();
-        !self.api_key.is_empty() && bool::from(given.ct_eq(self.api_key.as_bytes()))
+        if given.is_empty() {
+            return false;
+        }
+        let current = self.api_key.current().await;
+        if matches(given, &current.value) {
+            return true;
+        }
+        match self.api_key.refresh_after_rejection(current.generation).await {
+            Ok(Some(fresh)) => matches(given, &fresh.value),
+            Ok(None) => false,
+            Err(e) => {
+                error!(error = %e, "could not read the operator API key again");
+                false
+            }
+        }
     }
 
     /// Routes one request.
@@ -64,7 +97,7 @@ impl WebhooksApi {
         let path = req.uri().path().trim_end_matches('/').to_string();
         let span = tracing::info_span!("request", method = %req.method(), path = %path);
         async {
-            if !self.authorised(&req) {
+            if !self.authorised(&req).await {
                 info!("refused: no or wrong API key");
                 return refusal(StatusCode::UNAUTHORIZED, "x-api-key", "a valid operator API key is required");
             }
@@ -111,7 +144,7 @@ impl WebhooksApi {
         }
         if let Err(why) = guard::check(url, self.allow_local).await {
             info!(%why, "subscription refused by the SSRF guard");
-            return Ok(refusal(StatusCode::BAD_REQUEST, "url", why));
+            return Ok(refusal(StatusCode::BAD_REQUEST, "url", why.to_string()));
         }
         let subscription = Subscription {
             id: uuid::Uuid::new_v4().to_string(),

@@ -10,6 +10,7 @@
 //! | 2xx | delivered |
 //! | 410 Gone | the subscription is deactivated; no more deliveries |
 //! | 429, 5xx, timeout (5 s), connection failure | retried after its `Retry-After` or a growing delay |
+//! | the URL's host does not resolve (lookup failed or took over 2 s) | retried after a growing delay |
 //! | any other status, a refused URL (SSRF guard), a redirect | permanent: dead-lettered with the reason |
 
 use std::sync::Arc;
@@ -118,9 +119,15 @@ impl Handler<AnyEvent> for Delivery {
             info!(subscription = id, "subscription inactive: nothing to deliver");
             return Ok(());
         }
-        let target = guard::check(&subscription.url, self.allow_local)
-            .await
-            .map_err(|why| HandlerError::permanent(format!("subscription {id}: the URL {why}")))?;
+        let target = guard::check(&subscription.url, self.allow_local).await.map_err(|why| {
+            let reason = format!("subscription {id}: the URL {why}");
+            if why.is_permanent() {
+                HandlerError::permanent(reason)
+            } else {
+                // DNS did not answer (or not in time): it may later.
+                HandlerError::retry_after(reason, growing_delay(ctx.receive_count))
+            }
+        })?;
         let (body, headers) = signed(&event, ctx, &subscription.secret).map_err(HandlerError::permanent)?;
         let answer = match self.poster.post(&target, &headers, &body).await {
             Ok(answer) => answer,

@@ -10,6 +10,7 @@
 //! whose tests' receivers run on 127.0.0.1) admits plain `http` and loopback; never the rest.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use url::Url;
 
@@ -74,39 +75,83 @@ fn v6_refused(ip: Ipv6Addr, allow_local: bool) -> Option<&'static str> {
 }
 
 /// Why `ip` may not be a webhook target, if it may not.
-pub fn refused(ip: IpAddr, allow_local: bool) -> Option<&'static str> {
+pub fn refused_address(ip: IpAddr, allow_local: bool) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => v4_refused(v4, allow_local),
         IpAddr::V6(v6) => v6_refused(v6, allow_local),
     }
 }
 
-/// Parses and checks `url`, resolving its host: every address it resolves to must be allowed.
-pub async fn check(url: &str, allow_local: bool) -> Result<Checked, String> {
-    let url = Url::parse(url).map_err(|e| format!("is not a URL ({e})"))?;
+/// Why the guard did not let a URL through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Never acceptable: not an http(s) URL we allow, carries credentials, or leads to a refused
+    /// address. No retry can fix it.
+    Refused(String),
+    /// Its host did not resolve just now (the lookup failed, timed out, or found no address): DNS
+    /// may answer later, so the delivery is retried.
+    Unresolved(String),
+}
+
+impl Refusal {
+    /// Whether no retry can fix it.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Refused(_))
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(why) | Self::Unresolved(why) => f.write_str(why),
+        }
+    }
+}
+
+/// How long one lookup of a target's host may take.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Parses and checks `url`, resolving its host within [`LOOKUP_TIMEOUT`]: every address it resolves
+/// to must be allowed.
+pub async fn check(url: &str, allow_local: bool) -> Result<Checked, Refusal> {
+    check_within(url, allow_local, LOOKUP_TIMEOUT).await
+}
+
+/// [`check`], with the lookup given `lookup_timeout`.
+pub async fn check_within(url: &str, allow_local: bool, lookup_timeout: Duration) -> Result<Checked, Refusal> {
+    let refused = |why: String| Refusal::Refused(why);
+    let url = Url::parse(url).map_err(|e| refused(format!("is not a URL ({e})")))?;
     match url.scheme() {
         "https" => {}
         "http" if allow_local => {}
-        other => return Err(format!("must be https, not {other}")),
+        other => return Err(refused(format!("must be https, not {other}"))),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry credentials".into());
+        return Err(refused("must not carry credentials".into()));
     }
-    let host = url.host_str().ok_or("has no host")?.trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = url.port_or_known_default().ok_or("has no port")?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| refused("has no host".into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default().ok_or_else(|| refused("has no port".into()))?;
     let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| format!("host {host} does not resolve ({e})"))?
-            .collect(),
+        Err(_) => match tokio::time::timeout(lookup_timeout, tokio::net::lookup_host((host.as_str(), port))).await {
+            Err(_) => {
+                return Err(Refusal::Unresolved(format!("host {host} did not resolve within {lookup_timeout:?}")))
+            }
+            Ok(Err(e)) => return Err(Refusal::Unresolved(format!("host {host} does not resolve ({e})"))),
+            Ok(Ok(found)) => found.collect(),
+        },
     };
     if addresses.is_empty() {
-        return Err(format!("host {host} resolves to no address"));
+        return Err(Refusal::Unresolved(format!("host {host} resolves to no address")));
     }
     for address in &addresses {
-        if let Some(why) = refused(address.ip(), allow_local) {
-            return Err(format!("leads to {} ({why}): not a public internet address", address.ip()));
+        if let Some(why) = refused_address(address.ip(), allow_local) {
+            return Err(refused(format!("leads to {} ({why}): not a public internet address", address.ip())));
         }
     }
     Ok(Checked { url, host, addresses })

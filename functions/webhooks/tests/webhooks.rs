@@ -44,7 +44,8 @@ async fn the_guard_refuses_every_internal_target_and_plain_http() {
         "ftp://93.184.216.34/",
         "https://user:pw@93.184.216.34/",
     ] {
-        assert!(guard::check(url, false).await.is_err(), "{url} must be refused");
+        let refusal = guard::check(url, false).await.expect_err(url);
+        assert!(refusal.is_permanent(), "{url} must be refused for good: {refusal}");
     }
     assert!(guard::check(PUBLIC, false).await.is_ok());
     assert!(guard::check("https://[2606:2800:220:1:248:1893:25c8:1946]/", false).await.is_ok());
@@ -276,4 +277,30 @@ async fn an_internal_or_inactive_target_gets_nothing() {
     assert!(h.failures(delivery_batch("b")).await.is_empty());
     assert!(subscriber.requests.lock().unwrap().is_empty());
     assert!(h.dead_letters.letters()[0].reason.contains("a private address"), "{:?}", h.dead_letters.letters());
+}
+
+#[tokio::test]
+async fn a_lookup_that_fails_or_times_out_is_unresolved_not_refused() {
+    // `.invalid` never resolves (RFC 6761); with a zero timeout the lookup either fails first or is
+    // cut off: unresolved either way, never refused.
+    let timed_out = guard::check_within("https://subscriber.invalid/hook", false, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(timed_out, guard::Refusal::Unresolved(_)), "{timed_out:?}");
+    let failed = guard::check("https://subscriber.invalid/hook", false).await.unwrap_err();
+    assert!(matches!(failed, guard::Refusal::Unresolved(_)), "{failed:?}");
+    assert!(guard::check("https://10.0.0.1/", false).await.unwrap_err().is_permanent());
+}
+
+#[tokio::test]
+async fn a_target_that_does_not_resolve_is_retried_after_a_delay_not_dead_lettered() {
+    let store = Arc::new(InMemorySubscriptions::default());
+    let mut sub = subscription("a", &["OrderPlaced"], true);
+    sub.url = "https://subscriber.invalid/hook".into();
+    store.create(&sub).await.unwrap();
+    let subscriber = Arc::new(Subscriber::default());
+    let h = delivery(store, subscriber.clone());
+    assert_eq!(h.failures(delivery_batch("a")).await, vec!["m0"], "handed back to SQS");
+    assert!(h.dead_letters.letters().is_empty(), "DNS trouble is not a reason to give up");
+    assert_eq!(h.delays.delays().len(), 1);
+    assert_eq!(h.delays.delays()[0].1, Duration::from_secs(5), "the growing delay's first step");
+    assert!(subscriber.requests.lock().unwrap().is_empty());
 }

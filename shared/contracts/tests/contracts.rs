@@ -210,3 +210,85 @@ fn order_placed_holds_its_totals_to_its_lines() {
     let err = <OrderPlaced as Inbound>::decode("OrderPlaced", 2, &raw(data)).unwrap_err();
     assert!(matches!(&err, ContractError::Invalid { field, .. } if field == "totals.subtotalMinor"), "{err}");
 }
+
+/// The `data` of the first record of a sample SQS event in `events-samples/`.
+fn sample_data(path: &str) -> serde_json::Value {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events-samples").join(path);
+    let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let body: serde_json::Value = serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap();
+    body["detail"]["data"].clone()
+}
+
+fn invalid_field<E: Inbound + std::fmt::Debug>(detail_type: &str, version: u32, data: serde_json::Value) -> String {
+    match E::decode(detail_type, version, &raw(data)) {
+        Err(ContractError::Invalid { field, .. }) => field,
+        other => panic!("{detail_type} accepted or refused otherwise: {other:?}"),
+    }
+}
+
+#[test]
+fn every_event_holds_lines_quantities_and_amounts_to_documented_bounds() {
+    // OrderPlaced: too many lines, too many units of one.
+    let mut data = v2_data();
+    data["lines"] = json!(vec![json!({"sku": "SKU-1", "quantity": 1, "unitPriceMinor": 1}); MAX_LINES + 1]);
+    assert_eq!(invalid_field::<OrderPlaced>("OrderPlaced", 2, data), "lines");
+    let mut data = v2_data();
+    data["lines"][0]["quantity"] = json!(MAX_QUANTITY + 1);
+    assert_eq!(invalid_field::<OrderPlaced>("OrderPlaced", 2, data), "lines[0].quantity");
+
+    // OrderBilled: a charge of nothing, a negative or absurd one, one below its lines, lines out of bounds.
+    let billed = sample_data("warehouse/order-billed.sqs.json");
+    assert!(OrderBilled::decode("OrderBilled", 1, &raw(billed.clone())).is_ok(), "the sample is accepted");
+    for amount in [json!(0), json!(-1), json!(MAX_AMOUNT_MINOR + 1), json!(1)] {
+        let mut data = billed.clone();
+        data["amountMinor"] = amount.clone();
+        assert_eq!(invalid_field::<OrderBilled>("OrderBilled", 1, data), "amountMinor", "amount {amount}");
+    }
+    let mut data = billed.clone();
+    data["lines"][0]["quantity"] = json!(u32::MAX);
+    assert_eq!(invalid_field::<OrderBilled>("OrderBilled", 1, data), "lines[0].quantity");
+    let mut data = billed.clone();
+    data["lines"][0]["unitPriceMinor"] = json!(i64::MAX);
+    assert_eq!(invalid_field::<OrderBilled>("OrderBilled", 1, data), "lines[0].unitPriceMinor");
+
+    // PaymentDeclined and StockAllocationFailed.
+    let declined = sample_data("sales-order-status/payment-declined.sqs.json");
+    let mut data = declined.clone();
+    data["amountMinor"] = json!(-5);
+    assert_eq!(invalid_field::<PaymentDeclined>("PaymentDeclined", 1, data), "amountMinor");
+    let short = sample_data("sales-order-status/stock-allocation-failed.sqs.json");
+    let mut data = short.clone();
+    data["shortages"][0]["available"] = data["shortages"][0]["requested"].clone();
+    assert_eq!(invalid_field::<StockAllocationFailed>("StockAllocationFailed", 1, data), "shortages[0].available");
+    let mut data = short.clone();
+    data["shortages"] = json!([]);
+    assert_eq!(invalid_field::<StockAllocationFailed>("StockAllocationFailed", 1, data), "shortages");
+}
+
+#[test]
+fn an_order_version_out_of_bounds_is_refused_so_it_can_never_pin_a_copy() {
+    let changed = sample_data("cache/order-status-changed.sqs.json");
+    assert!(OrderStatusChanged::decode("OrderStatusChanged", 1, &raw(changed.clone())).is_ok());
+    for version in [json!(0), json!(MAX_ORDER_VERSION + 1), json!(u64::MAX)] {
+        let mut data = changed.clone();
+        data["order"]["version"] = version.clone();
+        assert_eq!(
+            invalid_field::<OrderStatusChanged>("OrderStatusChanged", 1, data),
+            "order.version",
+            "version {version}"
+        );
+    }
+    let mut data = changed.clone();
+    data["order"]["version"] = json!(MAX_ORDER_VERSION);
+    assert!(OrderStatusChanged::decode("OrderStatusChanged", 1, &raw(data)).is_ok(), "the bound itself is accepted");
+    let mut data = changed.clone();
+    data["order"]["totals"]["totalMinor"] = json!(1);
+    assert_eq!(invalid_field::<OrderStatusChanged>("OrderStatusChanged", 1, data), "order.totals.totalMinor");
+}
+
+#[test]
+fn a_short_order_id_is_cut_at_characters_not_bytes() {
+    assert_eq!(short_order_id("ord-7f3a2c-1234"), "ord-7f3a");
+    assert_eq!(short_order_id("注文-日本語の注文番号"), "注文-日本語の注");
+    assert_eq!(short_order_id("short"), "short");
+}

@@ -1,8 +1,10 @@
 //! Lambda entry point of `webhooks-api`: wiring only. See `webhooks::api`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_http::{service_fn, Error, Request};
+use orderflow_harness::secret::{RotatingSecret, SecretsManagerSource};
 use orderflow_harness::{aws, config, telemetry};
 use webhooks::api::WebhooksApi;
 use webhooks::subscriptions::DynamoDbSubscriptions;
@@ -13,11 +15,13 @@ async fn main() -> Result<(), Error> {
     let table = config::required("SUBSCRIPTIONS_TABLE")?;
     let key_secret = config::required("API_KEY_SECRET_ID")?;
     let allow_local: bool = config::parsed_or("WEBHOOKS_ALLOW_LOCAL", false)?;
+    let max_age = Duration::from_secs(config::parsed_or(config::SECRET_MAX_AGE_SECONDS, 300)?);
     let sdk = aws::sdk_config().await;
-    let api_key = aws::secret_string(&sdk, &key_secret).await?;
-    let api = Arc::new(WebhooksApi::new(
+    let source = Box::new(SecretsManagerSource::new(&sdk, &key_secret));
+    let api_key = RotatingSecret::load(key_secret, source, |key: &str| Ok(key.to_string()), max_age).await?;
+    let api = Arc::new(WebhooksApi::rotating(
         Arc::new(DynamoDbSubscriptions::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
-        api_key,
+        Arc::new(api_key),
         allow_local,
     ));
     lambda_http::run(service_fn(move |req: Request| {
