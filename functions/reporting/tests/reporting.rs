@@ -184,3 +184,63 @@ async fn a_database_recreated_under_a_warm_instance_is_migrated_again() {
     store.pool().await.unwrap().close().await;
     scratch.drop_it().await;
 }
+
+#[tokio::test]
+async fn rotated_credentials_are_read_again_on_a_refused_login_and_nothing_dead_letters() {
+    use orderflow_harness::secret::{InMemorySecret, RotatingSecret};
+    use reporting::store::parse_credentials;
+    let scratch = Scratch::new().await;
+    // RDS's alternating-users rotation: the secret moves from one role to the other, and the old
+    // role stops logging in. (This machine's PostgreSQL trusts loopback, so the refusal is NOLOGIN's
+    // 28000 rather than a wrong password's 28P01; both read the secret again.)
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (old_role, new_role) = (format!("rot_a_{suffix}"), format!("rot_b_{suffix}"));
+    let mut admin = scratch.admin.connect().await.unwrap();
+    for role in [&old_role, &new_role] {
+        sqlx::query(AssertSqlSafe(format!("CREATE ROLE {role} LOGIN SUPERUSER PASSWORD 'pw'")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let secret_of = |role: &str| serde_json::json!({"username": role, "password": "pw"}).to_string();
+    let store_secret = InMemorySecret::new(secret_of(&old_role));
+    let secret = RotatingSecret::load(
+        "reporting-db",
+        Box::new(store_secret.clone()),
+        parse_credentials,
+        Duration::from_secs(300),
+    )
+    .await
+    .unwrap();
+    let base = scratch.options.clone();
+    let store = Arc::new(PgReportingStore::with_credentials(base, Duration::from_secs(5), Arc::new(secret)).await);
+    let consumer = Harnessed::new("reporting", Arc::new(ReportingHandler::new(store.clone())));
+    let body = |id: &str| status_changed_body(order(id, 2, OrderStatus::ReadyToShip));
+    assert!(consumer.failures(sqs_batch(vec![body("o-before")])).await.is_empty());
+
+    // The rotation, while the instance is warm: the old role may no longer log in, its sessions end.
+    sqlx::query(AssertSqlSafe(format!("ALTER ROLE {old_role} NOLOGIN"))).execute(&mut admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+        .bind(&old_role)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    store_secret.set(secret_of(&new_role));
+
+    assert!(consumer.failures(sqs_batch(vec![body("o-after")])).await.is_empty(), "written with the new role");
+    assert!(consumer.dead_letters.letters().is_empty());
+    assert!(consumer.delays.delays().is_empty(), "not even a retry");
+    let pool = store.pool().await.unwrap();
+    let written: Vec<(String,)> =
+        sqlx::query_as("SELECT order_id FROM orders ORDER BY order_id").fetch_all(pool).await.unwrap();
+    assert_eq!(written, vec![("o-after".to_string(),), ("o-before".to_string(),)]);
+    let user: (String,) = sqlx::query_as("SELECT current_user::text").fetch_one(pool).await.unwrap();
+    assert_eq!(user.0, new_role);
+
+    drop(consumer);
+    drop(store);
+    scratch.drop_it().await;
+    for role in [&old_role, &new_role] {
+        sqlx::query(AssertSqlSafe(format!("DROP ROLE {role}"))).execute(&mut admin).await.unwrap();
+    }
+}

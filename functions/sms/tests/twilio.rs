@@ -1,11 +1,13 @@
 //! The Twilio adapter against an HTTP server the test runs (wiremock): the request Twilio's API
 //! expects, and what each kind of answer becomes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use orderflow_harness::secret::{InMemorySecret, RotatingSecret};
 use pretty_assertions::assert_eq;
 use sms::message::Sms;
-use sms::twilio::{SmsError, SmsSender, TwilioCredentials, TwilioSender};
+use sms::twilio::{parse_credentials, SmsError, SmsSender, TwilioCredentials, TwilioSender};
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -74,4 +76,61 @@ async fn a_provider_that_does_not_answer_in_time_is_unavailable() {
     let err = sender(&server).send(&sms()).await.unwrap_err();
     assert_eq!(err, SmsError::Unavailable { reason: "timed out".into(), after: None });
     assert!(started.elapsed() < Duration::from_secs(7), "gave up at the 5 s timeout");
+}
+
+/// A Twilio that accepts only `token` (and answers 401 to any other), as after a rotation.
+async fn accepting_only(token: &str) -> MockServer {
+    let server = MockServer::start().await;
+    let basic = base64_basic(SID, token);
+    Mock::given(method("POST"))
+        .and(header("authorization", basic.as_str()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": "SM456"})))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(serde_json::json!({"code": 20003, "message": "Authenticate"})),
+        )
+        .with_priority(10)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+fn credentials(token: &str) -> String {
+    serde_json::json!({"accountSid": SID, "authToken": token}).to_string()
+}
+
+async fn rotating_sender(server: &MockServer, store: &Arc<InMemorySecret>) -> TwilioSender {
+    let secret =
+        RotatingSecret::load("twilio", Box::new(store.clone()), parse_credentials, Duration::from_secs(300)).await;
+    TwilioSender::rotating(server.uri(), Arc::new(secret.unwrap()), "+15005550006")
+}
+
+#[tokio::test]
+async fn a_rotated_token_is_read_again_on_401_and_the_text_sent_with_it() {
+    let server = accepting_only("token-2").await;
+    let store = InMemorySecret::new(credentials("token-1"));
+    let sender = rotating_sender(&server, &store).await;
+    store.set(credentials("token-2"));
+    assert_eq!(sender.send(&sms()).await.unwrap(), "SM456");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2, "the refused request, then one with the new token");
+    assert_eq!(sender.send(&sms()).await.unwrap(), "SM456");
+    assert_eq!(server.received_requests().await.unwrap().len(), 3, "the new token kept");
+}
+
+#[tokio::test]
+async fn a_401_with_an_unchanged_secret_is_rejected_after_one_request() {
+    let server = accepting_only("token-2").await;
+    let store = InMemorySecret::new(credentials("wrong"));
+    let sender = rotating_sender(&server, &store).await;
+    assert_eq!(sender.send(&sms()).await.unwrap_err(), SmsError::Rejected("HTTP 401 20003 Authenticate".into()));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1, "no second request with the same token");
+    assert_eq!(store.reads(), 2, "read once at load, once after the 401");
 }

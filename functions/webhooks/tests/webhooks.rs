@@ -304,3 +304,35 @@ async fn a_target_that_does_not_resolve_is_retried_after_a_delay_not_dead_letter
     assert_eq!(h.delays.delays()[0].1, Duration::from_secs(5), "the growing delay's first step");
     assert!(subscriber.requests.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_rotated_operator_key_works_at_once_and_the_old_one_stops_with_the_secrets_age() {
+    use orderflow_harness::clock::ManualClock;
+    use orderflow_harness::secret::{InMemorySecret, RotatingSecret};
+    let secret_store = InMemorySecret::new("key-1");
+    let clock = Arc::new(ManualClock::at(std::time::SystemTime::now()));
+    let key = RotatingSecret::load_with_clock(
+        "operator key",
+        Box::new(secret_store.clone()),
+        |s: &str| Ok(s.to_string()),
+        Duration::from_secs(300),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let api = WebhooksApi::rotating(Arc::new(InMemorySubscriptions::default()), Arc::new(key), false);
+    let status = |key: &'static str| {
+        let api = &api;
+        async move { api.handle(request("GET", "/webhooks", Some(key), None)).await.status().as_u16() }
+    };
+    assert_eq!(status("key-1").await, 200);
+    secret_store.set("key-2");
+    assert_eq!(status("key-2").await, 200, "the new key is read at its first use");
+    assert_eq!(status("key-1").await, 401, "and replaces the old one");
+    assert_eq!(secret_store.reads(), 2);
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(status("guess").await, 401);
+    assert_eq!(secret_store.reads(), 2, "a wrong key reads the secret at most once a second");
+    assert_eq!(api.handle(request("GET", "/webhooks", None, None)).await.status(), 401);
+    assert_eq!(secret_store.reads(), 2, "no key, no read");
+}

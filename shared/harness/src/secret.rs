@@ -241,3 +241,35 @@ impl<T: Send + Sync + 'static> RotatingSecret<T> {
         Ok(state.current.clone())
     }
 }
+
+/// The in-memory fake of a secret store: a value that can be rotated, and a count of reads.
+#[derive(Debug, Default)]
+pub struct InMemorySecret {
+    value: std::sync::Mutex<String>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl InMemorySecret {
+    /// Holding `value`.
+    pub fn new(value: impl Into<String>) -> Arc<Self> {
+        Arc::new(Self { value: std::sync::Mutex::new(value.into()), reads: Default::default() })
+    }
+
+    /// Rotates it to `value`.
+    pub fn set(&self, value: impl Into<String>) {
+        *self.value.lock().expect("lock") = value.into();
+    }
+
+    /// How many times it was read.
+    pub fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl SecretSource for Arc<InMemorySecret> {
+    async fn fetch(&self) -> Result<String, String> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.value.lock().expect("lock").clone())
+    }
+}
