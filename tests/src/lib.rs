@@ -322,9 +322,30 @@ impl Local {
         times: usize,
         then_drained: &[&str],
     ) -> Result<()> {
+        self.deliver_again_with(queue_output, body, &[], times, then_drained).await
+    }
+
+    /// [`Local::deliver_again`], each copy carrying these string message attributes (a webhook
+    /// delivery's `subscriptionId`).
+    pub async fn deliver_again_with(
+        &self,
+        queue_output: &str,
+        body: &str,
+        attributes: &[(&str, &str)],
+        times: usize,
+        then_drained: &[&str],
+    ) -> Result<()> {
         let queue = self.output(queue_output);
         for _ in 0..times {
-            self.sqs.send_message().queue_url(queue).message_body(body).send().await?;
+            let mut send = self.sqs.send_message().queue_url(queue).message_body(body);
+            for (name, value) in attributes {
+                let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(*value)
+                    .build()?;
+                send = send.message_attributes(*name, value);
+            }
+            send.send().await?;
         }
         let deadline = Instant::now() + Duration::from_secs(90);
         for output in std::iter::once(&queue_output).chain(then_drained) {

@@ -50,6 +50,8 @@ struct Scripted {
     script: Mutex<Vec<ResponseTemplate>>,
     statuses: Mutex<Vec<u16>>,
     log: Arc<Mutex<Vec<Received>>>,
+    /// How long each accepted text takes to answer.
+    delay: std::time::Duration,
 }
 
 impl Respond for Scripted {
@@ -58,7 +60,9 @@ impl Respond for Scripted {
         let mut statuses = self.statuses.lock().unwrap();
         let (answer, status) = if script.is_empty() {
             (
-                ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": "SM-stand-in", "status": "queued"})),
+                ResponseTemplate::new(201)
+                    .set_body_json(serde_json::json!({"sid": "SM-stand-in", "status": "queued"}))
+                    .set_delay(self.delay),
                 201,
             )
         } else {
@@ -83,13 +87,13 @@ impl TwilioStandIn {
                 let server = MockServer::builder().listener(listener).start().await;
                 let log = Arc::new(Mutex::new(Vec::new()));
                 let stand_in = TwilioStandIn { server, log };
-                stand_in.script("", Vec::new(), 100).await;
+                stand_in.script("", Vec::new(), 100, std::time::Duration::ZERO).await;
                 Ok(stand_in)
             })
             .await
     }
 
-    async fn script(&self, to: &str, answers: Vec<(u16, Option<u64>)>, priority: u8) {
+    async fn script(&self, to: &str, answers: Vec<(u16, Option<u64>)>, priority: u8, delay: std::time::Duration) {
         let statuses = answers.iter().map(|(s, _)| *s).collect();
         let script = answers
             .into_iter()
@@ -99,7 +103,7 @@ impl TwilioStandIn {
             })
             .collect();
         let responder =
-            Scripted { script: Mutex::new(script), statuses: Mutex::new(statuses), log: Arc::clone(&self.log) };
+            Scripted { script: Mutex::new(script), statuses: Mutex::new(statuses), log: Arc::clone(&self.log), delay };
         let to_field = format!("To={}", to.replace('+', "%2B"));
         Mock::given(method("POST"))
             .and(path_regex(r"^/2010-04-01/Accounts/[^/]+/Messages\.json$"))
@@ -112,7 +116,12 @@ impl TwilioStandIn {
 
     /// Texts to `to` are answered with these `(status, Retry-After seconds)` first, then accepted.
     pub async fn fail_first(&self, to: &str, answers: Vec<(u16, Option<u64>)>) {
-        self.script(to, answers, 1).await;
+        self.script(to, answers, 1, std::time::Duration::ZERO).await;
+    }
+
+    /// Texts to `to` are accepted, each answered only after `delay` (a slow provider).
+    pub async fn answer_slowly(&self, to: &str, delay: std::time::Duration) {
+        self.script(to, Vec::new(), 1, delay).await;
     }
 
     /// Every request for `to` so far, oldest first.

@@ -100,11 +100,17 @@ async fn twilio_down_for_a_while_delays_only_the_texts_and_loses_none() {
     assert!(stand_in.delivered_to(&to).is_empty(), "Twilio was still down when the order was ready and emailed");
 
     wait_for("both texts after Twilio recovers", || stand_in.delivered_to(&to).len() >= 2).await;
+    // A sentinel order's texts through the same consumer, placed after both arrived: anything sent
+    // twice would have arrived by the time the sentinel's did.
+    let sentinel = phone();
+    place(&local, &sentinel, &format!("{run}-sentinel")).await;
+    wait_for("the sentinel's two texts", || stand_in.delivered_to(&sentinel).len() >= 2).await;
     let received = stand_in.received_for(&to);
     println!("SMS with Twilio down: {} requests, {} delivered", received.len(), stand_in.delivered_to(&to).len());
     let delivered = bodies(&stand_in.delivered_to(&to));
     assert_eq!(delivered.len(), 2, "none lost, none doubled: {delivered:?}");
     assert_ne!(delivered[0], delivered[1]);
+    assert_eq!(received.len(), 5, "three 503s and two texts, nothing more");
 }
 
 #[tokio::test]
@@ -113,7 +119,9 @@ async fn a_429_with_retry_after_is_not_retried_sooner() {
     let stand_in = TwilioStandIn::shared().await.unwrap();
     let local = Local::connect().await.unwrap();
     let to = phone();
-    stand_in.fail_first(&to, vec![(429, Some(2))]).await;
+    // 12 s: neither the growing delay's first step (5 s) nor the queue's visibility timeout (60 s).
+    const RETRY_AFTER: u64 = 12;
+    stand_in.fail_first(&to, vec![(429, Some(RETRY_AFTER))]).await;
     place(&local, &to, &unique("e2e-sms-429")).await;
 
     wait_for("both texts", || stand_in.delivered_to(&to).len() >= 2).await;
@@ -121,6 +129,48 @@ async fn a_429_with_retry_after_is_not_retried_sooner() {
     let limited = received.iter().find(|r| r.status == 429).expect("the first text was rate-limited");
     let retry = received.iter().find(|r| r.body == limited.body && r.status == 201).expect("and sent later");
     let waited = retry.at - limited.at;
-    println!("SMS 429 Retry-After 2: retried after {waited:?}");
-    assert!(waited >= Duration::from_secs(2), "retried after {waited:?}, Retry-After said 2 s");
+    println!("SMS 429 Retry-After {RETRY_AFTER}: retried after {waited:?}");
+    let asked = Duration::from_secs(RETRY_AFTER);
+    assert!(waited >= asked, "retried after {waited:?}, sooner than the {asked:?} asked");
+    assert!(
+        waited < asked + Duration::from_secs(10),
+        "retried after {waited:?}: Retry-After said {asked:?}, and the queue's own visibility timeout is 60 s"
+    );
+}
+
+/// An `OrderPlaced` for a new order texting `to`, as EventBridge puts it on the SMS queue.
+fn placed_for(to: &str, n: usize) -> String {
+    use orderflow_contracts::{Envelope, OrderPlaced};
+    use orderflow_harness::consumer::decode;
+    use orderflow_harness::testing::{eventbridge_body, sqs_sample};
+    let sample = sqs_sample("sms/order-placed.sqs.json");
+    let (order, cause) = decode::<OrderPlaced>(sample.records[0].body.as_deref()).unwrap();
+    let mut order = OrderPlaced { order_id: format!("ord-slow-{}-{n}", uuid::Uuid::new_v4().simple()), ..order };
+    order.customer.phone = to.to_string();
+    eventbridge_body(&Envelope::caused_by(&cause, order))
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn a_twilio_answering_in_4_9_s_gets_every_queued_text_once() {
+    let stand_in = TwilioStandIn::shared().await.unwrap();
+    let local = Local::connect().await.unwrap();
+    let to = phone();
+    stand_in.answer_slowly(&to, Duration::from_millis(4_900)).await;
+    // Ten texts queued at once: one batch, more than one wave of the consumer's eight at a time, in
+    // a function with a 10 s timeout.
+    let queue = local.output("SmsQueueUrl");
+    for n in 0..10 {
+        local.sqs.send_message().queue_url(queue).message_body(placed_for(&to, n)).send().await.unwrap();
+    }
+    wait_for("ten texts from a slow Twilio", || stand_in.delivered_to(&to).len() >= 10).await;
+    let sentinel = phone();
+    local.sqs.send_message().queue_url(queue).message_body(placed_for(&sentinel, 0)).send().await.unwrap();
+    wait_for("the sentinel's text", || !stand_in.delivered_to(&sentinel).is_empty()).await;
+    let received = stand_in.received_for(&to);
+    let mut distinct = bodies(&received);
+    distinct.dedup();
+    println!("SMS with Twilio answering in 4.9 s: {} requests for 10 texts", received.len());
+    assert_eq!(distinct.len(), 10, "every text delivered");
+    assert_eq!(received.len(), 10, "none sent twice");
 }

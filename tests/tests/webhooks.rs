@@ -124,10 +124,12 @@ async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
     verify(&slow_got[1], &subscriptions[1].1);
     assert_eq!(slow_got[0].headers.get("webhook-id"), slow_got[1].headers.get("webhook-id"), "the same event, retried");
 
-    // The same OrderPlaced fanned out again: no subscriber gets it a second time.
+    // The same delivery (OrderPlaced for A) twice more, straight onto the deliveries queue, past the
+    // fan-out: the delivery's own de-duplication (event id and subscription) posts nothing more.
     let events = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "OrderPlaced")).await.unwrap();
     let body = events.iter().find(|e| e.detail_type == "OrderPlaced").unwrap().body.clone();
-    local.deliver_again("WebhookFanoutQueueUrl", &body, 1, &["WebhookDeliveryQueueUrl"]).await.unwrap();
+    let to_a = [("subscriptionId", subscriptions[0].0.as_str())];
+    local.deliver_again_with("WebhookDeliveryQueueUrl", &body, &to_a, 2, &[]).await.unwrap();
     assert_eq!(for_order(&fast.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 1, "still one to A");
 
     // Deleted subscriptions get nothing more (and later tests' orders go to nobody).
@@ -143,4 +145,78 @@ async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
         assert!(entry.get("secret").is_none());
     }
     local.close(tap).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn a_delivery_dead_lettered_by_a_404_is_redriven_to_its_subscriber_once_it_is_fixed() {
+    let local = Local::connect().await.unwrap();
+    let key = local.secret("WebhooksApiKeySecretId").await.unwrap();
+    let receiver = MockServer::start().await;
+    let broken = Mock::given(method("POST")).respond_with(ResponseTemplate::new(404)).mount_as_scoped(&receiver).await;
+    let (status, created) = local
+        .webhooks_api(
+            Method::POST,
+            "/webhooks",
+            Some(&key),
+            Some(json!({"url": format!("{}/hooks", receiver.uri()), "eventTypes": ["OrderPlaced"]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let subscription = created["id"].as_str().unwrap().to_string();
+
+    let sku = unique_sku("BOOK");
+    local.stock_product(&sku, 1999, 10).await.unwrap();
+    let run = unique("e2e-webhooks-404");
+    let (_, order) = local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &run, None).await.unwrap();
+    let id = order["orderId"].as_str().unwrap().to_string();
+
+    // The 404 is permanent: the delivery goes to the dead-letter queue at once, its subscriber kept.
+    let deadline = Instant::now() + WAIT;
+    let letter = loop {
+        let found = local
+            .sqs
+            .receive_message()
+            .queue_url(local.output("WebhookDeliveryDeadLetterQueueUrl"))
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.body().is_some_and(|b| b.contains(&id)));
+        if let Some(letter) = found {
+            break letter;
+        }
+        assert!(Instant::now() < deadline, "the 404'd delivery never reached the dead-letter queue");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let attributes = letter.message_attributes().unwrap();
+    assert_eq!(attributes["subscriptionId"].string_value(), Some(subscription.as_str()), "kept for redrive");
+    assert!(attributes["orderflow.reason"].string_value().unwrap().contains("HTTP 404"));
+    assert_eq!(for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 1);
+
+    // The subscriber is fixed; the operator redrives.
+    drop(broken);
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&receiver).await;
+    let argv = ["orderflow-ops", "redrive", "webhooks-delivery"];
+    let printed = orderflow_ops::cli::run(argv, &local.sdk).await.unwrap();
+    println!("orderflow-ops redrive webhooks-delivery: {printed}");
+
+    while for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced").len() < 2 {
+        assert!(Instant::now() < deadline, "the redriven delivery never reached the subscriber");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Counted once the deliveries queue has drained: nothing of this order is left to deliver.
+    local.deliver_again("WebhookDeliveryQueueUrl", "", 0, &[]).await.unwrap();
+    let got = for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced");
+    assert_eq!(got.len(), 2, "the 404, then exactly one delivery");
+    assert_eq!(got[0].headers.get("webhook-id"), got[1].headers.get("webhook-id"), "the same event");
+    let (status, _) =
+        local.webhooks_api(Method::DELETE, &format!("/webhooks/{subscription}"), Some(&key), None).await.unwrap();
+    assert_eq!(status, 204);
 }

@@ -16,5 +16,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ses = aws_sdk_sesv2::Client::new(&sdk);
     email::ses::check_sender(&ses, &from).await?;
     let handler = EmailHandler::new(Arc::new(SesSender::new(ses, from)));
-    Consumer::<EmailInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
+    Consumer::<EmailInput>::from_config(&consumer_config, &sdk, Arc::new(handler))
+        .with_record_budget(email::ses::RECORD_BUDGET)
+        .run()
+        .await
 }

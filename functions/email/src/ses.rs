@@ -41,6 +41,10 @@ const REJECTED: &[&str] = &[
     "NotFoundException",
 ];
 
+/// The longest one email may take: one SES call (the SDK's 5 s per call, `harness::aws`) and the
+/// harness's claim and completion.
+pub const RECORD_BUDGET: std::time::Duration = std::time::Duration::from_secs(6);
+
 /// The SES v2 adapter: sends from a verified identity.
 #[derive(Debug, Clone)]
 pub struct SesSender {

@@ -26,6 +26,13 @@ use tracing::{info, warn};
 use crate::guard::{self, Checked};
 use crate::subscriptions::SubscriptionStore;
 
+/// How long one POST to a subscriber may take, connection included.
+pub const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest one delivery may take: the subscription's read, the target's lookup
+/// ([`guard::LOOKUP_TIMEOUT`]), one POST, and the harness's claim and completion.
+pub const RECORD_BUDGET: Duration = Duration::from_secs(9);
+
 /// A subscriber's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -54,7 +61,7 @@ impl Poster for HttpPoster {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
+            .timeout(POST_TIMEOUT)
             .resolve(&target.host, target.addresses[0])
             .build()
             .map_err(|e| e.to_string())?;

@@ -46,9 +46,6 @@ where
     }
 }
 
-/// The variable that bounds how long a function keeps a secret before reading it again (seconds).
-pub const SECRET_MAX_AGE_SECONDS: &str = "SECRET_MAX_AGE_SECONDS";
-
 /// What the consumer harness needs, from the environment the SAM template sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerConfig {

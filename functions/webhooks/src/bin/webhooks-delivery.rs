@@ -23,6 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     );
     Consumer::<AnyEvent>::from_config(&consumer_config, &sdk, Arc::new(handler))
         .with_scope_attribute(SUBSCRIPTION_ATTRIBUTE)
+        .with_record_budget(webhooks::delivery::RECORD_BUDGET)
         .run()
         .await
 }
