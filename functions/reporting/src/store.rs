@@ -148,9 +148,10 @@ impl PgReportingStore {
         Ok(&self.pool)
     }
 
-    /// Points the pool at the credentials of generation `current` unless it already is.
+    /// Points the pool at the credentials of generation `current` if they are newer than the ones
+    /// it has (a record holding an older generation never moves it back).
     fn apply(&self, rotating: &Rotating, current: &orderflow_harness::secret::Current<Credentials>) {
-        if rotating.applied.swap(current.generation, Ordering::AcqRel) != current.generation {
+        if rotating.applied.fetch_max(current.generation, Ordering::AcqRel) < current.generation {
             let options = rotating.base.clone().username(&current.value.username).password(&current.value.password);
             self.pool.set_connect_options(options);
             info!(generation = current.generation, "reporting database credentials updated");

@@ -37,9 +37,11 @@ async fn twilio_accepting(server: &MockServer, token: &str) {
 /// A placed-order body for a new order, so each is a new event.
 fn placed(n: u32) -> String {
     let event = sqs_sample("sms/order-placed.sqs.json");
-    let (SmsInput::Placed(order), cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap() else {
+    let (SmsInput::Placed(order), mut cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap() else {
         panic!("the sample is an OrderPlaced")
     };
+    // A cause of its own: an event caused by it gets an id derived from it, so each text is new.
+    cause.event_id = uuid::Uuid::new_v4();
     let order = OrderPlaced { order_id: format!("ord-rotation-{n}"), ..order };
     eventbridge_body(&Envelope::caused_by(&cause, order))
 }

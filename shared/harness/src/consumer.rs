@@ -95,6 +95,10 @@ pub struct ConsumerSettings {
     pub record_budget: Duration,
 }
 
+/// Time kept after the last record for what the batch still does: the visibility changes of "retry
+/// after", the dead letters' sends, and the response.
+pub const SETTLE_RESERVE: Duration = Duration::from_secs(1);
+
 /// The record budget of a consumer whose handler only calls AWS: the harness's claim and completion
 /// and the handler's own calls, each within the SDK's 2 s attempt timeout (`aws::timeouts`).
 pub const AWS_ONLY_RECORD_BUDGET: Duration = Duration::from_secs(3);
@@ -392,8 +396,9 @@ pub(crate) fn sqs_ports(
     )
 }
 
-/// `Some(hand back now)` when less than `budget` is left before `deadline`: the record is not started,
-/// and is made visible again at once so the next invocation takes it.
+/// `Some(hand back now)` when less than `budget` and the [`SETTLE_RESERVE`] is left before
+/// `deadline`: the record is not started, and is made visible again at once so the next invocation
+/// takes it.
 pub(crate) fn too_late_to_start(
     name: &str,
     record: &SqsMessage,
@@ -401,7 +406,7 @@ pub(crate) fn too_late_to_start(
     budget: Duration,
 ) -> Option<Outcome> {
     let left = deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-    if left >= budget {
+    if left >= budget + SETTLE_RESERVE {
         return None;
     }
     warn!(consumer = %name, message_id = record.message_id.as_deref().unwrap_or_default(),

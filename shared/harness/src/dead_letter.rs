@@ -83,19 +83,25 @@ fn original(value: &SqsMessageAttribute) -> Result<MessageAttributeValue, String
         .map_err(|e| e.to_string())
 }
 
-/// The attributes of the copy: every original one (but stale `orderflow.*` ones), then the harness's
-/// own as far as SQS's ten allow, the reason first.
+/// The attributes of the copy: the reason, every original one (but stale `orderflow.*` ones), then
+/// the harness's other ones as far as SQS's ten allow. Only an original with all ten of SQS's
+/// attributes loses one (the last by name) to the reason, with a warning.
 pub fn copy_attributes(letter: &DeadLetter) -> Result<Vec<(String, MessageAttributeValue)>, String> {
     let mut out: Vec<(String, MessageAttributeValue)> = Vec::new();
     let mut names: Vec<&String> = letter.attributes.keys().filter(|k| !k.starts_with(ATTRIBUTE_PREFIX)).collect();
     names.sort();
+    if names.len() >= MAX_ATTRIBUTES {
+        let dropped: Vec<&String> = names.split_off(MAX_ATTRIBUTES - 1);
+        tracing::warn!(consumer = %letter.consumer, message_id = %letter.message_id, ?dropped,
+            "the original has all ten message attributes: dead-lettered without these, to keep the reason");
+    }
     for name in names {
         out.push((name.clone(), original(&letter.attributes[name])?));
     }
     // SQS attribute values are limited to 256 KB with the body; reasons are short, cut them anyway.
     let reason: String = letter.reason.chars().take(1024).collect();
+    out.insert(0, ("orderflow.reason".to_string(), attribute(reason)?));
     let ours = [
-        ("orderflow.reason", attribute(reason)?),
         ("orderflow.consumer", attribute(letter.consumer.clone())?),
         ("orderflow.sourceMessageId", attribute(letter.message_id.clone())?),
         (

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! current() ─► younger than max_age? ─► the cached value
-//!                 └─ older: read again (a failed read keeps the old value, with a warning)
+//!                 └─ older: read again (a failed read keeps the old value, with a warning, and
+//!                    the next try waits FAILED_READ_BACKOFF)
 //! refresh_after_rejection(seen) ─► someone refreshed since `seen`? ─► that value
 //!                 ├─ read less than min_interval ago? ─► None (nothing new to try)
 //!                 └─ read again ─► changed? Some(new) : None
@@ -30,6 +31,10 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// The shortest time between two reads forced by rejections.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// After a read that failed, how long the old value is used before the next try (so a Secrets
+/// Manager outage costs one slow call per this period, not one per record).
+pub const FAILED_READ_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Where a secret's value is read from.
 #[async_trait]
@@ -188,7 +193,7 @@ impl<T: Send + Sync + 'static> RotatingSecret<T> {
     }
 
     /// The value, read again first when it is older than `max_age`. A failed read keeps the old
-    /// value (it may still be valid) and is tried again on the next call.
+    /// value (it may still be valid), and the next read is tried [`FAILED_READ_BACKOFF`] later.
     pub async fn current(&self) -> Current<T> {
         let (current, fetched_at) = self.snapshot();
         if self.age(fetched_at) < self.max_age {
@@ -203,6 +208,10 @@ impl<T: Send + Sync + 'static> RotatingSecret<T> {
             Ok(current) => current,
             Err(e) => {
                 warn!(secret = %self.name, error = %e, "could not read the secret again: keeping the value it had");
+                // Counted as read `FAILED_READ_BACKOFF` short of `max_age` ago: tried again after that.
+                let retry_at = self.clock.now() + FAILED_READ_BACKOFF.min(self.max_age);
+                self.state.write().expect("lock").fetched_at =
+                    retry_at.checked_sub(self.max_age).unwrap_or(SystemTime::UNIX_EPOCH);
                 current
             }
         }
@@ -247,12 +256,18 @@ impl<T: Send + Sync + 'static> RotatingSecret<T> {
 pub struct InMemorySecret {
     value: std::sync::Mutex<String>,
     reads: std::sync::atomic::AtomicUsize,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl InMemorySecret {
     /// Holding `value`.
     pub fn new(value: impl Into<String>) -> Arc<Self> {
-        Arc::new(Self { value: std::sync::Mutex::new(value.into()), reads: Default::default() })
+        Arc::new(Self { value: std::sync::Mutex::new(value.into()), ..Default::default() })
+    }
+
+    /// Makes every later read fail (the service is unreachable) while `failing`.
+    pub fn fail_reads(&self, failing: bool) {
+        self.failing.store(failing, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Rotates it to `value`.
@@ -270,6 +285,9 @@ impl InMemorySecret {
 impl SecretSource for Arc<InMemorySecret> {
     async fn fetch(&self) -> Result<String, String> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("reading the secret: service unavailable (fake)".into());
+        }
         Ok(self.value.lock().expect("lock").clone())
     }
 }

@@ -590,21 +590,29 @@ async fn a_panic_in_an_adapter_fails_its_record_alone() {
     assert_eq!(calls, vec!["ord-1", "ord-3"]);
 }
 
-#[tokio::test]
-async fn retry_after_holds_the_record_back_within_what_sqs_accepts_from_the_receive() {
-    use orderflow_harness::error::MAX_RETRY_DELAY;
+/// A consumer whose "retry after" goes to a visibility fake that behaves as SQS does: it refuses a
+/// delay that would keep a message invisible past 12 hours from its receive (here: the moment the
+/// fake is made, just before the batch is handled).
+fn held_back(
+    settings: ConsumerSettings,
+) -> (Arc<ScriptedHandler>, Arc<orderflow_harness::visibility::RecordedDelays>, Consumer<OrderPlaced>) {
     let handler = Arc::new(ScriptedHandler::default());
-    // Behaves as SQS does: refuses a delay that would keep a message invisible past 12 hours from its
-    // receive (here: the moment the fake is made, just before the batch is handled).
     let delays = Arc::new(orderflow_harness::visibility::RecordedDelays::default());
     let consumer = Consumer::new(
         "sms",
         handler.clone(),
         Arc::new(InMemoryIdempotencyStore::default()),
         Arc::new(InMemoryDeadLetters::default()),
-        ConsumerSettings::default(),
+        settings,
     )
     .with_visibility(delays.clone());
+    (handler, delays, consumer)
+}
+
+#[tokio::test]
+async fn retry_after_holds_the_record_back_within_what_sqs_accepts_from_the_receive() {
+    use orderflow_harness::error::MAX_RETRY_DELAY;
+    let (_, delays, consumer) = held_back(ConsumerSettings::default());
     let result = consumer
         .process(batch(vec![
             record("m1", &order_body("later-1", 1)),
@@ -632,21 +640,12 @@ async fn retry_after_holds_the_record_back_within_what_sqs_accepts_from_the_rece
 
 #[tokio::test]
 async fn records_are_not_started_when_less_than_their_budget_is_left_and_come_back_at_once() {
-    let handler = Arc::new(ScriptedHandler::default());
-    let delays = Arc::new(orderflow_harness::visibility::RecordedDelays::default());
-    let consumer = Consumer::new(
-        "sms",
-        handler.clone(),
-        Arc::new(InMemoryIdempotencyStore::default()),
-        Arc::new(InMemoryDeadLetters::default()),
-        ConsumerSettings { max_concurrency: 2, ..ConsumerSettings::default() },
-    )
-    .with_record_budget(Duration::from_millis(500))
-    .with_visibility(delays.clone());
+    let (handler, delays, consumer) = held_back(ConsumerSettings { max_concurrency: 2, ..ConsumerSettings::default() });
+    let consumer = consumer.with_record_budget(Duration::from_millis(500));
     let records = (1..=6).map(|n| record(&format!("m{n}"), &order_body(&format!("sluggish-{n}"), n))).collect();
-    // Each record takes 300 ms, two at a time, in an invocation of 1 s: the third pair would start
-    // with 400 ms left, under the 500 ms budget.
-    let result = consumer.process_until(batch(records), SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    // Each record takes 300 ms, two at a time, in an invocation of 2 s: the third pair would start
+    // with 1.4 s left, under the 500 ms budget and the harness's 1 s reserve for settling the batch.
+    let result = consumer.process_until(batch(records), SystemTime::now() + Duration::from_secs(2)).await.unwrap();
     let mut calls = handler.calls();
     calls.sort();
     assert_eq!(calls, vec!["sluggish-1", "sluggish-2", "sluggish-3", "sluggish-4"], "the last pair never started");
@@ -677,14 +676,23 @@ async fn a_dead_letter_keeps_every_attribute_of_the_original() {
     assert_eq!(
         names,
         vec![
-            "subscriptionId",
             "orderflow.reason",
+            "subscriptionId",
             "orderflow.consumer",
             "orderflow.sourceMessageId",
             "orderflow.receiveCount"
         ]
     );
-    assert_eq!(copy[0].1.string_value(), Some("sub-42"));
+    assert_eq!(copy[1].1.string_value(), Some("sub-42"));
+
+    // An original with SQS's ten attributes still gets its reason (one of its own gives way).
+    let mut full = letters[0].clone();
+    for n in 0..10 {
+        full.attributes.insert(format!("a{n}"), subscription.clone());
+    }
+    let copy = orderflow_harness::dead_letter::copy_attributes(&full).unwrap();
+    assert_eq!(copy.len(), 10);
+    assert_eq!(copy[0].0, "orderflow.reason");
 }
 
 #[test]

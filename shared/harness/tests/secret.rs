@@ -63,3 +63,22 @@ async fn concurrent_refusals_of_one_generation_share_one_read() {
     }
     assert_eq!(store.reads(), 2, "the load and one read after the refusals");
 }
+
+#[tokio::test]
+async fn an_unreadable_secret_keeps_its_value_and_is_tried_again_only_after_a_pause() {
+    use orderflow_harness::secret::FAILED_READ_BACKOFF;
+    let (store, clock, secret) = rig(Duration::from_secs(300)).await;
+    store.fail_reads(true);
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(*secret.current().await.value, "v1", "the old value, still valid, is kept");
+    assert_eq!(store.reads(), 2);
+    for _ in 0..8 {
+        assert_eq!(*secret.current().await.value, "v1");
+    }
+    assert_eq!(store.reads(), 2, "no read per record while the service is down");
+    store.fail_reads(false);
+    store.set("v2");
+    clock.advance(FAILED_READ_BACKOFF);
+    assert_eq!(*secret.current().await.value, "v2", "tried again after the pause");
+    assert_eq!(store.reads(), 3);
+}
