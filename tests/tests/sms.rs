@@ -148,7 +148,8 @@ fn placed_for(to: &str, n: usize) -> String {
     let (order, mut cause) = decode::<OrderPlaced>(sample.records[0].body.as_deref()).unwrap();
     // A cause of its own: an event caused by it gets an id derived from it, so each text is new.
     cause.event_id = uuid::Uuid::new_v4();
-    let mut order = OrderPlaced { order_id: format!("ord-slow-{}-{n}", uuid::Uuid::new_v4().simple()), ..order };
+    // The text shows the order id's first 8 characters: make those differ per text.
+    let mut order = OrderPlaced { order_id: format!("s{n:02}{}", uuid::Uuid::new_v4().simple()), ..order };
     order.customer.phone = to.to_string();
     eventbridge_body(&Envelope::caused_by(&cause, order))
 }
