@@ -84,3 +84,32 @@ fn the_checks_above_can_fail() {
     assert!(optional.contains("DECLINE_ABOVE_MINOR"), "{optional:?}");
     assert_eq!(inbound("billing").unwrap().0, &["OrderPlaced"]);
 }
+
+#[test]
+fn no_function_crate_depends_on_another() {
+    // Each function's crate stands on the shared crates only; what two functions share moves to
+    // `shared/` (as the order cache's store did). Read from `cargo metadata`, as cargo sees it.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--no-deps", "--offline", "--format-version", "1"])
+        .current_dir(orderflow_e2e::template::root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages = metadata["packages"].as_array().unwrap();
+    let is_function = |p: &serde_json::Value| p["manifest_path"].as_str().unwrap().contains("/functions/");
+    let functions: BTreeSet<&str> =
+        packages.iter().filter(|p| is_function(p)).map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(functions.len() >= 9, "{functions:?}");
+    for package in packages.iter().filter(|p| is_function(p)) {
+        let on: Vec<&str> = package["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap())
+            .filter(|d| functions.contains(d))
+            .collect();
+        assert!(on.is_empty(), "{} depends on the function crate(s) {on:?}", package["name"]);
+    }
+}

@@ -8,9 +8,9 @@
 //!                 └► Redis down ─► orders table (the API never fails because the cache does)
 //! ```
 //!
-//! - [`store`]: the `OrderCache` port, the Redis adapter (keys, script, TTLs) and an in-memory fake.
-//!   Sales' API uses the same port to read through the cache.
+//! - [`store`]: the `OrderCache` port, the Redis adapter (keys, script, TTLs) and an in-memory fake,
+//!   from the shared crate `orderflow-order-cache` (`shared/order-cache`), which Sales' API uses too.
 //! - [`handler`]: the consumer's handler.
 
 pub mod handler;
-pub mod store;
+pub use orderflow_order_cache as store;

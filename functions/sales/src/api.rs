@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info, warn, Instrument};
 use uuid::Uuid;
 
-use cache::store::OrderCache;
+use orderflow_order_cache::OrderCache;
 
 use crate::catalogue::{price, Catalogue};
 use crate::orders::{Created, OrderStore, StoredOrder};

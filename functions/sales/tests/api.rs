@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use cache::store::{InMemoryOrderCache, OrderCache};
 use lambda_http::{Body, Request, Response};
 use orderflow_contracts::{Currency, Envelope, OrderPlaced, OrderState, OrderStatus, MAX_AMOUNT_MINOR};
 use orderflow_harness::testing::sample_text;
+use orderflow_order_cache::{InMemoryOrderCache, OrderCache};
 use pretty_assertions::assert_eq;
 use sales::api::{order_id_for, SalesApi};
 use sales::catalogue::{InMemoryCatalogue, Product};

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache::store::RedisOrderCache;
 use lambda_http::{service_fn, Error, Request};
 use orderflow_harness::{aws, config, telemetry};
+use orderflow_order_cache::RedisOrderCache;
 use sales::api::SalesApi;
 use sales::catalogue::DynamoDbCatalogue;
 use sales::orders::DynamoDbOrderStore;

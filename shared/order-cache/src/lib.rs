@@ -1,4 +1,6 @@
-//! The `OrderCache` port, its Redis adapter and an in-memory fake.
+//! The order cache's store: the `OrderCache` port, its Redis adapter and an in-memory fake. The cache
+//! consumer (`functions/cache`) writes it; the Sales API (`functions/sales`) reads through it. It is a
+//! shared crate so that no function crate depends on another.
 //!
 //! Two keys per order, in one hash slot (`{id}`), so the script also runs on a Redis cluster:
 //!
