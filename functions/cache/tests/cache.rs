@@ -5,17 +5,13 @@ use std::sync::Arc;
 
 use cache::handler::CacheHandler;
 use cache::store::InMemoryOrderCache;
-use orderflow_contracts::{OrderState, OrderStatus, OrderStatusChanged};
-use orderflow_harness::testing::{sample_event, sqs_batch, sqs_sample, status_changed_body, Harnessed};
+use orderflow_contracts::{OrderState, OrderStatus};
+use orderflow_harness::testing::{sample_order, sqs_batch, sqs_sample, status_changed_body, Harnessed};
 use pretty_assertions::assert_eq;
 
-/// The sample event's order, at `version` and `status`, under `order_id`.
+/// The sample's order at `version` and `status`, under `order_id`.
 fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
-    let mut order = sample_event::<OrderStatusChanged>("cache/order-status-changed.sqs.json", 0).order;
-    order.order_id = order_id.to_string();
-    order.version = version;
-    order.status = status;
-    order
+    sample_order("cache/order-status-changed.sqs.json", 0, order_id, version, status)
 }
 
 #[tokio::test]

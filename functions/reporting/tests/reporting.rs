@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use orderflow_contracts::{OrderState, OrderStatus, OrderStatusChanged, Totals};
-use orderflow_harness::testing::{sample_event, sqs_batch, sqs_sample, status_changed_body, Harnessed};
+use orderflow_contracts::{OrderState, OrderStatus, Totals};
+use orderflow_harness::testing::{sample_order, sqs_batch, sqs_sample, status_changed_body, Harnessed};
 use pretty_assertions::assert_eq;
 use reporting::handler::ReportingHandler;
 use reporting::rows::{self, BillingRow};
@@ -17,11 +17,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 /// The sample's order at `version` and `status`, under `order_id`.
 fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
-    let mut order = sample_event::<OrderStatusChanged>("reporting/mixed-order-events.sqs.json", 2).order;
-    order.order_id = order_id.to_string();
-    order.version = version;
-    order.status = status;
-    order
+    sample_order("reporting/mixed-order-events.sqs.json", 2, order_id, version, status)
 }
 
 #[tokio::test]

@@ -31,6 +31,16 @@ pub fn sample_event<E: Inbound>(relative: &str, index: usize) -> E {
     crate::consumer::decode::<E>(record.body.as_deref()).unwrap_or_else(|e| panic!("{relative}[{index}]: {e}")).0
 }
 
+/// The order of the `OrderStatusChanged` at `index` of a sample, under `order_id`, at `version` and
+/// `status` (the read models' tests: one order in many versions).
+pub fn sample_order(relative: &str, index: usize, order_id: &str, version: u64, status: OrderStatus) -> OrderState {
+    let mut order = sample_event::<OrderStatusChanged>(relative, index).order;
+    order.order_id = order_id.to_string();
+    order.version = version;
+    order.status = status;
+    order
+}
+
 /// The SQS body of an `OrderStatusChanged` (from `Placed`) carrying `order`, as EventBridge delivers it.
 pub fn status_changed_body(order: OrderState) -> String {
     eventbridge_body(&Envelope::new(OrderStatusChanged { previous_status: OrderStatus::Placed, order }, None))

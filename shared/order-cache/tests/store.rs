@@ -4,18 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orderflow_contracts::{OrderState, OrderStatus, OrderStatusChanged};
-use orderflow_harness::testing::sample_event;
+use orderflow_contracts::{OrderState, OrderStatus};
+use orderflow_harness::testing::sample_order;
 use orderflow_order_cache::{keys, InMemoryOrderCache, OrderCache, RedisOrderCache, VERSION_TTL};
 use pretty_assertions::assert_eq;
 
-/// The sample event's order, at `version` and `status`, under `order_id`.
+/// The sample's order at `version` and `status`, under `order_id`.
 fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
-    let mut order = sample_event::<OrderStatusChanged>("cache/order-status-changed.sqs.json", 0).order;
-    order.order_id = order_id.to_string();
-    order.version = version;
-    order.status = status;
-    order
+    sample_order("cache/order-status-changed.sqs.json", 0, order_id, version, status)
 }
 
 fn redis_url() -> String {
