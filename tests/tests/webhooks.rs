@@ -16,6 +16,10 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const WAIT: Duration = Duration::from_secs(90);
 
+/// One test at a time: each subscribes to every `OrderPlaced`, so the other's orders would reach its
+/// receivers (and use up a receiver's scripted answers, such as the slow one's single hang).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The requests a receiver got for `order_id`, with the time each arrived (approximately: when we
 /// looked), by `type`.
 fn for_order(requests: &[Request], order_id: &str, event_type: &str) -> Vec<Request> {
@@ -44,6 +48,7 @@ fn verify(request: &Request, secret: &str) {
 #[tokio::test]
 #[ignore = "needs the stack on the local emulator: run `make test`"]
 async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let local = Local::connect().await.unwrap();
     let key = local.secret("WebhooksApiKeySecretId").await.unwrap();
     assert_eq!(local.webhooks_api(Method::GET, "/webhooks", None, None).await.unwrap().0, 401);
@@ -150,6 +155,7 @@ async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
 #[tokio::test]
 #[ignore = "needs the stack on the local emulator: run `make test`"]
 async fn a_delivery_dead_lettered_by_a_404_is_redriven_to_its_subscriber_once_it_is_fixed() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let local = Local::connect().await.unwrap();
     let key = local.secret("WebhooksApiKeySecretId").await.unwrap();
     let receiver = MockServer::start().await;
