@@ -22,14 +22,3 @@ pub fn timeouts() -> TimeoutConfig {
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts()).load().await
 }
-
-/// The value of the Secrets Manager secret `secret_id` (name or ARN), read once at init by a function
-/// that needs credentials (never from an environment variable, never logged). The error names the
-/// secret, not its value.
-pub async fn secret_string(sdk: &aws_config::SdkConfig, secret_id: &str) -> Result<String, String> {
-    let out =
-        aws_sdk_secretsmanager::Client::new(sdk).get_secret_value().secret_id(secret_id).send().await.map_err(|e| {
-            format!("reading the secret {secret_id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e))
-        })?;
-    out.secret_string().map(str::to_string).ok_or_else(|| format!("the secret {secret_id} holds no string"))
-}
