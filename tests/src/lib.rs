@@ -347,8 +347,14 @@ impl Local {
             }
             send.send().await?;
         }
+        self.drained(&[&[queue_output], then_drained].concat()).await
+    }
+
+    /// Waits (90 s at most) until each of these queues (stack outputs) holds nothing, visible or in
+    /// flight: everything sent to them has been handled, retries included.
+    pub async fn drained(&self, queue_outputs: &[&str]) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(90);
-        for output in std::iter::once(&queue_output).chain(then_drained) {
+        for output in queue_outputs {
             while self.queue_depth(self.output(output)).await? > 0 {
                 if Instant::now() > deadline {
                     bail!("{output} did not drain within 90 s");

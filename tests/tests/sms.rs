@@ -105,7 +105,7 @@ async fn twilio_down_for_a_while_delays_only_the_texts_and_loses_none() {
     let sentinel = phone();
     place(&local, &sentinel, &format!("{run}-sentinel")).await;
     wait_for("the sentinel's two texts", || stand_in.delivered_to(&sentinel).len() >= 2).await;
-    local.deliver_again("SmsQueueUrl", "", 0, &[]).await.unwrap();
+    local.drained(&["SmsQueueUrl"]).await.unwrap();
     let received = stand_in.received_for(&to);
     println!("SMS with Twilio down: {} requests, {} delivered", received.len(), stand_in.delivered_to(&to).len());
     let delivered = bodies(&stand_in.delivered_to(&to));
@@ -180,7 +180,7 @@ async fn a_twilio_answering_in_4_9_s_gets_every_queued_text_once() {
     wait_for("the sentinel's text", || !stand_in.delivered_to(&sentinel).is_empty()).await;
     // And nothing left on the queue, visible or in flight: a text waiting out a visibility timeout
     // (an invocation cut off at its deadline) would be sent again after it.
-    local.deliver_again("SmsQueueUrl", "", 0, &[]).await.unwrap();
+    local.drained(&["SmsQueueUrl"]).await.unwrap();
     let received = stand_in.received_for(&to);
     let mut distinct = bodies(&received);
     distinct.dedup();

@@ -218,7 +218,7 @@ async fn a_delivery_dead_lettered_by_a_404_is_redriven_to_its_subscriber_once_it
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Counted once the deliveries queue has drained: nothing of this order is left to deliver.
-    local.deliver_again("WebhookDeliveryQueueUrl", "", 0, &[]).await.unwrap();
+    local.drained(&["WebhookDeliveryQueueUrl"]).await.unwrap();
     let got = for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced");
     assert_eq!(got.len(), 2, "the 404, then exactly one delivery");
     assert_eq!(got[0].headers.get("webhook-id"), got[1].headers.get("webhook-id"), "the same event");

@@ -164,44 +164,47 @@ impl SmsSender for TwilioSender {
 }
 
 impl TwilioSender {
+    /// One request; a 401 is told apart by its status, so the caller can read the secret again.
     async fn attempt(&self, credentials: &TwilioCredentials, sms: &Sms) -> Attempt {
-        match self.post(credentials, sms).await {
-            Err(SmsError::Rejected(reason)) if reason.starts_with("HTTP 401") => Attempt::Unauthorised(reason),
-            other => Attempt::Done(other),
-        }
-    }
-
-    async fn post(&self, credentials: &TwilioCredentials, sms: &Sms) -> Result<String, SmsError> {
         let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", self.base_url, credentials.account_sid);
-        let response = self
+        let sent = self
             .http
             .post(&url)
             .basic_auth(&credentials.account_sid, Some(&credentials.auth_token))
             .form(&[("To", sms.to.as_str()), ("From", self.from.as_str()), ("Body", sms.body.as_str())])
             .send()
-            .await
-            .map_err(|e| SmsError::Unavailable {
-                // reqwest's error names the URL, never the form body.
-                reason: if e.is_timeout() { "timed out".into() } else { format!("request failed: {e}") },
-                after: None,
-            })?;
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                return Attempt::Done(Err(SmsError::Unavailable {
+                    // reqwest's error names the URL, never the form body.
+                    reason: if e.is_timeout() { "timed out".into() } else { format!("request failed: {e}") },
+                    after: None,
+                }));
+            }
+        };
         let status = response.status();
         let after = retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
-            return serde_json::from_str::<Sent>(&text)
-                .map(|s| s.sid)
-                .map_err(|e| SmsError::Unavailable { reason: format!("unreadable answer ({e})"), after: None });
+            return Attempt::Done(
+                serde_json::from_str::<Sent>(&text)
+                    .map(|s| s.sid)
+                    .map_err(|e| SmsError::Unavailable { reason: format!("unreadable answer ({e})"), after: None }),
+            );
         }
         let problem = serde_json::from_str::<TwilioProblem>(&text).ok();
         let detail = problem
             .map(|p| format!("{} {}", p.code.map(|c| c.to_string()).unwrap_or_default(), p.message.unwrap_or_default()))
             .unwrap_or_default();
         let reason = format!("HTTP {} {}", status.as_u16(), detail.trim()).trim_end().to_string();
-        if status.as_u16() == 429 || status.is_server_error() {
-            Err(SmsError::Unavailable { reason, after })
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            Attempt::Unauthorised(reason)
+        } else if status.as_u16() == 429 || status.is_server_error() {
+            Attempt::Done(Err(SmsError::Unavailable { reason, after }))
         } else {
-            Err(SmsError::Rejected(reason))
+            Attempt::Done(Err(SmsError::Rejected(reason)))
         }
     }
 }
