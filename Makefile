@@ -5,7 +5,7 @@
 # One default for Cargo's build cache, shared with every script (infra/common.sh).
 export CARGO_TARGET_DIR ?= $(shell ROOT=$(CURDIR) bash -c '. infra/common.sh && echo $$CARGO_TARGET_DIR')
 
-.PHONY: help demo test unit deploy up down lint bench schemas redrive replay
+.PHONY: help demo test unit deploy up down lint generate bench schemas redrive replay
 
 ## List the targets.
 help:
@@ -37,11 +37,15 @@ down:
 	infra/local-aws.sh down
 	infra/localstack.sh down
 
-## Lint the template (cfn-lint, and SAM's own validation).
+## Lint the template: cfn-lint with the serverless rules (suppressions and their reasons are in the template), and SAM's own validation.
 lint:
 	infra/local-aws.sh setup
-	.venv/bin/cfn-lint infra/template.yaml
+	.venv/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- infra/template.yaml
 	infra/sam.sh validate --lint
+
+## Write the consumers' blocks of infra/template.yaml and the README's flow diagram from the consumer table.
+generate:
+	cargo run --quiet -p orderflow-consumers --bin generate
 
 ## Move a consumer's dead letters back to its queue: make redrive CONSUMER=reporting
 redrive:

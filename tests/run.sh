@@ -32,9 +32,8 @@ mkdir -p .local
 infra/localstack.sh up > .local/localstack-up.log 2>&1 &
 localstack_pid=$!
 
-step "template lint (cfn-lint, sam validate --lint)"
-.venv/bin/cfn-lint infra/template.yaml
-infra/sam.sh validate --lint
+step "template lint (cfn-lint with the serverless rules, sam validate --lint)"
+make --no-print-directory lint
 
 step "local AWS up"
 if ! infra/local-aws.sh status >/dev/null 2>&1; then

@@ -25,12 +25,13 @@ pub struct Cli {
 enum Command {
     /// Moves a consumer's dead-letter queue back to its queue (once the cause is fixed).
     Redrive {
-        /// The consumer, as its CONSUMER_NAME (billing, reporting, ...).
+        /// The consumer, as its row in the consumer table names it (billing, reporting, ...).
         consumer: String,
     },
     /// Re-delivers the archived events of a time window to one consumer alone.
     Replay {
-        /// The consumer, as its CONSUMER_NAME.
+        /// The consumer (a read model: cache, reporting, lake, sales-order-status; the others refuse,
+        /// saying why).
         consumer: String,
         /// Start of the window (RFC 3339, e.g. 2026-11-29T00:00:00Z).
         #[arg(long)]
@@ -50,11 +51,12 @@ where
 {
     let cli = Cli::try_parse_from(args).map_err(|e| anyhow::anyhow!("{e}"))?;
     let cfn = aws_sdk_cloudformation::Client::new(sdk);
-    let lambda = aws_sdk_lambda::Client::new(sdk);
-    let sqs = aws_sdk_sqs::Client::new(sdk);
     match cli.command {
         Command::Redrive { consumer } => {
-            let consumer = stack::consumer(&cfn, &lambda, &cli.stack, &consumer).await?;
+            let row = stack::row(&consumer)?;
+            let outputs = stack::outputs(&cfn, &cli.stack).await?;
+            let consumer = stack::consumer(row, &cli.stack, &outputs)?;
+            let sqs = aws_sdk_sqs::Client::new(sdk);
             let done = redrive::redrive(&sqs, &consumer).await?;
             let how = match done.method {
                 Method::MessageMoveTask => "SQS StartMessageMoveTask",
@@ -63,8 +65,11 @@ where
             Ok(format!("redrive {}: {} message(s) moved back to its queue, with {how}", consumer.name, done.moved))
         }
         Command::Replay { consumer, from, to } => {
-            let consumer = stack::consumer(&cfn, &lambda, &cli.stack, &consumer).await?;
+            let row = stack::row(&consumer)?;
+            // Refused before anything is asked of AWS.
+            replay::allowed(row)?;
             let outputs = stack::outputs(&cfn, &cli.stack).await?;
+            let consumer = stack::consumer(row, &cli.stack, &outputs)?;
             let output = |key: &str| outputs.get(key).cloned().with_context(|| format!("stack output {key}"));
             let bus = Bus {
                 name: output("EventBusName")?,
@@ -73,7 +78,7 @@ where
             };
             let events = aws_sdk_eventbridge::Client::new(sdk);
             let to = to.unwrap_or_else(Utc::now);
-            let done = replay::replay(&events, &sqs, &bus, &consumer, from, to).await?;
+            let done = replay::replay(&events, &bus, &consumer, from, to).await?;
             Ok(format!(
                 "replay {}: {} from {from} to {to} {} (limited to rule {})",
                 consumer.name, done.name, done.state, done.rule_arn

@@ -4,8 +4,9 @@
 //! - [`replay`]: the events of a time window, from the bus archive, to one consumer alone (to rebuild
 //!   a read model).
 //!
-//! A consumer is named as in its `CONSUMER_NAME` (`billing`, `reporting`, ...); [`stack`] finds its
-//! function, queues and rule in the CloudFormation stack, so nothing here hard-codes resource names.
+//! A consumer is named as in the consumer table (`orderflow-consumers`: `billing`, `reporting`, ...);
+//! [`stack`] reads its queues, rule and function from the stack's outputs the table names, so
+//! nothing here hard-codes resource names.
 
 pub mod cli;
 pub mod redrive;

@@ -1,4 +1,5 @@
-//! `redrive <consumer>`: moves every message of the consumer's dead-letter queue back to its queue.
+//! `redrive <consumer>`: moves every message of the consumer's dead-letter queue back to its queue,
+//! and every event its rule could not put on the queue (the rule's dead-letter queue) too.
 //!
 //! On AWS it asks SQS to do it (`StartMessageMoveTask`, the console's "start DLQ redrive") and
 //! waits for the task to finish. Where SQS does not offer that call (the local emulator answers
@@ -32,10 +33,19 @@ pub struct Redriven {
     pub moved: u64,
 }
 
-/// Moves the consumer's dead letters back to its queue.
+/// Moves the consumer's dead letters, and its rule's, back to its queue.
 pub async fn redrive(sqs: &aws_sdk_sqs::Client, consumer: &ConsumerResources) -> Result<Redriven> {
-    let source = queue_arn(sqs, &consumer.dead_letter_queue_url).await?;
-    let destination = queue_arn(sqs, &consumer.queue_url).await?;
+    let mut done = move_all(sqs, &consumer.dead_letter_queue_url, &consumer.queue_url).await?;
+    if let Some(rule_dlq) = &consumer.rule_dead_letter_queue_url {
+        done.moved += move_all(sqs, rule_dlq, &consumer.queue_url).await?.moved;
+    }
+    Ok(done)
+}
+
+/// Moves every message of `from` to `to`.
+async fn move_all(sqs: &aws_sdk_sqs::Client, from: &str, to: &str) -> Result<Redriven> {
+    let source = queue_arn(sqs, from).await?;
+    let destination = queue_arn(sqs, to).await?;
     match sqs.start_message_move_task().source_arn(&source).destination_arn(&destination).send().await {
         Ok(_) => Ok(Redriven { method: Method::MessageMoveTask, moved: wait_for_move_task(sqs, &source).await? }),
         Err(e)
@@ -44,7 +54,7 @@ pub async fn redrive(sqs: &aws_sdk_sqs::Client, consumer: &ConsumerResources) ->
                 Some("InvalidAction" | "UnsupportedOperation" | "AWS.SimpleQueueService.UnsupportedOperation")
             ) =>
         {
-            Ok(Redriven { method: Method::ReceiveSendDelete, moved: receive_send_delete(sqs, consumer).await? })
+            Ok(Redriven { method: Method::ReceiveSendDelete, moved: receive_send_delete(sqs, from, to).await? })
         }
         Err(e) => bail!("StartMessageMoveTask: {}", aws_sdk_sqs::error::DisplayErrorContext(e)),
     }
@@ -67,12 +77,12 @@ async fn wait_for_move_task(sqs: &aws_sdk_sqs::Client, source_arn: &str) -> Resu
     bail!("the move task did not finish within 10 minutes; see `aws sqs list-message-move-tasks`")
 }
 
-async fn receive_send_delete(sqs: &aws_sdk_sqs::Client, consumer: &ConsumerResources) -> Result<u64> {
+async fn receive_send_delete(sqs: &aws_sdk_sqs::Client, from: &str, to: &str) -> Result<u64> {
     let mut moved = 0;
     loop {
         let received = sqs
             .receive_message()
-            .queue_url(&consumer.dead_letter_queue_url)
+            .queue_url(from)
             .max_number_of_messages(10)
             .wait_time_seconds(1)
             .visibility_timeout(60)
@@ -88,7 +98,7 @@ async fn receive_send_delete(sqs: &aws_sdk_sqs::Client, consumer: &ConsumerResou
         for message in messages {
             let mut send = sqs
                 .send_message()
-                .queue_url(&consumer.queue_url)
+                .queue_url(to)
                 .message_body(message.body().unwrap_or_default())
                 .set_message_attributes(message.message_attributes().cloned());
             if let Some(group) = message.attributes().and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId)) {
@@ -97,7 +107,7 @@ async fn receive_send_delete(sqs: &aws_sdk_sqs::Client, consumer: &ConsumerResou
             send.send().await.context("sending back to the queue")?;
             if let Some(handle) = message.receipt_handle() {
                 sqs.delete_message()
-                    .queue_url(&consumer.dead_letter_queue_url)
+                    .queue_url(from)
                     .receipt_handle(handle)
                     .send()
                     .await

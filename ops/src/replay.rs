@@ -1,34 +1,20 @@
 //! `replay <consumer> --from … --to …`: re-delivers the archived events of a time window to one
 //! consumer, to rebuild its read model.
 //!
-//! EventBridge `StartReplay` puts the archived events back on the bus with a `replay-name` field,
-//! and `FilterArns` limits them to the consumer's rule. The local emulator ignores `FilterArns`, so
-//! the template makes it hold without them too: every consumer's rule accepts an event only when it
-//! has no `replay-name` (live traffic) or one that starts with the consumer's own name and a dot
-//! ([`rule_guard`]); replays are named [`replay_name`]. A replay thus reaches its consumer alone,
-//! on AWS and on the emulator alike.
+//! `StartReplay` limits the replay to the consumer's rule (`FilterArns`), and every rule carries the
+//! replay guard of `orderflow_consumers::replay`, so a replay reaches its consumer alone on the
+//! emulator too (which ignores `FilterArns`). A consumer whose row refuses replays (its effects
+//! reach people or other systems) is refused here, before anything is asked of AWS.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_eventbridge::types::{ReplayDestination, ReplayState};
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use orderflow_consumers::replay::replay_name;
+use orderflow_consumers::{Consumer, Replays};
 
-use crate::stack::{queue_arn, ConsumerResources};
-
-/// The name of a replay for `consumer` started at `at`: `<consumer>.<yyyymmddThhmmss>`.
-pub fn replay_name(consumer: &str, at: DateTime<Utc>) -> String {
-    format!("{consumer}.{}", at.format("%Y%m%dT%H%M%S"))
-}
-
-/// The `$or` every consumer rule's pattern carries: live events, or this consumer's replays.
-pub fn rule_guard(consumer: &str) -> Value {
-    json!([
-        {"replay-name": [{"exists": false}]},
-        {"replay-name": [{"prefix": format!("{consumer}.")}]},
-    ])
-}
+use crate::stack::ConsumerResources;
 
 /// A finished replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +38,20 @@ pub struct Bus {
     pub archive: String,
 }
 
+/// `Ok` when `consumer` takes replays; otherwise the refusal, saying why.
+pub fn allowed(consumer: &Consumer) -> Result<()> {
+    match consumer.replays {
+        Replays::Accepted => Ok(()),
+        Replays::Refused(why) => bail!(
+            "consumer `{}` takes no replays: {why}. Its rule accepts live events only (infra/consumers/src/table.rs)",
+            consumer.name
+        ),
+    }
+}
+
 /// Replays `[from, to]` from the archive to `consumer` and waits until the replay has finished.
 pub async fn replay(
     events: &aws_sdk_eventbridge::Client,
-    sqs: &aws_sdk_sqs::Client,
     bus: &Bus,
     consumer: &ConsumerResources,
     from: DateTime<Utc>,
@@ -67,24 +63,10 @@ pub async fn replay(
     let archive =
         events.describe_archive().archive_name(&bus.archive).send().await.context("describing the archive")?;
     let archive_arn = archive.archive_arn().ok_or_else(|| anyhow!("the archive {} has no ARN", bus.archive))?;
-    let target = queue_arn(sqs, &consumer.queue_url).await?;
-    let rules = events
-        .list_rule_names_by_target()
-        .target_arn(&target)
-        .event_bus_name(&bus.name)
-        .send()
-        .await
-        .context("finding the consumer's rule")?;
-    let rule = rules.rule_names().first().ok_or_else(|| anyhow!("no rule of {} targets {target}", bus.name))?;
-    let rule_arn = events
-        .describe_rule()
-        .name(rule)
-        .event_bus_name(&bus.name)
-        .send()
-        .await?
-        .arn()
-        .ok_or_else(|| anyhow!("the rule {rule} has no ARN"))?
-        .to_string();
+    let rule_arn = consumer
+        .rule_arn
+        .clone()
+        .ok_or_else(|| anyhow!("no rule feeds {}: it receives no events from the bus to replay", consumer.name))?;
     let name = replay_name(&consumer.name, Utc::now());
     events
         .start_replay()
@@ -115,6 +97,8 @@ pub async fn replay(
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use orderflow_consumers::find;
+    use orderflow_consumers::replay::{prefix, replay_name};
 
     use super::*;
 
@@ -124,9 +108,15 @@ mod tests {
         let name = replay_name("sales-order-status", at);
         assert_eq!(name, "sales-order-status.20261129T060504");
         assert!(name.len() <= 64);
-        let prefix = rule_guard("sales-order-status")[1]["replay-name"][0]["prefix"].as_str().unwrap().to_string();
-        assert!(name.starts_with(&prefix));
+        assert!(name.starts_with(&prefix("sales-order-status")));
         // Another consumer whose name is a prefix of this one's would not take its replays.
-        assert!(!name.starts_with(rule_guard("sales")[1]["replay-name"][0]["prefix"].as_str().unwrap()));
+        assert!(!name.starts_with(&prefix("sales")));
+    }
+
+    #[test]
+    fn consumers_that_refuse_replays_are_refused_with_the_reason() {
+        let err = allowed(find("sms").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("sms") && err.contains("reach people"), "{err}");
+        assert!(allowed(find("reporting").unwrap()).is_ok());
     }
 }

@@ -1,9 +1,11 @@
-//! Finding a consumer's resources in the stack: its function (by `CONSUMER_NAME`), whose
-//! environment names its queue and dead-letter queue, and the stack's outputs.
+//! A consumer's resources in the stack, read from the stack's outputs: the consumer table
+//! (`orderflow-consumers`) says which outputs name its queue, dead-letter queues, rule and function,
+//! and the template's generated outputs carry them. One `DescribeStacks`, no discovery.
 
 use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Context, Result};
+use orderflow_consumers::{Consumer, Output};
 
 /// What the commands need to know about one consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,10 +14,14 @@ pub struct ConsumerResources {
     pub name: String,
     /// Its Lambda function.
     pub function: String,
-    /// Its queue (`QUEUE_URL`).
+    /// Its queue.
     pub queue_url: String,
-    /// Its dead-letter queue (`DEAD_LETTER_QUEUE_URL`).
+    /// Its dead-letter queue.
     pub dead_letter_queue_url: String,
+    /// Its rule on the bus, if a rule feeds it.
+    pub rule_arn: Option<String>,
+    /// Where the bus keeps what it could not put on the queue, if a rule feeds it.
+    pub rule_dead_letter_queue_url: Option<String>,
 }
 
 /// The stack's outputs, by key.
@@ -30,47 +36,44 @@ pub async fn outputs(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> Resul
         .collect())
 }
 
-/// The consumer named `name` in `stack`; the error lists the consumers there are.
-pub async fn consumer(
-    cfn: &aws_sdk_cloudformation::Client,
-    lambda: &aws_sdk_lambda::Client,
-    stack: &str,
-    name: &str,
-) -> Result<ConsumerResources> {
-    let resources = cfn
-        .describe_stack_resources()
-        .stack_name(stack)
-        .send()
-        .await
-        .with_context(|| format!("listing the resources of stack {stack}"))?;
-    let mut known = Vec::new();
-    for resource in resources.stack_resources() {
-        if resource.resource_type() != Some("AWS::Lambda::Function") {
-            continue;
+/// The consumer named `name` in the table; the error lists the consumers there are.
+pub fn row(name: &str) -> Result<&'static Consumer> {
+    orderflow_consumers::find(name).ok_or_else(|| {
+        anyhow!("no consumer `{name}`; the consumers are: {}", orderflow_consumers::names().join(", "))
+    })
+}
+
+/// The resources of `consumer` among the `outputs` of `stack`.
+pub fn consumer(consumer: &Consumer, stack: &str, outputs: &HashMap<String, String>) -> Result<ConsumerResources> {
+    let get = |output: Output| outputs.get(&consumer.output(output)).cloned();
+    let Some(queue_url) = get(Output::QueueUrl) else {
+        match consumer.condition {
+            Some(condition) => bail!(
+                "consumer `{}` is not deployed in stack {stack}: the template creates it only when {condition} holds \
+                 (its store is configured)",
+                consumer.name
+            ),
+            None => bail!(
+                "stack {stack} has no output {}: deploy it from this version of infra/template.yaml",
+                consumer.output(Output::QueueUrl)
+            ),
         }
-        let Some(function) = resource.physical_resource_id() else { continue };
-        let config = lambda
-            .get_function_configuration()
-            .function_name(function)
-            .send()
-            .await
-            .with_context(|| format!("reading the configuration of {function}"))?;
-        let env = config.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
-        let Some(consumer) = env.get("CONSUMER_NAME") else { continue };
-        if consumer != name {
-            known.push(consumer.clone());
-            continue;
-        }
-        let var = |key: &str| env.get(key).cloned().ok_or_else(|| anyhow!("{function} has no {key}"));
-        return Ok(ConsumerResources {
-            name: name.to_string(),
-            function: function.to_string(),
-            queue_url: var("QUEUE_URL")?,
-            dead_letter_queue_url: var("DEAD_LETTER_QUEUE_URL")?,
-        });
-    }
-    known.sort();
-    bail!("no consumer `{name}` in stack {stack}; there are: {}", known.join(", "))
+    };
+    let required = |output: Output| {
+        get(output).ok_or_else(|| anyhow!("stack {stack} has no output {}", consumer.output(output)))
+    };
+    let (rule_arn, rule_dead_letter_queue_url) = match consumer.routes() {
+        Some(_) => (Some(required(Output::RuleArn)?), Some(required(Output::RuleDeadLetterQueueUrl)?)),
+        None => (None, None),
+    };
+    Ok(ConsumerResources {
+        name: consumer.name.to_string(),
+        function: required(Output::FunctionName)?,
+        queue_url,
+        dead_letter_queue_url: required(Output::DeadLetterQueueUrl)?,
+        rule_arn,
+        rule_dead_letter_queue_url,
+    })
 }
 
 /// The ARN of a queue.
@@ -86,4 +89,51 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Str
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .cloned()
         .ok_or_else(|| anyhow!("{queue_url} has no QueueArn"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outputs_of(consumer: &Consumer, with_rule: bool) -> HashMap<String, String> {
+        let mut outputs: HashMap<String, String> = [
+            (Output::QueueUrl, "q"),
+            (Output::DeadLetterQueueUrl, "dlq"),
+            (Output::FunctionName, "fn"),
+            (Output::RuleArn, "rule"),
+            (Output::RuleDeadLetterQueueUrl, "rule-dlq"),
+        ]
+        .into_iter()
+        .map(|(o, v)| (consumer.output(o), v.to_string()))
+        .collect();
+        if !with_rule {
+            outputs.remove(&consumer.output(Output::RuleArn));
+        }
+        outputs
+    }
+
+    #[test]
+    fn a_consumer_is_read_from_the_outputs_the_table_names() {
+        let billing = row("billing").unwrap();
+        let found = consumer(billing, "s", &outputs_of(billing, true)).unwrap();
+        assert_eq!(found.queue_url, "q");
+        assert_eq!(found.dead_letter_queue_url, "dlq");
+        assert_eq!(found.rule_arn.as_deref(), Some("rule"));
+        assert_eq!(found.rule_dead_letter_queue_url.as_deref(), Some("rule-dlq"));
+        assert_eq!(found.function, "fn");
+        let missing = consumer(billing, "s", &outputs_of(billing, false)).unwrap_err().to_string();
+        assert!(missing.contains("BillingRuleArn"), "{missing}");
+        // Fed by the fan-out, not by a rule: no rule to ask for.
+        let delivery = row("webhooks-delivery").unwrap();
+        assert_eq!(consumer(delivery, "s", &outputs_of(delivery, false)).unwrap().rule_arn, None);
+    }
+
+    #[test]
+    fn an_undeployed_or_unknown_consumer_is_named_with_why() {
+        let cache = row("cache").unwrap();
+        let err = consumer(cache, "s", &HashMap::new()).unwrap_err().to_string();
+        assert!(err.contains("HasCache"), "{err}");
+        let err = row("biling").unwrap_err().to_string();
+        assert!(err.contains("billing") && err.contains("reporting"), "{err}");
+    }
 }

@@ -1,45 +1,18 @@
 //! `infra/template.yaml` read as data, so tests can hold the template and the code to each other:
 //! which rule feeds which consumer with which event pattern, and which environment variables each
-//! function gets. Also the one table that says which Rust type each consumer binary reads.
+//! function gets. Each consumer's row in the consumer table (`orderflow-consumers`) says which Rust
+//! type it reads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _, Result};
-use orderflow_contracts::{Inbound, OrderBilled, OrderPlaced, OrderStatusChanged};
 use serde_json::Value as Json;
 use serde_norway::Value;
 
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// What a consumer binary reads: its `detail-type`s and their `source`s, from its `Inbound` type.
-/// A new consumer adds its line here (the template test fails until it does).
-pub fn inbound(binary: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
-    fn of<I: Inbound>() -> (&'static [&'static str], &'static [&'static str]) {
-        (I::DETAIL_TYPES, I::SOURCES)
-    }
-    Some(match binary {
-        "billing" => of::<OrderPlaced>(),
-        "warehouse" => of::<OrderBilled>(),
-        "sales-order-status" => of::<sales::order_status::StatusInput>(),
-        "sms" => of::<sms::handler::SmsInput>(),
-        "email" => of::<email::handler::EmailInput>(),
-        "webhooks-fanout" | "webhooks-delivery" | "lake" => of::<orderflow_contracts::AnyEvent>(),
-        "cache" => of::<OrderStatusChanged>(),
-        "reporting" => of::<reporting::handler::ReportingInput>(),
-        _ => return None,
-    })
-}
-
-/// The consumers whose queue no rule feeds, and the function that feeds it instead.
-pub fn fed_by(binary: &str) -> Option<&'static str> {
-    match binary {
-        "webhooks-delivery" => Some("webhooks-fanout"),
-        _ => None,
-    }
 }
 
 /// One function of the template.
@@ -74,7 +47,8 @@ pub struct Template {
     globals_env: BTreeSet<String>,
 }
 
-fn tagged_ref(v: &Value) -> Option<String> {
+/// The logical id a `!Ref X` or `!GetAtt X.Attr` names.
+pub fn tagged_ref(v: &Value) -> Option<String> {
     // `!GetAtt X.Arn` or `!Ref X`: the logical id X.
     match v {
         Value::Tagged(t) => t.value.as_str().map(|s| s.split('.').next().unwrap_or(s).to_string()),
@@ -124,7 +98,13 @@ impl Template {
         Ok(Self { resources, globals_env })
     }
 
-    fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+    /// One resource, by logical id.
+    pub fn resource(&self, id: &str) -> Option<&Value> {
+        self.resources.get(id)
+    }
+
+    /// Every resource of the type `kind` (`AWS::CloudWatch::Alarm`), with its logical id.
+    pub fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
         self.resources.iter().filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
     }
 
@@ -212,19 +192,29 @@ pub fn main_source(binary: &str) -> Option<PathBuf> {
 }
 
 /// The environment variables a source file reads through `config::required` (`.0`) and
-/// `config::parsed_or` (`.1`), including the consumer harness's when it builds a `ConsumerConfig`.
+/// `config::parsed_or` (`.1`), named as a string or as one of the harness's `config::vars`, and the
+/// consumer harness's when it builds a `ConsumerConfig`.
 pub fn variables_read(source: &Path) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
     fn scan(text: &str, call: &str) -> BTreeSet<String> {
         text.match_indices(call)
-            .filter_map(|(i, _)| text[i + call.len()..].split('"').next().map(str::to_string))
+            .filter_map(|(i, _)| {
+                let arg = &text[i + call.len()..];
+                if let Some(literal) = arg.strip_prefix('"') {
+                    literal.split('"').next().map(str::to_string)
+                } else {
+                    // `config::vars::NAME` or `vars::NAME`: each constant's value is its own name.
+                    let path: String = arg.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
+                    path.rsplit("::").next().filter(|name| path.contains("vars::") && !name.is_empty()).map(str::to_string)
+                }
+            })
             .collect()
     }
     let text = std::fs::read_to_string(source).with_context(|| source.display().to_string())?;
-    let (mut required, mut optional) = (scan(&text, "required(\""), scan(&text, "parsed_or(\""));
+    let (mut required, mut optional) = (scan(&text, "required("), scan(&text, "parsed_or("));
     if text.contains("ConsumerConfig::from_env") {
-        let config = std::fs::read_to_string(root().join("shared/harness/src/config.rs"))?;
-        required.extend(scan(&config, "required(\""));
-        optional.extend(scan(&config, "parsed_or(\""));
+        use orderflow_harness::config::vars;
+        required.extend(vars::CONSUMER_REQUIRED.iter().map(|v| v.to_string()));
+        optional.extend(vars::CONSUMER_OPTIONAL.iter().map(|v| v.to_string()));
     }
     Ok((required, optional))
 }

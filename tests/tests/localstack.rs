@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use orderflow_contracts::{schemas, Address};
-use orderflow_e2e::template::{inbound, root, Template};
+use orderflow_e2e::template::{root, Template};
 use orderflow_e2e::{create_queue, unique};
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{EventPublisher, OutboundEvent};
@@ -86,7 +86,8 @@ async fn every_event_type_reaches_exactly_the_queues_whose_template_rules_match_
             .send()
             .await
             .unwrap();
-        let expected: BTreeSet<String> = inbound(&f.binary).unwrap().0.iter().map(|s| s.to_string()).collect();
+        let row = orderflow_consumers::CONSUMERS.iter().find(|c| c.binary == f.binary).unwrap();
+        let expected: BTreeSet<String> = row.routes().unwrap().detail_types.iter().map(|s| s.to_string()).collect();
         queues.insert(f.binary.clone(), (url, expected));
     }
 

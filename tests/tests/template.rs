@@ -4,8 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use orderflow_e2e::template::{fed_by, inbound, main_source, variables_read, Template};
-use orderflow_ops::replay::rule_guard;
+use orderflow_consumers::replay::rule_guard;
+use orderflow_consumers::{find, Feed, CONSUMERS};
+use orderflow_e2e::template::{main_source, tagged_ref, variables_read, Template};
+use serde_norway::Value;
 
 fn set(items: impl IntoIterator<Item = impl Into<String>>) -> BTreeSet<String> {
     items.into_iter().map(Into::into).collect()
@@ -16,36 +18,119 @@ fn strings(pattern: &serde_json::Value, key: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn every_consumer_rule_routes_exactly_what_its_code_reads() {
+fn every_consumer_rule_routes_exactly_what_its_code_reads_and_the_replays_its_row_allows() {
     let template = Template::load().unwrap();
     let consumers: Vec<_> = template.functions().into_iter().filter(|f| f.queue.is_some()).collect();
-    assert!(consumers.len() >= 3, "{consumers:?}");
+    assert_eq!(consumers.len(), CONSUMERS.len(), "every SQS consumer of the template has a row: {consumers:?}");
     for f in consumers {
-        let queue = f.queue.as_deref().unwrap();
-        let Some(rule) = template.rule_for_queue(queue) else {
-            assert!(
-                fed_by(&f.binary).is_some(),
-                "{}: no rule targets {queue}, and no function is said to feed it",
-                f.logical_id
-            );
-            continue;
-        };
-        let (detail_types, sources) = inbound(&f.binary)
-            .unwrap_or_else(|| panic!("{}: add its Inbound type to orderflow_e2e::template::inbound", f.binary));
-        assert_eq!(strings(&rule.pattern, "detail-type"), set(detail_types.iter().copied()), "{}", rule.logical_id);
-        assert_eq!(strings(&rule.pattern, "source"), set(sources.iter().copied()), "{}", rule.logical_id);
-        // Live events, or a replay of this consumer's own (see orderflow_ops::replay).
         let name = f.consumer_name.as_deref().unwrap_or_else(|| panic!("{}: no CONSUMER_NAME", f.logical_id));
-        assert_eq!(rule.pattern["$or"], rule_guard(name), "{}: the replay guard", rule.logical_id);
+        let row = find(name).unwrap_or_else(|| panic!("{name}: not in the consumer table"));
+        assert_eq!(f.binary, row.binary, "{name}");
+        let queue = f.queue.as_deref().unwrap();
+        let rule = template.rule_for_queue(queue);
+        let routes = match (row.feed, rule) {
+            (Feed::Bus(routes), Some(rule)) => (routes, rule),
+            (Feed::Consumer { name: feeder, env }, None) => {
+                // The feeding function is given this queue's URL.
+                let feeding = template.functions().into_iter().find(|g| g.consumer_name.as_deref() == Some(feeder));
+                assert!(feeding.unwrap().env.contains(env), "{feeder} is not given {env}");
+                continue;
+            }
+            (feed, rule) => panic!("{name}: its row says {feed:?}, the template has rule {rule:?}"),
+        };
+        let (routes, rule) = routes;
+        assert_eq!(strings(&rule.pattern, "detail-type"), set(routes.detail_types.iter().copied()), "{}", rule.logical_id);
+        assert_eq!(strings(&rule.pattern, "source"), set(routes.sources.iter().copied()), "{}", rule.logical_id);
+        // Live events, and this consumer's own replays if its row takes them.
+        let (key, guard) = rule_guard(row);
+        assert_eq!(rule.pattern[key], guard, "{}: the replay guard", rule.logical_id);
         let other_keys: Vec<&String> = rule
             .pattern
             .as_object()
             .unwrap()
             .keys()
-            .filter(|k| !["detail-type", "source", "$or"].contains(&k.as_str()))
+            .filter(|k| !["detail-type", "source", key].contains(&k.as_str()))
             .collect();
         assert!(other_keys.is_empty(), "{}: pattern keys this test does not check: {other_keys:?}", rule.logical_id);
     }
+}
+
+#[test]
+fn a_refused_consumer_takes_no_replay_and_an_accepting_one_only_its_own() {
+    // The guards as EventBridge would apply them: a pattern's key matches when one of its conditions does.
+    fn takes(guard: &(&str, serde_json::Value), replay_name: Option<&str>) -> bool {
+        let matches = |conditions: &serde_json::Value| {
+            conditions.as_array().unwrap().iter().any(|c| match (&c["exists"], &c["prefix"], replay_name) {
+                (serde_json::Value::Bool(false), _, None) => true,
+                (_, serde_json::Value::String(p), Some(name)) => name.starts_with(p.as_str()),
+                _ => false,
+            })
+        };
+        match guard.0 {
+            "$or" => guard.1.as_array().unwrap().iter().any(|alt| matches(&alt["replay-name"])),
+            _ => matches(&guard.1),
+        }
+    }
+    let (sms, reporting) = (rule_guard(find("sms").unwrap()), rule_guard(find("reporting").unwrap()));
+    assert!(takes(&sms, None) && takes(&reporting, None), "live events reach both");
+    assert!(!takes(&sms, Some("sms.20261201T000000")), "sms takes no replay, not even one named for it");
+    assert!(takes(&reporting, Some("reporting.20261201T000000")));
+    assert!(!takes(&reporting, Some("lake.20261201T000000")));
+}
+
+fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, key| v.get(*key))
+}
+
+#[test]
+fn every_consumer_has_its_operating_limits_and_alarms() {
+    let template = Template::load().unwrap();
+    let alarms: Vec<(&String, &Value)> = template.of_type("AWS::CloudWatch::Alarm").collect();
+    for (id, alarm) in &alarms {
+        let actions = get(alarm, &["Properties", "AlarmActions"]).and_then(Value::as_sequence);
+        assert_eq!(
+            actions.map(|a| a.iter().filter_map(tagged_ref).collect::<Vec<_>>()),
+            Some(vec!["AlarmTopic".to_string()]),
+            "{id}: every alarm notifies the one topic"
+        );
+    }
+    let alarm_on = |metric: &str, dimension: &str| {
+        alarms.iter().any(|(_, a)| {
+            get(a, &["Properties", "MetricName"]).and_then(Value::as_str) == Some(metric)
+                && get(a, &["Properties", "Dimensions"])
+                    .and_then(Value::as_sequence)
+                    .is_some_and(|d| d.iter().any(|d| d.get("Value").and_then(tagged_ref).as_deref() == Some(dimension)))
+        })
+    };
+    for row in CONSUMERS {
+        let function = template.resource(&row.logical("Function")).unwrap();
+        let props = function.get("Properties").unwrap();
+        let scaling = get(props, &["Events", "Queue", "Properties", "ScalingConfig", "MaximumConcurrency"]);
+        assert_eq!(scaling.and_then(Value::as_u64), Some(row.max_concurrency as u64), "{}", row.name);
+        let log_group = get(props, &["LoggingConfig", "LogGroup"]).and_then(tagged_ref).unwrap();
+        let retention = get(template.resource(&log_group).unwrap(), &["Properties", "RetentionInDays"]);
+        assert!(retention.is_some(), "{}: its log group keeps logs for a set time", row.name);
+        assert!(alarm_on("ApproximateNumberOfMessagesVisible", &row.logical("DeadLetterQueue")), "{}", row.name);
+        assert!(alarm_on("ApproximateAgeOfOldestMessage", &row.logical("Queue")), "{}", row.name);
+        assert!(alarm_on("Errors", &row.logical("Function")), "{}", row.name);
+        assert!(alarm_on("Throttles", &row.logical("Function")), "{}", row.name);
+        if row.routes().is_some() {
+            let rule = template.resource(&row.logical("Rule")).unwrap();
+            let target = &get(rule, &["Properties", "Targets"]).and_then(Value::as_sequence).unwrap()[0];
+            let dlq = get(target, &["DeadLetterConfig", "Arn"]).and_then(tagged_ref);
+            assert_eq!(dlq, Some(row.logical("RuleDeadLetterQueue")), "{}: what the bus cannot deliver is kept", row.name);
+            assert!(target.get("RetryPolicy").is_some(), "{}", row.name);
+            assert!(alarm_on("ApproximateNumberOfMessagesVisible", &row.logical("RuleDeadLetterQueue")), "{}", row.name);
+        }
+    }
+    // Every function, the consumers' and the others', logs to a group with a retention.
+    for f in template.functions() {
+        let function = template.resource(&f.logical_id).unwrap();
+        let group = get(function, &["Properties", "LoggingConfig", "LogGroup"]).and_then(tagged_ref);
+        let group = group.unwrap_or_else(|| panic!("{}: no log group of its own", f.logical_id));
+        assert!(get(template.resource(&group).unwrap(), &["Properties", "RetentionInDays"]).is_some(), "{group}");
+    }
+    assert!(alarm_on("IteratorAge", "SalesOutboxRelayFunction"), "the relay's lag");
 }
 
 #[test]
@@ -82,7 +167,8 @@ fn the_checks_above_can_fail() {
     let (required, optional) = variables_read(&main_source("billing").unwrap()).unwrap();
     assert!(required.contains("INVOICES_TABLE") && required.contains("DEAD_LETTER_QUEUE_URL"), "{required:?}");
     assert!(optional.contains("DECLINE_ABOVE_MINOR"), "{optional:?}");
-    assert_eq!(inbound("billing").unwrap().0, &["OrderPlaced"]);
+    let (required, _) = variables_read(&main_source("sales-outbox-relay").unwrap()).unwrap();
+    assert!(required.contains("EVENT_BUS_NAME"), "a `config::vars` constant is read too: {required:?}");
 }
 
 #[test]

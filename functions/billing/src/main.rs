@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let consumer_config = ConsumerConfig::from_env()?;
     let invoices_table = config::required("INVOICES_TABLE")?;
-    let bus = config::required("EVENT_BUS_NAME")?;
+    let bus = config::required(config::vars::EVENT_BUS_NAME)?;
     let gateway = payments::RuleBasedGateway {
         decline_above_minor: config::parsed_or("DECLINE_ABOVE_MINOR", 100_000)?,
         decline_email_marker: config::parsed_or("DECLINE_EMAIL_MARKER", "+decline@".to_string())?,

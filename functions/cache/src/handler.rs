@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use orderflow_contracts::OrderStatusChanged;
-use orderflow_harness::error::growing_delay;
 use orderflow_harness::{Handler, HandlerError, RecordContext};
 use tracing::info;
 
@@ -30,7 +29,7 @@ impl CacheHandler {
 
 #[async_trait]
 impl Handler<OrderStatusChanged> for CacheHandler {
-    async fn handle(&self, event: OrderStatusChanged, ctx: &RecordContext) -> Result<(), HandlerError> {
+    async fn handle(&self, event: OrderStatusChanged, _ctx: &RecordContext) -> Result<(), HandlerError> {
         let order = &event.order;
         match self.cache.put_if_newer(order).await {
             Ok(true) => {
@@ -38,7 +37,7 @@ impl Handler<OrderStatusChanged> for CacheHandler {
             }
             Ok(false) => info!(order_id = %order.order_id, version = order.version,
                 "an equal or newer copy is cached: this older event changes nothing"),
-            Err(e) => return Err(HandlerError::retry_after(e, growing_delay(ctx.receive_count))),
+            Err(e) => return Err(HandlerError::retryable(e)),
         }
         Ok(())
     }

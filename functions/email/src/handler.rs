@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use orderflow_contracts::{inbound, OrderPlaced, OrderStatusChanged};
-use orderflow_harness::error::growing_delay;
 use orderflow_harness::{Handler, HandlerError, RecordContext};
 use tracing::info;
 
@@ -39,7 +38,7 @@ impl EmailHandler {
 
 #[async_trait]
 impl Handler<EmailInput> for EmailHandler {
-    async fn handle(&self, event: EmailInput, ctx: &RecordContext) -> Result<(), HandlerError> {
+    async fn handle(&self, event: EmailInput, _ctx: &RecordContext) -> Result<(), HandlerError> {
         let email = match &event {
             EmailInput::Placed(order) => render::placed(order),
             EmailInput::StatusChanged(changed) => match render::status_changed(changed) {
@@ -53,10 +52,9 @@ impl Handler<EmailInput> for EmailHandler {
                 info!(order_id = %email.order_id, message_id = %message_id, "email sent");
                 Ok(())
             }
-            Err(EmailError::Unavailable(reason)) => Err(HandlerError::retry_after(
-                format!("order {}: {reason}", email.order_id),
-                growing_delay(ctx.receive_count),
-            )),
+            Err(EmailError::Unavailable(reason)) => {
+                Err(HandlerError::retryable(format!("order {}: {reason}", email.order_id)))
+            }
             Err(EmailError::Rejected(reason)) => {
                 Err(HandlerError::permanent(format!("order {}: {reason}", email.order_id)))
             }

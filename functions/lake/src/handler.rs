@@ -10,7 +10,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::join_all;
 use orderflow_contracts::AnyEvent;
-use orderflow_harness::error::growing_delay;
 use orderflow_harness::{BatchHandler, BatchRecord, HandlerError};
 use tracing::{info, warn};
 
@@ -49,8 +48,7 @@ impl BatchHandler<AnyEvent> for LakeHandler {
         for (positions, outcome) in puts {
             if let Err(e) = outcome {
                 for i in positions {
-                    results[i] =
-                        Err(HandlerError::retry_after(e.to_string(), growing_delay(records[i].ctx.receive_count)));
+                    results[i] = Err(HandlerError::retryable(&e));
                 }
             }
         }

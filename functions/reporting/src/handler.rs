@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use orderflow_contracts::{inbound, OrderBilled, OrderPlaced, OrderStatusChanged};
-use orderflow_harness::error::growing_delay;
 use orderflow_harness::{Handler, HandlerError, RecordContext, StoreError};
 use tracing::info;
 
@@ -38,9 +37,9 @@ impl ReportingHandler {
     }
 }
 
-fn failed(e: StoreError, ctx: &RecordContext) -> HandlerError {
+fn failed(e: StoreError) -> HandlerError {
     if e.retryable {
-        HandlerError::retry_after(e, growing_delay(ctx.receive_count))
+        HandlerError::retryable(e)
     } else {
         HandlerError::permanent(e)
     }
@@ -52,14 +51,14 @@ impl Handler<ReportingInput> for ReportingHandler {
         let row = match &event {
             ReportingInput::Billed(billed) => {
                 let billing = rows::billed(billed, ctx.metadata.occurred_at);
-                self.store.record_billing(&billing).await.map_err(|e| failed(e, ctx))?;
+                self.store.record_billing(&billing).await.map_err(failed)?;
                 info!(order_id = %billing.order_id, "billing reported");
                 return Ok(());
             }
             ReportingInput::Placed(placed) => rows::placed(placed),
             ReportingInput::StatusChanged(changed) => rows::state(&changed.order, ctx.metadata.occurred_at),
         };
-        let applied = self.store.upsert_order(&row).await.map_err(|e| failed(e, ctx))?;
+        let applied = self.store.upsert_order(&row).await.map_err(failed)?;
         if applied {
             info!(order_id = %row.order_id, version = row.version, status = %row.status, "order reported");
         } else {

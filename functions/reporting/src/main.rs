@@ -28,7 +28,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ssl: PgSslMode = config::parsed_or("REPORTING_DB_SSL", "prefer".to_string())?
         .parse()
         .map_err(|e| format!("REPORTING_DB_SSL: {e}"))?;
-    let max_age = Duration::from_secs(config::parsed_or("SECRET_MAX_AGE_SECONDS", 300)?);
+    let max_age = Duration::from_secs(config::parsed_or(config::vars::SECRET_MAX_AGE_SECONDS, 300)?);
     let sdk = aws::sdk_config().await;
     let options = PgConnectOptions::new_without_pgpass().host(&host).port(port).database(&database).ssl_mode(ssl);
     let timeout = Duration::from_secs(3);

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use orderflow_contracts::{inbound, is_e164, OrderPlaced, OrderStatusChanged};
-use orderflow_harness::error::growing_delay;
 use orderflow_harness::{Handler, HandlerError, RecordContext};
 use tracing::info;
 
@@ -44,7 +43,7 @@ impl SmsHandler {
 
 #[async_trait]
 impl Handler<SmsInput> for SmsHandler {
-    async fn handle(&self, event: SmsInput, ctx: &RecordContext) -> Result<(), HandlerError> {
+    async fn handle(&self, event: SmsInput, _ctx: &RecordContext) -> Result<(), HandlerError> {
         let sms = match &event {
             SmsInput::Placed(order) => message::placed(order),
             SmsInput::StatusChanged(changed) => match message::status_changed(changed) {
@@ -63,10 +62,9 @@ impl Handler<SmsInput> for SmsHandler {
                 info!(order_id = %sms.order_id, provider_id = %provider_id, "text sent");
                 Ok(())
             }
-            Err(SmsError::Unavailable { reason, after }) => Err(HandlerError::retry_after(
-                format!("order {}: {reason}", sms.order_id),
-                after.unwrap_or_else(|| growing_delay(ctx.receive_count)),
-            )),
+            Err(SmsError::Unavailable { reason, after }) => {
+                Err(HandlerError::retry(format!("order {}: {reason}", sms.order_id), after))
+            }
             Err(SmsError::Rejected(reason)) => {
                 Err(HandlerError::permanent(format!("order {}: {reason}", sms.order_id)))
             }

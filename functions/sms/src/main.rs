@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let secret_id = config::required("TWILIO_SECRET_ID")?;
     let from = config::required("TWILIO_FROM")?;
     let base_url = config::parsed_or("TWILIO_BASE_URL", "https://api.twilio.com".to_string())?;
-    let max_age = Duration::from_secs(config::parsed_or("SECRET_MAX_AGE_SECONDS", 300)?);
+    let max_age = Duration::from_secs(config::parsed_or(config::vars::SECRET_MAX_AGE_SECONDS, 300)?);
     let sdk = aws::sdk_config().await;
     let source = Box::new(SecretsManagerSource::new(&sdk, &secret_id));
     let credentials = RotatingSecret::load(secret_id, source, parse_credentials, max_age).await?;

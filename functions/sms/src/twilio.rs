@@ -105,10 +105,10 @@ struct TwilioProblem {
     message: Option<String>,
 }
 
-/// A `Retry-After` header in seconds (Twilio's form); an HTTP date is not used by Twilio and reads as
-/// absent, which falls back to the growing delay.
+/// Twilio's `Retry-After` header (seconds), read by the harness's one parser.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    orderflow_harness::error::retry_after(value, std::time::SystemTime::now())
 }
 
 impl TwilioSender {

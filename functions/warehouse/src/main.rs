@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let stock_table = config::required("STOCK_TABLE")?;
     let shipments_table = config::required("SHIPMENTS_TABLE")?;
     let bucket = config::required("LABELS_BUCKET")?;
-    let bus = config::required("EVENT_BUS_NAME")?;
+    let bus = config::required(config::vars::EVENT_BUS_NAME)?;
     let sdk = aws::sdk_config().await;
     // Against a local emulator (AWS_ENDPOINT_URL set) buckets are addressed by path, not subdomain.
     let s3 = aws_sdk_s3::Client::from_conf(

@@ -14,11 +14,11 @@
 //! | any other status, a refused URL (SSRF guard), a redirect | permanent: dead-lettered with the reason |
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use orderflow_contracts::{AnyEvent, Inbound};
-use orderflow_harness::error::growing_delay;
+use orderflow_harness::error::retry_after;
 use orderflow_harness::{Handler, HandlerError, RecordContext};
 use serde_json::json;
 use tracing::{info, warn};
@@ -80,8 +80,7 @@ impl Poster for HttpPoster {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, SystemTime::now()));
         Ok(Answer { status: response.status().as_u16(), retry_after })
     }
 }
@@ -132,17 +131,14 @@ impl Handler<AnyEvent> for Delivery {
                 HandlerError::permanent(reason)
             } else {
                 // DNS did not answer (or not in time): it may later.
-                HandlerError::retry_after(reason, growing_delay(ctx.receive_count))
+                HandlerError::retryable(reason)
             }
         })?;
         let (body, headers) = signed(&event, ctx, &subscription.secret).map_err(HandlerError::permanent)?;
         let answer = match self.poster.post(&target, &headers, &body).await {
             Ok(answer) => answer,
             Err(why) => {
-                return Err(HandlerError::retry_after(
-                    format!("subscription {id}: {why}"),
-                    growing_delay(ctx.receive_count),
-                ))
+                return Err(HandlerError::retryable(format!("subscription {id}: {why}")))
             }
         };
         match answer.status {
@@ -155,10 +151,9 @@ impl Handler<AnyEvent> for Delivery {
                 warn!(subscription = id, "subscriber answered 410 Gone: subscription deactivated");
                 Ok(())
             }
-            429 | 500..=599 => Err(HandlerError::retry_after(
-                format!("subscription {id}: HTTP {}", answer.status),
-                answer.retry_after.unwrap_or_else(|| growing_delay(ctx.receive_count)),
-            )),
+            429 | 500..=599 => {
+                Err(HandlerError::retry(format!("subscription {id}: HTTP {}", answer.status), answer.retry_after))
+            }
             other => Err(HandlerError::permanent(format!("subscription {id}: HTTP {other}"))),
         }
     }

@@ -4,7 +4,7 @@
 //! ```text
 //! each record ─► decode (as Consumer does) ─► permanent error ─► dead-letter queue now, acknowledged
 //! the decoded records ─► BatchHandler::handle_batch ─► one result per record
-//!     Ok ─► acknowledged · Retryable / RetryAfter ─► batch item failure · Permanent ─► dead-letter queue
+//!     Ok ─► acknowledged · Retryable (the growing delay) / RetryAfter ─► batch item failure · Permanent ─► dead-letter queue
 //!     panic, or a result count that does not match ─► every decoded record is a batch item failure
 //! ```
 //!
@@ -23,12 +23,13 @@ use orderflow_contracts::Inbound;
 use tracing::{error, warn};
 
 use crate::config::ConsumerConfig;
-use crate::consumer::{
-    dead_letter, decode_delivered, hold_back, invocation_deadline, panic_message, receive_count, respond, sqs_ports,
-    too_late_to_start, BatchError, BatchResult, Decoded, Outcome, RecordContext, AWS_ONLY_RECORD_BUDGET,
-};
+use crate::consumer::{RecordContext, AWS_ONLY_RECORD_BUDGET};
 use crate::dead_letter::DeadLetterSink;
-use crate::error::HandlerError;
+use crate::error::{growing_delay, HandlerError};
+use crate::sqs::{
+    dead_letter, decode_delivered, hold_back, invocation_deadline, panic_message, receive_count, respond, sqs_ports,
+    too_late_to_start, BatchError, BatchResult, Decoded, Outcome,
+};
 use crate::visibility::VisibilityPort;
 use crate::{deadline, telemetry};
 
@@ -191,8 +192,9 @@ impl<E: Inbound> BatchConsumer<E> {
         match result {
             Ok(()) => Outcome::Processed,
             Err(HandlerError::Retryable(reason)) => {
-                warn!(consumer = %self.name, %event_id, %reason, "retryable failure: SQS will redeliver");
-                Outcome::Retry(None)
+                let after = growing_delay(decoded.ctx.receive_count);
+                warn!(consumer = %self.name, %event_id, %reason, retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver after the growing delay");
+                Outcome::Retry(Some(after))
             }
             Err(HandlerError::RetryAfter { reason, after }) => {
                 warn!(consumer = %self.name, %event_id, %reason, retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver, not sooner than asked");

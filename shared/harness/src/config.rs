@@ -46,6 +46,33 @@ where
     }
 }
 
+/// The names of the environment variables that more than one place knows: the harness and the
+/// functions read them, the template generator (`orderflow-consumers`) sets them, the tests check
+/// them. Each constant's value is its own name.
+pub mod vars {
+    /// The consumer's name (idempotency keys, logs, metrics, the replay guard).
+    pub const CONSUMER_NAME: &str = "CONSUMER_NAME";
+    /// The consumer's own queue.
+    pub const QUEUE_URL: &str = "QUEUE_URL";
+    /// The consumer's dead-letter queue.
+    pub const DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
+    /// The idempotency table.
+    pub const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
+    /// Records of one batch handled at once.
+    pub const MAX_CONCURRENCY: &str = "MAX_CONCURRENCY";
+    /// How long a completed event id is remembered.
+    pub const IDEMPOTENCY_TTL_SECONDS: &str = "IDEMPOTENCY_TTL_SECONDS";
+    /// The event bus a function publishes to.
+    pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
+    /// How long a warm function keeps a secret before reading it again.
+    pub const SECRET_MAX_AGE_SECONDS: &str = "SECRET_MAX_AGE_SECONDS";
+
+    /// What [`super::ConsumerConfig::from_env`] requires.
+    pub const CONSUMER_REQUIRED: [&str; 4] = [CONSUMER_NAME, QUEUE_URL, DEAD_LETTER_QUEUE_URL, IDEMPOTENCY_TABLE];
+    /// What [`super::ConsumerConfig::from_env`] reads when set.
+    pub const CONSUMER_OPTIONAL: [&str; 2] = [MAX_CONCURRENCY, IDEMPOTENCY_TTL_SECONDS];
+}
+
 /// What the consumer harness needs, from the environment the SAM template sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerConfig {
@@ -67,21 +94,21 @@ pub struct ConsumerConfig {
 impl ConsumerConfig {
     /// Reads the variables above.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let max_concurrency: usize = parsed_or("MAX_CONCURRENCY", 8)?;
+        let max_concurrency: usize = parsed_or(vars::MAX_CONCURRENCY, 8)?;
         if max_concurrency == 0 {
             return Err(ConfigError::Malformed {
-                name: "MAX_CONCURRENCY".into(),
+                name: vars::MAX_CONCURRENCY.into(),
                 value: "0".into(),
                 reason: "must be at least 1".into(),
             });
         }
         Ok(Self {
-            consumer_name: required("CONSUMER_NAME")?,
-            queue_url: required("QUEUE_URL")?,
-            dead_letter_queue_url: required("DEAD_LETTER_QUEUE_URL")?,
-            idempotency_table: required("IDEMPOTENCY_TABLE")?,
+            consumer_name: required(vars::CONSUMER_NAME)?,
+            queue_url: required(vars::QUEUE_URL)?,
+            dead_letter_queue_url: required(vars::DEAD_LETTER_QUEUE_URL)?,
+            idempotency_table: required(vars::IDEMPOTENCY_TABLE)?,
             max_concurrency,
-            completed_ttl: Duration::from_secs(parsed_or("IDEMPOTENCY_TTL_SECONDS", 86_400)?),
+            completed_ttl: Duration::from_secs(parsed_or(vars::IDEMPOTENCY_TTL_SECONDS, 86_400)?),
         })
     }
 }

@@ -5,13 +5,15 @@ use std::time::Duration;
 /// A handler's failure, saying whether trying again can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
-    /// A dependency timed out, throttled or answered 5xx: SQS redelivers the record after its
-    /// visibility timeout, until the queue's `maxReceiveCount` moves it to the dead-letter queue.
+    /// A dependency timed out, throttled or answered 5xx: the harness holds the record back for its
+    /// [`growing_delay`] (the handler need not know the receive count) and SQS redelivers it then,
+    /// until the queue's `maxReceiveCount` moves it to the dead-letter queue.
     #[error("retryable: {0}")]
     Retryable(String),
-    /// Retryable, but not before `after` (a provider's `Retry-After`, or a delay growing with the
-    /// receive count, see [`growing_delay`]): the harness sets the message's visibility timeout to it
-    /// (capped at [`MAX_RETRY_DELAY`], less the time the invocation has taken), so SQS redelivers it no sooner and the provider is not hammered.
+    /// Retryable, but not before `after` (what the provider asked for, e.g. its `Retry-After`, read
+    /// with [`retry_after`]): the harness sets the message's visibility timeout to it (capped at
+    /// [`MAX_RETRY_DELAY`], less the time the invocation has taken), so SQS redelivers it no sooner
+    /// and the provider is not hammered.
     #[error("retryable after {after:?}: {reason}")]
     RetryAfter {
         /// What went wrong.
@@ -33,6 +35,14 @@ impl HandlerError {
     /// A retryable failure not to be retried before `after`.
     pub fn retry_after(e: impl std::fmt::Display, after: Duration) -> Self {
         Self::RetryAfter { reason: e.to_string(), after }
+    }
+    /// A retryable failure, after `after` when the provider said how long, else after the harness's
+    /// growing delay.
+    pub fn retry(e: impl std::fmt::Display, after: Option<Duration>) -> Self {
+        match after {
+            Some(after) => Self::retry_after(e, after),
+            None => Self::retryable(e),
+        }
     }
     /// A permanent failure from anything displayable.
     pub fn permanent(e: impl std::fmt::Display) -> Self {
@@ -56,8 +66,22 @@ pub const MAX_RETRY_DELAY: Duration =
     crate::visibility::VISIBILITY_LIMIT.saturating_sub(crate::visibility::RECEIVE_MARGIN);
 
 /// A delay that grows with each delivery: 5 s after the first, doubling, at most 15 minutes. For a
-/// dependency that is down without saying for how long.
+/// dependency that is down without saying for how long; the harness applies it to every
+/// [`HandlerError::Retryable`].
 pub fn growing_delay(receive_count: u32) -> Duration {
     let exponent = receive_count.saturating_sub(1).min(20);
     Duration::from_secs(5u64.saturating_mul(1 << exponent)).min(Duration::from_secs(900))
+}
+
+/// An HTTP `Retry-After` header's value as a delay from `now`: delay-seconds (`120`, Twilio's form)
+/// or an HTTP date (`Wed, 02 Dec 2026 01:00:00 GMT`, RFC 9110); a date already past is no delay.
+/// Anything else is `None`, and the harness's growing delay applies.
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let at = std::time::SystemTime::from(at.with_timezone(&chrono::Utc));
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }

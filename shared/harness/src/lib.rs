@@ -32,6 +32,7 @@ pub mod error;
 pub mod idempotency;
 pub mod publisher;
 pub mod secret;
+pub mod sqs;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]

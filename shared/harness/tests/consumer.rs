@@ -624,18 +624,47 @@ async fn retry_after_holds_the_record_back_within_what_sqs_accepts_from_the_rece
         .await
         .unwrap();
     assert_eq!(failure_ids(&result), vec!["m1", "m3", "m4", "m5"]);
-    let mut got = delays.delays();
-    got.sort();
-    let handles: Vec<&str> = got.iter().map(|(h, _)| h.as_str()).collect();
-    assert_eq!(handles, vec!["rh-m1", "rh-m3", "rh-m5"], "every delay accepted; a plain retry keeps the queue's own");
-    assert_eq!(got[0].1, Duration::from_secs(30), "a Retry-After within the limit is applied as asked");
+    let got: std::collections::BTreeMap<String, Duration> = delays.delays().into_iter().collect();
+    let handles: Vec<&str> = got.keys().map(String::as_str).collect();
+    assert_eq!(handles, vec!["rh-m1", "rh-m3", "rh-m4", "rh-m5"], "every retry is held back, every delay accepted");
+    assert_eq!(got["rh-m1"], Duration::from_secs(30), "a Retry-After within the limit is applied as asked");
+    assert_eq!(got["rh-m4"], Duration::from_secs(5), "a plain retry gets the harness's growing delay (first delivery)");
     assert_eq!(MAX_RETRY_DELAY, Duration::from_secs(12 * 3600 - 600), "the longest delay: 11 h 50 min");
-    for (handle, delay) in &got[1..] {
+    for handle in ["rh-m3", "rh-m5"] {
+        let delay = got[handle];
         assert!(
-            *delay <= MAX_RETRY_DELAY && *delay > MAX_RETRY_DELAY - Duration::from_secs(5),
+            delay <= MAX_RETRY_DELAY && delay > MAX_RETRY_DELAY - Duration::from_secs(5),
             "{handle}: capped at what is left of the 12 hours, less the margin: {delay:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_harness_applies_the_growing_delay_to_plain_retries_and_panics_by_receive_count() {
+    // The handler only says "retry"; how long to wait is the harness's, from the receive count.
+    let (_, delays, consumer) = held_back(ConsumerSettings::default());
+    let mut third = record("m1", &order_body("retry-1", 1));
+    third.attributes.insert("ApproximateReceiveCount".into(), "3".into());
+    let mut sixth = record("m2", &order_body("panic-2", 2));
+    sixth.attributes.insert("ApproximateReceiveCount".into(), "6".into());
+    let result = consumer.process(batch(vec![third, sixth])).await.unwrap();
+    assert_eq!(failure_ids(&result), vec!["m1", "m2"]);
+    let got: std::collections::BTreeMap<String, Duration> = delays.delays().into_iter().collect();
+    assert_eq!(got["rh-m1"], Duration::from_secs(20), "5 s doubled twice");
+    assert_eq!(got["rh-m2"], Duration::from_secs(160), "5 s doubled five times");
+}
+
+#[test]
+fn one_retry_after_parser_reads_seconds_and_http_dates() {
+    use orderflow_harness::error::retry_after;
+    use std::time::UNIX_EPOCH;
+    // 2026-12-02T01:00:00Z
+    let now = UNIX_EPOCH + Duration::from_secs(1_796_173_200);
+    assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+    assert_eq!(retry_after("Wed, 02 Dec 2026 01:01:30 GMT", now), Some(Duration::from_secs(90)));
+    assert_eq!(retry_after("Wed, 02 Dec 2026 00:59:00 GMT", now), Some(Duration::ZERO), "a date past is no delay");
+    assert_eq!(retry_after("soon", now), None);
+    assert_eq!(retry_after("-5", now), None);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use sales::outbox::OutboxRelay;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
-    let bus = config::required("EVENT_BUS_NAME")?;
+    let bus = config::required(config::vars::EVENT_BUS_NAME)?;
     let sdk = aws::sdk_config().await;
     let relay = Arc::new(OutboxRelay::new(Arc::new(EventBridgePublisher::eventbridge(
         aws_sdk_eventbridge::Client::new(&sdk),

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let table = config::required("SUBSCRIPTIONS_TABLE")?;
     let key_secret = config::required("API_KEY_SECRET_ID")?;
     let allow_local: bool = config::parsed_or("WEBHOOKS_ALLOW_LOCAL", false)?;
-    let max_age = Duration::from_secs(config::parsed_or("SECRET_MAX_AGE_SECONDS", 300)?);
+    let max_age = Duration::from_secs(config::parsed_or(config::vars::SECRET_MAX_AGE_SECONDS, 300)?);
     let sdk = aws::sdk_config().await;
     let source = Box::new(SecretsManagerSource::new(&sdk, &key_secret));
     let api_key = RotatingSecret::load(key_secret, source, |key: &str| Ok(key.to_string()), max_age).await?;

@@ -1,0 +1,257 @@
+//! The table. Adding a consumer: a crate under `functions/` on the harness, a row here, then
+//! `make generate` (the README's "Adding a consumer").
+
+use orderflow_contracts::{AnyEvent, OrderBilled, OrderPlaced, OrderStatusChanged};
+
+use crate::{routes, Allow, Consumer, Feed, Replays, DEFAULTS};
+
+/// The harness's own permissions on the idempotency table, which every row but the lake's needs.
+const IDEMPOTENCY: Allow = Allow {
+    actions: &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+    resource: "!GetAtt IdempotencyTable.Arn",
+};
+
+const PUBLISH: Allow = Allow { actions: &["events:PutEvents"], resource: "!GetAtt EventBus.Arn" };
+
+/// Why the consumers that reach people or other systems take no replays.
+const REACHES_PEOPLE: &str = "its effects reach people or other systems";
+
+/// Every SQS consumer of the stack, in the template's order.
+pub const CONSUMERS: &[Consumer] = &[
+    // ------------------------------------------------------------ the workflow, by choreography
+    Consumer {
+        name: "billing",
+        id: "Billing",
+        binary: "billing",
+        code: "functions/billing",
+        does: "OrderPlaced -> invoice, charge -> OrderBilled | PaymentDeclined",
+        feed: Feed::Bus(routes::<OrderPlaced>()),
+        max_receive_count: 5,
+        max_concurrency: 5,
+        concurrency_why: "a step of the workflow; the Sales API keeps the rest of the account's concurrency",
+        env: &[
+            ("INVOICES_TABLE", "!Ref InvoicesTable"),
+            ("DECLINE_ABOVE_MINOR", "!Ref DeclineAboveMinor"),
+            ("DECLINE_EMAIL_MARKER", "!Ref DeclineEmailMarker"),
+        ],
+        allow: &[
+            Allow {
+                actions: &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resource: "!GetAtt InvoicesTable.Arn",
+            },
+            IDEMPOTENCY,
+            PUBLISH,
+        ],
+        replays: Replays::Refused(
+            "it charges customers and announces the outcome: a replay would publish OrderBilled or \
+             PaymentDeclined again, as live events, and run the rest of the workflow once more",
+        ),
+        ..DEFAULTS
+    },
+    Consumer {
+        name: "warehouse",
+        id: "Warehouse",
+        binary: "warehouse",
+        code: "functions/warehouse",
+        does: "OrderBilled -> allocate stock, label -> ShippingLabelCreated | StockAllocationFailed",
+        feed: Feed::Bus(routes::<OrderBilled>()),
+        max_receive_count: 5,
+        max_concurrency: 5,
+        concurrency_why: "a step of the workflow; the Sales API keeps the rest of the account's concurrency",
+        env: &[
+            ("STOCK_TABLE", "!Ref StockTable"),
+            ("SHIPMENTS_TABLE", "!Ref ShipmentsTable"),
+            ("LABELS_BUCKET", "!Ref LabelsBucket"),
+        ],
+        allow: &[
+            Allow {
+                actions: &["dynamodb:UpdateItem", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"],
+                resource: "!GetAtt StockTable.Arn",
+            },
+            Allow { actions: &["dynamodb:GetItem", "dynamodb:PutItem"], resource: "!GetAtt ShipmentsTable.Arn" },
+            IDEMPOTENCY,
+            Allow { actions: &["s3:PutObject"], resource: "!Sub \"${LabelsBucket.Arn}/labels/*\"" },
+            PUBLISH,
+        ],
+        replays: Replays::Refused(
+            "it allocates stock and announces the outcome: a replay would publish ShippingLabelCreated or \
+             StockAllocationFailed again, as live events",
+        ),
+        ..DEFAULTS
+    },
+    Consumer {
+        name: "sales-order-status",
+        id: "SalesOrderStatus",
+        binary: "sales-order-status",
+        code: "functions/sales/src/order_status.rs",
+        does: "ShippingLabelCreated | PaymentDeclined | StockAllocationFailed -> order status",
+        feed: Feed::Bus(routes::<sales::order_status::StatusInput>()),
+        max_receive_count: 5,
+        max_concurrency: 5,
+        concurrency_why: "a step of the workflow; the Sales API keeps the rest of the account's concurrency",
+        env: &[("ORDERS_TABLE", "!Ref OrdersTable")],
+        allow: &[
+            Allow { actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"], resource: "!GetAtt OrdersTable.Arn" },
+            IDEMPOTENCY,
+        ],
+        // An order already in the status an event asks for is left alone, so a replay changes nothing
+        // and announces nothing; it can repair an order whose status change was lost.
+        replays: Replays::Accepted,
+        ..DEFAULTS
+    },
+    // ------------------------------------------------------------ external integrations
+    Consumer {
+        name: "email",
+        id: "Email",
+        binary: "email",
+        code: "functions/email",
+        does: "OrderPlaced | OrderStatusChanged -> an email through SES v2",
+        feed: Feed::Bus(routes::<email::handler::EmailInput>()),
+        max_concurrency: 2,
+        concurrency_why: "SES's sending rate: two instances of eight sends each stay within a new account's 14 a second",
+        // One record may take its budget (the README's "Time budgets") and the batch a second to
+        // settle: two waves of eight fit.
+        timeout_s: 15,
+        depends_on: Some("EmailSenderIdentity"),
+        env: &[("EMAIL_FROM", "!Ref EmailSender")],
+        allow: &[
+            Allow {
+                actions: &["ses:SendEmail", "ses:GetEmailIdentity"],
+                resource: "!Sub \"arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*\"",
+            },
+            IDEMPOTENCY,
+        ],
+        replays: Replays::Refused(REACHES_PEOPLE),
+        ..DEFAULTS
+    },
+    Consumer {
+        name: "sms",
+        id: "Sms",
+        binary: "sms",
+        code: "functions/sms",
+        does: "OrderPlaced | OrderStatusChanged (ReadyToShip) -> a text through Twilio",
+        feed: Feed::Bus(routes::<sms::handler::SmsInput>()),
+        max_concurrency: 2,
+        concurrency_why: "Twilio queues what a number cannot send at once: two instances keep that queue short",
+        timeout_s: 15,
+        env: &[
+            ("TWILIO_SECRET_ID", "!Ref TwilioSecret"),
+            ("SECRET_MAX_AGE_SECONDS", "!Ref SecretMaxAgeSeconds"),
+            ("TWILIO_FROM", "!Ref TwilioFrom"),
+            ("TWILIO_BASE_URL", "!Ref TwilioApiBaseUrl"),
+        ],
+        allow: &[Allow { actions: &["secretsmanager:GetSecretValue"], resource: "!Ref TwilioSecret" }, IDEMPOTENCY],
+        replays: Replays::Refused(REACHES_PEOPLE),
+        ..DEFAULTS
+    },
+    Consumer {
+        name: "webhooks-fanout",
+        id: "WebhookFanout",
+        binary: "webhooks-fanout",
+        code: "functions/webhooks/src/fanout.rs",
+        does: "every event -> one delivery per matching subscription on the deliveries queue",
+        feed: Feed::Bus(routes::<AnyEvent>()),
+        max_concurrency: 2,
+        concurrency_why: "one table scan and one queue send per event",
+        env: &[
+            ("SUBSCRIPTIONS_TABLE", "!Ref WebhookSubscriptionsTable"),
+            ("DELIVERIES_QUEUE_URL", "!Ref WebhookDeliveryQueue"),
+        ],
+        allow: &[
+            Allow { actions: &["dynamodb:Scan"], resource: "!GetAtt WebhookSubscriptionsTable.Arn" },
+            Allow { actions: &["sqs:SendMessage"], resource: "!GetAtt WebhookDeliveryQueue.Arn" },
+            IDEMPOTENCY,
+        ],
+        replays: Replays::Refused(REACHES_PEOPLE),
+        ..DEFAULTS
+    },
+    Consumer {
+        name: "webhooks-delivery",
+        id: "WebhookDelivery",
+        binary: "webhooks-delivery",
+        code: "functions/webhooks/src/delivery.rs",
+        does: "one event to one subscriber, signed per Standard Webhooks, behind the SSRF guard",
+        feed: Feed::Consumer { name: "webhooks-fanout", env: "DELIVERIES_QUEUE_URL" },
+        max_concurrency: 10,
+        concurrency_why: "subscribers answer slowly or not at all: more instances keep one slow subscriber from holding up the rest",
+        timeout_s: 15,
+        env: &[
+            ("SUBSCRIPTIONS_TABLE", "!Ref WebhookSubscriptionsTable"),
+            ("WEBHOOKS_ALLOW_LOCAL", "!Ref WebhooksAllowLocal"),
+        ],
+        allow: &[
+            Allow {
+                actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                resource: "!GetAtt WebhookSubscriptionsTable.Arn",
+            },
+            IDEMPOTENCY,
+        ],
+        // No rule feeds it, so no replay reaches it but through the fan-out, which refuses them.
+        replays: Replays::Refused(REACHES_PEOPLE),
+        ..DEFAULTS
+    },
+    // ------------------------------------------------------------ state transfer: the read models
+    Consumer {
+        name: "cache",
+        id: "Cache",
+        binary: "cache",
+        code: "functions/cache",
+        does: "OrderStatusChanged -> the order in Redis, newest version wins",
+        feed: Feed::Bus(routes::<OrderStatusChanged>()),
+        max_concurrency: 5,
+        concurrency_why: "one short Redis script per event",
+        condition: Some("HasCache"),
+        in_vpc: true,
+        env: &[("REDIS_URL", "!Ref RedisUrl"), ("CACHE_TTL_SECONDS", "!Ref CacheTtlSeconds")],
+        allow: &[IDEMPOTENCY],
+        replays: Replays::Accepted,
+        ..DEFAULTS
+    },
+    Consumer {
+        name: "reporting",
+        id: "Reporting",
+        binary: "reporting",
+        code: "functions/reporting",
+        does: "OrderPlaced | OrderBilled | OrderStatusChanged -> PostgreSQL orders and order lines, by version",
+        feed: Feed::Bus(routes::<reporting::handler::ReportingInput>()),
+        max_concurrency: 3,
+        concurrency_why: "the database's connections: three instances with a pool of two each hold six at most",
+        condition: Some("HasReporting"),
+        in_vpc: true,
+        env: &[
+            ("REPORTING_DB_HOST", "!Ref ReportingDbHost"),
+            ("REPORTING_DB_PORT", "!Ref ReportingDbPort"),
+            ("REPORTING_DB_NAME", "!Ref ReportingDbName"),
+            ("REPORTING_DB_USER", "!Ref ReportingDbUser"),
+            ("REPORTING_DB_SECRET_ID", "!Ref ReportingDbSecretArn"),
+            ("SECRET_MAX_AGE_SECONDS", "!Ref SecretMaxAgeSeconds"),
+            ("REPORTING_DB_SSL", "!Ref ReportingDbSsl"),
+        ],
+        allow: &[
+            IDEMPOTENCY,
+            Allow {
+                actions: &["secretsmanager:GetSecretValue"],
+                resource: "!If [HasReportingDbSecret, !Ref ReportingDbSecretArn, !Sub \"arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:none\"]",
+            },
+        ],
+        replays: Replays::Accepted,
+        ..DEFAULTS
+    },
+    Consumer {
+        name: "lake",
+        id: "Lake",
+        binary: "lake",
+        code: "functions/lake",
+        does: "every event -> gzip JSON Lines in S3, Hive partitions, one object per batch",
+        feed: Feed::Bus(routes::<AnyEvent>()),
+        batch_size: 100,
+        batching_window_s: 5,
+        max_concurrency: 2,
+        concurrency_why: "fewer, larger objects: one per batch and partition",
+        oldest_message_alarm_s: 1800,
+        env: &[("LAKE_BUCKET", "!Ref LakeBucket")],
+        allow: &[Allow { actions: &["s3:PutObject"], resource: "!Sub \"${LakeBucket.Arn}/events/*\"" }],
+        replays: Replays::Accepted,
+        ..DEFAULTS
+    },
+];

@@ -1,0 +1,228 @@
+//! The SQS plumbing both harnesses share ([`crate::Consumer`] and [`crate::BatchConsumer`]): reading
+//! a record's body into a typed event, its receive count, the deadline of an invocation, starting a
+//! record only with time left, holding a retried record back (its visibility timeout), sending a
+//! permanent failure to the dead-letter queue, and the `SqsBatchResponse` that says which records
+//! SQS must redeliver.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
+use orderflow_contracts::{ContractError, Inbound, Metadata, RawEnvelope};
+use serde_json::value::RawValue;
+use tracing::{error, info, warn};
+
+use crate::config::ConsumerConfig;
+use crate::dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};
+use crate::telemetry::Counts;
+use crate::visibility::{longest_delay, SqsVisibility, VisibilityPort};
+
+/// Time kept after the last record for what the batch still does: the visibility changes of "retry
+/// after", the dead letters' sends, and the response.
+pub const SETTLE_RESERVE: Duration = Duration::from_secs(1);
+
+/// Why a whole batch failed (SQS then redelivers all of it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// A record that must be retried has no message id to report.
+    #[error("{0} record(s) must be retried but have no message id; failing the whole batch so SQS redelivers it")]
+    UnidentifiableFailures(usize),
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Processed,
+    Duplicate,
+    DeadLettered,
+    /// Hand back to SQS; not before the delay, when there is one.
+    Retry(Option<Duration>),
+}
+
+/// The result of one batch: the response for Lambda and the counts for metrics.
+#[derive(Debug, Clone)]
+pub struct BatchResult {
+    /// What Lambda returns to SQS.
+    pub response: SqsBatchResponse,
+    /// What happened, for metrics and tests.
+    pub counts: Counts,
+}
+
+/// The consumer's own SQS queues as the harness's ports: its dead-letter queue, and its queue for
+/// "retry after" (shared by [`Consumer`] and [`crate::BatchConsumer`]).
+pub(crate) fn sqs_ports(
+    config: &ConsumerConfig,
+    sdk: &aws_config::SdkConfig,
+) -> (Arc<dyn DeadLetterSink>, Arc<dyn VisibilityPort>) {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    (
+        Arc::new(SqsDeadLetterQueue::new(sqs.clone(), &config.dead_letter_queue_url)),
+        Arc::new(SqsVisibility::new(sqs, &config.queue_url)),
+    )
+}
+
+/// `Some(hand back now)` when less than `budget` and the [`SETTLE_RESERVE`] is left before
+/// `deadline`: the record is not started, and is made visible again at once so the next invocation
+/// takes it.
+pub(crate) fn too_late_to_start(
+    name: &str,
+    record: &SqsMessage,
+    deadline: SystemTime,
+    budget: Duration,
+) -> Option<Outcome> {
+    let left = deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+    if left >= budget + SETTLE_RESERVE {
+        return None;
+    }
+    warn!(consumer = %name, message_id = record.message_id.as_deref().unwrap_or_default(),
+        left_ms = left.as_millis() as u64, budget_ms = budget.as_millis() as u64,
+        "too little time left to start this record: handed back unstarted");
+    Some(Outcome::Retry(Some(Duration::ZERO)))
+}
+
+/// The deadline of an invocation whose context says `deadline_ms` (epoch milliseconds; 0 when unknown).
+pub(crate) fn invocation_deadline(deadline_ms: u64, fallback: Duration) -> SystemTime {
+    match deadline_ms {
+        0 => SystemTime::now() + fallback,
+        ms => UNIX_EPOCH + Duration::from_millis(ms),
+    }
+}
+
+/// The response for SQS and the counts, from each record's outcome.
+pub(crate) fn respond(name: &str, records: &[SqsMessage], outcomes: &[Outcome]) -> Result<BatchResult, BatchError> {
+    let mut response = SqsBatchResponse::default();
+    let mut counts = Counts::default();
+    let mut unidentifiable = 0;
+    for (record, outcome) in records.iter().zip(outcomes) {
+        match outcome {
+            Outcome::Processed => counts.processed += 1,
+            Outcome::Duplicate => counts.duplicates_skipped += 1,
+            Outcome::DeadLettered => counts.dead_lettered += 1,
+            Outcome::Retry(_) => {
+                counts.retried += 1;
+                match record.message_id.as_deref() {
+                    Some(id) if !id.is_empty() => response.add_failure(id),
+                    _ => unidentifiable += 1,
+                }
+            }
+        }
+    }
+    info!(consumer = %name, records = records.len(), processed = counts.processed, retried = counts.retried,
+        dead_lettered = counts.dead_lettered, duplicates = counts.duplicates_skipped, "batch done");
+    if unidentifiable > 0 {
+        error!(consumer = %name, unidentifiable, "records to retry have no message id");
+        return Err(BatchError::UnidentifiableFailures(unidentifiable));
+    }
+    Ok(BatchResult { response, counts })
+}
+
+/// Applies each "retry after" as the record's visibility timeout, capped at what is left of SQS's
+/// 12 hours since the batch was `received` ([`crate::visibility::longest_delay`]). A failure here
+/// only means SQS redelivers sooner (after the queue's own visibility timeout).
+pub(crate) async fn hold_back(
+    visibility: Option<&Arc<dyn VisibilityPort>>,
+    name: &str,
+    records: &[SqsMessage],
+    outcomes: &[Outcome],
+    received: SystemTime,
+) {
+    let Some(visibility) = visibility else { return };
+    let since_batch = SystemTime::now().duration_since(received).unwrap_or(Duration::ZERO);
+    let cap = longest_delay(since_batch);
+    let delays = records.iter().zip(outcomes).filter_map(|(record, outcome)| match outcome {
+        Outcome::Retry(Some(after)) => Some((record, (*after).min(cap))),
+        _ => None,
+    });
+    futures::future::join_all(delays.map(|(record, after)| async move {
+        let Some(handle) = record.receipt_handle.as_deref() else { return };
+        if let Err(e) = visibility.delay(handle, after).await {
+            warn!(consumer = %name, message_id = record.message_id.as_deref().unwrap_or_default(), error = %e,
+                "could not hold the record back; SQS redelivers it after the queue's visibility timeout");
+        }
+    }))
+    .await;
+}
+
+/// Sends a record that can never be handled to the dead-letter queue, with the reason; if the queue
+/// refuses it, SQS redelivers the record instead (nothing is acknowledged unhandled).
+pub(crate) async fn dead_letter(
+    sink: &dyn DeadLetterSink,
+    name: &str,
+    record: &SqsMessage,
+    receive_count: u32,
+    reason: String,
+) -> Outcome {
+    let letter = DeadLetter {
+        consumer: name.to_string(),
+        message_id: record.message_id.clone().unwrap_or_default(),
+        body: record.body.clone().unwrap_or_default(),
+        reason: reason.clone(),
+        receive_count,
+        message_group_id: record.attributes.get("MessageGroupId").cloned(),
+        attributes: record.message_attributes.clone(),
+    };
+    match sink.send(letter).await {
+        Ok(()) => {
+            error!(%reason, "permanent failure: sent to the dead-letter queue");
+            Outcome::DeadLettered
+        }
+        Err(e) => {
+            error!(%reason, dlq_error = %e, "permanent failure, and the dead-letter queue refused it: SQS will redeliver");
+            Outcome::Retry(None)
+        }
+    }
+}
+
+/// How many times SQS has delivered `record` (1 on the first delivery).
+pub(crate) fn receive_count(record: &SqsMessage) -> u32 {
+    record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
+}
+
+/// Reads one SQS body as an EventBridge event carrying an Orderflow envelope of an event `E` accepts.
+pub fn decode<E: Inbound>(body: Option<&str>) -> Result<(E, Metadata), ContractError> {
+    decode_delivered(body).map(|d| (d.event, d.metadata))
+}
+
+/// An event as the harness decoded it from an SQS body.
+#[derive(Debug, Clone)]
+pub struct Decoded<E> {
+    /// The event, upcast to the version `E` reads.
+    pub event: E,
+    /// The envelope's metadata.
+    pub metadata: Metadata,
+    /// The EventBridge replay that re-delivered it, if any.
+    pub replay_name: Option<String>,
+}
+
+/// What the harness reads of the EventBridge event EventBridge puts on the queue.
+#[derive(serde::Deserialize)]
+struct Delivered<'a> {
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    #[serde(borrow)]
+    detail: &'a RawValue,
+    #[serde(rename = "replay-name", default)]
+    replay_name: Option<String>,
+}
+
+/// [`decode`], with the replay that re-delivered the event, if any.
+pub fn decode_delivered<E: Inbound>(body: Option<&str>) -> Result<Decoded<E>, ContractError> {
+    let body = body.ok_or_else(|| ContractError::NotAnEnvelope("empty body".into()))?;
+    let event: Delivered<'_> =
+        serde_json::from_str(body).map_err(|e| ContractError::NotAnEnvelope(format!("body: {e}")))?;
+    if !E::DETAIL_TYPES.contains(&event.detail_type.as_str()) {
+        return Err(ContractError::UnknownDetailType(event.detail_type));
+    }
+    let envelope: RawEnvelope =
+        serde_json::from_str(event.detail.get()).map_err(|e| ContractError::NotAnEnvelope(format!("detail: {e}")))?;
+    let decoded = E::decode(&event.detail_type, envelope.metadata.schema_version, &envelope.data)?;
+    Ok(Decoded { event: decoded, metadata: envelope.metadata, replay_name: event.replay_name })
+}
+
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
