@@ -5,7 +5,7 @@
 # One default for Cargo's build cache, shared with every script (infra/common.sh).
 export CARGO_TARGET_DIR ?= $(shell ROOT=$(CURDIR) bash -c '. infra/common.sh && echo $$CARGO_TARGET_DIR')
 
-.PHONY: help demo test unit deploy up down lint generate bench schemas redrive replay
+.PHONY: help demo test unit deploy up down lint deny generate bench schemas redrive replay
 
 ## List the targets.
 help:
@@ -42,6 +42,10 @@ lint:
 	infra/local-aws.sh setup
 	.venv/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- infra/template.yaml
 	infra/sam.sh validate --lint
+
+## Licenses, banned crates and sources of every dependency (cargo deny, offline; deny.toml says what is allowed and why).
+deny:
+	"$$(ROOT=$(CURDIR) bash -c '. infra/common.sh && cargo_tool cargo-deny 0.20.2')" check --hide-inclusion-graph licenses bans sources
 
 ## Write the consumers' blocks of infra/template.yaml and the README's flow diagram from the consumer table.
 generate:

@@ -20,6 +20,43 @@ binary_of() {
   ' "$ROOT/infra/template.yaml"
 }
 
+# A cargo tool the project needs (cargo-deny), pinned: installed from crates.io into
+# $ORDERFLOW_TOOLS (default ~/.cache/orderflow/tools) when that version is not there yet, built in a
+# target directory of its own. Prints the binary's path.
+cargo_tool() {
+  local name="$1" version="$2" root="${ORDERFLOW_TOOLS:-$HOME/.cache/orderflow/tools}"
+  local bin="$root/$name-$version/bin/$name"
+  if [ ! -x "$bin" ]; then
+    echo "installing $name $version (cargo install, a few minutes the first time)" >&2
+    env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$root/$name-$version" "$name" --version "$version" >&2
+  fi
+  echo "$bin"
+}
+
+# One log line on stderr, prefixed with the script's LOG_PREFIX.
+log() { printf '[%s] %s\n' "${LOG_PREFIX:-orderflow}" "$*" >&2; }
+
+# Waits until `$1` (a command) succeeds, for at most $2 seconds (a service just started).
+await_check() {
+  local check="$1" seconds="$2" _
+  for _ in $(seq 1 $((seconds * 4))); do
+    if $check; then return 0; fi
+    sleep 0.25
+  done
+  $check
+}
+
+# Starts a local emulator: the command "${@:5}" in its own session and process group (setsid), so
+# that `stop_group` stops it with everything it spawned, its output in the log $2 and its pid in the
+# pid file $1; then waits, at most $3 seconds, until the check $4 succeeds.
+start_in_group() {
+  local pidfile="$1" logfile="$2" seconds="$3" check="$4"
+  shift 4
+  setsid "$@" >"$logfile" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+  wait_until_healthy "$check" "$seconds" "$pidfile" "$logfile"
+}
+
 # Waits until `$1` (a command) succeeds, for at most $2 seconds, while the process in the pid file $3
 # lives; on failure shows the last lines of the log $4. Used to start a local emulator.
 wait_until_healthy() {
@@ -50,18 +87,19 @@ stop_group() {
   rm -f "$pidfile"
 }
 
-# Installs the pinned requirements file $2 into the virtualenv $1, unless it already holds exactly
-# that file's pins (a hash of the file is kept beside them). Every Python tool the project uses is
-# installed this way, into the project's own folders.
+# Installs the pinned requirements file $2 into the virtualenv $1, made with the Python $3 (default
+# python3), unless it already holds exactly that file's pins (a hash of the file is kept beside
+# them). Every Python tool the project uses is installed this way, into the project's own folders.
 venv_install() {
-  local venv="$1" requirements="$2" stamp want
+  local venv="$1" requirements="$2" python="${3:-python3}" stamp want
   stamp="$venv/.orderflow-requirements.sha256"
   want=$(sha256sum "$requirements" | cut -d' ' -f1)
   if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
   echo "installing the pins of ${requirements#"$ROOT"/} into ${venv#"$ROOT"/}" >&2
-  python3 -m venv "$venv"
+  # --clear: pins that changed (or a Python that did) start from an empty environment.
+  "$python" -m venv --clear "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
   echo "$want" > "$stamp"
 }

@@ -1,153 +1,196 @@
 #!/usr/bin/env bash
 # Builds the functions with cargo lambda and deploys infra/template.yaml to the local emulator
-# (starting it if needed). Writes the stack's outputs to .local/stack-outputs.json, where the demo and
-# the end-to-end tests read them.
+# (starting it if needed). Writes the stack's outputs to .local/stack-outputs.json, where the demo,
+# the end-to-end tests and the steps below read them.
 #
 #   infra/deploy-local.sh            build (debug profile) + deploy to MiniStack (started if needed)
 #   ORDERFLOW_PROFILE=release infra/deploy-local.sh   deploy release binaries (slower to build)
 #   LOCAL_AWS=localstack infra/deploy-local.sh        deploy to LocalStack in Docker instead
 #       (infra/localstack/docker-compose.yml, started by you; the Sales API is then a function URL)
+#
+# The steps, in the order the end of this file runs them: the emulator, the read models' stores,
+# the build, the emulator's copy of the template, the deployment, the stack's outputs, the bus
+# archive, the catalogue, one env file per function, the smoke check.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+. infra/common.sh
+LOG_PREFIX=deploy-local
 STACK="${ORDERFLOW_STACK:-orderflow}"
 STATE="$ROOT/.local"
-. infra/common.sh
-log() { printf '[deploy-local] %s\n' "$*" >&2; }
-
+OUTPUTS="$STATE/stack-outputs.json"
 LOCAL_AWS="${LOCAL_AWS:-ministack}"
 # Locally, texts go to a stand-in for Twilio's API on this port: the HTTP server the SMS end-to-end
 # tests (and the demo) run. Nothing listening there means texts wait in the SMS queue, retried.
 TWILIO_STAND_IN="${ORDERFLOW_TWILIO_STAND_IN:-http://127.0.0.1:4590}"
 overlay_flags=()
-case "$LOCAL_AWS" in
-  ministack)
-    infra/local-aws.sh up
-    eval "$(infra/local-aws.sh env)"
-    ;;
-  localstack)
-    infra/local-aws.sh setup   # the AWS CLI and cargo lambda
-    eval "$(infra/local-aws.sh env)"
-    export AWS_ENDPOINT_URL="${LOCALSTACK_ENDPOINT:-http://127.0.0.1:4566}"
-    if curl -fsS --max-time 3 "$AWS_ENDPOINT_URL/_ministack/health" >/dev/null 2>&1; then
-      log "$AWS_ENDPOINT_URL is MiniStack, not LocalStack: stop it first (make down)."
-      exit 1
-    fi
-    if ! curl -fsS --max-time 3 "$AWS_ENDPOINT_URL/_localstack/health" | grep -q '"lambda"'; then
-      log "LocalStack does not answer on $AWS_ENDPOINT_URL with Lambda enabled."
-      log "Start it first: docker compose -f infra/localstack/docker-compose.yml up -d"
-      exit 1
-    fi
-    overlay_flags=(--localstack)
-    ;;
-  *) log "LOCAL_AWS must be ministack or localstack, not $LOCAL_AWS"; exit 1 ;;
-esac
-log "target: $LOCAL_AWS at $AWS_ENDPOINT_URL"
-mkdir -p "$STATE"
+read_model_params=()
+
+# The one reader of the stack's outputs: the value of output $1, from $OUTPUTS.
+output() {
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$OUTPUTS" "$1"
+}
+
+# MiniStack, started here; or LocalStack in Docker, which must be up already.
+target_emulator() {
+  case "$LOCAL_AWS" in
+    ministack)
+      infra/local-aws.sh up
+      eval "$(infra/local-aws.sh env)"
+      ;;
+    localstack)
+      infra/local-aws.sh setup   # the AWS CLI and cargo lambda
+      eval "$(infra/local-aws.sh env)"
+      export AWS_ENDPOINT_URL="${LOCALSTACK_ENDPOINT:-http://127.0.0.1:4566}"
+      if curl -fsS --max-time 3 "$AWS_ENDPOINT_URL/_ministack/health" >/dev/null 2>&1; then
+        log "$AWS_ENDPOINT_URL is MiniStack, not LocalStack: stop it first (make down)."
+        exit 1
+      fi
+      if ! curl -fsS --max-time 3 "$AWS_ENDPOINT_URL/_localstack/health" | grep -q '"lambda"'; then
+        log "LocalStack does not answer on $AWS_ENDPOINT_URL with Lambda enabled."
+        log "Start it first: docker compose -f infra/localstack/docker-compose.yml up -d"
+        exit 1
+      fi
+      overlay_flags=(--localstack)
+      ;;
+    *) log "LOCAL_AWS must be ministack or localstack, not $LOCAL_AWS"; exit 1 ;;
+  esac
+  log "target: $LOCAL_AWS at $AWS_ENDPOINT_URL"
+  mkdir -p "$STATE"
+}
 
 # The read models' stores. MiniStack runs the Lambdas as local processes: they reach the machine's
 # PostgreSQL and Redis on loopback (infra/local-services.sh starts or installs them). LocalStack runs
 # them in containers on the compose network, beside the compose file's PostgreSQL and Redis.
-if [ "$LOCAL_AWS" = ministack ]; then
-  infra/local-services.sh up
-  read_model_params=(RedisUrl=redis://127.0.0.1:6379 ReportingDbHost=127.0.0.1 ReportingDbPort=5432
-    ReportingDbName=orderflow ReportingDbUser=postgres ReportingDbSsl=disable)
-else
-  if ! aws secretsmanager describe-secret --secret-id "${STACK}-reporting-db" >/dev/null 2>&1; then
-    aws secretsmanager create-secret --name "${STACK}-reporting-db" \
-      --secret-string '{"username":"orderflow","password":"orderflow"}' >/dev/null
+read_model_stores() {
+  if [ "$LOCAL_AWS" = ministack ]; then
+    infra/local-services.sh up
+    read_model_params=(RedisUrl=redis://127.0.0.1:6379 ReportingDbHost=127.0.0.1 ReportingDbPort=5432
+      ReportingDbName=orderflow ReportingDbUser=postgres ReportingDbSsl=disable)
+  else
+    if ! aws secretsmanager describe-secret --secret-id "${STACK}-reporting-db" >/dev/null 2>&1; then
+      aws secretsmanager create-secret --name "${STACK}-reporting-db" \
+        --secret-string '{"username":"orderflow","password":"orderflow"}' >/dev/null
+    fi
+    local secret
+    secret=$(aws secretsmanager describe-secret --secret-id "${STACK}-reporting-db" --query ARN --output text)
+    read_model_params=(RedisUrl=redis://redis:6379 ReportingDbHost=postgres ReportingDbPort=5432
+      ReportingDbName=orderflow "ReportingDbSecretArn=$secret" ReportingDbSsl=disable)
   fi
-  reporting_secret=$(aws secretsmanager describe-secret --secret-id "${STACK}-reporting-db" --query ARN --output text)
-  read_model_params=(RedisUrl=redis://redis:6379 ReportingDbHost=postgres ReportingDbPort=5432
-    ReportingDbName=orderflow "ReportingDbSecretArn=$reporting_secret" ReportingDbSsl=disable)
-fi
+}
 
 # The emulator runs the bootstrap binaries as local processes, so build for this machine's
 # architecture with the plain cargo backend (no zig needed). AWS gets arm64 through `sam build`.
-arch=$(uname -m)
-case "$arch" in
-  x86_64) target_flag=--x86-64; template_arch=x86_64 ;;
-  aarch64) target_flag=--arm64; template_arch=arm64 ;;
-  *) log "unsupported machine architecture $arch"; exit 1 ;;
-esac
-profile_flag=()
-[ "${ORDERFLOW_PROFILE:-debug}" = release ] && profile_flag=(--release)
-log "building the functions with cargo lambda (${ORDERFLOW_PROFILE:-debug}, $arch)"
-bin_flags=()
-for binary in $(template_binaries); do bin_flags+=(--bin "$binary"); done
-cargo lambda build --compiler cargo "$target_flag" "${profile_flag[@]}" --output-format zip "${bin_flags[@]}"
-LAMBDA_DIR="$CARGO_TARGET_DIR/lambda"
+build_functions() {
+  case "$(uname -m)" in
+    x86_64) target_flag=--x86-64; template_arch=x86_64 ;;
+    aarch64) target_flag=--arm64; template_arch=arm64 ;;
+    *) log "unsupported machine architecture $(uname -m)"; exit 1 ;;
+  esac
+  local profile_flag=() bin_flags=() binary
+  [ "${ORDERFLOW_PROFILE:-debug}" = release ] && profile_flag=(--release)
+  log "building the functions with cargo lambda (${ORDERFLOW_PROFILE:-debug}, $(uname -m))"
+  for binary in $(template_binaries); do bin_flags+=(--bin "$binary"); done
+  cargo lambda build --compiler cargo "$target_flag" "${profile_flag[@]}" --output-format zip "${bin_flags[@]}"
+}
 
-python3 infra/local-overlay.py infra/template.yaml "$LAMBDA_DIR" "$STATE/template.local.yaml" "${overlay_flags[@]}"
+# The emulator's copy of the template (infra/local-overlay.py): the zips cargo lambda built.
+local_template() {
+  python3 infra/local-overlay.py infra/template.yaml "$CARGO_TARGET_DIR/lambda" "$STATE/template.local.yaml" \
+    "${overlay_flags[@]}"
+}
 
-ARTIFACTS="${STACK}-artifacts"
-aws s3api head-bucket --bucket "$ARTIFACTS" >/dev/null 2>&1 || aws s3 mb "s3://$ARTIFACTS" >/dev/null
-log "packaging"
-aws cloudformation package --template-file "$STATE/template.local.yaml" --s3-bucket "$ARTIFACTS" \
-  --output-template-file "$STATE/template.packaged.yaml" >"$STATE/package.log" 2>&1 || { cat "$STATE/package.log" >&2; exit 1; }
-log "deploying stack $STACK"
-aws cloudformation deploy --template-file "$STATE/template.packaged.yaml" --stack-name "$STACK" \
-  --s3-bucket "$ARTIFACTS" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-  --parameter-overrides "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" WebhooksAllowLocal=true \
-  "${read_model_params[@]}" >&2
+deploy_stack() {
+  local artifacts="${STACK}-artifacts"
+  aws s3api head-bucket --bucket "$artifacts" >/dev/null 2>&1 || aws s3 mb "s3://$artifacts" >/dev/null
+  log "packaging"
+  aws cloudformation package --template-file "$STATE/template.local.yaml" --s3-bucket "$artifacts" \
+    --output-template-file "$STATE/template.packaged.yaml" >"$STATE/package.log" 2>&1 ||
+    { cat "$STATE/package.log" >&2; exit 1; }
+  log "deploying stack $STACK"
+  aws cloudformation deploy --template-file "$STATE/template.packaged.yaml" --stack-name "$STACK" \
+    --s3-bucket "$artifacts" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+    --parameter-overrides "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" WebhooksAllowLocal=true \
+    "${read_model_params[@]}" >&2
+}
 
-outputs=$(aws cloudformation describe-stacks --stack-name "$STACK" --query 'Stacks[0].Outputs' --output json)
-
-# The archive the AWS template declares, made through the EventBridge API (see local-overlay.py).
-bus_name=$(python3 -c 'import json,sys; print({o["OutputKey"]: o["OutputValue"] for o in json.load(sys.stdin)}["EventBusName"])' <<<"$outputs")
-if ! aws events describe-archive --archive-name "${STACK}-archive" >/dev/null 2>&1; then
-  bus_arn=$(aws events describe-event-bus --name "$bus_name" --query Arn --output text)
-  aws events create-archive --archive-name "${STACK}-archive" --event-source-arn "$bus_arn" --retention-days 30 >/dev/null
-  # New emulator state: the read models start empty too, so that what they hold is exactly what the
-  # archive can replay (orderflow-ops replay rebuilds them from it).
-  if [ "$LOCAL_AWS" = ministack ]; then infra/local-services.sh reset; fi
-fi
-
-# The shop's catalogue: the products the samples, the demo and a first curl can order
-# (infra/seed/catalogue.json; the table name is filled in here).
-catalogue_table=$(python3 -c 'import json,sys; print({o["OutputKey"]: o["OutputValue"] for o in json.load(sys.stdin)}["CatalogueTableName"])' <<<"$outputs")
-sed "s/CATALOGUE_TABLE/$catalogue_table/" infra/seed/catalogue.json > "$STATE/catalogue-seed.json"
-aws dynamodb batch-write-item --request-items "file://$STATE/catalogue-seed.json" >/dev/null
-log "catalogue seeded ($catalogue_table)"
-
-python3 - "$outputs" "$AWS_ENDPOINT_URL" "$STATE/stack-outputs.json" <<'PY'
+# The stack's outputs, with where the API answers locally and the emulator's endpoint, in $OUTPUTS.
+write_outputs() {
+  aws cloudformation describe-stacks --stack-name "$STACK" --query 'Stacks[0].Outputs' --output json |
+    python3 -c '
 import json, sys
-outputs = {o["OutputKey"]: o["OutputValue"] for o in json.loads(sys.argv[1])}
-endpoint = sys.argv[2].rstrip("/")
+outputs = {o["OutputKey"]: o["OutputValue"] for o in json.load(sys.stdin)}
+endpoint = sys.argv[1].rstrip("/")
 if "SalesApiFunctionUrl" in outputs:
-    # LocalStack: the Sales API is the sales-api function's URL.
+    # LocalStack: the Sales API is the sales-api function URL.
     outputs["LocalApiUrl"] = outputs["SalesApiFunctionUrl"].rstrip("/")
 else:
     # MiniStack serves every HTTP API under one path on its own port.
-    outputs["LocalApiUrl"] = f"{endpoint}/_aws/execute-api/{outputs['ApiId']}/$default"
+    api_id = outputs["ApiId"]
+    outputs["LocalApiUrl"] = f"{endpoint}/_aws/execute-api/{api_id}/$default"
 outputs["EndpointUrl"] = endpoint
-json.dump(outputs, open(sys.argv[3], "w"), indent=2)
-PY
+json.dump(outputs, open(sys.argv[2], "w"), indent=2)
+' "$AWS_ENDPOINT_URL" "$OUTPUTS"
+}
+
+# The archive the AWS template declares, made through the EventBridge API (see local-overlay.py).
+bus_archive() {
+  if ! aws events describe-archive --archive-name "${STACK}-archive" >/dev/null 2>&1; then
+    local bus_arn
+    bus_arn=$(output EventBusArn)
+    aws events create-archive --archive-name "${STACK}-archive" --event-source-arn "$bus_arn" --retention-days 30 >/dev/null
+    # New emulator state: the read models start empty too, so that what they hold is exactly what the
+    # archive can replay (orderflow-ops replay rebuilds them from it).
+    if [ "$LOCAL_AWS" = ministack ]; then infra/local-services.sh reset; fi
+  fi
+}
+
+# The shop's catalogue: the products the samples, the demo and a first curl can order
+# (infra/seed/catalogue.json; the table name is filled in here).
+seed_catalogue() {
+  local table
+  table=$(output CatalogueTableName)
+  sed "s/CATALOGUE_TABLE/$table/" infra/seed/catalogue.json > "$STATE/catalogue-seed.json"
+  aws dynamodb batch-write-item --request-items "file://$STATE/catalogue-seed.json" >/dev/null
+  log "catalogue seeded ($table)"
+}
+
 # One env file per function, read back from the deployed functions themselves, for
 # `cargo lambda watch --env-file .local/env/<function>.env` (see the README).
-mkdir -p "$STATE/env"
-aws cloudformation describe-stack-resources --stack-name "$STACK" \
-  --query 'StackResources[?ResourceType==`AWS::Lambda::Function`].[LogicalResourceId,PhysicalResourceId]' --output text |
-while read -r logical physical; do
-  binary=$(binary_of "$logical")
-  aws lambda get-function-configuration --function-name "$physical" --query 'Environment.Variables' --output json |
-    python3 -c 'import json,sys; [print(f"{k}={v}") for k, v in sorted(json.load(sys.stdin).items())]' > "$STATE/env/$binary.env"
-  printf 'AWS_ENDPOINT_URL=%s\nAWS_REGION=%s\nAWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test\n' \
-    "$AWS_ENDPOINT_URL" "$AWS_REGION" >> "$STATE/env/$binary.env"
-done
+env_files() {
+  mkdir -p "$STATE/env"
+  aws cloudformation describe-stack-resources --stack-name "$STACK" \
+    --query 'StackResources[?ResourceType==`AWS::Lambda::Function`].[LogicalResourceId,PhysicalResourceId]' --output text |
+  while read -r logical physical; do
+    local binary
+    binary=$(binary_of "$logical")
+    aws lambda get-function-configuration --function-name "$physical" --query 'Environment.Variables' --output json |
+      python3 -c 'import json,sys; [print(f"{k}={v}") for k, v in sorted(json.load(sys.stdin).items())]' > "$STATE/env/$binary.env"
+    printf 'AWS_ENDPOINT_URL=%s\nAWS_REGION=%s\nAWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test\n' \
+      "$AWS_ENDPOINT_URL" "$AWS_REGION" >> "$STATE/env/$binary.env"
+  done
+}
 
-# Smoke check: the Sales API answers through the deployed route (its own 404 for an unknown order,
-# not the emulator's). The first calls of a function the emulator has just created can be answered
-# by the emulator itself while it unpacks the code; this waits that out, so whoever comes next (the
-# demo, the tests, a user's curl) meets a warm, working API, and a deploy that never answers fails here.
-api_url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["LocalApiUrl"])' "$STATE/stack-outputs.json")
-for attempt in $(seq 1 60); do
-  if curl -sS --max-time 5 "$api_url/orders/deploy-check" 2>/dev/null | grep -q '"errors"'; then
-    break
-  fi
-  [ "$attempt" = 60 ] && { log "the Sales API at $api_url does not answer after 30 s"; exit 1; }
-  sleep 0.5
-done
+# The Sales API answers through the deployed route (its own 404 for an unknown order, not the
+# emulator's). The first calls of a function the emulator has just created can be answered by the
+# emulator itself while it unpacks the code; this waits that out, so whoever comes next (the demo,
+# the tests, a user's curl) meets a warm, working API, and a deploy that never answers fails here.
+smoke_check() {
+  local api_url
+  api_url=$(output LocalApiUrl)
+  api_answers() { curl -sS --max-time 5 "$api_url/orders/deploy-check" 2>/dev/null | grep -q '"errors"'; }
+  await_check api_answers 30 || { log "the Sales API at $api_url does not answer after 30 s"; exit 1; }
+  log "deployed; outputs in $OUTPUTS (API: $api_url)"
+}
 
-log "deployed; outputs in $STATE/stack-outputs.json (API: $(python3 -c 'import json;print(json.load(open("'"$STATE"'/stack-outputs.json"))["LocalApiUrl"])'))"
+target_emulator
+read_model_stores
+build_functions
+local_template
+deploy_stack
+write_outputs
+bus_archive
+seed_catalogue
+env_files
+smoke_check

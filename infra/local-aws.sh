@@ -19,7 +19,7 @@ ENDPOINT="http://127.0.0.1:$PORT"
 PIDFILE="$STATE/ministack.pid"
 LOG="$STATE/ministack.log"
 
-log() { printf '[local-aws] %s\n' "$*" >&2; }
+LOG_PREFIX=local-aws
 
 print_env() {
   cat <<ENV
@@ -54,16 +54,15 @@ up() {
   # (docs/local-aws.md).
   # AWS_ENDPOINT_URL in its environment is what MiniStack hands to the Lambda processes it starts,
   # so the functions call back into it instead of real AWS.
-  AWS_ENDPOINT_URL="$ENDPOINT" BIND_HOST=127.0.0.1 GATEWAY_PORT="$PORT" LOG_LEVEL="${MINISTACK_LOG_LEVEL:-info}" \
-    setsid "$VENV/bin/python" -c '
+  start_in_group "$PIDFILE" "$LOG" 60 healthy \
+    env AWS_ENDPOINT_URL="$ENDPOINT" BIND_HOST=127.0.0.1 GATEWAY_PORT="$PORT" LOG_LEVEL="${MINISTACK_LOG_LEVEL:-info}" \
+    "$VENV/bin/python" -c '
 import socketserver, sys
 socketserver.StreamRequestHandler.disable_nagle_algorithm = True
 sys.argv = ["ministack"]
 from ministack.app import main
 sys.exit(main())
-' >"$LOG" 2>&1 < /dev/null &
-  echo $! > "$PIDFILE"
-  wait_until_healthy healthy 60 "$PIDFILE" "$LOG" || { log "emulator did not start"; return 1; }
+' || { log "emulator did not start"; return 1; }
   log "emulator ready"
 }
 

@@ -14,12 +14,13 @@
 # (orderflow), ORDERFLOW_REDIS_PORT (6379).
 set -euo pipefail
 
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/infra/common.sh"
+LOG_PREFIX=local-services
 PG_PORT="${ORDERFLOW_PG_PORT:-5432}"
 PG_USER="${ORDERFLOW_PG_USER:-postgres}"
 PG_DB="${ORDERFLOW_PG_DB:-orderflow}"
 REDIS_PORT="${ORDERFLOW_REDIS_PORT:-6379}"
-
-log() { printf '[local-services] %s\n' "$*" >&2; }
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
@@ -45,8 +46,7 @@ postgres_up() {
     local version; version=$(ls /etc/postgresql | sort -V | tail -1)
     log "starting PostgreSQL $version"
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
-    for _ in $(seq 1 40); do pg_up && break; sleep 0.25; done
-    pg_up || { log "PostgreSQL does not answer on 127.0.0.1:$PG_PORT"; exit 1; }
+    await_check pg_up 10 || { log "PostgreSQL does not answer on 127.0.0.1:$PG_PORT"; exit 1; }
   fi
   if ! psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" | grep -q 1; then
     log "creating database $PG_DB"
@@ -60,8 +60,7 @@ redis_start() {
     log "starting Redis on 127.0.0.1:$REDIS_PORT (nothing kept on disk)"
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
       --dir /tmp --logfile /tmp/orderflow-redis.log
-    for _ in $(seq 1 40); do redis_up && break; sleep 0.25; done
-    redis_up || { log "Redis does not answer on 127.0.0.1:$REDIS_PORT"; exit 1; }
+    await_check redis_up 10 || { log "Redis does not answer on 127.0.0.1:$REDIS_PORT"; exit 1; }
   fi
 }
 

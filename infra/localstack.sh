@@ -22,10 +22,21 @@ PIDFILE="$STATE/localstack.pid"
 LOG="$STATE/localstack.log"
 REQUIREMENTS="$ROOT/infra/requirements-localstack.txt"
 
-log() { printf '[localstack] %s\n' "$*" >&2; }
+LOG_PREFIX=localstack
+
+# LocalStack 4.14 needs Python 3.13: python3.13 on the PATH, or pyenv's (these machines have it).
+python313() {
+  if [ -n "${ORDERFLOW_PYTHON313:-}" ]; then echo "$ORDERFLOW_PYTHON313"; return; fi
+  # (pyenv's shim answers `command -v` even where 3.13 is not the selected version: ask it to run.)
+  if python3.13 -V >/dev/null 2>&1; then command -v python3.13; return; fi
+  local pyenv_root; pyenv_root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
+  local found; found=$(ls -d "$pyenv_root"/versions/3.13*/bin/python 2>/dev/null | sort -V | tail -1)
+  [ -n "$found" ] || { log "LocalStack 4.14 needs Python 3.13: install it (pyenv install 3.13) or set ORDERFLOW_PYTHON313"; exit 1; }
+  echo "$found"
+}
 
 setup() {
-  venv_install "$VENV" "$REQUIREMENTS"   # about 70 s the first time
+  venv_install "$VENV" "$REQUIREMENTS" "$(python313)"   # about 90 s the first time
 }
 
 healthy() {
@@ -40,11 +51,10 @@ up() {
     return 0
   fi
   log "starting LocalStack on $ENDPOINT (log: $LOG)"
-  GATEWAY_LISTEN="127.0.0.1:$PORT" DNS_ADDRESS=0 SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
+  start_in_group "$PIDFILE" "$LOG" 120 healthy \
+    env GATEWAY_LISTEN="127.0.0.1:$PORT" DNS_ADDRESS=0 SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
     SERVICES=sqs,events,s3,sts,iam LOCALSTACK_VOLUME_DIR="$STATE/volume" \
-    setsid "$VENV/bin/python" -m localstack.runtime.main >"$LOG" 2>&1 < /dev/null &
-  echo $! > "$PIDFILE"
-  wait_until_healthy healthy 120 "$PIDFILE" "$LOG" || { log "LocalStack did not start"; return 1; }
+    "$VENV/bin/python" -m localstack.runtime.main || { log "LocalStack did not start"; return 1; }
   log "LocalStack ready"
 }
 

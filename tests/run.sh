@@ -15,6 +15,9 @@ cargo fmt --all -- --check
 step "lints (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+step "dependencies: licenses, bans, sources (cargo deny)"
+make --no-print-directory deny
+
 step "tools (pinned, into .venv)"
 infra/local-aws.sh setup
 

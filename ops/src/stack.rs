@@ -38,9 +38,8 @@ pub async fn outputs(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> Resul
 
 /// The consumer named `name` in the table; the error lists the consumers there are.
 pub fn row(name: &str) -> Result<&'static Consumer> {
-    orderflow_consumers::find(name).ok_or_else(|| {
-        anyhow!("no consumer `{name}`; the consumers are: {}", orderflow_consumers::names().join(", "))
-    })
+    orderflow_consumers::find(name)
+        .ok_or_else(|| anyhow!("no consumer `{name}`; the consumers are: {}", orderflow_consumers::names().join(", ")))
 }
 
 /// The resources of `consumer` among the `outputs` of `stack`.
@@ -59,9 +58,8 @@ pub fn consumer(consumer: &Consumer, stack: &str, outputs: &HashMap<String, Stri
             ),
         }
     };
-    let required = |output: Output| {
-        get(output).ok_or_else(|| anyhow!("stack {stack} has no output {}", consumer.output(output)))
-    };
+    let required =
+        |output: Output| get(output).ok_or_else(|| anyhow!("stack {stack} has no output {}", consumer.output(output)));
     let (rule_arn, rule_dead_letter_queue_url) = match consumer.routes() {
         Some(_) => (Some(required(Output::RuleArn)?), Some(required(Output::RuleDeadLetterQueueUrl)?)),
         None => (None, None),

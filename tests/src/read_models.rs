@@ -173,24 +173,6 @@ impl ReadModels {
     }
 }
 
-/// Polls `check` until it gives `Some`, for at most `timeout`; the error says what was awaited.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// The machine's PostgreSQL cluster, for `pg_ctlcluster`.
 fn cluster_version() -> Result<String> {
     std::fs::read_dir("/etc/postgresql")?
@@ -219,14 +201,11 @@ pub async fn with_reporting_database_down<T>(body: impl Future<Output = T>) -> R
     pg_ctl("stop")?;
     let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
     pg_ctl("start")?;
-    let deadline = Instant::now() + Duration::from_secs(20);
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
-    while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_err() {
-        if Instant::now() > deadline {
-            bail!("PostgreSQL did not come back");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::wait::eventually("PostgreSQL back", Duration::from_secs(20), || async {
+        Ok(std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok().then_some(()))
+    })
+    .await?;
     Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
 }
 

@@ -203,8 +203,12 @@ pub fn variables_read(source: &Path) -> Result<(BTreeSet<String>, BTreeSet<Strin
                     literal.split('"').next().map(str::to_string)
                 } else {
                     // `config::vars::NAME` or `vars::NAME`: each constant's value is its own name.
-                    let path: String = arg.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
-                    path.rsplit("::").next().filter(|name| path.contains("vars::") && !name.is_empty()).map(str::to_string)
+                    let path: String =
+                        arg.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
+                    path.rsplit("::")
+                        .next()
+                        .filter(|name| path.contains("vars::") && !name.is_empty())
+                        .map(str::to_string)
                 }
             })
             .collect()

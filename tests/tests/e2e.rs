@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use orderflow_contracts::OrderStatus;
-use orderflow_e2e::{order_request, unique, unique_sku, Local, Tapped};
+use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local, Placed, Tapped};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -21,8 +21,12 @@ fn has_status_change(events: &[Tapped], order_id: &str) -> bool {
     count(events, order_id, "OrderStatusChanged") > 0
 }
 
-fn fields(answer: &serde_json::Value) -> Vec<&str> {
-    answer["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect()
+/// The fields a refused `POST /orders` names; an order taken fails the test.
+fn refused_fields(placed: Placed) -> (u16, Vec<String>) {
+    match placed {
+        Placed::Refused { status, fields, .. } => (status, fields),
+        taken => panic!("expected a refusal, the order was taken: {taken:?}"),
+    }
 }
 
 #[tokio::test]
@@ -43,9 +47,9 @@ async fn twenty_concurrent_orders_all_reach_ready_to_ship_with_one_invoice_each_
     .await;
     let ids: Vec<String> = placed
         .iter()
-        .map(|(status, order)| {
-            assert_eq!(*status, 201, "{order}");
-            order["orderId"].as_str().unwrap().to_string()
+        .map(|placed| {
+            assert!(matches!(placed, Placed::Created(_)), "{placed:?}");
+            placed.order_id()
         })
         .collect();
 
@@ -98,12 +102,12 @@ async fn a_declined_payment_ends_payment_failed_and_allocates_nothing() {
     let local = Local::connect().await.unwrap();
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 10).await.unwrap();
-    let (status, order) = local
+    let placed = local
         .place_order(&order_request("grace+decline@example.com", &[(&sku, 1)]), &unique("e2e-declined"), None)
         .await
         .unwrap();
-    assert_eq!(status, 201);
-    let id = order["orderId"].as_str().unwrap();
+    assert_eq!(placed.status(), 201);
+    let id = &placed.order_id();
     let order = local.wait_final(id, WAIT).await.unwrap();
     assert_eq!(order.status, OrderStatus::PaymentFailed);
     assert!(order.history.last().unwrap().reason.as_deref().unwrap().contains("declined"));
@@ -119,9 +123,9 @@ async fn an_order_larger_than_stock_ends_backordered_with_stock_unchanged() {
     local.stock_product(&plenty, 1999, 10).await.unwrap();
     local.stock_product(&rare, 4999, 2).await.unwrap();
     let body = order_request("alan@example.com", &[(&plenty, 1), (&rare, 3)]);
-    let (status, order) = local.place_order(&body, &unique("e2e-short"), None).await.unwrap();
-    assert_eq!(status, 201);
-    let id = order["orderId"].as_str().unwrap();
+    let placed = local.place_order(&body, &unique("e2e-short"), None).await.unwrap();
+    assert_eq!(placed.status(), 201);
+    let id = &placed.order_id();
     let order = local.wait_final(id, WAIT).await.unwrap();
     assert_eq!(order.status, OrderStatus::Backordered);
     assert!(order
@@ -147,26 +151,23 @@ async fn an_invalid_post_gets_a_4xx_naming_the_field_and_publishes_nothing() {
 
     let mut body = order_request("ada@example.com", &[("BOOK-001", 0)]);
     body["currency"] = serde_json::json!("XYZ");
-    let (status, answer) = local.place_order(&body, &format!("{run}-0"), None).await.unwrap();
-    assert_eq!(status, 400);
-    assert_eq!(fields(&answer), vec!["lines[0].quantity", "currency"]);
+    let refused = refused_fields(local.place_order(&body, &format!("{run}-0"), None).await.unwrap());
+    assert_eq!(refused, (400, vec!["lines[0].quantity".into(), "currency".into()]));
 
     // Prices are the shop's: a client price is refused, an unknown SKU names its line.
     let mut body = order_request("ada@example.com", &[(&sku, 1000), ("NOT-SOLD-1", 1)]);
     body["lines"][0]["unitPriceMinor"] = serde_json::json!(i64::MAX);
-    let (status, answer) = local.place_order(&body, &format!("{run}-0"), None).await.unwrap();
-    assert_eq!(status, 400);
-    assert_eq!(fields(&answer), vec!["lines[0].unitPriceMinor"]);
+    let refused = refused_fields(local.place_order(&body, &format!("{run}-0"), None).await.unwrap());
+    assert_eq!(refused, (400, vec!["lines[0].unitPriceMinor".into()]));
     let body = order_request("ada@example.com", &[(&sku, 1), ("NOT-SOLD-1", 1)]);
-    let (status, answer) = local.place_order(&body, &format!("{run}-0"), None).await.unwrap();
-    assert_eq!(status, 400);
-    assert_eq!(fields(&answer), vec!["lines[1].sku"]);
+    let refused = refused_fields(local.place_order(&body, &format!("{run}-0"), None).await.unwrap());
+    assert_eq!(refused, (400, vec!["lines[1].sku".into()]));
 
     // A valid order on the same tap proves the tap works; only its events may arrive.
-    let (status, ok) =
+    let ok =
         local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &format!("{run}-1"), None).await.unwrap();
-    assert_eq!(status, 201);
-    let ok_id = ok["orderId"].as_str().unwrap().to_string();
+    assert_eq!(ok.status(), 201);
+    let ok_id = ok.order_id();
     let events = local.collect(&tap, WAIT, |seen| has_status_change(seen, &ok_id)).await.unwrap();
     assert!(events.iter().all(|e| e.correlation_id == format!("{run}-1")), "the invalid requests published nothing");
     local.close(tap).await.unwrap();
@@ -181,14 +182,13 @@ async fn garbage_on_the_billing_queue_is_dead_lettered_after_one_receive_while_o
 
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 5).await.unwrap();
-    let (_, order) =
+    let placed =
         local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &unique("e2e-poison"), None).await.unwrap();
-    let order = local.wait_final(order["orderId"].as_str().unwrap(), WAIT).await.unwrap();
+    let order = local.wait_final(&placed.order_id(), WAIT).await.unwrap();
     assert_eq!(order.status, OrderStatus::ReadyToShip, "other orders keep flowing");
 
     let dlq = local.output("BillingDeadLetterQueueUrl");
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    let letter = eventually("the garbage in Billing's DLQ", WAIT, || async {
         let out = local
             .sqs
             .receive_message()
@@ -198,18 +198,16 @@ async fn garbage_on_the_billing_queue_is_dead_lettered_after_one_receive_while_o
             .visibility_timeout(0)
             .message_attribute_names("All")
             .send()
-            .await
-            .unwrap();
-        if let Some(m) = out.messages().iter().find(|m| m.body() == Some(garbage.as_str())) {
-            let attrs = m.message_attributes().unwrap();
-            assert_eq!(attrs["orderflow.receiveCount"].string_value(), Some("1"), "dead-lettered on its first receive");
-            assert_eq!(attrs["orderflow.consumer"].string_value(), Some("billing"));
-            assert!(attrs["orderflow.reason"].string_value().unwrap().contains("not an EventBridge event"));
-            local.sqs.delete_message().queue_url(dlq).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "garbage never reached Billing's DLQ");
-    }
+            .await?;
+        Ok(out.messages().iter().find(|m| m.body() == Some(garbage.as_str())).cloned())
+    })
+    .await
+    .unwrap();
+    let attrs = letter.message_attributes().unwrap();
+    assert_eq!(attrs["orderflow.receiveCount"].string_value(), Some("1"), "dead-lettered on its first receive");
+    assert_eq!(attrs["orderflow.consumer"].string_value(), Some("billing"));
+    assert!(attrs["orderflow.reason"].string_value().unwrap().contains("not an EventBridge event"));
+    local.sqs.delete_message().queue_url(dlq).receipt_handle(letter.receipt_handle().unwrap()).send().await.unwrap();
 }
 
 #[tokio::test]
@@ -220,8 +218,7 @@ async fn the_same_order_placed_delivered_twice_bills_and_announces_once() {
     local.stock_product(&sku, 1999, 10).await.unwrap();
     let run = unique("e2e-dup");
     let tap = local.tap(&run).await.unwrap();
-    let (_, order) = local.place_order(&order_request("ada@example.com", &[(&sku, 2)]), &run, None).await.unwrap();
-    let id = order["orderId"].as_str().unwrap().to_string();
+    let id = local.place_order(&order_request("ada@example.com", &[(&sku, 2)]), &run, None).await.unwrap().order_id();
     let mut seen = local.collect(&tap, WAIT, |seen| has_status_change(seen, &id)).await.unwrap();
     let placed = seen.iter().find(|e| e.detail_type == "OrderPlaced").unwrap().body.clone();
     let invoice_before = local.invoice(&id).await.unwrap().unwrap();

@@ -3,10 +3,10 @@
 //! sent (`GET /_ministack/ses/messages`), never on logs. Ignored by a bare `cargo test`; `make test`
 //! runs them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use orderflow_contracts::OrderStatus;
-use orderflow_e2e::{order_request, unique, unique_sku, Local};
+use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -26,16 +26,15 @@ async fn an_order_gets_one_order_email_and_one_shipping_notice_even_when_deliver
     let to = format!("{}@example.com", unique("ada"));
     let run = unique("e2e-email");
     let tap = local.tap(&run).await.unwrap();
-    let (_, order) = local.place_order(&order_request(&to, &[(&sku, 2)]), &run, None).await.unwrap();
-    let id = order["orderId"].as_str().unwrap().to_string();
+    let id = local.place_order(&order_request(&to, &[(&sku, 2)]), &run, None).await.unwrap().order_id();
     assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
 
-    let deadline = Instant::now() + WAIT;
-    while local.emails_to(&to).await.unwrap().len() < 2 {
-        assert!(Instant::now() < deadline, "two emails did not arrive: {:?}", local.emails_to(&to).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let emails = local.emails_to(&to).await.unwrap();
+    let emails = eventually("two emails", WAIT, || async {
+        let emails = local.emails_to(&to).await?;
+        Ok((emails.len() >= 2).then_some(emails))
+    })
+    .await
+    .unwrap();
     let short = &id[..8];
     assert_eq!(
         subjects(&emails),
@@ -62,20 +61,19 @@ async fn a_declined_order_gets_the_payment_notice() {
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 10).await.unwrap();
     let to = format!("{}+decline@example.com", unique("grace"));
-    let (_, order) =
-        local.place_order(&order_request(&to, &[(&sku, 1)]), &unique("e2e-email-declined"), None).await.unwrap();
-    let id = order["orderId"].as_str().unwrap().to_string();
+    let id = local
+        .place_order(&order_request(&to, &[(&sku, 1)]), &unique("e2e-email-declined"), None)
+        .await
+        .unwrap()
+        .order_id();
     assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::PaymentFailed);
-    let deadline = Instant::now() + WAIT;
-    let notice = loop {
-        let emails = local.emails_to(&to).await.unwrap();
-        if let Some(n) =
-            emails.iter().find(|e| e["Subject"].as_str().unwrap_or_default().starts_with("We could not take payment"))
-        {
-            break n.clone();
-        }
-        assert!(Instant::now() < deadline, "no payment notice: {emails:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let notice = eventually("the payment notice", WAIT, || async {
+        let emails = local.emails_to(&to).await?;
+        Ok(emails
+            .into_iter()
+            .find(|e| e["Subject"].as_str().unwrap_or_default().starts_with("We could not take payment")))
+    })
+    .await
+    .unwrap();
     assert!(notice["BodyText"].as_str().unwrap().contains("card declined by issuer (test card)"), "{notice}");
 }

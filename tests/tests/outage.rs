@@ -4,14 +4,14 @@
 //! waiting on that consumer. Ignored by a bare `cargo test`; `make test` runs them.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use orderflow_contracts::OrderStatus;
-use orderflow_e2e::read_models::{wait_for, with_reporting_database_down, ReadModels};
+use orderflow_e2e::read_models::{with_reporting_database_down, ReadModels};
 use orderflow_e2e::template::Template;
 use orderflow_e2e::twilio::TwilioStandIn;
-use orderflow_e2e::{order_request, unique, unique_sku, Local, Tapped};
+use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local, Tapped};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -37,22 +37,22 @@ async fn a_consumer_that_is_down_loses_nothing_and_catches_up_when_it_returns() 
         .with_consumer_down("WarehouseFunctionName", async {
             let mut ids = Vec::new();
             for i in 0..3 {
-                let (status, order) = local
+                let placed = local
                     .place_order(&order_request("ada@example.com", &[(&sku, 1)]), &format!("{run}-{i}"), None)
                     .await
                     .unwrap();
-                assert_eq!(status, 201);
-                ids.push(order["orderId"].as_str().unwrap().to_string());
+                assert_eq!(placed.status(), 201);
+                ids.push(placed.order_id());
             }
             // Billing, which is up, does its part for every order ...
             local.collect(&tap, WAIT, |seen| ids.iter().all(|id| count(seen, id, "OrderBilled") == 1)).await.unwrap();
             // ... their OrderBilled events sit in Warehouse's queue (all of it ours: this binary runs alone) ...
             let queue = local.output("WarehouseQueueUrl");
-            let deadline = std::time::Instant::now() + WAIT;
-            while local.queue_depth(queue).await.unwrap() < ids.len() as u32 {
-                assert!(std::time::Instant::now() < deadline, "the OrderBilled events never reached Warehouse's queue");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            eventually("the OrderBilled events in Warehouse's queue", WAIT, || async {
+                Ok((local.queue_depth(queue).await? >= ids.len() as u32).then_some(()))
+            })
+            .await
+            .unwrap();
             // ... and the orders wait, with nothing allocated, while Warehouse is down.
             for id in &ids {
                 assert_eq!(local.get_order(id).await.unwrap().unwrap().status, OrderStatus::Placed);
@@ -86,12 +86,12 @@ async fn orders_stored_while_the_outbox_relay_is_down_are_announced_once_when_it
         .with_consumer_down("SalesOutboxRelayFunctionName", async {
             let mut ids = Vec::new();
             for i in 0..2 {
-                let (status, order) = local
+                let placed = local
                     .place_order(&order_request("ada@example.com", &[(&sku, 1)]), &format!("{run}-{i}"), None)
                     .await
                     .unwrap();
-                assert_eq!(status, 201, "the order is taken: storing it is what counts");
-                ids.push(order["orderId"].as_str().unwrap().to_string());
+                assert_eq!(placed.status(), 201, "the order is taken: storing it is what counts");
+                ids.push(placed.order_id());
             }
             // Nothing announced yet: a sentinel passes the bus, no OrderPlaced of ours before it.
             local.sentinel(&run).await.unwrap();
@@ -133,7 +133,7 @@ async fn dead_letters(local: &Local) -> BTreeMap<String, u32> {
 async fn place_many(local: &Local, sku: &str, run: &str, n: usize) -> Vec<String> {
     futures::stream::iter(0..n)
         .map(|i| async move {
-            let (status, order) = local
+            let placed = local
                 .place_order(
                     &order_request(&format!("{run}-{i}@example.com"), &[(sku, 1)]),
                     &format!("{run}-{i}"),
@@ -141,8 +141,8 @@ async fn place_many(local: &Local, sku: &str, run: &str, n: usize) -> Vec<String
                 )
                 .await
                 .unwrap();
-            assert_eq!(status, 201, "{order}");
-            order["orderId"].as_str().unwrap().to_string()
+            assert_eq!(placed.status(), 201, "{placed:?}");
+            placed.order_id()
         })
         .buffer_unordered(8)
         .collect()
@@ -176,11 +176,11 @@ async fn two_hundred_orders_placed_while_billing_is_down_all_ship_once_it_return
         .with_consumer_down("BillingFunctionName", async {
             let ids = place_many(&local, &sku, &run, 200).await;
             // Every OrderPlaced waits in Billing's queue; no order moves.
-            let deadline = Instant::now() + WAIT;
-            while local.queue_depth(local.output("BillingQueueUrl")).await.unwrap() < 200 {
-                assert!(Instant::now() < deadline, "the 200 OrderPlaced never reached Billing's queue");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            eventually("the 200 OrderPlaced in Billing's queue", WAIT, || async {
+                Ok((local.queue_depth(local.output("BillingQueueUrl")).await? >= 200).then_some(()))
+            })
+            .await
+            .unwrap();
             println!(
                 "billing down: {} orders placed, {} waiting in its queue",
                 ids.len(),
@@ -230,14 +230,14 @@ async fn with_the_reporting_database_down_cache_and_lake_keep_up_and_reporting_c
         }
         // The cache and the lake keep up without the database.
         for order in &orders {
-            wait_for("the order cached at its final version", WAIT, || async {
+            eventually("the order cached at its final version", WAIT, || async {
                 Ok(models.cached(&order.order_id).await?.filter(|c| c.version == order.version))
             })
             .await
             .unwrap();
         }
         let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let lake = wait_for("every order's four events in the lake", WAIT, || async {
+        let lake = eventually("every order's four events in the lake", WAIT, || async {
             let lines = models.lake_lines(&id_refs).await?;
             Ok((lines.len() >= 4 * ids.len()).then_some(lines.len()))
         })
@@ -257,7 +257,7 @@ async fn with_the_reporting_database_down_cache_and_lake_keep_up_and_reporting_c
 
     // The database is back: reporting matches the orders exactly.
     for order in &orders {
-        let reported = wait_for("the order reported at its final version", Duration::from_secs(240), || async {
+        let reported = eventually("the order reported at its final version", Duration::from_secs(240), || async {
             Ok(models
                 .reported(&order.order_id)
                 .await?
@@ -293,11 +293,9 @@ async fn texts_dead_lettered_while_twilio_refused_them_are_sent_once_each_after_
     let run = unique("e2e-redrive");
     let mut request = order_request(&format!("{run}@example.com"), &[(&sku, 1)]);
     request["customer"]["phone"] = to.clone().into();
-    let (status, order) = local.place_order(&request, &run, None).await.unwrap();
-    assert_eq!(status, 201);
-    let id = order["orderId"].as_str().unwrap();
-    assert_eq!(local.wait_final(id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
-    wait_for("both texts in the SMS dead-letter queue", WAIT, || async {
+    let id = local.place_order(&request, &run, None).await.unwrap().order_id();
+    assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
+    eventually("both texts in the SMS dead-letter queue", WAIT, || async {
         Ok((local.queue_depth(&dlq).await? >= earlier + 2).then_some(()))
     })
     .await
@@ -310,12 +308,12 @@ async fn texts_dead_lettered_while_twilio_refused_them_are_sent_once_each_after_
     assert!(printed.contains("receive/send/delete"), "says which way it moved them: {printed}");
     let moved: u32 = printed.split("sms: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert_eq!(moved, earlier + 2, "every dead letter moved");
-    wait_for("both texts delivered", WAIT, || async { Ok((stand_in.delivered_to(&to).len() >= 2).then_some(())) })
+    eventually("both texts delivered", WAIT, || async { Ok((stand_in.delivered_to(&to).len() >= 2).then_some(())) })
         .await
         .unwrap();
     // None doubled: once the SMS queue is empty, still exactly two texts.
     // (Texts of earlier tests' orders may still be waiting out a retry delay there.)
-    wait_for("the SMS queue drained", Duration::from_secs(240), || async {
+    eventually("the SMS queue drained", Duration::from_secs(240), || async {
         Ok((local.queue_depth(local.output("SmsQueueUrl")).await? == 0).then_some(()))
     })
     .await
@@ -342,6 +340,13 @@ async fn reporting_tables_emptied_and_rebuilt_by_replay_equal_what_they_were_and
         }
     }
     assert!(observers.len() >= 9, "{} consumer rules", observers.len());
+    // The consumers that refuse replays say so before asking AWS anything.
+    let refused =
+        orderflow_ops::cli::run(["orderflow-ops", "replay", "sms", "--from", "2026-01-01T00:00:00Z"], &local.sdk)
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(refused.contains("takes no replays"), "{refused}");
 
     // The window: orders placed by this test alone (this binary runs alone).
     let from = chrono::Utc::now() - chrono::Duration::seconds(1);
@@ -351,7 +356,7 @@ async fn reporting_tables_emptied_and_rebuilt_by_replay_equal_what_they_were_and
     let ids = place_many(&local, &sku, &run, 5).await;
     for id in &ids {
         let order = local.wait_final(id, WAIT).await.unwrap();
-        wait_for("reported at the final version, billed", WAIT, || async {
+        eventually("reported at the final version, billed", WAIT, || async {
             Ok(models.reported(id).await?.filter(|r| r.version == order.version as i64 && r.billed_minor.is_some()))
         })
         .await
@@ -371,7 +376,7 @@ async fn reporting_tables_emptied_and_rebuilt_by_replay_equal_what_they_were_and
     // tables meanwhile, so the comparison is of these orders' rows.
     let window_rows =
         || async { reporting_rows(&models).await.into_iter().filter(|r| ids.contains(&r.0)).collect::<Vec<_>>() };
-    let rebuilt = match wait_for("the reporting tables rebuilt", WAIT, || async {
+    let rebuilt = match eventually("the reporting tables rebuilt", WAIT, || async {
         let rows = window_rows().await;
         Ok((rows == ours).then_some(rows))
     })

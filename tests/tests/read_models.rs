@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orderflow_contracts::{OrderState, OrderStatus};
-use orderflow_e2e::read_models::{query, wait_for, ReadModels};
-use orderflow_e2e::{order_request, unique, unique_sku, Local};
+use orderflow_e2e::read_models::{query, ReadModels};
+use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local};
 use orderflow_harness::testing::status_changed_body;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -17,10 +17,10 @@ async fn ready_order(local: &Local, tag: &str) -> OrderState {
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 5).await.unwrap();
     let run = unique(tag);
-    let (status, order) =
+    let placed =
         local.place_order(&order_request(&format!("{run}@example.com"), &[(&sku, 2)]), &run, None).await.unwrap();
-    assert_eq!(status, 201, "{order}");
-    let order = local.wait_final(order["orderId"].as_str().unwrap(), WAIT).await.unwrap();
+    assert_eq!(placed.status(), 201, "{placed:?}");
+    let order = local.wait_final(&placed.order_id(), WAIT).await.unwrap();
     assert_eq!(order.status, OrderStatus::ReadyToShip);
     order
 }
@@ -34,7 +34,7 @@ async fn an_order_reaches_the_cache_the_reporting_tables_and_the_lake() {
     let id = order.order_id.as_str();
 
     // Cache: the newest version, which GET /orders/{id} answers from.
-    let cached = wait_for("the order cached at its final version", WAIT, || async {
+    let cached = eventually("the order cached at its final version", WAIT, || async {
         Ok(models.cached(id).await?.filter(|c| c.version == order.version))
     })
     .await
@@ -44,7 +44,7 @@ async fn an_order_reaches_the_cache_the_reporting_tables_and_the_lake() {
     assert_eq!(response.headers()["x-cache"], "hit");
 
     // Reporting: the final version, billed, with its lines.
-    let reported = wait_for("the order reported at its final version, billed", WAIT, || async {
+    let reported = eventually("the order reported at its final version, billed", WAIT, || async {
         Ok(models.reported(id).await?.filter(|r| r.version == order.version as i64 && r.billed_minor.is_some()))
     })
     .await
@@ -56,7 +56,7 @@ async fn an_order_reaches_the_cache_the_reporting_tables_and_the_lake() {
 
     // Lake: each of the order's four events once, in its event type's partition of today.
     let expected = ["OrderBilled", "OrderPlaced", "OrderStatusChanged", "ShippingLabelCreated"];
-    let lines = wait_for("the order's four events in the lake", WAIT, || async {
+    let lines = eventually("the order's four events in the lake", WAIT, || async {
         let lines = models.lake_lines(&[id]).await?;
         Ok((lines.len() >= expected.len()).then_some(lines))
     })
@@ -111,7 +111,7 @@ async fn the_readme_lake_query_finds_the_orders_through_athena() {
     let local = Local::connect().await.unwrap();
     let models = ReadModels::connect(&local).await.unwrap();
     let order = ready_order(&local, "e2e-athena").await;
-    wait_for("the order's events in the lake", WAIT, || async {
+    eventually("the order's events in the lake", WAIT, || async {
         Ok((models.lake_lines(&[&order.order_id]).await?.len() >= 4).then_some(()))
     })
     .await
@@ -143,17 +143,17 @@ async fn the_readme_reporting_query_gives_the_figures_of_the_orders_placed() {
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 5).await.unwrap();
     let run = unique("e2e-report");
-    let (status, placed) = local
+    let placed = local
         .place_order(&order_request(&format!("{run}+decline@example.com"), &[(&sku, 1)]), &run, None)
         .await
         .unwrap();
-    assert_eq!(status, 201, "{placed}");
-    let declined = local.wait_final(placed["orderId"].as_str().unwrap(), WAIT).await.unwrap();
+    assert_eq!(placed.status(), 201, "{placed:?}");
+    let declined = local.wait_final(&placed.order_id(), WAIT).await.unwrap();
     assert_eq!(declined.status, OrderStatus::PaymentFailed);
     let orders = [&shipped[0], &shipped[1], &declined];
     for order in orders {
         let billed = order.status == OrderStatus::ReadyToShip;
-        wait_for("the order reported at its final version", WAIT, || async {
+        eventually("the order reported at its final version", WAIT, || async {
             Ok(models
                 .reported(&order.order_id)
                 .await?

@@ -3,13 +3,13 @@
 //! consumer at). Assertions are on what the stand-in received, never on logs. Ignored by a bare
 //! `cargo test`; `make test` runs them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 
 use orderflow_contracts::OrderStatus;
 use orderflow_e2e::twilio::{Received, TwilioStandIn};
-use orderflow_e2e::{order_request, unique, unique_sku, Local};
+use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -24,17 +24,7 @@ async fn place(local: &Local, phone: &str, run: &str) -> String {
     local.stock_product(&sku, 1999, 10).await.unwrap();
     let mut body = order_request(&format!("{run}@example.com"), &[(&sku, 1)]);
     body["customer"]["phone"] = serde_json::json!(phone);
-    let (status, order) = local.place_order(&body, run, None).await.unwrap();
-    assert_eq!(status, 201, "{order}");
-    order["orderId"].as_str().unwrap().to_string()
-}
-
-async fn wait_for(what: &str, until: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !until() {
-        assert!(Instant::now() < deadline, "{what} did not happen within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    local.place_order(&body, run, None).await.unwrap().order_id()
 }
 
 fn bodies(texts: &[Received]) -> Vec<String> {
@@ -53,7 +43,9 @@ async fn an_order_gets_one_confirmation_and_one_shipping_text_with_twilios_auth_
     let tap = local.tap(&run).await.unwrap();
     let id = place(&local, &to, &run).await;
     assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
-    wait_for("two texts", || stand_in.delivered_to(&to).len() >= 2).await;
+    eventually("two texts", WAIT, || async { Ok((stand_in.delivered_to(&to).len() >= 2).then_some(())) })
+        .await
+        .unwrap();
 
     let texts = stand_in.delivered_to(&to);
     let short = &id[..8];
@@ -92,19 +84,26 @@ async fn twilio_down_for_a_while_delays_only_the_texts_and_loses_none() {
     // The order flow and the emails do not wait for texts.
     let order = local.wait_final(&id, WAIT).await.unwrap();
     assert_eq!(order.status, OrderStatus::ReadyToShip);
-    let deadline = Instant::now() + WAIT;
-    while local.emails_to(&format!("{run}@example.com")).await.unwrap().len() < 2 {
-        assert!(Instant::now() < deadline, "the emails did not arrive");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let customer = format!("{run}@example.com");
+    eventually("the two emails", WAIT, || async { Ok((local.emails_to(&customer).await?.len() >= 2).then_some(())) })
+        .await
+        .unwrap();
     assert!(stand_in.delivered_to(&to).is_empty(), "Twilio was still down when the order was ready and emailed");
 
-    wait_for("both texts after Twilio recovers", || stand_in.delivered_to(&to).len() >= 2).await;
+    eventually("both texts after Twilio recovers", WAIT, || async {
+        Ok((stand_in.delivered_to(&to).len() >= 2).then_some(()))
+    })
+    .await
+    .unwrap();
     // A sentinel order's texts through the same consumer, placed after both arrived: anything sent
     // twice would have arrived by the time the sentinel's did.
     let sentinel = phone();
     place(&local, &sentinel, &format!("{run}-sentinel")).await;
-    wait_for("the sentinel's two texts", || stand_in.delivered_to(&sentinel).len() >= 2).await;
+    eventually("the sentinel's two texts", WAIT, || async {
+        Ok((stand_in.delivered_to(&sentinel).len() >= 2).then_some(()))
+    })
+    .await
+    .unwrap();
     local.drained(&["SmsQueueUrl"]).await.unwrap();
     let received = stand_in.received_for(&to);
     println!("SMS with Twilio down: {} requests, {} delivered", received.len(), stand_in.delivered_to(&to).len());
@@ -120,12 +119,14 @@ async fn a_429_with_retry_after_is_not_retried_sooner() {
     let stand_in = TwilioStandIn::shared().await.unwrap();
     let local = Local::connect().await.unwrap();
     let to = phone();
-    // 12 s: neither the growing delay's first step (5 s) nor the queue's visibility timeout (60 s).
+    // 12 s: neither the growing delay's first step (5 s) nor the queue's visibility timeout (90 s).
     const RETRY_AFTER: u64 = 12;
     stand_in.fail_first(&to, vec![(429, Some(RETRY_AFTER))]).await;
     place(&local, &to, &unique("e2e-sms-429")).await;
 
-    wait_for("both texts", || stand_in.delivered_to(&to).len() >= 2).await;
+    eventually("both texts", WAIT, || async { Ok((stand_in.delivered_to(&to).len() >= 2).then_some(())) })
+        .await
+        .unwrap();
     let received = stand_in.received_for(&to);
     let limited = received.iter().find(|r| r.status == 429).expect("the first text was rate-limited");
     let retry = received.iter().find(|r| r.body == limited.body && r.status == 201).expect("and sent later");
@@ -135,7 +136,7 @@ async fn a_429_with_retry_after_is_not_retried_sooner() {
     assert!(waited >= asked, "retried after {waited:?}, sooner than the {asked:?} asked");
     assert!(
         waited < asked + Duration::from_secs(10),
-        "retried after {waited:?}: Retry-After said {asked:?}, and the queue's own visibility timeout is 60 s"
+        "retried after {waited:?}: Retry-After said {asked:?}, and the queue's own visibility timeout is 90 s"
     );
 }
 
@@ -174,10 +175,18 @@ async fn a_twilio_answering_in_4_9_s_gets_every_queued_text_once() {
     }
     let sent = batch.send().await.unwrap();
     assert!(sent.failed.is_empty(), "{:?}", sent.failed);
-    wait_for("ten texts from a slow Twilio", || stand_in.delivered_to(&to).len() >= 10).await;
+    eventually("ten texts from a slow Twilio", WAIT, || async {
+        Ok((stand_in.delivered_to(&to).len() >= 10).then_some(()))
+    })
+    .await
+    .unwrap();
     let sentinel = phone();
     local.sqs.send_message().queue_url(queue).message_body(placed_for(&sentinel, 0)).send().await.unwrap();
-    wait_for("the sentinel's text", || !stand_in.delivered_to(&sentinel).is_empty()).await;
+    eventually("the sentinel's text", WAIT, || async {
+        Ok((!stand_in.delivered_to(&sentinel).is_empty()).then_some(()))
+    })
+    .await
+    .unwrap();
     // And nothing left on the queue, visible or in flight: a text waiting out a visibility timeout
     // (an invocation cut off at its deadline) would be sent again after it.
     local.drained(&["SmsQueueUrl"]).await.unwrap();

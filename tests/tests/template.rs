@@ -39,7 +39,12 @@ fn every_consumer_rule_routes_exactly_what_its_code_reads_and_the_replays_its_ro
             (feed, rule) => panic!("{name}: its row says {feed:?}, the template has rule {rule:?}"),
         };
         let (routes, rule) = routes;
-        assert_eq!(strings(&rule.pattern, "detail-type"), set(routes.detail_types.iter().copied()), "{}", rule.logical_id);
+        assert_eq!(
+            strings(&rule.pattern, "detail-type"),
+            set(routes.detail_types.iter().copied()),
+            "{}",
+            rule.logical_id
+        );
         assert_eq!(strings(&rule.pattern, "source"), set(routes.sources.iter().copied()), "{}", rule.logical_id);
         // Live events, and this consumer's own replays if its row takes them.
         let (key, guard) = rule_guard(row);
@@ -97,9 +102,9 @@ fn every_consumer_has_its_operating_limits_and_alarms() {
     let alarm_on = |metric: &str, dimension: &str| {
         alarms.iter().any(|(_, a)| {
             get(a, &["Properties", "MetricName"]).and_then(Value::as_str) == Some(metric)
-                && get(a, &["Properties", "Dimensions"])
-                    .and_then(Value::as_sequence)
-                    .is_some_and(|d| d.iter().any(|d| d.get("Value").and_then(tagged_ref).as_deref() == Some(dimension)))
+                && get(a, &["Properties", "Dimensions"]).and_then(Value::as_sequence).is_some_and(|d| {
+                    d.iter().any(|d| d.get("Value").and_then(tagged_ref).as_deref() == Some(dimension))
+                })
         })
     };
     for row in CONSUMERS {
@@ -118,9 +123,18 @@ fn every_consumer_has_its_operating_limits_and_alarms() {
             let rule = template.resource(&row.logical("Rule")).unwrap();
             let target = &get(rule, &["Properties", "Targets"]).and_then(Value::as_sequence).unwrap()[0];
             let dlq = get(target, &["DeadLetterConfig", "Arn"]).and_then(tagged_ref);
-            assert_eq!(dlq, Some(row.logical("RuleDeadLetterQueue")), "{}: what the bus cannot deliver is kept", row.name);
+            assert_eq!(
+                dlq,
+                Some(row.logical("RuleDeadLetterQueue")),
+                "{}: what the bus cannot deliver is kept",
+                row.name
+            );
             assert!(target.get("RetryPolicy").is_some(), "{}", row.name);
-            assert!(alarm_on("ApproximateNumberOfMessagesVisible", &row.logical("RuleDeadLetterQueue")), "{}", row.name);
+            assert!(
+                alarm_on("ApproximateNumberOfMessagesVisible", &row.logical("RuleDeadLetterQueue")),
+                "{}",
+                row.name
+            );
         }
     }
     // Every function, the consumers' and the others', logs to a group with a retention.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use orderflow_contracts::OrderStatus;
-use orderflow_e2e::{order_request, unique, unique_sku, Local};
+use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local};
 use reqwest::Method;
 use serde_json::{json, Value};
 use wiremock::matchers::method;
@@ -99,25 +99,25 @@ async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
     let run = unique("e2e-webhooks");
     let tap = local.tap(&run).await.unwrap();
     let placed_at = Instant::now();
-    let (_, order) = local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &run, None).await.unwrap();
-    let id = order["orderId"].as_str().unwrap().to_string();
+    let id = local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &run, None).await.unwrap().order_id();
     assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
 
     // A gets its OrderPlaced and OrderStatusChanged while B's first delivery is still hanging.
-    let deadline = Instant::now() + WAIT;
-    while for_order(&fast.received_requests().await.unwrap(), &id, "OrderStatusChanged").is_empty() {
-        assert!(Instant::now() < deadline, "A never got its webhooks");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("A's webhooks", WAIT, || async {
+        Ok((!for_order(&fast.received_requests().await.unwrap(), &id, "OrderStatusChanged").is_empty()).then_some(()))
+    })
+    .await
+    .unwrap();
     let fast_done = placed_at.elapsed();
     println!("webhooks: the fast subscriber had both events after {fast_done:?}");
     assert!(fast_done < Duration::from_secs(5), "A was held back by B: {fast_done:?}");
 
     // B gets its OrderPlaced once it answers in time: once (the timed-out attempt aside).
-    while for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced").len() < 2 {
-        assert!(Instant::now() < deadline, "B never got its webhook again after timing out");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("B's webhook again after timing out", WAIT, || async {
+        Ok((for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced").len() >= 2).then_some(()))
+    })
+    .await
+    .unwrap();
     let fast_got = fast.received_requests().await.unwrap();
     assert_eq!(for_order(&fast_got, &id, "OrderPlaced").len(), 1, "one OrderPlaced to A");
     assert_eq!(for_order(&fast_got, &id, "OrderStatusChanged").len(), 1, "one OrderStatusChanged to A");
@@ -175,13 +175,11 @@ async fn a_delivery_dead_lettered_by_a_404_is_redriven_to_its_subscriber_once_it
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 10).await.unwrap();
     let run = unique("e2e-webhooks-404");
-    let (_, order) = local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &run, None).await.unwrap();
-    let id = order["orderId"].as_str().unwrap().to_string();
+    let id = local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &run, None).await.unwrap().order_id();
 
     // The 404 is permanent: the delivery goes to the dead-letter queue at once, its subscriber kept.
-    let deadline = Instant::now() + WAIT;
-    let letter = loop {
-        let found = local
+    let letter = eventually("the 404'd delivery in the dead-letter queue", WAIT, || async {
+        Ok(local
             .sqs
             .receive_message()
             .queue_url(local.output("WebhookDeliveryDeadLetterQueueUrl"))
@@ -189,18 +187,14 @@ async fn a_delivery_dead_lettered_by_a_404_is_redriven_to_its_subscriber_once_it
             .visibility_timeout(0)
             .message_attribute_names("All")
             .send()
-            .await
-            .unwrap()
+            .await?
             .messages
             .unwrap_or_default()
             .into_iter()
-            .find(|m| m.body().is_some_and(|b| b.contains(&id)));
-        if let Some(letter) = found {
-            break letter;
-        }
-        assert!(Instant::now() < deadline, "the 404'd delivery never reached the dead-letter queue");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+            .find(|m| m.body().is_some_and(|b| b.contains(&id))))
+    })
+    .await
+    .unwrap();
     let attributes = letter.message_attributes().unwrap();
     assert_eq!(attributes["subscriptionId"].string_value(), Some(subscription.as_str()), "kept for redrive");
     assert!(attributes["orderflow.reason"].string_value().unwrap().contains("HTTP 404"));
@@ -213,10 +207,11 @@ async fn a_delivery_dead_lettered_by_a_404_is_redriven_to_its_subscriber_once_it
     let printed = orderflow_ops::cli::run(argv, &local.sdk).await.unwrap();
     println!("orderflow-ops redrive webhooks-delivery: {printed}");
 
-    while for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced").len() < 2 {
-        assert!(Instant::now() < deadline, "the redriven delivery never reached the subscriber");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("the redriven delivery at the subscriber", WAIT, || async {
+        Ok((for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced").len() >= 2).then_some(()))
+    })
+    .await
+    .unwrap();
     // Counted once the deliveries queue has drained: nothing of this order is left to deliver.
     local.drained(&["WebhookDeliveryQueueUrl"]).await.unwrap();
     let got = for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced");

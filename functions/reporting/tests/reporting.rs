@@ -69,6 +69,7 @@ impl Scratch {
     async fn new() -> Self {
         let url = std::env::var("REPORTING_TEST_ADMIN_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        orderflow_harness::testing::needs_service("PostgreSQL", &url);
         let admin: PgConnectOptions = url.parse().unwrap();
         let name = format!("reporting_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = admin.connect().await.expect("the machine's PostgreSQL (make test starts it)");

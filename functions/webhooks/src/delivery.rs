@@ -137,9 +137,7 @@ impl Handler<AnyEvent> for Delivery {
         let (body, headers) = signed(&event, ctx, &subscription.secret).map_err(HandlerError::permanent)?;
         let answer = match self.poster.post(&target, &headers, &body).await {
             Ok(answer) => answer,
-            Err(why) => {
-                return Err(HandlerError::retryable(format!("subscription {id}: {why}")))
-            }
+            Err(why) => return Err(HandlerError::retryable(format!("subscription {id}: {why}"))),
         };
         match answer.status {
             200..=299 => {

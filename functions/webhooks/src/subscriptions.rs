@@ -9,9 +9,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use orderflow_harness::dynamo::{get_s, is_conditional_check_failed, s, store_error};
+use orderflow_harness::dynamo::{is_conditional_check_failed, s, store_error};
 use orderflow_harness::StoreError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const STORE: &str = "subscription store";
 
@@ -61,24 +61,39 @@ impl DynamoDbSubscriptions {
     }
 }
 
-fn parse(item: &HashMap<String, AttributeValue>) -> Result<Subscription, StoreError> {
-    let field = |name: &str| {
-        get_s(item, name)
-            .map(str::to_string)
-            .ok_or_else(|| StoreError::permanent(STORE, format!("subscription without {name}")))
+/// A subscription as its item stores it: every field, the secret included (the API's JSON, from
+/// [`Subscription`]'s own `Serialize`, never shows it). Mapped to and from DynamoDB's attributes by
+/// `serde_dynamo`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    id: String,
+    url: String,
+    #[serde(default)]
+    event_types: Vec<String>,
+    secret: String,
+    #[serde(default)]
+    active: bool,
+    #[serde(default)]
+    created_at: String,
+}
+
+fn to_item(sub: &Subscription) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let item = Item {
+        id: sub.id.clone(),
+        url: sub.url.clone(),
+        event_types: sub.event_types.clone(),
+        secret: sub.secret.clone(),
+        active: sub.active,
+        created_at: sub.created_at.clone(),
     };
-    Ok(Subscription {
-        id: field("id")?,
-        url: field("url")?,
-        event_types: item
-            .get("eventTypes")
-            .and_then(|v| v.as_l().ok())
-            .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
-            .unwrap_or_default(),
-        secret: field("secret")?,
-        active: item.get("active").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-        created_at: get_s(item, "createdAt").unwrap_or_default().to_string(),
-    })
+    serde_dynamo::to_item(item).map_err(|e| StoreError::permanent(STORE, format!("subscription item: {e}")))
+}
+
+fn parse(item: &HashMap<String, AttributeValue>) -> Result<Subscription, StoreError> {
+    let Item { id, url, event_types, secret, active, created_at } = serde_dynamo::from_item(item.clone())
+        .map_err(|e| StoreError::permanent(STORE, format!("a subscription item that does not read: {e}")))?;
+    Ok(Subscription { id, url, event_types, secret, active, created_at })
 }
 
 #[async_trait]
@@ -87,12 +102,7 @@ impl SubscriptionStore for DynamoDbSubscriptions {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("id", s(&sub.id))
-            .item("url", s(&sub.url))
-            .item("eventTypes", AttributeValue::L(sub.event_types.iter().map(s).collect()))
-            .item("secret", s(&sub.secret))
-            .item("active", AttributeValue::Bool(sub.active))
-            .item("createdAt", s(&sub.created_at))
+            .set_item(Some(to_item(sub)?))
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await

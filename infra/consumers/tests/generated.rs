@@ -47,7 +47,11 @@ fn every_row_is_complete_and_unique() {
     let mut ids = BTreeSet::new();
     for c in CONSUMERS {
         assert!(!c.name.is_empty() && !c.id.is_empty() && !c.binary.is_empty() && !c.code.is_empty(), "{c:?}");
-        assert!(!c.does.is_empty() && !c.concurrency_why.is_empty(), "{}: say what it does and why its concurrency", c.name);
+        assert!(
+            !c.does.is_empty() && !c.concurrency_why.is_empty(),
+            "{}: say what it does and why its concurrency",
+            c.name
+        );
         assert!(names.insert(c.name) && ids.insert(c.id), "{} appears twice", c.name);
         // EventBridge replay names are at most 64 characters: the name, a dot and 15 for the time.
         assert!(c.name.len() <= 48, "{}", c.name);

@@ -357,4 +357,3 @@ impl<E: Inbound> Consumer<E> {
         .await
     }
 }
-

@@ -108,3 +108,22 @@ impl<E: Inbound> Harnessed<E> {
         self.process(event).await.response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
     }
 }
+
+/// Fails the calling test at once, saying which service it needs and how to start it, when nothing
+/// answers at `url`'s host and port (`redis://127.0.0.1:6379`, `postgres://user@127.0.0.1:5432/db`).
+/// A bare `cargo test` on a machine without the service then says what is missing, instead of
+/// failing somewhere inside an adapter with a connection error.
+pub fn needs_service(name: &str, url: &str) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let address = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(address)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|socket| std::net::TcpStream::connect_timeout(&socket, std::time::Duration::from_secs(1)).is_ok());
+    assert!(
+        reachable,
+        "this test needs {name} at {address}, and nothing answers there: `infra/local-services.sh up` \
+         (or `make unit`, which runs it) starts the machine's {name}"
+    );
+}

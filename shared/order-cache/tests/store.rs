@@ -15,7 +15,9 @@ fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
 }
 
 fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    orderflow_harness::testing::needs_service("Redis", &url);
+    url
 }
 
 #[tokio::test]

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use orderflow_contracts::Inbound as _;
 use orderflow_contracts::OrderStatus;
-use orderflow_e2e::read_models::{query, wait_for, ReadModels};
+use orderflow_e2e::read_models::{query, ReadModels};
 use orderflow_e2e::twilio::TwilioStandIn;
-use orderflow_e2e::{order_request, unique, Local, FINAL};
+use orderflow_e2e::{eventually, order_request, unique, Local, Placed, FINAL};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -81,17 +81,11 @@ async fn main() -> Result<()> {
     let mut placed_at: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
     println!("Placing {} orders on {}/orders\n", orders.len(), local.output("LocalApiUrl"));
     for (i, (label, body)) in orders.iter().enumerate() {
-        let (status, order) = local.place_order(body, &format!("{run}-{i}"), Some(&unique("key"))).await?;
-        if status != 201 {
-            bail!("POST /orders answered {status}: {order}");
-        }
-        let id = order["orderId"].as_str().unwrap_or_default().to_string();
-        println!(
-            "  {label:<13} order {id}  HTTP {status}  total {} {}",
-            order["totals"]["totalMinor"],
-            order["currency"].as_str().unwrap_or("")
-        );
-        let at = order["history"][0]["at"].as_str().and_then(|t| t.parse().ok()).unwrap_or_else(chrono::Utc::now);
+        let placed = local.place_order(body, &format!("{run}-{i}"), Some(&unique("key"))).await?;
+        let Placed::Created(order) = placed else { bail!("POST /orders: {placed:?}") };
+        let id = order.order_id.clone();
+        println!("  {label:<13} order {id}  HTTP 201  total {} {:?}", order.totals.total_minor, order.currency);
+        let at = order.history.first().map(|h| h.at).unwrap_or_else(chrono::Utc::now);
         labels.insert(id.clone(), label);
         placed_at.insert(id, at);
     }
@@ -151,13 +145,10 @@ async fn main() -> Result<()> {
     if let (Some(twilio), Some((subscription_id, key))) = (twilio, &subscription) {
         // One confirmation text per order, and a shipping text for the one that is ready to ship.
         println!("\nTexts (as the Twilio stand-in received them from the SMS consumer):");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while phones.iter().map(|p| twilio.delivered_to(p).len()).sum::<usize>() < orders.len() + 1 {
-            if Instant::now() > deadline {
-                bail!("the texts did not all arrive within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually("the texts", Duration::from_secs(30), || async {
+            Ok((phones.iter().map(|p| twilio.delivered_to(p).len()).sum::<usize>() > orders.len()).then_some(()))
+        })
+        .await?;
         for ((label, _), phone) in orders.iter().zip(&phones) {
             for text in twilio.delivered_to(phone) {
                 println!("  {label:<13} to {phone}: {}", text.body);
@@ -165,21 +156,15 @@ async fn main() -> Result<()> {
         }
         // And the emails, as SES (the emulator's) recorded them.
         println!("\nEmails (as SES recorded them from the email consumer):");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        // Each order's email plus one notice per final status, for this run's orders only.
+        eventually("the emails", Duration::from_secs(30), || async {
             let mut count = 0;
             for (_, body) in &orders {
                 count += local.emails_to(body["customer"]["email"].as_str().unwrap_or_default()).await?.len();
             }
-            // Each order's email plus one notice per final status, for this run's orders only.
-            if count >= 2 * orders.len() {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("the emails did not all arrive within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Ok((count >= 2 * orders.len()).then_some(()))
+        })
+        .await?;
         for (label, body) in &orders {
             let to = body["customer"]["email"].as_str().unwrap_or_default();
             for email in local.emails_to(to).await? {
@@ -196,23 +181,19 @@ async fn main() -> Result<()> {
                 .map(|b| b["type"].as_str().unwrap_or_default().to_string())
                 .collect()
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        // Three or four events per flow: OrderPlaced, the billing outcome, the warehouse outcome
+        // where billed, OrderStatusChanged.
+        eventually("the webhooks", Duration::from_secs(30), || async {
             let requests = subscriber.received_requests().await.unwrap_or_default();
-            // Three or four events per flow: OrderPlaced, the billing outcome, the warehouse outcome
-            // where billed, OrderStatusChanged.
-            let complete = labels.keys().all(|id| {
-                let got = per_order(&requests, id);
-                got.iter().any(|t| t == "OrderStatusChanged") && got.len() >= 3
-            });
-            if complete {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("the webhooks did not all arrive within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Ok(labels
+                .keys()
+                .all(|id| {
+                    let got = per_order(&requests, id);
+                    got.iter().any(|t| t == "OrderStatusChanged") && got.len() >= 3
+                })
+                .then_some(()))
+        })
+        .await?;
         let requests = subscriber.received_requests().await.unwrap_or_default();
         for (id, label) in &labels {
             println!("  {label:<13} {}", per_order(&requests, id).join(", "));
@@ -235,13 +216,13 @@ async fn show_read_models(local: &Local, labels: &HashMap<String, &str>) -> Resu
         let order = local.wait_final(id, Duration::from_secs(5)).await?;
         let version = order.version;
         let cached =
-            wait_for("the cache", wait, || async { Ok(models.cached(id).await?.filter(|c| c.version == version)) })
+            eventually("the cache", wait, || async { Ok(models.cached(id).await?.filter(|c| c.version == version)) })
                 .await?;
-        let reported = wait_for("the reporting tables", wait, || async {
+        let reported = eventually("the reporting tables", wait, || async {
             Ok(models.reported(id).await?.filter(|r| r.version == version as i64))
         })
         .await?;
-        let lake = wait_for("the lake", wait, || async {
+        let lake = eventually("the lake", wait, || async {
             let lines = models.lake_lines(&[id.as_str()]).await?;
             Ok((lines.len() >= 3).then_some(lines))
         })

@@ -1,0 +1,267 @@
+//! The deployed stack: its outputs and clients (`Local`), its queues (deliver again, wait until
+//! drained), its consumers (down and up again), its secrets, and the sentinel event.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde_json::{json, Value};
+
+use crate::twilio;
+use crate::wait::eventually;
+
+/// The SDK configuration for the local emulator at `endpoint`, with its dummy credentials.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into())))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "orderflow-local"))
+        .load()
+        .await
+}
+
+/// A connection to the deployed stack.
+pub struct Local {
+    outputs: HashMap<String, String>,
+    /// HTTP client for the API.
+    pub http: reqwest::Client,
+    /// DynamoDB.
+    pub dynamo: aws_sdk_dynamodb::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge.
+    pub events: aws_sdk_eventbridge::Client,
+    /// S3 (path-style, as the emulator needs).
+    pub s3: aws_sdk_s3::Client,
+    /// Lambda (event source mappings).
+    pub lambda: aws_sdk_lambda::Client,
+    /// The SDK configuration the clients share (for other clients).
+    pub sdk: aws_config::SdkConfig,
+}
+
+impl Local {
+    /// Reads `.local/stack-outputs.json` (written by `infra/deploy-local.sh`) and builds clients.
+    ///
+    /// Also makes sure this process runs the Twilio stand-in (`twilio::TwilioStandIn`, where the
+    /// local deployment points the SMS consumer): the texts of every order a test places are then
+    /// accepted at once, instead of piling up in the SMS queue's growing retry delays, where they
+    /// would hold up tests that wait for that queue to drain. Best effort: if another process
+    /// holds the port, its stand-in answers instead.
+    pub async fn connect() -> Result<Self> {
+        let _ = twilio::TwilioStandIn::shared().await;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/stack-outputs.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("{} not found: deploy first with `infra/deploy-local.sh` (or `make demo`)", path.display())
+        })?;
+        let outputs: HashMap<String, String> = serde_json::from_str(&text)?;
+        let endpoint =
+            outputs.get("EndpointUrl").cloned().ok_or_else(|| anyhow!("no EndpointUrl in {}", path.display()))?;
+        let sdk = sdk_config(&endpoint).await;
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+        Ok(Self {
+            outputs,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            dynamo: aws_sdk_dynamodb::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            events: aws_sdk_eventbridge::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            s3,
+            sdk,
+        })
+    }
+
+    /// Whether the stack has this output (the LocalStack variant lacks the HTTP API's).
+    pub fn has_output(&self, key: &str) -> bool {
+        self.outputs.contains_key(key)
+    }
+
+    /// The names of the stack's outputs.
+    pub fn output_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.outputs.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// A stack output, e.g. `BillingQueueUrl`.
+    pub fn output(&self, key: &str) -> &str {
+        self.outputs.get(key).map(String::as_str).unwrap_or_else(|| panic!("stack output {key} missing"))
+    }
+
+    /// Stops or restarts the delivery of a function's queue to the function (its SQS event source
+    /// mapping), as if the consumer were down, and waits until the mapping says so.
+    pub async fn set_consumer_enabled(&self, function_output: &str, enabled: bool) -> Result<()> {
+        let function = self.output(function_output).to_string();
+        let mappings = self.lambda.list_event_source_mappings().function_name(&function).send().await?;
+        let uuid = mappings
+            .event_source_mappings()
+            .first()
+            .and_then(|m| m.uuid())
+            .ok_or_else(|| anyhow!("{function} has no event source mapping"))?
+            .to_string();
+        self.lambda.update_event_source_mapping().uuid(&uuid).enabled(enabled).send().await?;
+        let want = if enabled { "Enabled" } else { "Disabled" };
+        eventually(&format!("the event source mapping of {function} {want}"), Duration::from_secs(30), || async {
+            let state = self.lambda.get_event_source_mapping().uuid(&uuid).send().await?.state;
+            Ok((state.as_deref() == Some(want)).then_some(()))
+        })
+        .await
+    }
+
+    /// Runs `body` with the consumer behind `function_output` down (its event source mapping off), and
+    /// brings it back afterwards, also when `body` panics, so a failed check never leaves it down.
+    pub async fn with_consumer_down<T>(
+        &self,
+        function_output: &str,
+        body: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        use futures::FutureExt;
+        self.set_consumer_enabled(function_output, false).await?;
+        let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+        self.set_consumer_enabled(function_output, true).await?;
+        Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    }
+
+    /// The emails SES sent to `to`, as the emulator recorded them (`GET /_ministack/ses/messages`:
+    /// `Subject`, `BodyText`, `BodyHtml`, `Source`, ...).
+    pub async fn emails_to(&self, to: &str) -> Result<Vec<Value>> {
+        let all: Value = self
+            .http
+            .get(format!("{}/_ministack/ses/messages", self.output("EndpointUrl")))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(all["messages"]
+            .as_object()
+            .into_iter()
+            .flat_map(|accounts| accounts.values())
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter(|m| m["To"].as_array().is_some_and(|t| t.iter().any(|a| a == to)))
+            .cloned()
+            .collect())
+    }
+
+    /// The value of the stack's secret named by the output `secret_output`.
+    pub async fn secret(&self, secret_output: &str) -> Result<String> {
+        let out = aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .get_secret_value()
+            .secret_id(self.output(secret_output))
+            .send()
+            .await?;
+        Ok(out.secret_string().unwrap_or_default().to_string())
+    }
+
+    /// The stack's Twilio secret (`accountSid`, `authToken`), as the SMS function reads it.
+    pub async fn twilio_secret(&self) -> Result<Value> {
+        Ok(serde_json::from_str(&self.secret("TwilioSecretId").await?)?)
+    }
+
+    /// Publishes a marker event for a tap: once the tap has it, every event published before it
+    /// has been routed (the bus delivers in order here), so a test can check for what did *not*
+    /// arrive without sleeping.
+    pub async fn sentinel(&self, correlation_id: &str) -> Result<()> {
+        let detail = json!({"metadata": {"correlationId": correlation_id}, "data": {"orderId": "sentinel"}});
+        let out = self
+            .events
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(self.output("EventBusName"))
+                    .source("orderflow.e2e")
+                    .detail_type("Sentinel")
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await?;
+        if out.failed_entry_count() > 0 {
+            bail!("sentinel not published: {:?}", out.entries());
+        }
+        Ok(())
+    }
+
+    /// Sends `body` to the queue named by the output `queue_output` `times` times, as if SQS delivered
+    /// it again, and waits until the consumer has finished with every copy (the queue, and any queue
+    /// in `then_drained` that it feeds, holds nothing visible or in flight): after that, what the
+    /// consumer did with the copies has been done.
+    pub async fn deliver_again(
+        &self,
+        queue_output: &str,
+        body: &str,
+        times: usize,
+        then_drained: &[&str],
+    ) -> Result<()> {
+        self.deliver_again_with(queue_output, body, &[], times, then_drained).await
+    }
+
+    /// [`Local::deliver_again`], each copy carrying these string message attributes (a webhook
+    /// delivery's `subscriptionId`).
+    pub async fn deliver_again_with(
+        &self,
+        queue_output: &str,
+        body: &str,
+        attributes: &[(&str, &str)],
+        times: usize,
+        then_drained: &[&str],
+    ) -> Result<()> {
+        let queue = self.output(queue_output);
+        for _ in 0..times {
+            let mut send = self.sqs.send_message().queue_url(queue).message_body(body);
+            for (name, value) in attributes {
+                let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(*value)
+                    .build()?;
+                send = send.message_attributes(*name, value);
+            }
+            send.send().await?;
+        }
+        self.drained(&[&[queue_output], then_drained].concat()).await
+    }
+
+    /// Waits (90 s at most) until each of these queues (stack outputs) holds nothing, visible or in
+    /// flight: everything sent to them has been handled, retries included.
+    pub async fn drained(&self, queue_outputs: &[&str]) -> Result<()> {
+        for output in queue_outputs {
+            let url = self.output(output);
+            eventually(&format!("{output} drained"), Duration::from_secs(90), || async {
+                Ok((self.queue_depth(url).await? == 0).then_some(()))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Messages on a queue, visible or in flight.
+    pub async fn queue_depth(&self, queue_url: &str) -> Result<u32> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        let n = |k: A| attrs.get(&k).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
+    }
+}
+
+/// Creates the SQS queue `name`; its URL and ARN (what an EventBridge target needs).
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<(String, String)> {
+    let url = sqs.create_queue().queue_name(name).send().await?.queue_url.ok_or_else(|| anyhow!("no queue url"))?;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .ok_or_else(|| anyhow!("no queue arn"))?;
+    Ok((url, arn))
+}
