@@ -3,7 +3,7 @@
 //! emulator's Athena. The end-to-end tests assert on these, and the demo prints them.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
@@ -144,22 +144,19 @@ impl ReadModels {
             .await
             .map_err(|e| anyhow!("{}", aws_sdk_athena::error::DisplayErrorContext(e)))?;
         let id = started.query_execution_id().ok_or_else(|| anyhow!("no query execution id"))?.to_string();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        crate::wait::eventually(&format!("the Athena query done:\n{sql}"), Duration::from_secs(60), || async {
             let execution = self.athena.get_query_execution().query_execution_id(&id).send().await?;
             let status = execution.query_execution().and_then(|q| q.status());
             match status.and_then(|s| s.state()) {
-                Some(QueryExecutionState::Succeeded) => break,
-                Some(QueryExecutionState::Failed | QueryExecutionState::Cancelled) => {
-                    bail!(
-                        "Athena query failed: {}\n{sql}",
-                        status.and_then(|s| s.state_change_reason()).unwrap_or_default()
-                    )
-                }
-                _ if Instant::now() > deadline => bail!("Athena query still running after 60 s:\n{sql}"),
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                Some(QueryExecutionState::Succeeded) => Ok(Some(())),
+                Some(QueryExecutionState::Failed | QueryExecutionState::Cancelled) => bail!(
+                    "Athena query failed: {}\n{sql}",
+                    status.and_then(|s| s.state_change_reason()).unwrap_or_default()
+                ),
+                _ => Ok(None),
             }
-        }
+        })
+        .await?;
         let results = self.athena.get_query_results().query_execution_id(&id).send().await?;
         Ok(results
             .result_set()

@@ -44,6 +44,13 @@ pub struct Tap {
     closed: bool,
 }
 
+impl Tap {
+    /// The name of the tap's rule on the bus.
+    pub fn rule(&self) -> &str {
+        &self.rule
+    }
+}
+
 impl Drop for Tap {
     fn drop(&mut self) {
         if self.closed {

@@ -237,3 +237,34 @@ async fn the_same_order_placed_delivered_twice_bills_and_announces_once() {
     assert_eq!(local.stock(&sku).await.unwrap(), Some(8), "allocated once");
     local.close(tap).await.unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn a_tap_dropped_by_a_failing_test_removes_its_rule_and_queue() {
+    let local = Local::connect().await.unwrap();
+    let tap = local.tap(&unique("e2e-dropped")).await.unwrap();
+    let (rule, queue) = (tap.rule().to_string(), tap.queue_url.clone());
+    assert_eq!(rules_named(&local, &rule).await, vec![rule.clone()], "the tap's rule is on the bus");
+    // A test that fails while it holds a tap: the tap is dropped as the panic unwinds.
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _held = tap;
+        panic!("a failing check");
+    }));
+    assert!(failed.is_err());
+    assert_eq!(rules_named(&local, &rule).await, Vec::<String>::new(), "its rule is gone");
+    let gone = local.sqs.get_queue_attributes().queue_url(&queue).send().await;
+    assert!(gone.is_err(), "its queue is gone");
+}
+
+/// The rules on the bus whose name starts with `name`.
+async fn rules_named(local: &Local, name: &str) -> Vec<String> {
+    let rules = local
+        .events
+        .list_rules()
+        .event_bus_name(local.output("EventBusName"))
+        .name_prefix(name)
+        .send()
+        .await
+        .unwrap();
+    rules.rules().iter().filter_map(|r| r.name().map(str::to_string)).collect()
+}
