@@ -258,13 +258,7 @@ async fn a_tap_dropped_by_a_failing_test_removes_its_rule_and_queue() {
 
 /// The rules on the bus whose name starts with `name`.
 async fn rules_named(local: &Local, name: &str) -> Vec<String> {
-    let rules = local
-        .events
-        .list_rules()
-        .event_bus_name(local.output("EventBusName"))
-        .name_prefix(name)
-        .send()
-        .await
-        .unwrap();
+    let rules =
+        local.events.list_rules().event_bus_name(local.output("EventBusName")).name_prefix(name).send().await.unwrap();
     rules.rules().iter().filter_map(|r| r.name().map(str::to_string)).collect()
 }
