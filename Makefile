@@ -43,9 +43,10 @@ lint:
 	.venv/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- infra/template.yaml
 	infra/sam.sh validate --lint
 
-## Licenses, banned crates and sources of every dependency (cargo deny, offline; deny.toml says what is allowed and why).
+## Licenses, banned crates and sources of every dependency (cargo deny, offline once cargo has fetched the crates; deny.toml says what is allowed and why).
 deny:
-	"$$(ROOT=$(CURDIR) bash -c '. infra/common.sh && cargo_tool cargo-deny 0.20.2')" check --hide-inclusion-graph licenses bans sources
+	cargo fetch --locked --quiet
+	"$$(ROOT=$(CURDIR) bash -c '. infra/common.sh && cargo_tool cargo-deny 0.20.2')" --offline check --hide-inclusion-graph licenses bans sources
 
 ## Write the consumers' blocks of infra/template.yaml and the README's flow diagram from the consumer table.
 generate:

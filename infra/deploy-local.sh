@@ -136,10 +136,12 @@ json.dump(outputs, open(sys.argv[2], "w"), indent=2)
 
 # The archive the AWS template declares, made through the EventBridge API (see local-overlay.py).
 bus_archive() {
-  if ! aws events describe-archive --archive-name "${STACK}-archive" >/dev/null 2>&1; then
+  local archive
+  archive=$(output EventArchiveName)
+  if ! aws events describe-archive --archive-name "$archive" >/dev/null 2>&1; then
     local bus_arn
     bus_arn=$(output EventBusArn)
-    aws events create-archive --archive-name "${STACK}-archive" --event-source-arn "$bus_arn" --retention-days 30 >/dev/null
+    aws events create-archive --archive-name "$archive" --event-source-arn "$bus_arn" --retention-days 30 >/dev/null
     # New emulator state: the read models start empty too, so that what they hold is exactly what the
     # archive can replay (orderflow-ops replay rebuilds them from it).
     if [ "$LOCAL_AWS" = ministack ]; then infra/local-services.sh reset; fi

@@ -62,11 +62,14 @@ where
                 Method::MessageMoveTask => "SQS StartMessageMoveTask",
                 Method::ReceiveSendDelete => "receive/send/delete (this SQS has no StartMessageMoveTask)",
             };
-            Ok(format!("redrive {}: {} message(s) moved back to its queue, with {how}", consumer.name, done.moved))
+            Ok(format!(
+                "redrive {}: {} message(s) moved back to its queue, with {how}; {} of them events its rule could not deliver",
+                consumer.name, done.moved, done.undelivered
+            ))
         }
         Command::Replay { consumer, from, to } => {
             let row = stack::row(&consumer)?;
-            // Refused before anything is asked of AWS.
+            // Refused before anything is asked of AWS (and again by `replay::replay`).
             replay::allowed(row)?;
             let outputs = stack::outputs(&cfn, &cli.stack).await?;
             let consumer = stack::consumer(row, &cli.stack, &outputs)?;
@@ -74,11 +77,11 @@ where
             let bus = Bus {
                 name: output("EventBusName")?,
                 arn: output("EventBusArn")?,
-                archive: format!("{}-archive", cli.stack),
+                archive: output("EventArchiveName")?,
             };
             let events = aws_sdk_eventbridge::Client::new(sdk);
             let to = to.unwrap_or_else(Utc::now);
-            let done = replay::replay(&events, &bus, &consumer, from, to).await?;
+            let done = replay::replay(&events, &bus, row, &consumer, from, to).await?;
             Ok(format!(
                 "replay {}: {} from {from} to {to} {} (limited to rule {})",
                 consumer.name, done.name, done.state, done.rule_arn

@@ -29,32 +29,45 @@ pub enum Method {
 pub struct Redriven {
     /// How.
     pub method: Method,
-    /// How many messages went back to the queue.
+    /// How many messages went back to the queue, in all.
     pub moved: u64,
+    /// Of them, how many came from the rule's dead-letter queue (events the bus could not deliver).
+    pub undelivered: u64,
 }
 
 /// Moves the consumer's dead letters, and its rule's, back to its queue.
+///
+/// The rule's dead-letter queue is EventBridge's, not the dead-letter queue of an SQS queue, which is
+/// all SQS's move task takes: its events are always moved with receive / send / delete.
 pub async fn redrive(sqs: &aws_sdk_sqs::Client, consumer: &ConsumerResources) -> Result<Redriven> {
-    let mut done = move_all(sqs, &consumer.dead_letter_queue_url, &consumer.queue_url).await?;
+    let mut done = move_dead_letters(sqs, &consumer.dead_letter_queue_url, &consumer.queue_url).await?;
     if let Some(rule_dlq) = &consumer.rule_dead_letter_queue_url {
-        done.moved += move_all(sqs, rule_dlq, &consumer.queue_url).await?.moved;
+        let undelivered = receive_send_delete(sqs, rule_dlq, &consumer.queue_url).await.with_context(|| {
+            format!("{} dead letter(s) moved back; then moving the rule's undelivered events failed", done.moved)
+        })?;
+        done.undelivered = undelivered;
+        done.moved += undelivered;
     }
     Ok(done)
 }
 
-/// Moves every message of `from` to `to`.
-async fn move_all(sqs: &aws_sdk_sqs::Client, from: &str, to: &str) -> Result<Redriven> {
+/// Moves every message of the dead-letter queue `from` to its source queue `to`.
+async fn move_dead_letters(sqs: &aws_sdk_sqs::Client, from: &str, to: &str) -> Result<Redriven> {
     let source = queue_arn(sqs, from).await?;
     let destination = queue_arn(sqs, to).await?;
     match sqs.start_message_move_task().source_arn(&source).destination_arn(&destination).send().await {
-        Ok(_) => Ok(Redriven { method: Method::MessageMoveTask, moved: wait_for_move_task(sqs, &source).await? }),
+        Ok(_) => Ok(Redriven {
+            method: Method::MessageMoveTask,
+            moved: wait_for_move_task(sqs, &source).await?,
+            undelivered: 0,
+        }),
         Err(e)
             if matches!(
                 e.code(),
                 Some("InvalidAction" | "UnsupportedOperation" | "AWS.SimpleQueueService.UnsupportedOperation")
             ) =>
         {
-            Ok(Redriven { method: Method::ReceiveSendDelete, moved: receive_send_delete(sqs, from, to).await? })
+            Ok(Redriven { method: Method::ReceiveSendDelete, moved: receive_send_delete(sqs, from, to).await?, undelivered: 0 })
         }
         Err(e) => bail!("StartMessageMoveTask: {}", aws_sdk_sqs::error::DisplayErrorContext(e)),
     }

@@ -34,7 +34,7 @@ pub struct Bus {
     pub name: String,
     /// The bus's ARN.
     pub arn: String,
-    /// The archive's name (`<stack>-archive`).
+    /// The archive's name (the stack's output `EventArchiveName`).
     pub archive: String,
 }
 
@@ -49,14 +49,17 @@ pub fn allowed(consumer: &Consumer) -> Result<()> {
     }
 }
 
-/// Replays `[from, to]` from the archive to `consumer` and waits until the replay has finished.
+/// Replays `[from, to]` from the archive to `consumer` (whose row is `row`) and waits until the
+/// replay has finished; a consumer whose row refuses replays is refused.
 pub async fn replay(
     events: &aws_sdk_eventbridge::Client,
     bus: &Bus,
+    row: &Consumer,
     consumer: &ConsumerResources,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Replayed> {
+    allowed(row)?;
     if from >= to {
         bail!("--from must be before --to");
     }

@@ -1,13 +1,14 @@
 //! A tap: a rule and a queue of its own on the bus, to see what was published without touching
 //! the consumers' queues. Removed by [`Local::close`], or when dropped (a failed test too).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::stack::{create_queue, Local};
+use crate::wait::eventually;
 
 /// One event seen on the bus through a [`Tap`].
 #[derive(Debug, Clone)]
@@ -84,10 +85,23 @@ async fn remove(
     rule: &str,
     queue: &str,
 ) -> Result<()> {
-    events.remove_targets().event_bus_name(bus).rule(rule).ids("tap").send().await?;
-    events.delete_rule().event_bus_name(bus).name(rule).send().await?;
-    sqs.delete_queue().queue_url(queue).send().await?;
-    Ok(())
+    // Each removal is tried, whatever became of the one before: a rule left behind is what costs.
+    let target = events.remove_targets().event_bus_name(bus).rule(rule).ids("tap").send().await.map(|_| ());
+    let rule_gone = events.delete_rule().event_bus_name(bus).name(rule).send().await.map(|_| ());
+    let queue_gone = sqs.delete_queue().queue_url(queue).send().await.map(|_| ());
+    let failed: Vec<String> = [
+        target.err().map(|e| format!("its target: {}", aws_sdk_eventbridge::error::DisplayErrorContext(e))),
+        rule_gone.err().map(|e| format!("its rule: {}", aws_sdk_eventbridge::error::DisplayErrorContext(e))),
+        queue_gone.err().map(|e| format!("its queue: {}", aws_sdk_sqs::error::DisplayErrorContext(e))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("tap {rule}: not removed: {}", failed.join("; "))
+    }
 }
 
 impl Local {
@@ -106,15 +120,17 @@ impl Local {
         let name = format!("tap-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let (queue_url, arn) = create_queue(&self.sqs, &name).await?;
         let bus = self.output("EventBusName").to_string();
-        self.events.put_rule().event_bus_name(&bus).name(&name).event_pattern(pattern.to_string()).send().await?;
+        // The tap exists from here: whatever fails next, dropping it removes what was made.
+        let tap = Tap { rule: name, queue_url, bus, endpoint: self.output("EndpointUrl").to_string(), closed: false };
+        self.events.put_rule().event_bus_name(&tap.bus).name(&tap.rule).event_pattern(pattern.to_string()).send().await?;
         self.events
             .put_targets()
-            .event_bus_name(&bus)
-            .rule(&name)
+            .event_bus_name(&tap.bus)
+            .rule(&tap.rule)
             .targets(aws_sdk_eventbridge::types::Target::builder().id("tap").arn(arn).build()?)
             .send()
             .await?;
-        Ok(Tap { rule: name, queue_url, bus, endpoint: self.output("EndpointUrl").to_string(), closed: false })
+        Ok(tap)
     }
 
     /// Takes whatever the tap has received (waits up to `wait` for the first message).
@@ -145,18 +161,19 @@ impl Local {
         timeout: Duration,
         until: impl Fn(&[Tapped]) -> bool,
     ) -> Result<Vec<Tapped>> {
-        let deadline = Instant::now() + timeout;
-        let mut all = Vec::new();
-        while !until(&all) {
-            if Instant::now() > deadline {
-                bail!(
-                    "tap condition not met after {timeout:?}; saw {:?}",
-                    all.iter().map(|t: &Tapped| (&t.order_id, &t.detail_type)).collect::<Vec<_>>()
-                );
-            }
-            all.extend(self.drain(tap, Duration::from_secs(1)).await?);
+        let all = std::sync::Mutex::new(Vec::new());
+        let done = eventually("the tap's condition", timeout, || async {
+            let batch = if until(&all.lock().unwrap()) { Vec::new() } else { self.drain(tap, Duration::from_secs(1)).await? };
+            let mut seen = all.lock().unwrap();
+            seen.extend(batch);
+            Ok(until(&seen).then_some(()))
+        })
+        .await;
+        let all = all.into_inner().unwrap();
+        match done {
+            Ok(()) => Ok(all),
+            Err(e) => bail!("{e}; saw {:?}", all.iter().map(|t| (&t.order_id, &t.detail_type)).collect::<Vec<_>>()),
         }
-        Ok(all)
     }
 
     /// Removes the tap's rule and queue.

@@ -140,7 +140,7 @@ impl Template {
                     consumer_name: props
                         .and_then(|p| p.get("Environment"))
                         .and_then(|e| e.get("Variables"))
-                        .and_then(|v| v.get("CONSUMER_NAME"))
+                        .and_then(|v| v.get(orderflow_harness::config::vars::CONSUMER_NAME))
                         .and_then(Value::as_str)
                         .map(str::to_string),
                 }

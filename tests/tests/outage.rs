@@ -411,7 +411,7 @@ async fn reporting_tables_emptied_and_rebuilt_by_replay_equal_what_they_were_and
     assert!(replayed.iter().filter(|(n, _)| *n != "reporting").all(|(_, c)| *c == 0), "{replayed:?}");
 
     // Put back what the window did not cover (older orders), so the demo's figures stay whole.
-    let archive = local.events.describe_archive().archive_name("orderflow-archive").send().await.unwrap();
+    let archive = local.events.describe_archive().archive_name(local.output("EventArchiveName")).send().await.unwrap();
     let created = archive.creation_time().map(|t| chrono::DateTime::from_timestamp(t.secs(), 0).unwrap()).unwrap();
     if created < from {
         ops(&local, &["replay", "reporting", "--from", &created.to_rfc3339(), "--to", &from.to_rfc3339()]).await;

@@ -162,7 +162,8 @@ async fn a_twilio_answering_in_4_9_s_gets_every_queued_text_once() {
     let local = Local::connect().await.unwrap();
     let to = phone();
     stand_in.answer_slowly(&to, Duration::from_millis(4_900)).await;
-    // Ten texts queued in one call: one batch, more than one wave of the consumer's eight at a time.
+    // Ten texts queued in one call: one batch, more waves of the consumer's four at a time than one
+    // invocation has time for (the last ones are handed back to the next, never cut off).
     let queue = local.output("SmsQueueUrl");
     let mut batch = local.sqs.send_message_batch().queue_url(queue);
     for n in 0..10 {

@@ -41,10 +41,14 @@ pub struct Consumer {
     pub batch_size: u32,
     /// How long Lambda gathers a batch (`MaximumBatchingWindowInSeconds`).
     pub batching_window_s: u32,
-    /// Deliveries before SQS moves a message to the dead-letter queue (`maxReceiveCount`).
+    /// Deliveries before SQS moves a message to the dead-letter queue (`maxReceiveCount`); with the
+    /// harness's growing delay between them, 8 rides out about 10 minutes of a dependency's outage.
     pub max_receive_count: u32,
     /// Instances at most (`ScalingConfig.MaximumConcurrency`, 2 to 1000).
     pub max_concurrency: u32,
+    /// Records of one batch handled at once by one instance (`MAX_CONCURRENCY`): with
+    /// `max_concurrency`, how many calls to a provider can be in flight.
+    pub records_at_once: u32,
     /// Why that many, in a line (a comment in the template).
     pub concurrency_why: &'static str,
     /// The function's timeout; the queue's visibility timeout is six times it (AWS's advice).
@@ -138,6 +142,7 @@ pub const DEFAULTS: Consumer = Consumer {
     batching_window_s: 1,
     max_receive_count: 8,
     max_concurrency: 5,
+    records_at_once: 8,
     concurrency_why: "",
     timeout_s: 10,
     oldest_message_alarm_s: 900,
@@ -189,10 +194,10 @@ impl Consumer {
         }
     }
 
-    /// Its queue's visibility timeout: six times the function's timeout, as AWS advises for a queue
-    /// that feeds Lambda (a batch's retries by the poller fit inside it).
+    /// Its queue's visibility timeout: six times the function's timeout plus the batching window, as
+    /// AWS advises for a queue that feeds Lambda (a batch's retries by the poller fit inside it).
     pub fn visibility_timeout_s(&self) -> u32 {
-        6 * self.timeout_s
+        6 * self.timeout_s + self.batching_window_s
     }
 }
 

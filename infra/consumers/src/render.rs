@@ -162,7 +162,7 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
         "    Metadata:\n      BuildMethod: rust-cargolambda\n      BuildProperties:\n        Binary: {}\n    Properties:\n      \
          CodeUri: ..\n      Description: {}\n      Timeout: {}\n      LoggingConfig:\n        LogFormat: JSON\n        \
          ApplicationLogLevel: INFO\n        SystemLogLevel: WARN\n        LogGroup: !Ref {id}LogGroup\n      \
-         Environment:\n        Variables:\n          {}: {}\n          {}: !Ref {id}Queue\n          {}: !Ref {id}DeadLetterQueue\n",
+         Environment:\n        Variables:\n          {}: {}\n          {}: !Ref {id}Queue\n          {}: !Ref {id}DeadLetterQueue\n          {}: \"{}\"\n",
         c.binary,
         quoted(&format!("{} ({})", c.does, c.code)),
         c.timeout_s,
@@ -170,6 +170,8 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
         c.name,
         vars::QUEUE_URL,
         vars::DEAD_LETTER_QUEUE_URL,
+        vars::MAX_CONCURRENCY,
+        c.records_at_once,
     );
     for (name, value) in c.env {
         let _ = writeln!(w, "          {name}: {value}");
@@ -209,6 +211,8 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
     let mut alarms = vec![
         Alarm {
             id: "DeadLetterAlarm",
+            breaching: 1,
+            evaluated: 1,
             says: format!(
                 "{name} has messages it could not process (see each one's orderflow.reason attribute; orderflow-ops redrive {name} once the cause is fixed)."
             ),
@@ -221,8 +225,10 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
         },
         Alarm {
             id: "OldestMessageAlarm",
+            breaching: 1,
+            evaluated: 1,
             says: format!(
-                "{name} is behind: a message has waited over {} s on its queue (the function failing, throttled, or a dependency down).",
+                "{name} is behind: a message has waited over {} s on its queue (its event source mapping off, the function throttled or short of concurrency). A failing dependency shows in the dead letters instead: SQS leaves messages received three times or more out of this figure.",
                 c.oldest_message_alarm_s
             ),
             namespace: "AWS/SQS",
@@ -234,22 +240,26 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
         },
         Alarm {
             id: "ErrorsAlarm",
-            says: format!("{name}'s function failed whole invocations (a timeout, a crash at start): their records wait out the visibility timeout."),
+            breaching: 2,
+            evaluated: 3,
+            says: format!("{name}'s function failed whole invocations in 2 of the last 3 minutes (a timeout, a crash at start): their records wait out the visibility timeout."),
             namespace: "AWS/Lambda",
             metric: "Errors",
             dimension: ("FunctionName", format!("!Ref {id}Function")),
             statistic: "Sum",
-            period_s: 300,
+            period_s: 60,
             threshold: 0,
         },
         Alarm {
             id: "ThrottlesAlarm",
-            says: format!("{name}'s function was throttled: the account or the function is out of concurrency."),
+            breaching: 2,
+            evaluated: 3,
+            says: format!("{name}'s function was throttled in 2 of the last 3 minutes: the account is out of concurrency (see the README's concurrency budget)."),
             namespace: "AWS/Lambda",
             metric: "Throttles",
             dimension: ("FunctionName", format!("!Ref {id}Function")),
             statistic: "Sum",
-            period_s: 300,
+            period_s: 60,
             threshold: 0,
         },
     ];
@@ -258,6 +268,8 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
             1,
             Alarm {
                 id: "RuleDeadLetterAlarm",
+            breaching: 1,
+            evaluated: 1,
                 says: format!(
                     "The bus could not put events on {name}'s queue (see each one's ERROR_CODE and ERROR_MESSAGE attributes; orderflow-ops redrive {name} moves them to the queue)."
                 ),
@@ -275,8 +287,9 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
             w,
             "\n  {id}{}:\n    Type: AWS::CloudWatch::Alarm\n{condition}    Properties:\n      AlarmDescription: {}\n      \
              Namespace: {}\n      MetricName: {}\n      Dimensions: [{{Name: {}, Value: {}}}]\n      Statistic: {}\n      \
-             Period: {}\n      EvaluationPeriods: 1\n      Threshold: {}\n      ComparisonOperator: GreaterThanThreshold\n      \
-             TreatMissingData: notBreaching\n      AlarmActions: [!Ref AlarmTopic]\n",
+             Period: {}\n      EvaluationPeriods: {}\n      DatapointsToAlarm: {}\n      Threshold: {}\n      \
+             ComparisonOperator: GreaterThanThreshold\n      TreatMissingData: notBreaching\n      \
+             AlarmActions: [!Ref AlarmTopic]\n      OKActions: [!Ref AlarmTopic]\n",
             alarm.id,
             quoted(&alarm.says),
             alarm.namespace,
@@ -285,6 +298,8 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
             alarm.dimension.1,
             alarm.statistic,
             alarm.period_s,
+            alarm.evaluated,
+            alarm.breaching,
             alarm.threshold
         );
     }
@@ -296,6 +311,9 @@ fn quoted(text: &str) -> String {
 }
 
 struct Alarm {
+    /// Of the last `evaluated` minutes, how many must breach (dead letters: one is enough).
+    breaching: u32,
+    evaluated: u32,
     id: &'static str,
     says: String,
     namespace: &'static str,
@@ -348,6 +366,10 @@ pub fn diagram() -> String {
         );
         if c.allow.iter().any(|a| a.actions.contains(&"events:PutEvents")) {
             let _ = writeln!(w, "    {key}_fn -. publishes .-> bus");
+        }
+        // Sales' own consumer announces through the orders table's outbox, like the API.
+        if c.allow.iter().any(|a| a.resource == "!GetAtt OrdersTable.Arn" && a.actions.contains(&"dynamodb:UpdateItem")) {
+            let _ = writeln!(w, "    {key}_fn -. \"status + outbox\" .-> orders");
         }
     }
     w.push_str("```\n");

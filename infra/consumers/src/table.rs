@@ -26,7 +26,6 @@ pub const CONSUMERS: &[Consumer] = &[
         code: "functions/billing",
         does: "OrderPlaced -> invoice, charge -> OrderBilled | PaymentDeclined",
         feed: Feed::Bus(routes::<OrderPlaced>()),
-        max_receive_count: 5,
         max_concurrency: 5,
         concurrency_why: "a step of the workflow; the Sales API keeps the rest of the account's concurrency",
         env: &[
@@ -55,7 +54,6 @@ pub const CONSUMERS: &[Consumer] = &[
         code: "functions/warehouse",
         does: "OrderBilled -> allocate stock, label -> ShippingLabelCreated | StockAllocationFailed",
         feed: Feed::Bus(routes::<OrderBilled>()),
-        max_receive_count: 5,
         max_concurrency: 5,
         concurrency_why: "a step of the workflow; the Sales API keeps the rest of the account's concurrency",
         env: &[
@@ -86,7 +84,6 @@ pub const CONSUMERS: &[Consumer] = &[
         code: "functions/sales/src/order_status.rs",
         does: "ShippingLabelCreated | PaymentDeclined | StockAllocationFailed -> order status",
         feed: Feed::Bus(routes::<sales::order_status::StatusInput>()),
-        max_receive_count: 5,
         max_concurrency: 5,
         concurrency_why: "a step of the workflow; the Sales API keeps the rest of the account's concurrency",
         env: &[("ORDERS_TABLE", "!Ref OrdersTable")],
@@ -95,7 +92,10 @@ pub const CONSUMERS: &[Consumer] = &[
             IDEMPOTENCY,
         ],
         // An order already in the status an event asks for is left alone, so a replay changes nothing
-        // and announces nothing; it can repair an order whose status change was lost.
+        // and announces nothing; it can repair an order whose status change was lost. Such a repair
+        // announces OrderStatusChanged as a live event (email, SMS and webhooks then tell the
+        // customer), with an event id derived from its cause, so a repeat is dropped downstream for
+        // as long as the consumers remember it (IDEMPOTENCY_TTL_SECONDS, 14 days; the archive keeps 30).
         replays: Replays::Accepted,
         ..DEFAULTS
     },
@@ -108,9 +108,10 @@ pub const CONSUMERS: &[Consumer] = &[
         does: "OrderPlaced | OrderStatusChanged -> an email through SES v2",
         feed: Feed::Bus(routes::<email::handler::EmailInput>()),
         max_concurrency: 2,
-        concurrency_why: "SES's sending rate: two instances of eight sends each stay within a new account's 14 a second",
+        records_at_once: 4,
+        concurrency_why: "SES's sending rate (14 a second for a new account): two instances of four sends at a time, each send about 100 ms, stay near it, and SES's throttling is retried",
         // One record may take its budget (the README's "Time budgets") and the batch a second to
-        // settle: two waves of eight fit.
+        // settle: two waves fit.
         timeout_s: 15,
         depends_on: Some("EmailSenderIdentity"),
         env: &[("EMAIL_FROM", "!Ref EmailSender")],
@@ -132,7 +133,8 @@ pub const CONSUMERS: &[Consumer] = &[
         does: "OrderPlaced | OrderStatusChanged (ReadyToShip) -> a text through Twilio",
         feed: Feed::Bus(routes::<sms::handler::SmsInput>()),
         max_concurrency: 2,
-        concurrency_why: "Twilio queues what a number cannot send at once: two instances keep that queue short",
+        records_at_once: 4,
+        concurrency_why: "Twilio queues what a number cannot send at once: two instances of four texts at a time keep that queue short",
         timeout_s: 15,
         env: &[
             ("TWILIO_SECRET_ID", "!Ref TwilioSecret"),

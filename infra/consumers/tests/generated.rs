@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use orderflow_consumers::{find, render, Feed, Replays, CONSUMERS};
+use orderflow_harness::error::growing_delay;
 
 fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -62,6 +63,11 @@ fn every_row_is_complete_and_unique() {
         assert!((1..=900).contains(&c.timeout_s), "{}", c.name);
         assert!(c.visibility_timeout_s() <= 43_200, "{}", c.name);
         assert!(c.max_receive_count >= 2, "{}: a single delivery leaves no retry", c.name);
+        // The harness waits its growing delay between deliveries: the receives must ride out a
+        // dependency's outage of ten minutes before a message is dead-lettered and pages someone.
+        let ride_out: std::time::Duration = (1..c.max_receive_count).map(growing_delay).sum();
+        assert!(ride_out >= std::time::Duration::from_secs(600), "{}: dead-lettered after {ride_out:?}", c.name);
+        assert!((1..=c.batch_size).contains(&c.records_at_once), "{}", c.name);
         if let Replays::Refused(why) = c.replays {
             assert!(!why.is_empty(), "{}: say why it refuses replays", c.name);
         }

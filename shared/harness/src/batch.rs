@@ -146,7 +146,7 @@ impl<E: Inbound> BatchConsumer<E> {
                 }
                 Err(panic) => {
                     error!(consumer = %self.name, panic = %panic_message(&panic), "panic while decoding: SQS will redeliver");
-                    outcomes[i] = Some(Outcome::Retry(None));
+                    outcomes[i] = Some(Outcome::Retry(Some(growing_delay(count))));
                 }
             }
         }
@@ -197,6 +197,7 @@ impl<E: Inbound> BatchConsumer<E> {
                 Outcome::Retry(Some(after))
             }
             Err(HandlerError::RetryAfter { reason, after }) => {
+                let after = after.max(growing_delay(decoded.ctx.receive_count));
                 warn!(consumer = %self.name, %event_id, %reason, retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver, not sooner than asked");
                 Outcome::Retry(Some(after))
             }

@@ -11,9 +11,10 @@ pub enum HandlerError {
     #[error("retryable: {0}")]
     Retryable(String),
     /// Retryable, but not before `after` (what the provider asked for, e.g. its `Retry-After`, read
-    /// with [`retry_after`]): the harness sets the message's visibility timeout to it (capped at
-    /// [`MAX_RETRY_DELAY`], less the time the invocation has taken), so SQS redelivers it no sooner
-    /// and the provider is not hammered.
+    /// with [`retry_after`]) nor before the [`growing_delay`]: the harness sets the message's
+    /// visibility timeout to the longer (capped at [`MAX_RETRY_DELAY`], less the time the invocation
+    /// has taken), so SQS redelivers it no sooner, the provider is not hammered, and a provider
+    /// answering `Retry-After: 0` cannot use up the message's receives in seconds.
     #[error("retryable after {after:?}: {reason}")]
     RetryAfter {
         /// What went wrong.

@@ -168,7 +168,7 @@ pub(crate) async fn dead_letter(
         }
         Err(e) => {
             error!(%reason, dlq_error = %e, "permanent failure, and the dead-letter queue refused it: SQS will redeliver");
-            Outcome::Retry(None)
+            Outcome::Retry(Some(crate::error::growing_delay(receive_count)))
         }
     }
 }

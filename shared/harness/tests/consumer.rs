@@ -53,6 +53,9 @@ impl Handler<OrderPlaced> for ScriptedHandler {
         if id.starts_with("panic-") {
             panic!("boom in {id}");
         }
+        if id.starts_with("now-") {
+            return Err(HandlerError::retry_after("503, Retry-After: 0", Duration::ZERO));
+        }
         if id.starts_with("later-") {
             return Err(HandlerError::retry_after("429 from provider, Retry-After: 30", Duration::from_secs(30)));
         }
@@ -652,6 +655,17 @@ async fn the_harness_applies_the_growing_delay_to_plain_retries_and_panics_by_re
     let got: std::collections::BTreeMap<String, Duration> = delays.delays().into_iter().collect();
     assert_eq!(got["rh-m1"], Duration::from_secs(20), "5 s doubled twice");
     assert_eq!(got["rh-m2"], Duration::from_secs(160), "5 s doubled five times");
+}
+
+#[tokio::test]
+async fn a_retry_after_shorter_than_the_growing_delay_waits_the_growing_delay() {
+    // A subscriber answering `Retry-After: 0` must not use up the message's receives in seconds.
+    let (_, delays, consumer) = held_back(ConsumerSettings::default());
+    let mut fourth = record("m1", &order_body("now-1", 1));
+    fourth.attributes.insert("ApproximateReceiveCount".into(), "4".into());
+    let result = consumer.process(batch(vec![fourth])).await.unwrap();
+    assert_eq!(failure_ids(&result), vec!["m1"]);
+    assert_eq!(delays.delays(), vec![("rh-m1".to_string(), Duration::from_secs(40))], "5 s doubled three times");
 }
 
 #[test]
