@@ -67,7 +67,11 @@ async fn move_dead_letters(sqs: &aws_sdk_sqs::Client, from: &str, to: &str) -> R
                 Some("InvalidAction" | "UnsupportedOperation" | "AWS.SimpleQueueService.UnsupportedOperation")
             ) =>
         {
-            Ok(Redriven { method: Method::ReceiveSendDelete, moved: receive_send_delete(sqs, from, to).await?, undelivered: 0 })
+            Ok(Redriven {
+                method: Method::ReceiveSendDelete,
+                moved: receive_send_delete(sqs, from, to).await?,
+                undelivered: 0,
+            })
         }
         Err(e) => bail!("StartMessageMoveTask: {}", aws_sdk_sqs::error::DisplayErrorContext(e)),
     }

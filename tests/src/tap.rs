@@ -122,7 +122,13 @@ impl Local {
         let bus = self.output("EventBusName").to_string();
         // The tap exists from here: whatever fails next, dropping it removes what was made.
         let tap = Tap { rule: name, queue_url, bus, endpoint: self.output("EndpointUrl").to_string(), closed: false };
-        self.events.put_rule().event_bus_name(&tap.bus).name(&tap.rule).event_pattern(pattern.to_string()).send().await?;
+        self.events
+            .put_rule()
+            .event_bus_name(&tap.bus)
+            .name(&tap.rule)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await?;
         self.events
             .put_targets()
             .event_bus_name(&tap.bus)
@@ -163,7 +169,8 @@ impl Local {
     ) -> Result<Vec<Tapped>> {
         let all = std::sync::Mutex::new(Vec::new());
         let done = eventually("the tap's condition", timeout, || async {
-            let batch = if until(&all.lock().unwrap()) { Vec::new() } else { self.drain(tap, Duration::from_secs(1)).await? };
+            let batch =
+                if until(&all.lock().unwrap()) { Vec::new() } else { self.drain(tap, Duration::from_secs(1)).await? };
             let mut seen = all.lock().unwrap();
             seen.extend(batch);
             Ok(until(&seen).then_some(()))

@@ -368,7 +368,8 @@ pub fn diagram() -> String {
             let _ = writeln!(w, "    {key}_fn -. publishes .-> bus");
         }
         // Sales' own consumer announces through the orders table's outbox, like the API.
-        if c.allow.iter().any(|a| a.resource == "!GetAtt OrdersTable.Arn" && a.actions.contains(&"dynamodb:UpdateItem")) {
+        if c.allow.iter().any(|a| a.resource == "!GetAtt OrdersTable.Arn" && a.actions.contains(&"dynamodb:UpdateItem"))
+        {
             let _ = writeln!(w, "    {key}_fn -. \"status + outbox\" .-> orders");
         }
     }
