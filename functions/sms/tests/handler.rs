@@ -69,11 +69,13 @@ fn failing(error: SmsError) -> Harnessed<SmsInput> {
 
 #[tokio::test]
 async fn a_rate_limited_text_is_retried_no_sooner_than_the_provider_asked() {
-    let sms = failing(SmsError::Unavailable { reason: "HTTP 429".into(), after: Some(Duration::from_secs(2)) });
+    // 30 s: longer than the harness's growing delay on a first delivery (5 s), which it would get
+    // without the provider's word.
+    let sms = failing(SmsError::Unavailable { reason: "HTTP 429".into(), after: Some(Duration::from_secs(30)) });
     let event = sqs_sample("sms/order-placed.sqs.json");
     let (id, handle) = (event.records[0].message_id.clone().unwrap(), event.records[0].receipt_handle.clone().unwrap());
     assert_eq!(sms.failures(event).await, vec![id]);
-    assert_eq!(sms.delays.delays(), vec![(handle, Duration::from_secs(2))]);
+    assert_eq!(sms.delays.delays(), vec![(handle, Duration::from_secs(30))]);
     assert!(sms.dead_letters.letters().is_empty());
 }
 
