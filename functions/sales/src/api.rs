@@ -6,7 +6,9 @@
 //! POST /orders ─► validate (400 naming every bad field) ─► price from the catalogue (400: unknown SKU)
 //!              ─► store as Placed with OrderPlaced in the item's outbox (one conditional put) ─► 201
 //!                        └─ the table's stream ─► outbox relay ─► OrderPlaced on the bus
-//! GET /orders/{id} ─► the order cache (when configured) ─► hit: 200 from the cache
+//! (first: Content-Type application/json or 415, a body of at most MAX_BODY_BYTES or 413, a
+//! printable ASCII Idempotency-Key or 400)
+//! GET /orders/{id} ─► not an id Sales issues: 404, nothing asked ─► the order cache (when configured) ─► hit: 200 from the cache
 //!                   └► miss ─► orders table ─► 200, and the cache filled (newest version wins)
 //!                   └► cache down ─► orders table ─► 200 (the cache never makes a read fail)
 //!                   the `x-cache` header says which: hit, miss or bypass
@@ -35,7 +37,7 @@ use orderflow_order_cache::OrderCache;
 
 use crate::catalogue::{price, Catalogue};
 use crate::orders::{Created, OrderStore, StoredOrder};
-use crate::validation::{field_error, validate, FieldError, ID_NAMESPACE};
+use crate::validation::{field_error, is_order_id, validate, FieldError, ID_NAMESPACE, MAX_BODY_BYTES};
 
 /// The HTTP API's handler: the order store, the catalogue and the shop's shipping charge.
 pub struct SalesApi {
@@ -59,8 +61,10 @@ fn with_cache_header(mut response: Response<Body>, state: &'static str) -> Respo
     response
 }
 
+/// An error answer: the fields and what is wrong with each, and the request id to quote (never an
+/// internal error's text: that goes to the log under the same id).
 fn errors(status: StatusCode, errors: Vec<FieldError>, correlation_id: &str) -> Response<Body> {
-    json_response(status, &json!({ "errors": errors }), correlation_id)
+    json_response(status, &json!({ "errors": errors, "requestId": correlation_id }), correlation_id)
 }
 
 fn unavailable(field: &str, correlation_id: &str) -> Response<Body> {
@@ -151,6 +155,10 @@ impl SalesApi {
     }
 
     async fn get(&self, order_id: &str, correlation_id: &str) -> Response<Body> {
+        if !is_order_id(order_id) {
+            // Not an id Sales issues: no order, and nothing asked of the cache or the table.
+            return errors(StatusCode::NOT_FOUND, vec![field_error("orderId", "no such order")], correlation_id);
+        }
         let mut cache_state = "bypass";
         if let Some(cache) = &self.cache {
             match cache.get(order_id).await {
@@ -188,7 +196,37 @@ impl SalesApi {
     }
 
     async fn place(&self, req: &Request, correlation_id: &str) -> Response<Body> {
-        let key = header(req.headers(), "idempotency-key");
+        let json_content = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        if !json_content {
+            return errors(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                vec![field_error("Content-Type", "must be application/json")],
+                correlation_id,
+            );
+        }
+        if req.body().len() > MAX_BODY_BYTES {
+            return errors(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                vec![field_error("body", format!("must be at most {MAX_BODY_BYTES} bytes"))],
+                correlation_id,
+            );
+        }
+        // A key that is there but is not printable ASCII is refused, never taken for no key (which
+        // would place a second order on a retry).
+        let raw_key = req.headers().get("idempotency-key");
+        let key = raw_key.and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty());
+        if raw_key.is_some() && key.is_none_or(|k| !k.bytes().all(|b| b.is_ascii_graphic())) {
+            return errors(
+                StatusCode::BAD_REQUEST,
+                vec![field_error("Idempotency-Key", "must be printable ASCII without spaces")],
+                correlation_id,
+            );
+        }
         if key.is_some_and(|k| k.len() > 255) {
             return errors(
                 StatusCode::BAD_REQUEST,

@@ -16,6 +16,54 @@ pub use orderflow_contracts::{MAX_LINES, MAX_QUANTITY};
 /// Longest accepted text field, in bytes.
 pub const MAX_TEXT: usize = 200;
 
+/// Longest accepted `POST /orders` body, in bytes (16 KiB: an order of [`MAX_LINES`] lines with every
+/// text field at [`MAX_TEXT`] is about 6 KiB). Longer is a 413.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Longest accepted email address, in bytes (RFC 5321's path limit less the angle brackets).
+pub const MAX_EMAIL: usize = 254;
+
+/// The fields a `POST /orders` body may have, by object: anything else is refused, named, rather
+/// than silently ignored. (`unitPriceMinor` and `shippingMinor` have their own message.)
+const TOP_FIELDS: &[&str] = &["customer", "lines", "currency", "shippingAddress", "shippingMinor"];
+const CUSTOMER_FIELDS: &[&str] = &["customerId", "name", "email", "phone"];
+const LINE_FIELDS: &[&str] = &["sku", "quantity", "unitPriceMinor"];
+const ADDRESS_FIELDS: &[&str] = &["line1", "line2", "city", "postalCode", "country"];
+
+/// Characters no text field may hold: control characters (line breaks included: a name is not a
+/// header block) and the Unicode bidirectional overrides and isolates, which make text display in
+/// another order than it is stored (a "Trojan Source" name or address on a label or in an email).
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A single plain address `local@domain.tld`: a dot-atom local part (RFC 5322's atext and dots), a
+/// domain of at least two letter-digit-hyphen labels ending in an alphabetic top-level label. No
+/// display name, no comments, no quoted local part, no domain literal (`x@[10.0.0.1]`), no line
+/// break, no second address: what goes to SES as a recipient is exactly one mailbox.
+pub fn is_plain_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let local_ok =
+        (1..=64).contains(&local.len()) && local.split('.').all(|part| !part.is_empty() && part.chars().all(atext));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        (1..=63).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let tld_ok = labels.last().is_some_and(|t| t.len() >= 2 && t.chars().all(|c| c.is_ascii_alphabetic()));
+    email.len() <= MAX_EMAIL && local_ok && labels.len() >= 2 && labels.iter().all(label_ok) && tld_ok
+}
+
+/// Whether `id` has the shape of an order id (a UUID in its hyphenated lower-case form, what Sales
+/// issues): anything else is no order, answered without asking the store.
+pub fn is_order_id(id: &str) -> bool {
+    id.len() == 36 && Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+}
+
 /// Namespace of ids derived from emails, client idempotency keys and order ids (UUID v5).
 pub const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_7266_6c6f_7700_0000_0000_0001);
 
@@ -78,6 +126,9 @@ impl<'a> Fields<'a> {
             Some(Value::String(s)) if !s.trim().is_empty() => {
                 if s.len() > MAX_TEXT {
                     self.errors.push(field_error(field, format!("must be at most {MAX_TEXT} characters")));
+                } else if s.chars().any(is_forbidden_char) {
+                    self.errors
+                        .push(field_error(field, "must not contain control characters or bidirectional overrides"));
                 }
                 s.trim().to_string()
             }
@@ -111,6 +162,16 @@ impl<'a> Fields<'a> {
         0
     }
 
+    /// Names every field of the object at `at` (a path such as `customer` or `lines[0]`) that is not
+    /// one of `known`.
+    fn unknown(&mut self, object: Option<&Value>, at: &str, known: &[&str]) {
+        let Some(Value::Object(map)) = object else { return };
+        for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+            let field = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+            self.errors.push(field_error(field, "is not a field of an order: remove it"));
+        }
+    }
+
     fn set_by_the_shop(&mut self, v: Option<&Value>, field: &str) {
         if v.is_some() {
             self.errors.push(field_error(field, "is set by the shop, not the client: omit it"));
@@ -124,11 +185,14 @@ pub fn validate(body: &Value) -> Result<OrderRequest, Vec<FieldError>> {
         return Err(vec![field_error("body", "must be a JSON object")]);
     }
     let mut f = Fields { errors: Vec::new(), root: body };
+    f.unknown(Some(body), "", TOP_FIELDS);
+    f.unknown(f.at(&["customer"]), "customer", CUSTOMER_FIELDS);
+    f.unknown(f.at(&["shippingAddress"]), "shippingAddress", ADDRESS_FIELDS);
 
     let name = f.text(f.at(&["customer", "name"]), "customer.name", true);
     let email = f.text(f.at(&["customer", "email"]), "customer.email", true);
-    if !email.is_empty() && !email_address::EmailAddress::is_valid(&email) {
-        f.errors.push(field_error("customer.email", "is not a valid email address"));
+    if !email.is_empty() && !is_plain_email(&email) && !f.errors.iter().any(|e| e.field == "customer.email") {
+        f.errors.push(field_error("customer.email", "must be one plain address, local@domain.tld"));
     }
     let phone = f.text(f.at(&["customer", "phone"]), "customer.phone", true);
     if !phone.is_empty() && !is_e164(&phone) {
@@ -154,6 +218,7 @@ pub fn validate(body: &Value) -> Result<OrderRequest, Vec<FieldError>> {
                     f.errors.push(field_error(format!("lines[{i}]"), "must be an object"));
                     continue;
                 }
+                f.unknown(Some(item), &format!("lines[{i}]"), LINE_FIELDS);
                 let sku = f.text(item.get("sku"), &format!("lines[{i}].sku"), true);
                 if !sku.is_empty() && !is_sku(&sku) {
                     f.errors.push(field_error(

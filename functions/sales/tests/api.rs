@@ -330,3 +330,119 @@ async fn once_the_cached_order_expires_a_read_refills_the_cache() {
     assert_eq!(x_cache(&api.handle(get_request(&id)).await), "miss");
     assert_eq!(x_cache(&api.handle(get_request(&id)).await), "hit", "the fill after expiry was stored");
 }
+
+/// A POST of `body` (raw text) with these headers replacing the sample's.
+fn raw_post(body: &str, headers: &[(&str, &str)]) -> Request {
+    let mut event: Value = serde_json::from_str(&sample_text("sales-api/post-order.http.json")).unwrap();
+    event["body"] = json!(body);
+    for (name, value) in headers {
+        event["headers"][*name] = json!(value);
+    }
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+#[tokio::test]
+async fn hostile_bodies_are_refused_with_the_status_and_field_that_say_why_and_nothing_is_stored() {
+    let rig = rig();
+    let body = sample_body().to_string();
+    // Not JSON by its content type: 415, whatever the body.
+    let response = rig.api.handle(raw_post(&body, &[("content-type", "text/plain")])).await;
+    assert_eq!((response.status().as_u16(), fields(&response)), (415, vec!["Content-Type".to_string()]));
+    // Over the limit: 413, before parsing.
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(sales::validation::MAX_BODY_BYTES));
+    let response = rig.api.handle(raw_post(&huge, &[])).await;
+    assert_eq!((response.status().as_u16(), fields(&response)), (413, vec!["body".to_string()]));
+    // A key that is not printable ASCII is refused, not taken for no key.
+    let response = rig.api.handle(raw_post(&body, &[("idempotency-key", "clé-1")])).await;
+    assert_eq!((response.status().as_u16(), fields(&response)), (400, vec!["Idempotency-Key".to_string()]));
+    // Unknown fields, at every level, named.
+    let mut extra = sample_body();
+    extra["coupon"] = json!("FREE");
+    extra["customer"]["role"] = json!("admin");
+    extra["lines"][0]["discount"] = json!(100);
+    extra["shippingAddress"]["gate"] = json!("B");
+    let response = rig.api.handle(with_body("sales-api/post-order.http.json", extra)).await;
+    assert_eq!(response.status(), 400);
+    let mut named = fields(&response);
+    named.sort();
+    assert_eq!(named, vec!["coupon", "customer.role", "lines[0].discount", "shippingAddress.gate"]);
+    // Control characters and bidirectional overrides in text.
+    for (path, value, field) in [
+        (["customer", "name"], "Ada\r\nBcc: x@evil.example", "customer.name"),
+        (["shippingAddress", "line1"], "12 Analytical Row\u{202E}woR", "shippingAddress.line1"),
+        (["shippingAddress", "city"], "Lon\u{2066}don", "shippingAddress.city"),
+    ] {
+        let mut bad = sample_body();
+        bad[path[0]][path[1]] = json!(value);
+        let response = rig.api.handle(with_body("sales-api/post-order.http.json", bad)).await;
+        assert_eq!((response.status().as_u16(), fields(&response)), (400, vec![field.to_string()]), "{value:?}");
+    }
+    // One plain address, nothing else.
+    for email in [
+        "\"Ada\r\nBcc: x@evil\" <ada@example.com>",
+        "Ada <ada@example.com>",
+        "a@x.com, b@y.com <c@z.com>",
+        "a@x.com,b@y.com",
+        "root@localhost",
+        "x@[10.0.0.1]",
+        "\"quoted local\"@example.com",
+        "ada@example.com\n",
+        "ada..lovelace@example.com",
+        "ada@-example.com",
+        "ada@example.c0m",
+    ] {
+        let mut bad = sample_body();
+        bad["customer"]["email"] = json!(email);
+        let response = rig.api.handle(with_body("sales-api/post-order.http.json", bad)).await;
+        assert_eq!(
+            (response.status().as_u16(), fields(&response)),
+            (400, vec!["customer.email".to_string()]),
+            "{email:?}"
+        );
+    }
+    for email in ["ada@example.com", "ada.lovelace+orders@mail.example.co.uk", "o'brien@example.ie"] {
+        assert!(sales::validation::is_plain_email(email), "{email}");
+    }
+    assert!(rig.orders.all().is_empty() && rig.orders.announcements().is_empty());
+}
+
+/// An order store that must not be asked anything.
+struct Unasked;
+
+#[async_trait::async_trait]
+impl OrderStore for Unasked {
+    async fn create(
+        &self,
+        _: &sales::orders::StoredOrder,
+        _: &orderflow_harness::OutboundEvent,
+    ) -> Result<sales::orders::Created, orderflow_harness::StoreError> {
+        panic!("the store was asked to create")
+    }
+    async fn get(&self, id: &str) -> Result<Option<sales::orders::StoredOrder>, orderflow_harness::StoreError> {
+        panic!("the store was asked for {id}")
+    }
+    async fn change_status(
+        &self,
+        _: &OrderState,
+        _: u64,
+        _: &orderflow_harness::OutboundEvent,
+    ) -> Result<sales::orders::Saved, orderflow_harness::StoreError> {
+        panic!("the store was asked to change a status")
+    }
+}
+
+#[tokio::test]
+async fn an_order_id_of_the_wrong_shape_is_a_404_without_asking_the_store() {
+    let catalogue = Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP)]));
+    let api = SalesApi::new(Arc::new(Unasked), catalogue, 495);
+    for id in ["a".repeat(3000), "not-an-order".into(), "6F72646572666C6F7700000000000001".into(), "%00".into()] {
+        let response = api.handle(get_request(&id)).await;
+        assert_eq!(response.status(), 404, "{}", &id[..id.len().min(20)]);
+        let body = json_of(&response);
+        assert_eq!(
+            body["requestId"],
+            response.headers()["x-correlation-id"].to_str().unwrap(),
+            "a request id to quote"
+        );
+    }
+}
