@@ -62,7 +62,8 @@ fn keys(v: Option<&Value>) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-fn to_json(v: &Value) -> Json {
+/// A YAML value as JSON (tags dropped: `!Ref X` reads as `"X"`).
+pub fn to_json(v: &Value) -> Json {
     match v {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),

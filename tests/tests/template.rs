@@ -213,3 +213,62 @@ fn no_function_crate_depends_on_another() {
         assert!(on.is_empty(), "{} depends on the function crate(s) {on:?}", package["name"]);
     }
 }
+
+/// Every statement of every function's inline policies, with the function's logical id and its
+/// `CONSUMER_NAME` (if it has one).
+fn statements(template: &Template) -> Vec<(String, Option<String>, Value)> {
+    let mut all = Vec::new();
+    for f in template.functions() {
+        let function = template.resource(&f.logical_id).unwrap();
+        for policy in get(function, &["Properties", "Policies"]).and_then(Value::as_sequence).into_iter().flatten() {
+            for statement in policy.get("Statement").and_then(Value::as_sequence).into_iter().flatten() {
+                all.push((f.logical_id.clone(), f.consumer_name.clone(), statement.clone()));
+            }
+        }
+    }
+    all
+}
+
+fn actions(statement: &Value) -> Vec<String> {
+    match statement.get("Action") {
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Sequence(many)) => many.iter().filter_map(|a| a.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records() {
+    let template = Template::load().unwrap();
+    let statements = statements(&template);
+    let mut publishers = 0;
+    let mut idempotent = 0;
+    for (id, consumer, statement) in &statements {
+        let acts = actions(statement);
+        if acts.iter().any(|a| a == "events:PutEvents") {
+            publishers += 1;
+            let source = get(statement, &["Condition", "StringEquals", "events:source"]).and_then(Value::as_str);
+            let expected = match consumer.as_deref() {
+                Some(name) => find(name).unwrap().publishes,
+                None => Some("orderflow.sales"), // the outbox relay publishes what Sales stored
+            };
+            assert_eq!(source, expected, "{id}: PutEvents only for its own source");
+        }
+        if get(statement, &["Resource"]).and_then(tagged_ref).as_deref() == Some("IdempotencyTable") {
+            idempotent += 1;
+            let name =
+                consumer.as_deref().unwrap_or_else(|| panic!("{id}: not a consumer, yet on the idempotency table"));
+            let keys = get(statement, &["Condition", "ForAllValues:StringLike", "dynamodb:LeadingKeys"])
+                .and_then(Value::as_sequence)
+                .map(|k| k.iter().filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>());
+            assert_eq!(keys, Some(vec![format!("{name}#*")]), "{id}: only the records under its own name");
+        }
+        if acts.iter().any(|a| a.starts_with("ses:")) {
+            let text = serde_json::to_string(&orderflow_e2e::template::to_json(statement)).unwrap();
+            assert!(!text.contains("identity/*"), "{id}: SES for the suite's identity only: {text}");
+            assert!(get(statement, &["Condition"]).is_some(), "{id}: SES only as the suite's sender");
+        }
+    }
+    assert_eq!(publishers, 3, "billing, warehouse and the outbox relay publish");
+    assert_eq!(idempotent, CONSUMERS.iter().filter(|c| c.idempotency).count());
+}

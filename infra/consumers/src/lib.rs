@@ -63,8 +63,14 @@ pub struct Consumer {
     pub in_vpc: bool,
     /// Its own environment variables, beside the harness's: name, and the value as YAML.
     pub env: &'static [(&'static str, &'static str)],
-    /// Its own permissions, beside the harness's (idempotency table, its queues).
+    /// Its own permissions, beside the harness's (its idempotency records, its queues, publishing).
     pub allow: &'static [Allow],
+    /// The `source` it publishes its events as (`orderflow.billing`), if it publishes: its
+    /// `events:PutEvents` is allowed for that source only.
+    pub publishes: Option<&'static str>,
+    /// Whether the harness keeps idempotency records for it (the batch harness does not): it may
+    /// write only the records under its own name (`dynamodb:LeadingKeys`).
+    pub idempotency: bool,
     /// Whether `orderflow-ops replay` may re-deliver archived events to it.
     pub replays: Replays,
 }
@@ -118,6 +124,8 @@ pub struct Allow {
     pub actions: &'static [&'static str],
     /// The resource, as YAML.
     pub resource: &'static str,
+    /// A condition narrowing it, as YAML (a flow mapping), if any.
+    pub condition: Option<&'static str>,
 }
 
 /// Whether a consumer takes replayed events.
@@ -151,6 +159,8 @@ pub const DEFAULTS: Consumer = Consumer {
     in_vpc: false,
     env: &[],
     allow: &[],
+    publishes: None,
+    idempotency: true,
     replays: Replays::Refused(""),
 };
 

@@ -190,21 +190,28 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
         c.batch_size, c.batching_window_s, c.concurrency_why, c.max_concurrency
     );
     for allow in c.allow {
-        let actions = match allow.actions {
-            [one] => one.to_string(),
-            many => format!("[{}]", many.join(", ")),
-        };
-        let _ = write!(
+        statement(w, allow.actions, allow.resource, allow.condition.map(str::to_string));
+    }
+    if c.idempotency {
+        // Only its own records: every key the harness writes for it starts with its name.
+        statement(
             w,
-            "            - Effect: Allow\n              Action: {actions}\n              Resource: {}\n",
-            allow.resource
+            &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            "!GetAtt IdempotencyTable.Arn",
+            Some(format!("{{ForAllValues:StringLike: {{dynamodb:LeadingKeys: [\"{}#*\"]}}}}", c.name)),
         );
     }
-    let _ = write!(
-        w,
-        "            - Effect: Allow\n              Action: sqs:SendMessage\n              Resource: !GetAtt {id}DeadLetterQueue.Arn\n            \
-         - Effect: Allow\n              Action: sqs:ChangeMessageVisibility\n              Resource: !GetAtt {id}Queue.Arn\n"
-    );
+    if let Some(source) = c.publishes {
+        // Its own events only: it cannot publish as another service.
+        statement(
+            w,
+            &["events:PutEvents"],
+            "!GetAtt EventBus.Arn",
+            Some(format!("{{StringEquals: {{events:source: {source}}}}}")),
+        );
+    }
+    statement(w, &["sqs:SendMessage"], &format!("!GetAtt {id}DeadLetterQueue.Arn"), None);
+    statement(w, &["sqs:ChangeMessageVisibility"], &format!("!GetAtt {id}Queue.Arn"), None);
 
     // The alarms, all to the one topic.
     let name = c.name;
@@ -305,6 +312,19 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
     }
 }
 
+/// One statement of a function's policy.
+fn statement(w: &mut String, actions: &[&str], resource: &str, condition: Option<String>) {
+    let actions = match actions {
+        [one] => one.to_string(),
+        many => format!("[{}]", many.join(", ")),
+    };
+    let _ =
+        write!(w, "            - Effect: Allow\n              Action: {actions}\n              Resource: {resource}\n");
+    if let Some(condition) = condition {
+        let _ = writeln!(w, "              Condition: {condition}");
+    }
+}
+
 /// `text` as a double-quoted YAML scalar (a description may hold ": ").
 fn quoted(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
@@ -364,7 +384,7 @@ pub fn diagram() -> String {
             "    {key}_queue -- \"batches of {}, ≤ {} at once\" --> {key}_fn(\"{}<br/>{}{deployed}\")",
             c.batch_size, c.max_concurrency, c.name, c.code
         );
-        if c.allow.iter().any(|a| a.actions.contains(&"events:PutEvents")) {
+        if c.publishes.is_some() {
             let _ = writeln!(w, "    {key}_fn -. publishes .-> bus");
         }
         // Sales' own consumer announces through the orders table's outbox, like the API.

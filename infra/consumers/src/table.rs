@@ -1,17 +1,9 @@
 //! The table. Adding a consumer: a crate under `functions/` on the harness, a row here, then
 //! `make generate` (the README's "Adding a consumer").
 
-use orderflow_contracts::{AnyEvent, OrderBilled, OrderPlaced, OrderStatusChanged};
+use orderflow_contracts::{AnyEvent, Event, OrderBilled, OrderPlaced, OrderStatusChanged, ShippingLabelCreated};
 
 use crate::{routes, Allow, Consumer, Feed, Replays, DEFAULTS};
-
-/// The harness's own permissions on the idempotency table, which every row but the lake's needs.
-const IDEMPOTENCY: Allow = Allow {
-    actions: &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-    resource: "!GetAtt IdempotencyTable.Arn",
-};
-
-const PUBLISH: Allow = Allow { actions: &["events:PutEvents"], resource: "!GetAtt EventBus.Arn" };
 
 /// Why the consumers that reach people or other systems take no replays.
 const REACHES_PEOPLE: &str = "its effects reach people or other systems";
@@ -37,10 +29,10 @@ pub const CONSUMERS: &[Consumer] = &[
             Allow {
                 actions: &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                 resource: "!GetAtt InvoicesTable.Arn",
+                condition: None,
             },
-            IDEMPOTENCY,
-            PUBLISH,
         ],
+        publishes: Some(<OrderBilled as Event>::SOURCE),
         replays: Replays::Refused(
             "it charges customers and announces the outcome: a replay would publish OrderBilled or \
              PaymentDeclined again, as live events, and run the rest of the workflow once more",
@@ -65,12 +57,12 @@ pub const CONSUMERS: &[Consumer] = &[
             Allow {
                 actions: &["dynamodb:UpdateItem", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"],
                 resource: "!GetAtt StockTable.Arn",
+                condition: None,
             },
-            Allow { actions: &["dynamodb:GetItem", "dynamodb:PutItem"], resource: "!GetAtt ShipmentsTable.Arn" },
-            IDEMPOTENCY,
-            Allow { actions: &["s3:PutObject"], resource: "!Sub \"${LabelsBucket.Arn}/labels/*\"" },
-            PUBLISH,
+            Allow { actions: &["dynamodb:GetItem", "dynamodb:PutItem"], resource: "!GetAtt ShipmentsTable.Arn", condition: None },
+            Allow { actions: &["s3:PutObject"], resource: "!Sub \"${LabelsBucket.Arn}/labels/*\"", condition: None },
         ],
+        publishes: Some(<ShippingLabelCreated as Event>::SOURCE),
         replays: Replays::Refused(
             "it allocates stock and announces the outcome: a replay would publish ShippingLabelCreated or \
              StockAllocationFailed again, as live events",
@@ -88,8 +80,7 @@ pub const CONSUMERS: &[Consumer] = &[
         concurrency_why: "a step of the workflow; the Sales API keeps the rest of the account's concurrency",
         env: &[("ORDERS_TABLE", "!Ref OrdersTable")],
         allow: &[
-            Allow { actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"], resource: "!GetAtt OrdersTable.Arn" },
-            IDEMPOTENCY,
+            Allow { actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"], resource: "!GetAtt OrdersTable.Arn", condition: None },
         ],
         // An order already in the status an event asks for is left alone, so a replay changes nothing
         // and announces nothing; it can repair an order whose status change was lost. Such a repair
@@ -117,10 +108,12 @@ pub const CONSUMERS: &[Consumer] = &[
         env: &[("EMAIL_FROM", "!Ref EmailSender")],
         allow: &[
             Allow {
+                // The suite's own identity only (the address, or its domain if that is what is
+                // verified), and only as the sender.
                 actions: &["ses:SendEmail", "ses:GetEmailIdentity"],
-                resource: "!Sub \"arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*\"",
+                resource: "[!Sub \"arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${EmailSender}\", !Sub [\"arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${Domain}\", {Domain: !Select [1, !Split [\"@\", !Ref EmailSender]]}]]",
+                condition: Some("{StringEqualsIfExists: {ses:FromAddress: !Ref EmailSender}}"),
             },
-            IDEMPOTENCY,
         ],
         replays: Replays::Refused(REACHES_PEOPLE),
         ..DEFAULTS
@@ -142,7 +135,7 @@ pub const CONSUMERS: &[Consumer] = &[
             ("TWILIO_FROM", "!Ref TwilioFrom"),
             ("TWILIO_BASE_URL", "!Ref TwilioApiBaseUrl"),
         ],
-        allow: &[Allow { actions: &["secretsmanager:GetSecretValue"], resource: "!Ref TwilioSecret" }, IDEMPOTENCY],
+        allow: &[Allow { actions: &["secretsmanager:GetSecretValue"], resource: "!Ref TwilioSecret", condition: None }],
         replays: Replays::Refused(REACHES_PEOPLE),
         ..DEFAULTS
     },
@@ -160,9 +153,8 @@ pub const CONSUMERS: &[Consumer] = &[
             ("DELIVERIES_QUEUE_URL", "!Ref WebhookDeliveryQueue"),
         ],
         allow: &[
-            Allow { actions: &["dynamodb:Scan"], resource: "!GetAtt WebhookSubscriptionsTable.Arn" },
-            Allow { actions: &["sqs:SendMessage"], resource: "!GetAtt WebhookDeliveryQueue.Arn" },
-            IDEMPOTENCY,
+            Allow { actions: &["dynamodb:Scan"], resource: "!GetAtt WebhookSubscriptionsTable.Arn", condition: None },
+            Allow { actions: &["sqs:SendMessage"], resource: "!GetAtt WebhookDeliveryQueue.Arn", condition: None },
         ],
         replays: Replays::Refused(REACHES_PEOPLE),
         ..DEFAULTS
@@ -185,8 +177,8 @@ pub const CONSUMERS: &[Consumer] = &[
             Allow {
                 actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"],
                 resource: "!GetAtt WebhookSubscriptionsTable.Arn",
+                condition: None,
             },
-            IDEMPOTENCY,
         ],
         // No rule feeds it, so no replay reaches it but through the fan-out, which refuses them.
         replays: Replays::Refused(REACHES_PEOPLE),
@@ -205,7 +197,7 @@ pub const CONSUMERS: &[Consumer] = &[
         condition: Some("HasCache"),
         in_vpc: true,
         env: &[("REDIS_URL", "!Ref RedisUrl"), ("CACHE_TTL_SECONDS", "!Ref CacheTtlSeconds")],
-        allow: &[IDEMPOTENCY],
+        allow: &[],
         replays: Replays::Accepted,
         ..DEFAULTS
     },
@@ -230,10 +222,10 @@ pub const CONSUMERS: &[Consumer] = &[
             ("REPORTING_DB_SSL", "!Ref ReportingDbSsl"),
         ],
         allow: &[
-            IDEMPOTENCY,
             Allow {
                 actions: &["secretsmanager:GetSecretValue"],
                 resource: "!If [HasReportingDbSecret, !Ref ReportingDbSecretArn, !Sub \"arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:none\"]",
+                condition: None,
             },
         ],
         replays: Replays::Accepted,
@@ -252,7 +244,9 @@ pub const CONSUMERS: &[Consumer] = &[
         concurrency_why: "fewer, larger objects: one per batch and partition",
         oldest_message_alarm_s: 1800,
         env: &[("LAKE_BUCKET", "!Ref LakeBucket")],
-        allow: &[Allow { actions: &["s3:PutObject"], resource: "!Sub \"${LakeBucket.Arn}/events/*\"" }],
+        allow: &[Allow { actions: &["s3:PutObject"], resource: "!Sub \"${LakeBucket.Arn}/events/*\"", condition: None }],
+        // The batch harness keeps no idempotency records: the lake's object names make it idempotent.
+        idempotency: false,
         replays: Replays::Accepted,
         ..DEFAULTS
     },
