@@ -215,6 +215,20 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
 
     // The alarms, all to the one topic.
     let name = c.name;
+    // The function's own failures, on Lambda's metrics: 2 of the last 3 minutes, so one timeout
+    // does not wake anyone.
+    let function_alarm = |metric: &'static str, says: String| Alarm {
+        id: if metric == "Errors" { "ErrorsAlarm" } else { "ThrottlesAlarm" },
+        breaching: 2,
+        evaluated: 3,
+        says,
+        namespace: "AWS/Lambda",
+        metric,
+        dimension: ("FunctionName", format!("!Ref {id}Function")),
+        statistic: "Sum",
+        period_s: 60,
+        threshold: 0,
+    };
     let mut alarms = vec![
         Alarm {
             id: "DeadLetterAlarm",
@@ -245,30 +259,14 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
             period_s: 60,
             threshold: c.oldest_message_alarm_s,
         },
-        Alarm {
-            id: "ErrorsAlarm",
-            breaching: 2,
-            evaluated: 3,
-            says: format!("{name}'s function failed whole invocations in 2 of the last 3 minutes (a timeout, a crash at start): their records wait out the visibility timeout."),
-            namespace: "AWS/Lambda",
-            metric: "Errors",
-            dimension: ("FunctionName", format!("!Ref {id}Function")),
-            statistic: "Sum",
-            period_s: 60,
-            threshold: 0,
-        },
-        Alarm {
-            id: "ThrottlesAlarm",
-            breaching: 2,
-            evaluated: 3,
-            says: format!("{name}'s function was throttled in 2 of the last 3 minutes: the account is out of concurrency (see the README's concurrency budget)."),
-            namespace: "AWS/Lambda",
-            metric: "Throttles",
-            dimension: ("FunctionName", format!("!Ref {id}Function")),
-            statistic: "Sum",
-            period_s: 60,
-            threshold: 0,
-        },
+        function_alarm(
+            "Errors",
+            format!("{name}'s function failed whole invocations in 2 of the last 3 minutes (a timeout, a crash at start): their records wait out the visibility timeout."),
+        ),
+        function_alarm(
+            "Throttles",
+            format!("{name}'s function was throttled in 2 of the last 3 minutes: the account is out of concurrency (see the README's concurrency budget)."),
+        ),
     ];
     if c.routes().is_some() {
         alarms.insert(
