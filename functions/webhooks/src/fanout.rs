@@ -128,7 +128,7 @@ impl Handler<AnyEvent> for Fanout {
         // by event type would be the next step.
         let matching: Vec<String> = self
             .subscriptions
-            .all()
+            .routes()
             .await?
             .into_iter()
             .filter(|s| s.active && s.event_types.iter().any(|t| t == event.name()))

@@ -34,6 +34,23 @@ pub struct Subscription {
     pub created_at: String,
 }
 
+/// Who gets which events: a subscription without its URL and secret, all the fan-out may read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// The subscription's id.
+    pub id: String,
+    /// The `detail-type`s it wants.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Whether deliveries are made.
+    #[serde(default)]
+    pub active: bool,
+}
+
+/// The attributes a [`Route`] is read from: the fan-out's policy allows its scan these only.
+pub const ROUTE_ATTRIBUTES: [&str; 3] = ["id", "eventTypes", "active"];
+
 /// Where subscriptions are kept.
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync {
@@ -45,6 +62,8 @@ pub trait SubscriptionStore: Send + Sync {
     async fn all(&self) -> Result<Vec<Subscription>, StoreError>;
     /// Stops deliveries to it; false when there is no such subscription.
     async fn deactivate(&self, id: &str) -> Result<bool, StoreError>;
+    /// Every subscription's route: what the fan-out reads, never a secret.
+    async fn routes(&self) -> Result<Vec<Route>, StoreError>;
 }
 
 /// The DynamoDB adapter.
@@ -145,6 +164,35 @@ impl SubscriptionStore for DynamoDbSubscriptions {
         }
     }
 
+    async fn routes(&self) -> Result<Vec<Route>, StoreError> {
+        let mut routes = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .select(aws_sdk_dynamodb::types::Select::SpecificAttributes)
+                .projection_expression("#id, #types, #active")
+                .expression_attribute_names("#id", ROUTE_ATTRIBUTES[0])
+                .expression_attribute_names("#types", ROUTE_ATTRIBUTES[1])
+                .expression_attribute_names("#active", ROUTE_ATTRIBUTES[2])
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error(STORE, e))?;
+            for item in out.items() {
+                routes.push(serde_dynamo::from_item(item.clone()).map_err(|e| {
+                    StoreError::permanent(STORE, format!("a subscription item that does not read: {e}"))
+                })?);
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(routes);
+            }
+        }
+    }
+
     async fn deactivate(&self, id: &str) -> Result<bool, StoreError> {
         let res = self
             .client
@@ -186,5 +234,13 @@ impl SubscriptionStore for InMemorySubscriptions {
     }
     async fn deactivate(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.subscriptions.lock().expect("lock").get_mut(id).map(|s| s.active = false).is_some())
+    }
+    async fn routes(&self) -> Result<Vec<Route>, StoreError> {
+        Ok(self
+            .all()
+            .await?
+            .into_iter()
+            .map(|s| Route { id: s.id, event_types: s.event_types, active: s.active })
+            .collect())
     }
 }

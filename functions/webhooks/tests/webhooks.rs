@@ -169,6 +169,42 @@ async fn the_fanout_queues_one_delivery_per_matching_active_subscription() {
     assert!(matches!(event, AnyEvent::OrderPlaced(ref o) if o.order_id == "ord-7f3a2c"));
 }
 
+/// A subscription store of which only the routes may be read, as the fan-out's IAM policy has it
+/// (a scan of `id`, `eventTypes` and `active` only).
+struct RoutesOnly(InMemorySubscriptions);
+
+#[async_trait]
+impl SubscriptionStore for RoutesOnly {
+    async fn create(&self, _: &Subscription) -> Result<(), orderflow_harness::StoreError> {
+        panic!("the fan-out creates no subscription")
+    }
+    async fn get(&self, id: &str) -> Result<Option<Subscription>, orderflow_harness::StoreError> {
+        panic!("the fan-out read subscription {id}, secret included")
+    }
+    async fn all(&self) -> Result<Vec<Subscription>, orderflow_harness::StoreError> {
+        panic!("the fan-out read every subscription, secrets included")
+    }
+    async fn deactivate(&self, _: &str) -> Result<bool, orderflow_harness::StoreError> {
+        panic!("the fan-out deactivates nothing")
+    }
+    async fn routes(&self) -> Result<Vec<webhooks::subscriptions::Route>, orderflow_harness::StoreError> {
+        self.0.routes().await
+    }
+}
+
+#[tokio::test]
+async fn the_fanout_reads_routes_only_never_a_secret() {
+    let inner = InMemorySubscriptions::default();
+    inner.create(&subscription("a", &["OrderPlaced"], true)).await.unwrap();
+    let queue = Arc::new(InMemoryDeliveryQueue::default());
+    let fanout: Harnessed<AnyEvent> =
+        Harnessed::new("webhooks-fanout", Arc::new(Fanout::new(Arc::new(RoutesOnly(inner)), queue.clone())));
+    assert!(fanout.failures(sqs_sample("webhooks/order-placed.sqs.json")).await.is_empty());
+    assert_eq!(queue.queued().len(), 1);
+    let routes = webhooks::subscriptions::ROUTE_ATTRIBUTES;
+    assert!(!routes.contains(&"secret") && !routes.contains(&"url"), "{routes:?}");
+}
+
 /// One request a subscriber got: its headers and body.
 type Received = (Vec<(String, String)>, String);
 

@@ -153,7 +153,14 @@ pub const CONSUMERS: &[Consumer] = &[
             ("DELIVERIES_QUEUE_URL", "!Ref WebhookDeliveryQueue"),
         ],
         allow: &[
-            Allow { actions: &["dynamodb:Scan"], resource: "!GetAtt WebhookSubscriptionsTable.Arn", condition: None },
+            // Routes only (id, event types, active): never a subscriber's URL or signing secret.
+            Allow {
+                actions: &["dynamodb:Scan"],
+                resource: "!GetAtt WebhookSubscriptionsTable.Arn",
+                condition: Some(
+                    "{ForAllValues:StringEquals: {dynamodb:Attributes: [id, eventTypes, active]}, StringEquals: {dynamodb:Select: SPECIFIC_ATTRIBUTES}}",
+                ),
+            },
             Allow { actions: &["sqs:SendMessage"], resource: "!GetAtt WebhookDeliveryQueue.Arn", condition: None },
         ],
         replays: Replays::Refused(REACHES_PEOPLE),
