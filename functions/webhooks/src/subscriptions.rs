@@ -78,6 +78,36 @@ impl DynamoDbSubscriptions {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
     }
+
+    /// Every item of the table, page by page, each read with `read`; `routes_only` asks the scan for
+    /// [`ROUTE_ATTRIBUTES`] alone (what the fan-out's policy allows it).
+    async fn scan<T>(
+        &self,
+        routes_only: bool,
+        read: impl Fn(&HashMap<String, AttributeValue>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let mut scan = self.client.scan().table_name(&self.table).set_exclusive_start_key(start);
+            if routes_only {
+                scan = scan
+                    .select(aws_sdk_dynamodb::types::Select::SpecificAttributes)
+                    .projection_expression("#id, #types, #active")
+                    .expression_attribute_names("#id", ROUTE_ATTRIBUTES[0])
+                    .expression_attribute_names("#types", ROUTE_ATTRIBUTES[1])
+                    .expression_attribute_names("#active", ROUTE_ATTRIBUTES[2]);
+            }
+            let out = scan.send().await.map_err(|e| store_error(STORE, e))?;
+            for item in out.items() {
+                found.push(read(item)?);
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(found);
+            }
+        }
+    }
 }
 
 /// A subscription as its item stores it: every field, the secret included (the API's JSON, from
@@ -143,54 +173,15 @@ impl SubscriptionStore for DynamoDbSubscriptions {
     }
 
     async fn all(&self) -> Result<Vec<Subscription>, StoreError> {
-        let mut subscriptions = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error(STORE, e))?;
-            for item in out.items() {
-                subscriptions.push(parse(item)?);
-            }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(subscriptions);
-            }
-        }
+        self.scan(false, parse).await
     }
 
     async fn routes(&self) -> Result<Vec<Route>, StoreError> {
-        let mut routes = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .select(aws_sdk_dynamodb::types::Select::SpecificAttributes)
-                .projection_expression("#id, #types, #active")
-                .expression_attribute_names("#id", ROUTE_ATTRIBUTES[0])
-                .expression_attribute_names("#types", ROUTE_ATTRIBUTES[1])
-                .expression_attribute_names("#active", ROUTE_ATTRIBUTES[2])
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error(STORE, e))?;
-            for item in out.items() {
-                routes.push(serde_dynamo::from_item(item.clone()).map_err(|e| {
-                    StoreError::permanent(STORE, format!("a subscription item that does not read: {e}"))
-                })?);
-            }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(routes);
-            }
-        }
+        self.scan(true, |item| {
+            serde_dynamo::from_item(item.clone())
+                .map_err(|e| StoreError::permanent(STORE, format!("a subscription item that does not read: {e}")))
+        })
+        .await
     }
 
     async fn deactivate(&self, id: &str) -> Result<bool, StoreError> {
