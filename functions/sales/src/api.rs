@@ -3,7 +3,11 @@
 //! [`crate::catalogue`].
 //!
 //! ```text
+//! every route: no verified caller (the JWT authorizer's claims) ─► 401
 //! POST /orders ─► validate (400 naming every bad field) ─► price from the catalogue (400: unknown SKU)
+//!              ─► the customer from the caller's sign-in (403 without a verified email)
+//!              ─► Idempotency-Key? claim it for this caller (422: used for another request)
+//!              ─► count it against the caller's orders this hour (429 with Retry-After past the limit)
 //!              ─► store as Placed with OrderPlaced in the item's outbox (one conditional put) ─► 201
 //!                        └─ the table's stream ─► outbox relay ─► OrderPlaced on the bus
 //! (first: Content-Type application/json or 415, a body of at most MAX_BODY_BYTES or 413, a
@@ -11,13 +15,15 @@
 //! GET /orders/{id} ─► not an id Sales issues: 404, nothing asked ─► the order cache (when configured) ─► hit: 200 from the cache
 //!                   └► miss ─► orders table ─► 200, and the cache filled (newest version wins)
 //!                   └► cache down ─► orders table ─► 200 (the cache never makes a read fail)
+//!                   └► another caller's order ─► 404, the same answer as no order
 //!                   the `x-cache` header says which: hit, miss or bypass
 //! ```
 //!
 //! Storing and announcing are one write, so there is no order that was stored but never announced,
-//! whatever fails after the put. An `Idempotency-Key` header makes POST safe to retry: the order id
-//! is derived from the key, so a retry finds the order it created and answers it (200) instead of
-//! placing a second one. The same key with a different body is refused (422).
+//! whatever fails after the put. An `Idempotency-Key` header makes POST safe to retry: the key is the
+//! caller's own ([`crate::callers`]) and stands for the random order id of its first request, so a
+//! retry finds the order it created and answers it (200) instead of placing a second one. The same
+//! key with a different body is refused (422).
 
 use std::sync::Arc;
 
@@ -25,7 +31,8 @@ use chrono::Utc;
 use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use orderflow_contracts::canonical::canonical;
-use orderflow_contracts::{Envelope, OrderPlaced, OrderState, OrderStatus, StatusEntry};
+use orderflow_contracts::{is_e164, Customer, Envelope, OrderPlaced, OrderState, OrderStatus, StatusEntry};
+use orderflow_harness::caller::Caller;
 use orderflow_harness::OutboundEvent;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -35,16 +42,24 @@ use uuid::Uuid;
 
 use orderflow_order_cache::OrderCache;
 
+use crate::callers::{CallerRecords, KeyClaim, Quota};
 use crate::catalogue::{price, Catalogue};
 use crate::orders::{Created, OrderStore, StoredOrder};
-use crate::validation::{field_error, is_order_id, validate, FieldError, ID_NAMESPACE, MAX_BODY_BYTES};
+use crate::validation::{field_error, is_order_id, is_plain_email, validate, FieldError, ID_NAMESPACE, MAX_BODY_BYTES};
 
-/// The HTTP API's handler: the order store, the catalogue and the shop's shipping charge.
+/// How many orders one caller may place in a clock hour unless configured otherwise
+/// (`ORDERS_PER_CALLER_PER_HOUR`).
+pub const ORDERS_PER_CALLER_PER_HOUR: u32 = 20;
+
+/// The HTTP API's handler: the order store, the per-caller records, the catalogue and the shop's
+/// shipping charge.
 pub struct SalesApi {
     orders: Arc<dyn OrderStore>,
+    callers: Arc<dyn CallerRecords>,
     catalogue: Arc<dyn Catalogue>,
     shipping_minor: i64,
     cache: Option<Arc<dyn OrderCache>>,
+    orders_per_hour: u32,
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize, correlation_id: &str) -> Response<Body> {
@@ -79,12 +94,25 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// The order id for a request: derived from its idempotency key, or fresh.
-pub fn order_id_for(idempotency_key: Option<&str>) -> String {
-    match idempotency_key {
-        Some(key) => Uuid::new_v5(&ID_NAMESPACE, key.as_bytes()).to_string(),
-        None => Uuid::new_v4().to_string(),
-    }
+fn no_order(correlation_id: &str) -> Response<Body> {
+    errors(StatusCode::NOT_FOUND, vec![field_error("orderId", "no such order")], correlation_id)
+}
+
+/// The customer an order from `caller` is for: the sign-in's subject, verified email and verified
+/// phone (none: no texts), and the name the body gives or else the sign-in's.
+fn customer_of(caller: &Caller, name: Option<String>) -> Result<Customer, (StatusCode, FieldError)> {
+    let email = caller.email.clone().filter(|e| is_plain_email(e)).ok_or_else(|| {
+        (StatusCode::FORBIDDEN, field_error("Authorization", "your sign-in has no verified email address"))
+    })?;
+    let name = name.or_else(|| caller.name.clone()).ok_or_else(|| {
+        (StatusCode::BAD_REQUEST, field_error("customer.name", "is required (your sign-in has no name)"))
+    })?;
+    Ok(Customer {
+        customer_id: caller.subject.clone(),
+        name,
+        email,
+        phone: caller.phone.clone().filter(|p| is_e164(p)).unwrap_or_default(),
+    })
 }
 
 /// The `OrderPlaced` announcing `order`. Its event id is derived from the order id, so the order is
@@ -106,9 +134,28 @@ pub fn order_placed(order: &StoredOrder) -> OutboundEvent {
 }
 
 impl SalesApi {
-    /// The API over its ports; `shipping_minor` is the flat shipping charge the shop sets.
-    pub fn new(orders: Arc<dyn OrderStore>, catalogue: Arc<dyn Catalogue>, shipping_minor: i64) -> Self {
-        Self { orders, catalogue, shipping_minor, cache: None }
+    /// The API over its ports; `shipping_minor` is the flat shipping charge the shop sets. Each
+    /// caller may place [`ORDERS_PER_CALLER_PER_HOUR`] orders an hour.
+    pub fn new(
+        orders: Arc<dyn OrderStore>,
+        callers: Arc<dyn CallerRecords>,
+        catalogue: Arc<dyn Catalogue>,
+        shipping_minor: i64,
+    ) -> Self {
+        Self {
+            orders,
+            callers,
+            catalogue,
+            shipping_minor,
+            cache: None,
+            orders_per_hour: ORDERS_PER_CALLER_PER_HOUR,
+        }
+    }
+
+    /// Lets each caller place `limit` orders per clock hour.
+    pub fn with_orders_per_hour(mut self, limit: u32) -> Self {
+        self.orders_per_hour = limit;
+        self
     }
 
     /// Reads orders through `cache` (see the module's diagram).
@@ -135,9 +182,16 @@ impl SalesApi {
             let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
             // API Gateway may keep a stage prefix; the route is the tail.
             let route = segments.iter().rposition(|s| *s == "orders").map(|i| &segments[i..]).unwrap_or(&[]);
+            let Some(caller) = Caller::of_request(&req) else {
+                return errors(
+                    StatusCode::UNAUTHORIZED,
+                    vec![field_error("Authorization", "sign in: a valid bearer token is required")],
+                    &correlation_id,
+                );
+            };
             match (req.method(), route) {
-                (&Method::POST, ["orders"]) => self.place(&req, &correlation_id).await,
-                (&Method::GET, ["orders", id]) => self.get(id, &correlation_id).await,
+                (&Method::POST, ["orders"]) => self.place(&req, &caller, &correlation_id).await,
+                (&Method::GET, ["orders", id]) => self.get(id, &caller, &correlation_id).await,
                 (_, ["orders"]) | (_, ["orders", _]) => errors(
                     StatusCode::METHOD_NOT_ALLOWED,
                     vec![field_error("method", "not allowed on this path")],
@@ -154,14 +208,19 @@ impl SalesApi {
         .await
     }
 
-    async fn get(&self, order_id: &str, correlation_id: &str) -> Response<Body> {
+    async fn get(&self, order_id: &str, caller: &Caller, correlation_id: &str) -> Response<Body> {
         if !is_order_id(order_id) {
             // Not an id Sales issues: no order, and nothing asked of the cache or the table.
-            return errors(StatusCode::NOT_FOUND, vec![field_error("orderId", "no such order")], correlation_id);
+            return no_order(correlation_id);
         }
         let mut cache_state = "bypass";
         if let Some(cache) = &self.cache {
             match cache.get(order_id).await {
+                // Another caller's order is answered as no order, header and all: neither its
+                // existence nor its being cached is told.
+                Ok(Some(order)) if order.customer.customer_id != caller.subject => {
+                    return with_cache_header(no_order(correlation_id), "miss")
+                }
                 Ok(Some(order)) => {
                     return with_cache_header(json_response(StatusCode::OK, &order, correlation_id), "hit")
                 }
@@ -169,12 +228,13 @@ impl SalesApi {
                 Err(e) => warn!(error = %e, "order cache unavailable: reading the orders table"),
             }
         }
-        let response = self.get_from_table(order_id, correlation_id).await;
+        let response = self.get_from_table(order_id, caller, correlation_id).await;
         with_cache_header(response, cache_state)
     }
 
-    async fn get_from_table(&self, order_id: &str, correlation_id: &str) -> Response<Body> {
+    async fn get_from_table(&self, order_id: &str, caller: &Caller, correlation_id: &str) -> Response<Body> {
         match self.orders.get(order_id).await {
+            Ok(Some(order)) if order.state.customer.customer_id != caller.subject => no_order(correlation_id),
             Ok(Some(order)) => {
                 if let Some(cache) = &self.cache {
                     if let Err(e) = cache.put_if_newer(&order.state).await {
@@ -183,11 +243,7 @@ impl SalesApi {
                 }
                 json_response(StatusCode::OK, &order.state, correlation_id)
             }
-            Ok(None) => errors(
-                StatusCode::NOT_FOUND,
-                vec![field_error("orderId", format!("no order `{order_id}`"))],
-                correlation_id,
-            ),
+            Ok(None) => no_order(correlation_id),
             Err(e) => {
                 error!(error = %e, "order store unavailable");
                 unavailable("orderId", correlation_id)
@@ -195,7 +251,7 @@ impl SalesApi {
         }
     }
 
-    async fn place(&self, req: &Request, correlation_id: &str) -> Response<Body> {
+    async fn place(&self, req: &Request, caller: &Caller, correlation_id: &str) -> Response<Body> {
         let json_content = req
             .headers()
             .get("content-type")
@@ -266,27 +322,89 @@ impl SalesApi {
                 return errors(StatusCode::BAD_REQUEST, errs, correlation_id);
             }
         };
+        let customer = match customer_of(caller, request.customer_name.clone()) {
+            Ok(customer) => customer,
+            Err((status, error)) => return errors(status, vec![error], correlation_id),
+        };
         let request_hash: String =
             Sha256::digest(canonical(&body).to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let now = Utc::now();
+        let mut order_id = Uuid::new_v4().to_string();
+        if let Some(key) = key {
+            match self.callers.claim_key(&caller.subject, key, &order_id, &request_hash, now).await {
+                Ok(KeyClaim::New) => {}
+                Ok(KeyClaim::Existing { request_hash: first, .. }) if first != request_hash => {
+                    return errors(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        vec![field_error("Idempotency-Key", "was already used for a different request")],
+                        correlation_id,
+                    );
+                }
+                Ok(KeyClaim::Existing { order_id: first, .. }) => match self.orders.get(&first).await {
+                    Ok(Some(existing)) if existing.state.customer.customer_id == caller.subject => {
+                        info!(order_id = %first, "idempotent replay");
+                        return self.placed(&existing, StatusCode::OK, correlation_id);
+                    }
+                    // Claimed, but the order was never stored (the process stopped between the
+                    // two writes, or the store failed): store it now, under the claimed id.
+                    Ok(_) => order_id = first,
+                    Err(e) => {
+                        error!(error = %e, "order store unavailable");
+                        return unavailable("body", correlation_id);
+                    }
+                },
+                Err(e) => {
+                    error!(error = %e, "caller records unavailable");
+                    return unavailable("body", correlation_id);
+                }
+            }
+        }
+        match self.callers.count_order(&caller.subject, self.orders_per_hour, now).await {
+            Ok(Quota::Allowed) => {}
+            Ok(Quota::Exceeded { retry_at }) => {
+                info!(limit = self.orders_per_hour, "order refused: the caller's hourly limit");
+                let mut response = errors(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    vec![field_error(
+                        "body",
+                        format!("at most {} orders an hour; retry after {}", self.orders_per_hour, retry_at.to_rfc3339()),
+                    )],
+                    correlation_id,
+                );
+                let seconds = (retry_at - now).num_seconds().max(1);
+                if let Ok(value) = seconds.to_string().parse() {
+                    response.headers_mut().insert("retry-after", value);
+                }
+                return response;
+            }
+            Err(e) => {
+                error!(error = %e, "caller records unavailable");
+                return unavailable("body", correlation_id);
+            }
+        }
         let order = StoredOrder {
             state: OrderState {
-                order_id: order_id_for(key),
+                order_id,
                 status: OrderStatus::Placed,
                 version: 1,
-                customer: request.customer,
+                customer,
                 lines,
                 currency: request.currency,
                 totals,
                 shipping_address: request.shipping_address,
                 tracking_number: None,
-                history: vec![StatusEntry { status: OrderStatus::Placed, at: Utc::now(), reason: None }],
+                history: vec![StatusEntry { status: OrderStatus::Placed, at: now, reason: None }],
             },
             request_hash,
             correlation_id: correlation_id.to_string(),
         };
         let (order, status) = match self.orders.create(&order, &order_placed(&order)).await {
             Ok(Created::New) => (order, StatusCode::CREATED),
-            Ok(Created::Existing(existing)) if existing.request_hash != order.request_hash => {
+            // Only a claimed id can already exist, and only the same caller's request claims it.
+            Ok(Created::Existing(existing))
+                if existing.request_hash != order.request_hash
+                    || existing.state.customer.customer_id != caller.subject =>
+            {
                 return errors(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     vec![field_error("Idempotency-Key", "was already used for a different request")],
@@ -303,6 +421,10 @@ impl SalesApi {
             }
         };
         info!(order_id = %order.state.order_id, total_minor = order.state.totals.total_minor, "order placed");
+        self.placed(&order, status, correlation_id)
+    }
+
+    fn placed(&self, order: &StoredOrder, status: StatusCode, correlation_id: &str) -> Response<Body> {
         let mut response = json_response(status, &order.state, correlation_id);
         if let Ok(location) = format!("/orders/{}", order.state.order_id).parse() {
             response.headers_mut().insert("location", location);

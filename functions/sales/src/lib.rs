@@ -13,6 +13,7 @@
 //! each service reacting to the events it subscribes to (choreography).
 
 pub mod api;
+pub mod callers;
 pub mod catalogue;
 pub mod order_status;
 pub mod orders;

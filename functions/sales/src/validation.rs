@@ -1,11 +1,14 @@
 //! What a `POST /orders` body must look like, checked before anything is stored: every invalid field
 //! is named, so a client fixes its request in one go.
 //!
-//! The request says *what* to buy (SKUs and quantities), *who* buys and *where* it goes. It never
-//! says what anything costs: prices and shipping come from the shop ([`crate::catalogue`]), and a body
-//! that carries `unitPriceMinor` or `shippingMinor` is refused rather than silently ignored.
+//! The request says *what* to buy (SKUs and quantities), the name to ship to and *where* it goes. It
+//! never says what anything costs: prices and shipping come from the shop ([`crate::catalogue`]), and
+//! a body that carries `unitPriceMinor` or `shippingMinor` is refused rather than silently ignored.
+//! Nor does it say who buys: the customer, their email and their phone come from the caller's
+//! verified sign-in ([`orderflow_harness::caller`]), and a body that names them is refused, so no
+//! request can make the shop text or email anyone but the caller.
 
-use orderflow_contracts::{is_e164, Address, Currency, Customer};
+use orderflow_contracts::{Address, Currency};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -26,7 +29,9 @@ pub const MAX_EMAIL: usize = 254;
 /// The fields a `POST /orders` body may have, by object: anything else is refused, named, rather
 /// than silently ignored. (`unitPriceMinor` and `shippingMinor` have their own message.)
 const TOP_FIELDS: &[&str] = &["customer", "lines", "currency", "shippingAddress", "shippingMinor"];
-const CUSTOMER_FIELDS: &[&str] = &["customerId", "name", "email", "phone"];
+const CUSTOMER_FIELDS: &[&str] = &["name", "customerId", "email", "phone"];
+/// Customer fields that come from the caller's sign-in, never from the body.
+const FROM_SIGN_IN: &[&str] = &["customerId", "email", "phone"];
 const LINE_FIELDS: &[&str] = &["sku", "quantity", "unitPriceMinor"];
 const ADDRESS_FIELDS: &[&str] = &["line1", "line2", "city", "postalCode", "country"];
 
@@ -64,7 +69,8 @@ pub fn is_order_id(id: &str) -> bool {
     id.len() == 36 && Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id)
 }
 
-/// Namespace of ids derived from emails, client idempotency keys and order ids (UUID v5).
+/// Namespace of the ids derived from an order id (the event ids of its announcements, UUID v5).
+/// Order ids themselves are random (v4): nothing about a caller or a key derives one.
 pub const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_7266_6c6f_7700_0000_0000_0001);
 
 /// One invalid field of a request.
@@ -101,8 +107,8 @@ pub struct RequestedLine {
 /// A validated order request, not yet priced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {
-    /// The buyer.
-    pub customer: Customer,
+    /// The name to ship to, if the body gives one (else the sign-in's name is used).
+    pub customer_name: Option<String>,
     /// The lines.
     pub lines: Vec<RequestedLine>,
     /// The currency the client expects to pay in (each SKU must be sold in it).
@@ -189,18 +195,14 @@ pub fn validate(body: &Value) -> Result<OrderRequest, Vec<FieldError>> {
     f.unknown(f.at(&["customer"]), "customer", CUSTOMER_FIELDS);
     f.unknown(f.at(&["shippingAddress"]), "shippingAddress", ADDRESS_FIELDS);
 
-    let name = f.text(f.at(&["customer", "name"]), "customer.name", true);
-    let email = f.text(f.at(&["customer", "email"]), "customer.email", true);
-    if !email.is_empty() && !is_plain_email(&email) && !f.errors.iter().any(|e| e.field == "customer.email") {
-        f.errors.push(field_error("customer.email", "must be one plain address, local@domain.tld"));
-    }
-    let phone = f.text(f.at(&["customer", "phone"]), "customer.phone", true);
-    if !phone.is_empty() && !is_e164(&phone) {
-        f.errors.push(field_error("customer.phone", "must be in E.164 format, e.g. +447700900123"));
-    }
-    let mut customer_id = f.text(f.at(&["customer", "customerId"]), "customer.customerId", false);
-    if customer_id.is_empty() {
-        customer_id = format!("guest-{}", Uuid::new_v5(&ID_NAMESPACE, email.to_lowercase().as_bytes()).simple());
+    let name = f.text(f.at(&["customer", "name"]), "customer.name", false);
+    for field in FROM_SIGN_IN {
+        if f.at(&["customer", field]).is_some() {
+            f.errors.push(field_error(
+                format!("customer.{field}"),
+                "comes from your sign-in, not the request: omit it",
+            ));
+        }
     }
 
     let mut lines = Vec::new();
@@ -253,7 +255,7 @@ pub fn validate(body: &Value) -> Result<OrderRequest, Vec<FieldError>> {
 
     match (f.errors.is_empty(), currency) {
         (true, Some(currency)) => Ok(OrderRequest {
-            customer: Customer { customer_id, name, email, phone },
+            customer_name: Some(name).filter(|n| !n.is_empty()),
             lines,
             currency,
             shipping_address: Address {

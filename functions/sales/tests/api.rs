@@ -8,7 +8,8 @@ use orderflow_contracts::{Currency, Envelope, OrderPlaced, OrderState, OrderStat
 use orderflow_harness::testing::sample_text;
 use orderflow_order_cache::{InMemoryOrderCache, OrderCache};
 use pretty_assertions::assert_eq;
-use sales::api::{order_id_for, SalesApi};
+use sales::api::SalesApi;
+use sales::callers::InMemoryCallerRecords;
 use sales::catalogue::{InMemoryCatalogue, Product};
 use sales::orders::{InMemoryOrderStore, OrderStore};
 use serde_json::{json, Value};
@@ -20,6 +21,24 @@ fn request(sample: &str) -> Request {
 fn with_body(sample: &str, body: Value) -> Request {
     let mut event: Value = serde_json::from_str(&sample_text(sample)).unwrap();
     event["body"] = Value::String(body.to_string());
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// A sample's event with these claims changed (an empty value removes the claim).
+fn signed_in(sample: &str, claims: &[(&str, &str)]) -> Value {
+    let mut event: Value = serde_json::from_str(&sample_text(sample)).unwrap();
+    let map = event["requestContext"]["authorizer"]["jwt"]["claims"].as_object_mut().unwrap();
+    for (name, value) in claims {
+        if value.is_empty() {
+            map.remove(*name);
+        } else {
+            map.insert(name.to_string(), json!(value));
+        }
+    }
+    event
+}
+
+fn req(event: &Value) -> Request {
     lambda_http::request::from_str(&event.to_string()).unwrap()
 }
 
@@ -50,7 +69,7 @@ fn rig() -> Rig {
         ("MUG-002", 1250, Currency::GBP),
         ("RING-9", 999_900, Currency::EUR),
     ]));
-    let api = SalesApi::new(orders.clone(), catalogue, 495);
+    let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495);
     Rig { orders, api }
 }
 
@@ -79,7 +98,13 @@ async fn the_post_sample_places_an_order_and_announces_it() {
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["x-correlation-id"], "c0ffee00-1111-4222-8333-444455556666");
     let order: OrderState = serde_json::from_value(json_of(&response)).unwrap();
-    assert_eq!(order.order_id, order_id_for(Some("3f0c9a4e-5b1d-4c8e-9f2a-7d6b5e4c3a21")));
+    assert_eq!(uuid::Uuid::parse_str(&order.order_id).unwrap().get_version_num(), 4, "a random id");
+    // The customer is the caller the authorizer verified, with the sign-in's contacts.
+    assert_eq!(order.customer.customer_id, "5f1c2a9e-7b3d-4e8f-a1c2-3d4e5f6a7b8c");
+    assert_eq!(
+        (order.customer.name.as_str(), order.customer.email.as_str(), order.customer.phone.as_str()),
+        ("Ada Lovelace", "ada@example.com", "+447700900123")
+    );
     assert_eq!(response.headers()["location"], format!("/orders/{}", order.order_id).as_str());
     assert_eq!((order.status, order.version), (OrderStatus::Placed, 1));
     assert_eq!(order.totals.subtotal_minor, 2 * 1999 + 1250);
@@ -133,7 +158,8 @@ async fn each_rule_names_its_field() {
     for (path, value, field) in [
         ("email", json!("ada@@example"), "customer.email"),
         ("phone", json!("+0123"), "customer.phone"),
-        ("name", json!("  "), "customer.name"),
+        ("customerId", json!("cus-1"), "customer.customerId"),
+        ("name", json!(7), "customer.name"),
     ] {
         let rig = rig();
         let mut body = sample_body();
@@ -211,7 +237,7 @@ async fn the_issue_6_amounts_are_refused_naming_the_field_and_nothing_is_stored(
         unit_price_minor: MAX_AMOUNT_MINOR / 1000,
         currency: Currency::GBP,
     });
-    let api = SalesApi::new(rig.orders.clone(), catalogue, 495);
+    let api = SalesApi::new(rig.orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495);
     let mut body = sample_body();
     body["lines"] = json!([{"sku": "GOLD-1", "quantity": 10_000}]);
     let response = api.handle(with_body("sales-api/post-order-invalid.http.json", body)).await;
@@ -284,7 +310,7 @@ async fn get_reads_through_the_cache_and_falls_back_to_the_table_when_it_is_down
     let cache = Arc::new(InMemoryOrderCache::default());
     let catalogue =
         Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
-    let api = SalesApi::new(orders.clone(), catalogue, 495).with_cache(cache.clone());
+    let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495).with_cache(cache.clone());
     let placed = api.handle(request("sales-api/post-order.http.json")).await;
     let id = json_of(&placed)["orderId"].as_str().unwrap().to_string();
 
@@ -319,7 +345,7 @@ async fn once_the_cached_order_expires_a_read_refills_the_cache() {
     let cache = Arc::new(InMemoryOrderCache::new(std::time::Duration::from_secs(86_400), clock.clone()));
     let catalogue =
         Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
-    let api = SalesApi::new(orders.clone(), catalogue, 495).with_cache(cache.clone());
+    let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495).with_cache(cache.clone());
     let placed = api.handle(request("sales-api/post-order.http.json")).await;
     let id = json_of(&placed)["orderId"].as_str().unwrap().to_string();
     assert_eq!(x_cache(&api.handle(get_request(&id)).await), "miss");
@@ -377,7 +403,7 @@ async fn hostile_bodies_are_refused_with_the_status_and_field_that_say_why_and_n
         let response = rig.api.handle(with_body("sales-api/post-order.http.json", bad)).await;
         assert_eq!((response.status().as_u16(), fields(&response)), (400, vec![field.to_string()]), "{value:?}");
     }
-    // One plain address, nothing else.
+    // One plain address, nothing else: an identity provider's odd email is not sent to either.
     for email in [
         "\"Ada\r\nBcc: x@evil\" <ada@example.com>",
         "Ada <ada@example.com>",
@@ -391,12 +417,10 @@ async fn hostile_bodies_are_refused_with_the_status_and_field_that_say_why_and_n
         "ada@-example.com",
         "ada@example.c0m",
     ] {
-        let mut bad = sample_body();
-        bad["customer"]["email"] = json!(email);
-        let response = rig.api.handle(with_body("sales-api/post-order.http.json", bad)).await;
+        let response = rig.api.handle(req(&signed_in("sales-api/post-order.http.json", &[("email", email)]))).await;
         assert_eq!(
             (response.status().as_u16(), fields(&response)),
-            (400, vec!["customer.email".to_string()]),
+            (403, vec!["Authorization".to_string()]),
             "{email:?}"
         );
     }
@@ -434,7 +458,7 @@ impl OrderStore for Unasked {
 #[tokio::test]
 async fn an_order_id_of_the_wrong_shape_is_a_404_without_asking_the_store() {
     let catalogue = Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP)]));
-    let api = SalesApi::new(Arc::new(Unasked), catalogue, 495);
+    let api = SalesApi::new(Arc::new(Unasked), Arc::new(InMemoryCallerRecords::default()), catalogue, 495);
     for id in ["a".repeat(3000), "not-an-order".into(), "6F72646572666C6F7700000000000001".into(), "%00".into()] {
         let response = api.handle(get_request(&id)).await;
         assert_eq!(response.status(), 404, "{}", &id[..id.len().min(20)]);
@@ -445,4 +469,157 @@ async fn an_order_id_of_the_wrong_shape_is_a_404_without_asking_the_store() {
             "a request id to quote"
         );
     }
+}
+
+const BEA: &str = "0b8e3c55-1f7a-4a57-9a43-2b1c0d9e8f70";
+
+#[tokio::test]
+async fn without_a_verified_caller_every_route_is_a_401_and_nothing_is_read_or_stored() {
+    let catalogue = Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP)]));
+    let api = SalesApi::new(Arc::new(Unasked), Arc::new(InMemoryCallerRecords::default()), catalogue, 495);
+    for sample in ["sales-api/post-order.http.json", "sales-api/get-order.http.json"] {
+        let mut event: Value = serde_json::from_str(&sample_text(sample)).unwrap();
+        event["requestContext"].as_object_mut().unwrap().remove("authorizer");
+        let response = api.handle(req(&event)).await;
+        assert_eq!((response.status().as_u16(), fields(&response)), (401, vec!["Authorization".to_string()]), "{sample}");
+        // Claims without a subject are no caller either.
+        let response = api.handle(req(&signed_in(sample, &[("sub", "")]))).await;
+        assert_eq!(response.status(), 401, "{sample}");
+    }
+}
+
+#[tokio::test]
+async fn an_order_cannot_make_the_shop_text_or_email_anyone_but_the_caller() {
+    let rig = rig();
+    // A body naming another number, address or customer is refused, each named.
+    let mut body = sample_body();
+    body["customer"] = json!({"name": "Ada", "phone": "+19005550100", "email": "victim@example.com", "customerId": "c-1"});
+    let response = rig.api.handle(with_body("sales-api/post-order.http.json", body)).await;
+    let mut named = fields(&response);
+    named.sort();
+    assert_eq!((response.status().as_u16(), named), (400, vec![
+        "customer.customerId".to_string(),
+        "customer.email".to_string(),
+        "customer.phone".to_string()
+    ]));
+    assert!(rig.orders.all().is_empty());
+
+    // The order carries the sign-in's verified phone; an unverified one is no phone (no texts) ...
+    let event = signed_in("sales-api/post-order.http.json", &[("phone_number", "+19005550100"), ("phone_number_verified", "false")]);
+    let order = json_of(&rig.api.handle(req(&event)).await);
+    assert_eq!((order["customer"]["phone"].as_str(), order["customer"]["email"].as_str()), (Some(""), Some("ada@example.com")));
+    // ... and an unverified email is no order at all (every order is confirmed by email).
+    let event = signed_in("sales-api/post-order-invalid.http.json", &[("email_verified", "false")]);
+    let mut event = event;
+    event["body"] = json!(sample_body().to_string());
+    let response = rig.api.handle(req(&event)).await;
+    assert_eq!((response.status().as_u16(), fields(&response)), (403, vec!["Authorization".to_string()]));
+    assert_eq!(rig.orders.all().len(), 1);
+    assert!(rig.orders.all().iter().all(|o| o.state.customer.phone.is_empty()));
+}
+
+#[tokio::test]
+async fn another_callers_order_is_a_404_like_no_order_from_the_table_and_from_the_cache() {
+    let orders = Arc::new(InMemoryOrderStore::default());
+    let cache = Arc::new(InMemoryOrderCache::default());
+    let catalogue =
+        Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
+    let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495)
+        .with_cache(cache.clone());
+    let id = json_of(&api.handle(request("sales-api/post-order.http.json")).await)["orderId"].as_str().unwrap().to_string();
+    let get_as = |sub: &str| {
+        let mut event = signed_in("sales-api/get-order.http.json", &[("sub", sub)]);
+        event["rawPath"] = json!(format!("/orders/{id}"));
+        event["requestContext"]["http"]["path"] = json!(format!("/orders/{id}"));
+        event["pathParameters"]["orderId"] = json!(id);
+        req(&event)
+    };
+    let missing = api.handle(get_request("6f726465-7266-4c6f-9700-000000000009")).await;
+    let other = api.handle(get_as(BEA)).await;
+    assert_eq!((other.status().as_u16(), x_cache(&other)), (404, x_cache(&missing)));
+    let missing = json_of(&missing);
+    let mut answer = json_of(&other);
+    answer["requestId"] = missing["requestId"].clone();
+    assert_eq!(answer, missing, "the same answer as an order that does not exist");
+    assert!(cache.cached(&id).is_none());
+
+    // The owner reads it (and fills the cache); the stranger is refused from the cache too.
+    assert_eq!(api.handle(get_request(&id)).await.status(), 200);
+    assert!(cache.cached(&id).is_some());
+    let other = api.handle(get_as(BEA)).await;
+    assert_eq!((other.status().as_u16(), x_cache(&other)), (404, "miss"), "a cached order is not told either");
+    assert_eq!(api.handle(get_request(&id)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_each_callers_own_and_give_no_order_id_away() {
+    let rig = rig();
+    let ada = rig.api.handle(request("sales-api/post-order.http.json")).await;
+    let ada_id = json_of(&ada)["orderId"].clone();
+    // Bea uses the very same key and body: her own new order, nothing of Ada's told or given.
+    let bea = rig.api.handle(req(&signed_in("sales-api/post-order.http.json", &[("sub", BEA)]))).await;
+    assert_eq!((ada.status().as_u16(), bea.status().as_u16()), (201, 201));
+    assert_ne!(json_of(&bea)["orderId"], ada_id);
+    assert_eq!(json_of(&bea)["customer"]["customerId"], BEA);
+    // Bea's key with another body is Bea's conflict only; Ada's retry still finds Ada's order.
+    let mut other = signed_in("sales-api/post-order.http.json", &[("sub", BEA)]);
+    other["body"] = json!(sample_body().to_string().replace("\"quantity\":2", "\"quantity\":5"));
+    assert_eq!(rig.api.handle(req(&other)).await.status(), 422);
+    let again = rig.api.handle(request("sales-api/post-order.http.json")).await;
+    assert_eq!((again.status().as_u16(), json_of(&again)["orderId"].clone()), (200, ada_id));
+    assert_eq!(rig.orders.all().len(), 2);
+    // A second deployment (a fresh process) gives the same key another id: ids come from no key.
+    let fresh = self::rig();
+    let elsewhere = fresh.api.handle(request("sales-api/post-order.http.json")).await;
+    assert_ne!(json_of(&elsewhere)["orderId"], json_of(&again)["orderId"]);
+}
+
+#[tokio::test]
+async fn a_key_claimed_by_a_request_that_died_before_storing_its_order_places_it_once_on_retry() {
+    use sales::callers::{CallerRecords, KeyClaim};
+    let rig = rig();
+    let callers = Arc::new(InMemoryCallerRecords::default());
+    let catalogue =
+        Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
+    let api = SalesApi::new(rig.orders.clone(), callers.clone(), catalogue, 495);
+    // The first attempt claimed the key (with its request hash) and died: learn the hash from a
+    // twin deployment, then claim the key in ours as the dead attempt did.
+    let twin = self::rig();
+    let placed = json_of(&twin.api.handle(request("sales-api/post-order.http.json")).await);
+    let hash = twin.orders.get(placed["orderId"].as_str().unwrap()).await.unwrap().unwrap().request_hash;
+    let claimed = "9d3c1b1e-2a4f-4f6e-8c7b-1a2b3c4d5e6f";
+    let sub = "5f1c2a9e-7b3d-4e8f-a1c2-3d4e5f6a7b8c";
+    let now = chrono::Utc::now();
+    assert_eq!(callers.claim_key(sub, "3f0c9a4e-5b1d-4c8e-9f2a-7d6b5e4c3a21", claimed, &hash, now).await.unwrap(), KeyClaim::New);
+    let retry = api.handle(request("sales-api/post-order.http.json")).await;
+    assert_eq!((retry.status().as_u16(), json_of(&retry)["orderId"].as_str()), (201, Some(claimed)));
+    let again = api.handle(request("sales-api/post-order.http.json")).await;
+    assert_eq!((again.status().as_u16(), json_of(&again)["orderId"].as_str()), (200, Some(claimed)));
+    assert_eq!((rig.orders.all().len(), announced(&rig).len()), (1, 1));
+}
+
+#[tokio::test]
+async fn each_caller_places_at_most_the_limit_an_hour_and_retries_do_not_count() {
+    let rig = rig();
+    let catalogue =
+        Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
+    let api = SalesApi::new(rig.orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495)
+        .with_orders_per_hour(3);
+    let keyed = |n: u32| {
+        let mut event = signed_in("sales-api/post-order.http.json", &[]);
+        event["headers"]["idempotency-key"] = json!(format!("key-{n}"));
+        req(&event)
+    };
+    for n in 0..3 {
+        assert_eq!(api.handle(keyed(n)).await.status(), 201, "order {n}");
+    }
+    let refused = api.handle(keyed(3)).await;
+    assert_eq!((refused.status().as_u16(), fields(&refused)), (429, vec!["body".to_string()]));
+    let after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&after), "until the next clock hour: {after}");
+    // A retry of an order already placed is answered, not counted; another caller is not limited.
+    assert_eq!(api.handle(keyed(1)).await.status(), 200);
+    let bea = signed_in("sales-api/post-order.http.json", &[("sub", BEA)]);
+    assert_eq!(api.handle(req(&bea)).await.status(), 201);
+    assert_eq!(rig.orders.all().len(), 4);
 }

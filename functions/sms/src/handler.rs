@@ -1,11 +1,14 @@
 //! The SMS consumer's handler.
 //!
 //! ```text
-//! OrderPlaced ──────────────────────────► confirmation text ┐
-//! OrderStatusChanged (ReadyToShip) ─────► shipping text     ├─► E.164? ─► SmsSender
-//! OrderStatusChanged (anything else) ───► nothing           ┘
+//! OrderStatusChanged (ReadyToShip) ─────► shipping text ─► a verified phone? ─► E.164? ─► SmsSender
+//! OrderStatusChanged (anything else) ───► nothing                └─ none: nothing
 //!     sent ─► done · unavailable ─► retry after Retry-After or a growing delay · rejected ─► DLQ
 //! ```
+//!
+//! The first text of an order is sent only once it is paid for (`ReadyToShip` comes after Billing
+//! charged it), never on `OrderPlaced`: placing orders cannot make the shop pay for texts. The number
+//! is the one the customer's sign-in verified (Sales takes it from the token, never from a request).
 //!
 //! Twilio has no idempotency key: the harness's deduplication keeps a redelivered event from texting
 //! twice, except in the window between a send and the completion mark (a crash there texts twice,
@@ -14,7 +17,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use orderflow_contracts::{inbound, is_e164, OrderPlaced, OrderStatusChanged};
+use orderflow_contracts::{inbound, is_e164, OrderStatusChanged};
 use orderflow_harness::{Handler, HandlerError, RecordContext};
 use tracing::info;
 
@@ -24,7 +27,6 @@ use crate::twilio::{SmsError, SmsSender};
 inbound! {
     /// What the SMS consumer listens to.
     pub enum SmsInput {
-        Placed(OrderPlaced),
         StatusChanged(OrderStatusChanged),
     }
 }
@@ -44,13 +46,12 @@ impl SmsHandler {
 #[async_trait]
 impl Handler<SmsInput> for SmsHandler {
     async fn handle(&self, event: SmsInput, _ctx: &RecordContext) -> Result<(), HandlerError> {
-        let sms = match &event {
-            SmsInput::Placed(order) => message::placed(order),
-            SmsInput::StatusChanged(changed) => match message::status_changed(changed) {
-                Some(sms) => sms,
-                None => return Ok(()),
-            },
-        };
+        let SmsInput::StatusChanged(changed) = &event;
+        let Some(sms) = message::status_changed(changed) else { return Ok(()) };
+        if sms.to.is_empty() {
+            info!(order_id = %sms.order_id, "no verified phone: no text");
+            return Ok(());
+        }
         if !is_e164(&sms.to) {
             return Err(HandlerError::permanent(format!(
                 "order {}: the customer's phone number is not E.164; no text sent",

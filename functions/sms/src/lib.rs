@@ -1,4 +1,4 @@
-//! The SMS consumer: when an order is placed, and when it is ready to ship, the customer gets a
+//! The SMS consumer: when an order is paid for and ready to ship, the customer gets a
 //! short text, sent through Twilio's Messages API by this consumer alone, behind its own queue. So a
 //! Twilio outage or rate limit delays texts only: email, webhooks and the order flow carry on.
 //!

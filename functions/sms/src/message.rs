@@ -1,7 +1,7 @@
 //! Which event gets which text. Texts are short (one SMS segment where possible) and carry no more
 //! personal data than the customer's own order needs.
 
-use orderflow_contracts::{display_amount, OrderPlaced, OrderStatus, OrderStatusChanged};
+use orderflow_contracts::{OrderStatus, OrderStatusChanged};
 
 /// One text to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,19 +17,6 @@ pub struct Sms {
 /// The first 8 characters of an order id: enough for a customer to recognise it.
 fn short(order_id: &str) -> &str {
     orderflow_contracts::short_order_id(order_id)
-}
-
-/// The text for a placed order: received, not yet paid or shipped.
-pub fn placed(order: &OrderPlaced) -> Sms {
-    Sms {
-        order_id: order.order_id.clone(),
-        to: order.customer.phone.clone(),
-        body: format!(
-            "Orderflow: we have your order {} ({}). We will text you when it ships.",
-            short(&order.order_id),
-            display_amount(order.totals.total_minor, order.currency)
-        ),
-    }
 }
 
 /// The text for a status change, if that status gets one (only `ReadyToShip` does; the other

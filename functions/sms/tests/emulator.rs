@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use orderflow_contracts::{Envelope, OrderPlaced};
+use orderflow_contracts::Envelope;
 use orderflow_harness::consumer::decode;
 use orderflow_harness::secret::{RotatingSecret, SecretsManagerSource};
 use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
@@ -34,16 +34,14 @@ async fn twilio_accepting(server: &MockServer, token: &str) {
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(401)).with_priority(10).mount(server).await;
 }
 
-/// A placed-order body for a new order, so each is a new event.
+/// A ready-to-ship body for a new order, so each is a new event.
 fn placed(n: u32) -> String {
-    let event = sqs_sample("sms/order-placed.sqs.json");
-    let (SmsInput::Placed(order), mut cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap() else {
-        panic!("the sample is an OrderPlaced")
-    };
+    let event = sqs_sample("sms/order-status-changed.sqs.json");
+    let (SmsInput::StatusChanged(mut changed), mut cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
     // A cause of its own: an event caused by it gets an id derived from it, so each text is new.
     cause.event_id = uuid::Uuid::new_v4();
-    let order = OrderPlaced { order_id: format!("ord-rotation-{n}"), ..order };
-    eventbridge_body(&Envelope::caused_by(&cause, order))
+    changed.order.order_id = format!("ord-rotation-{n}");
+    eventbridge_body(&Envelope::caused_by(&cause, changed))
 }
 
 #[tokio::test]

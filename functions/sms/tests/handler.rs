@@ -18,27 +18,29 @@ fn rig() -> (Arc<RecordingSms>, Harnessed<SmsInput>) {
     (sender.clone(), Harnessed::new("sms", Arc::new(SmsHandler::new(sender))))
 }
 
+#[test]
+fn placing_an_order_sends_no_text_the_first_comes_once_it_is_paid_for() {
+    // The queue is fed only what SmsInput names: no OrderPlaced, so no text before payment.
+    use orderflow_contracts::Inbound;
+    assert_eq!(SmsInput::DETAIL_TYPES, &["OrderStatusChanged"]);
+}
+
 #[tokio::test]
-async fn a_placed_order_gets_one_confirmation_text() {
+async fn a_customer_without_a_verified_phone_gets_no_text_and_nothing_is_dead_lettered() {
     let (sender, sms) = rig();
-    let event = sqs_sample("sms/order-placed.sqs.json");
-    assert!(sms.failures(event.clone()).await.is_empty());
-    // The same event again (a redelivery): deduplicated by the harness, no second text.
-    assert!(sms.failures(event).await.is_empty());
-    let sent = sender.sent();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].to, "+447700900123");
-    assert_eq!(sent[0].body, "Orderflow: we have your order ord-7f3a (57.43 GBP). We will text you when it ships.");
+    let event = sqs_sample("sms/order-status-changed.sqs.json");
+    let (SmsInput::StatusChanged(mut changed), metadata) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
+    changed.order.customer.phone = String::new();
+    assert!(sms.failures(sqs_batch(vec![eventbridge_body(&Envelope { metadata, data: changed })])).await.is_empty());
+    assert!(sender.sent().is_empty());
+    assert!(sms.dead_letters.letters().is_empty());
 }
 
 #[tokio::test]
 async fn ready_to_ship_gets_a_text_with_the_tracking_number_and_other_statuses_none() {
     let (sender, sms) = rig();
     let event = sqs_sample("sms/order-status-changed.sqs.json");
-    let (SmsInput::StatusChanged(changed), cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap()
-    else {
-        panic!("the sample is an OrderStatusChanged")
-    };
+    let (SmsInput::StatusChanged(changed), cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
     assert!(sms.failures(event).await.is_empty());
     assert_eq!(sender.sent()[0].body, "Orderflow: order ord-7f3a is ready to ship. Tracking number OF123456789GB.");
 
@@ -72,7 +74,7 @@ async fn a_rate_limited_text_is_retried_no_sooner_than_the_provider_asked() {
     // 30 s: longer than the harness's growing delay on a first delivery (5 s), which it would get
     // without the provider's word.
     let sms = failing(SmsError::Unavailable { reason: "HTTP 429".into(), after: Some(Duration::from_secs(30)) });
-    let event = sqs_sample("sms/order-placed.sqs.json");
+    let event = sqs_sample("sms/order-status-changed.sqs.json");
     let (id, handle) = (event.records[0].message_id.clone().unwrap(), event.records[0].receipt_handle.clone().unwrap());
     assert_eq!(sms.failures(event).await, vec![id]);
     assert_eq!(sms.delays.delays(), vec![(handle, Duration::from_secs(30))]);
@@ -82,7 +84,7 @@ async fn a_rate_limited_text_is_retried_no_sooner_than_the_provider_asked() {
 #[tokio::test]
 async fn a_provider_down_without_a_retry_after_is_retried_after_a_growing_delay() {
     let sms = failing(SmsError::Unavailable { reason: "HTTP 503".into(), after: None });
-    let mut event = sqs_sample("sms/order-placed.sqs.json");
+    let mut event = sqs_sample("sms/order-status-changed.sqs.json");
     event.records[0].attributes.insert("ApproximateReceiveCount".into(), "3".into());
     let (id, handle) = (event.records[0].message_id.clone().unwrap(), event.records[0].receipt_handle.clone().unwrap());
     assert_eq!(sms.failures(event).await, vec![id]);
@@ -92,7 +94,7 @@ async fn a_provider_down_without_a_retry_after_is_retried_after_a_growing_delay(
 #[tokio::test]
 async fn a_rejected_text_is_dead_lettered_with_the_providers_reason() {
     let sms = failing(SmsError::Rejected("HTTP 400 21211 Invalid 'To' Phone Number".into()));
-    assert!(sms.failures(sqs_sample("sms/order-placed.sqs.json")).await.is_empty());
+    assert!(sms.failures(sqs_sample("sms/order-status-changed.sqs.json")).await.is_empty());
     let letters = sms.dead_letters.letters();
     assert_eq!(letters.len(), 1);
     assert!(letters[0].reason.contains("21211"), "{}", letters[0].reason);
@@ -102,12 +104,10 @@ async fn a_rejected_text_is_dead_lettered_with_the_providers_reason() {
 #[tokio::test]
 async fn a_phone_number_that_is_not_e164_is_dead_lettered_without_calling_the_provider() {
     let (sender, sms) = rig();
-    let event = sqs_sample("sms/order-placed.sqs.json");
-    let (SmsInput::Placed(mut order), metadata) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap() else {
-        panic!("the sample is an OrderPlaced")
-    };
-    order.customer.phone = "07700 900123".into();
-    assert!(sms.failures(sqs_batch(vec![eventbridge_body(&Envelope { metadata, data: order })])).await.is_empty());
+    let event = sqs_sample("sms/order-status-changed.sqs.json");
+    let (SmsInput::StatusChanged(mut changed), metadata) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
+    changed.order.customer.phone = "07700 900123".into();
+    assert!(sms.failures(sqs_batch(vec![eventbridge_body(&Envelope { metadata, data: changed })])).await.is_empty());
     assert!(sender.sent().is_empty());
     assert!(sms.dead_letters.letters()[0].reason.contains("not E.164"));
 }
@@ -115,15 +115,13 @@ async fn a_phone_number_that_is_not_e164_is_dead_lettered_without_calling_the_pr
 #[tokio::test]
 async fn an_order_id_of_multi_byte_characters_is_shortened_by_characters() {
     let (sender, sms) = rig();
-    let event = sqs_sample("sms/order-placed.sqs.json");
-    let (SmsInput::Placed(mut order), cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap() else {
-        panic!("the sample is an OrderPlaced")
-    };
-    order.order_id = "注文-日本語の注文番号".into();
-    let body = eventbridge_body(&Envelope::caused_by(&cause, order));
+    let event = sqs_sample("sms/order-status-changed.sqs.json");
+    let (SmsInput::StatusChanged(mut changed), cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
+    changed.order.order_id = "注文-日本語の注文番号".into();
+    let body = eventbridge_body(&Envelope::caused_by(&cause, changed));
     assert!(sms.failures(sqs_batch(vec![body])).await.is_empty());
     assert!(
-        sender.sent()[0].body.starts_with("Orderflow: we have your order 注文-日本語の注 ("),
+        sender.sent()[0].body.starts_with("Orderflow: order 注文-日本語の注 is ready"),
         "{}",
         sender.sent()[0].body
     );

@@ -1,7 +1,9 @@
-//! `webhooks-api`: the operator's routes for subscriptions, behind an API key (kept in Secrets
-//! Manager, compared in constant time; no key or a wrong one is 401). The key is read at init, again
-//! once it is `SECRET_MAX_AGE_SECONDS` old, and at once when a request's key does not match (at most
-//! once a second), so a rotated key works at once and the old one stops working within that age.
+//! `webhooks-api`: the operator's routes for subscriptions. Every request comes through the HTTP
+//! API's JWT authorizer (no verified caller: 401); the caller must then be an operator: in the
+//! `operators` group, or, for a machine client, carrying the operator API key (kept in Secrets
+//! Manager, compared in constant time). Anyone else signed in gets 403. The key is read at init,
+//! again once it is `SECRET_MAX_AGE_SECONDS` old, and at once when a request's key does not match (at
+//! most once a second), so a rotated key works at once and the old one stops working within that age.
 //!
 //! ```text
 //! POST   /webhooks        {"url", "eventTypes"} ─► URL through the SSRF guard ─► 201 with the secret (shown once)
@@ -20,6 +22,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tracing::{error, info, Instrument};
 
+use orderflow_harness::caller::Caller;
 use orderflow_harness::secret::RotatingSecret;
 
 use crate::guard;
@@ -97,9 +100,17 @@ impl WebhooksApi {
         let path = req.uri().path().trim_end_matches('/').to_string();
         let span = tracing::info_span!("request", method = %req.method(), path = %path);
         async {
-            if !self.authorised(&req).await {
-                info!("refused: no or wrong API key");
-                return refusal(StatusCode::UNAUTHORIZED, "x-api-key", "a valid operator API key is required");
+            let Some(caller) = Caller::of_request(&req) else {
+                info!("refused: no verified caller");
+                return refusal(StatusCode::UNAUTHORIZED, "Authorization", "sign in: a valid bearer token is required");
+            };
+            if !caller.is_operator() && !self.authorised(&req).await {
+                info!("refused: not an operator");
+                return refusal(
+                    StatusCode::FORBIDDEN,
+                    "Authorization",
+                    "operators only: sign in as a member of the operators group, or send the operator API key",
+                );
             }
             let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
             let route = segments.iter().rposition(|s| *s == "webhooks").map(|i| &segments[i..]).unwrap_or(&[]);

@@ -22,6 +22,7 @@ compile_error!(
 
 pub mod aws;
 pub mod batch;
+pub mod caller;
 pub mod clock;
 pub mod config;
 pub mod consumer;

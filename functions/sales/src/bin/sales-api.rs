@@ -6,7 +6,8 @@ use std::time::Duration;
 use lambda_http::{service_fn, Error, Request};
 use orderflow_harness::{aws, config, telemetry};
 use orderflow_order_cache::RedisOrderCache;
-use sales::api::SalesApi;
+use sales::api::{SalesApi, ORDERS_PER_CALLER_PER_HOUR};
+use sales::callers::DynamoDbCallerRecords;
 use sales::catalogue::DynamoDbCatalogue;
 use sales::orders::DynamoDbOrderStore;
 
@@ -15,15 +16,19 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let orders_table = config::required("ORDERS_TABLE")?;
     let catalogue_table = config::required("CATALOGUE_TABLE")?;
+    let callers_table = config::required("CALLERS_TABLE")?;
+    let orders_per_hour: u32 = config::parsed_or("ORDERS_PER_CALLER_PER_HOUR", ORDERS_PER_CALLER_PER_HOUR)?;
     let shipping_minor: i64 = config::parsed_or("SHIPPING_FLAT_MINOR", 495)?;
     orderflow_contracts::checked_amount("SHIPPING_FLAT_MINOR", Some(shipping_minor))?;
     let sdk = aws::sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let mut api = SalesApi::new(
         Arc::new(DynamoDbOrderStore::new(dynamo.clone(), orders_table)),
+        Arc::new(DynamoDbCallerRecords::new(dynamo.clone(), callers_table)),
         Arc::new(DynamoDbCatalogue::new(dynamo, catalogue_table)),
         shipping_minor,
-    );
+    )
+    .with_orders_per_hour(orders_per_hour);
     // Optional: with REDIS_URL set, GET /orders/{id} reads through the order cache. A short timeout,
     // so a cache that is down costs a read at most that before it falls back to the table.
     let redis_url = config::parsed_or("REDIS_URL", String::new())?;
