@@ -6,7 +6,7 @@
 #   infra/deploy-local.sh            build (debug profile) + deploy to MiniStack (started if needed)
 #   ORDERFLOW_PROFILE=release infra/deploy-local.sh   deploy release binaries (slower to build)
 #   LOCAL_AWS=localstack infra/deploy-local.sh        deploy to LocalStack in Docker instead
-#       (infra/localstack/docker-compose.yml, started by you; the Sales API is then a function URL)
+#       (infra/localstack/docker-compose.yml, started by you; no HTTP API there: no Cognito to sign in with)
 #
 # The steps, in the order the end of this file runs them: the emulator, the read models' stores,
 # the build, the emulator's copy of the template, the deployment, the stack's outputs, the bus
@@ -112,6 +112,7 @@ deploy_stack() {
   aws cloudformation deploy --template-file "$STATE/template.packaged.yaml" --stack-name "$STACK" \
     --s3-bucket "$artifacts" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
     --parameter-overrides "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" WebhooksAllowLocal=true \
+    OrdersPerCallerPerHour="${ORDERFLOW_ORDERS_PER_CALLER_PER_HOUR:-1000}" \
     "${read_model_params[@]}" >&2
 }
 
@@ -122,11 +123,8 @@ write_outputs() {
 import json, sys
 outputs = {o["OutputKey"]: o["OutputValue"] for o in json.load(sys.stdin)}
 endpoint = sys.argv[1].rstrip("/")
-if "SalesApiFunctionUrl" in outputs:
-    # LocalStack: the Sales API is the sales-api function URL.
-    outputs["LocalApiUrl"] = outputs["SalesApiFunctionUrl"].rstrip("/")
-else:
-    # MiniStack serves every HTTP API under one path on its own port.
+if "ApiId" in outputs:
+    # MiniStack serves every HTTP API under one path on its own port. (LocalStack: no HTTP API.)
     api_id = outputs["ApiId"]
     outputs["LocalApiUrl"] = f"{endpoint}/_aws/execute-api/{api_id}/$default"
 outputs["EndpointUrl"] = endpoint
@@ -178,12 +176,32 @@ env_files() {
 # emulator's). The first calls of a function the emulator has just created can be answered by the
 # emulator itself while it unpacks the code; this waits that out, so whoever comes next (the demo,
 # the tests, a user's curl) meets a warm, working API, and a deploy that never answers fails here.
+# The check signs in (every route needs a caller) as a user of its own, made in the stack's user
+# pool, and asks for an order that does not exist: the function's own 404 (`"errors"`) means the
+# authorizer and the function both answer; no token must be the authorizer's 401.
 smoke_check() {
-  local api_url
+  local api_url pool client token user=deploy-check@orderflow.example password=Orderflow-deploy-Check1
+  if ! python3 -c 'import json, sys; sys.exit("ApiId" not in json.load(open(sys.argv[1])))' "$OUTPUTS"; then
+    log "deployed; outputs in $OUTPUTS (no HTTP API on $LOCAL_AWS)"
+    return
+  fi
   api_url=$(output LocalApiUrl)
-  api_answers() { curl -sS --max-time 5 "$api_url/orders/deploy-check" 2>/dev/null | grep -q '"errors"'; }
+  pool=$(output UserPoolId)
+  client=$(output UserPoolClientId)
+  aws cognito-idp admin-create-user --user-pool-id "$pool" --username "$user" --message-action SUPPRESS \
+    --user-attributes Name=email,Value="$user" Name=email_verified,Value=true >/dev/null 2>&1 || true
+  aws cognito-idp admin-set-user-password --user-pool-id "$pool" --username "$user" --password "$password" \
+    --permanent >/dev/null
+  token=$(aws cognito-idp admin-initiate-auth --user-pool-id "$pool" --client-id "$client" \
+    --auth-flow ADMIN_USER_PASSWORD_AUTH --auth-parameters "USERNAME=$user,PASSWORD=$password" \
+    --query AuthenticationResult.IdToken --output text)
+  local order="$api_url/orders/00000000-0000-4000-8000-000000000000"
+  api_answers() { curl -sS --max-time 5 -H "Authorization: Bearer $token" "$order" 2>/dev/null | grep -q '"errors"'; }
   await_check api_answers 30 || { log "the Sales API at $api_url does not answer after 30 s"; exit 1; }
-  log "deployed; outputs in $OUTPUTS (API: $api_url)"
+  local anonymous
+  anonymous=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$order")
+  [ "$anonymous" = 401 ] || { log "GET without a token answered $anonymous, not 401: is the authorizer there?"; exit 1; }
+  log "deployed; outputs in $OUTPUTS (API: $api_url, every route behind the JWT authorizer)"
 }
 
 target_emulator

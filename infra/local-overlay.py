@@ -6,10 +6,11 @@ this writes a derived copy with only what the local emulator needs changed:
 - `AWS::Events::Archive` is dropped: MiniStack's CloudFormation has no provisioner for it
   (infra/deploy-local.sh creates the archive through the EventBridge API instead).
 
-With --localstack (LocalStack's free edition, which has no API Gateway v2 and no SES v2), the HTTP
-API's resources and outputs and the SES identity are dropped too, and the Sales API is served
-through a Lambda function URL instead (same payload format 2.0, so the same binary), output as
-`SalesApiFunctionUrl`. (The webhooks API has no URL there: its routes need the HTTP API.)
+With --localstack (LocalStack's free edition, which has no API Gateway v2, no Cognito and no SES
+v2), the HTTP API's resources and outputs, the user pool and the SES identity are dropped too. The
+APIs are then not served at all: every route needs a caller the JWT authorizer verified, and no
+setting turns that off (a function URL without it would only answer 401). The LocalStack checks
+are about routing and adapters; the demo and the API tests run on MiniStack.
 
 usage: local-overlay.py TEMPLATE LAMBDA_DIR OUT [--localstack]
 """
@@ -24,8 +25,12 @@ LOCALSTACK_DROPPED_TYPES = {
     "AWS::ApiGatewayV2::Integration",
     "AWS::ApiGatewayV2::Route",
     "AWS::ApiGatewayV2::Stage",
+    "AWS::ApiGatewayV2::Authorizer",
+    "AWS::Cognito::UserPool",
+    "AWS::Cognito::UserPoolClient",
+    "AWS::Cognito::UserPoolGroup",
 }
-LOCALSTACK_DROPPED_OUTPUTS = {"ApiId", "ApiUrl"}
+LOCALSTACK_DROPPED_OUTPUTS = {"ApiId", "ApiUrl", "UserPoolId", "UserPoolClientId"}
 LOCALSTACK_DROPPED_RESOURCES = {"SalesApiPermission", "WebhooksApiPermission"}  # API Gateway's permissions
 
 
@@ -69,15 +74,11 @@ def main(template, lambda_dir, out, *flags):
             if not os.path.exists(zip_path):
                 sys.exit(f"{zip_path} is missing: build with cargo lambda first")
             line = f"{m.group(1)}CodeUri: {os.path.abspath(zip_path)}\n"
-            if localstack and binary == "sales-api":
-                line += f"{m.group(1)}FunctionUrlConfig:\n{m.group(1)}  AuthType: NONE\n"
             replaced.add(binary)
             binary = None
         if localstack and re.match(r"^    DependsOn: EmailSenderIdentity\s*$", line):
             continue
         result.append(line)
-    if localstack:
-        result.append("  SalesApiFunctionUrl:\n    Value: !GetAtt SalesApiFunctionUrl.FunctionUrl\n")
     if not replaced:
         sys.exit("no function CodeUri replaced: has the template changed shape?")
     with open(out, "w") as f:

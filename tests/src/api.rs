@@ -7,6 +7,7 @@ use orderflow_contracts::OrderState;
 use serde_json::{json, Value};
 
 use crate::fixtures::FINAL;
+use crate::identity::SignedIn;
 use crate::stack::Local;
 use crate::wait::eventually;
 
@@ -53,9 +54,32 @@ impl Placed {
 }
 
 impl Local {
-    /// `POST /orders`, read as a [`Placed`].
+    /// `POST /orders` by the customer the body names: signed in as the user with that email and
+    /// phone (made on first use), the body sent without them (they come from the sign-in). Read as
+    /// a [`Placed`]; the order is remembered as theirs for [`Local::get_order`].
     pub async fn place_order(
         &self,
+        body: &Value,
+        correlation_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Placed> {
+        let mut body = body.clone();
+        let customer = body["customer"].as_object_mut().ok_or_else(|| anyhow!("a body without a customer"))?;
+        let email = customer.remove("email").and_then(|e| e.as_str().map(str::to_string));
+        let phone = customer.remove("phone").and_then(|p| p.as_str().map(str::to_string));
+        let email = email.ok_or_else(|| anyhow!("order_request names the customer by email"))?;
+        let caller = self.customer(&email, phone.as_deref()).await?;
+        let placed = self.place_order_as(&caller, &body, correlation_id, idempotency_key).await?;
+        if let Placed::Created(order) | Placed::Repeated(order) = &placed {
+            self.owners.lock().expect("lock").insert(order.order_id.clone(), caller);
+        }
+        Ok(placed)
+    }
+
+    /// `POST /orders` as `caller`, with the body as it is.
+    pub async fn place_order_as(
+        &self,
+        caller: &SignedIn,
         body: &Value,
         correlation_id: &str,
         idempotency_key: Option<&str>,
@@ -63,6 +87,7 @@ impl Local {
         let mut req = self
             .http
             .post(format!("{}/orders", self.output("LocalApiUrl")))
+            .header("authorization", caller.bearer())
             .header("x-correlation-id", correlation_id)
             .json(body);
         if let Some(key) = idempotency_key {
@@ -88,10 +113,24 @@ impl Local {
         })
     }
 
-    /// `GET /orders/{id}`.
+    /// Who placed the order (through [`Local::place_order`] in this process).
+    pub fn owner(&self, order_id: &str) -> Result<SignedIn> {
+        let owner = self.owners.lock().expect("lock").get(order_id).cloned();
+        owner.ok_or_else(|| anyhow!("order {order_id} was not placed by this process"))
+    }
+
+    /// `GET /orders/{id}` as the customer who placed it (through [`Local::place_order`]).
     pub async fn get_order(&self, order_id: &str) -> Result<Option<OrderState>> {
-        let (status, text) =
-            send_to_api(self.http.get(format!("{}/orders/{order_id}", self.output("LocalApiUrl")))).await?;
+        self.get_order_as(&self.owner(order_id)?, order_id).await
+    }
+
+    /// `GET /orders/{id}` as `caller`: the order, or `None` for a 404.
+    pub async fn get_order_as(&self, caller: &SignedIn, order_id: &str) -> Result<Option<OrderState>> {
+        let req = self
+            .http
+            .get(format!("{}/orders/{order_id}", self.output("LocalApiUrl")))
+            .header("authorization", caller.bearer());
+        let (status, text) = send_to_api(req).await?;
         match status {
             200 => Ok(Some(serde_json::from_str(&text)?)),
             404 => Ok(None),
@@ -107,17 +146,17 @@ impl Local {
         .await
     }
 
-    /// A request to the webhooks API with the operator key (or `key`), as JSON status and body.
+    /// A request to the webhooks API as `caller` (none: no token), as JSON status and body.
     pub async fn webhooks_api(
         &self,
         method: reqwest::Method,
         path: &str,
-        key: Option<&str>,
+        caller: Option<&SignedIn>,
         body: Option<Value>,
     ) -> Result<(u16, Value)> {
         let mut req = self.http.request(method, format!("{}{path}", self.output("LocalApiUrl")));
-        if let Some(key) = key {
-            req = req.header("x-api-key", key);
+        if let Some(caller) = caller {
+            req = req.header("authorization", caller.bearer());
         }
         if let Some(body) = body {
             req = req.json(&body);
@@ -147,8 +186,9 @@ pub async fn send_to_api(req: reqwest::RequestBuilder) -> Result<(u16, String)> 
     }
 }
 
-/// A valid `POST /orders` body for `email` with the given lines (SKU, quantity); prices come from
-/// the catalogue.
+/// A valid `POST /orders` body for the customer `email` with the given lines (SKU, quantity); prices
+/// come from the catalogue. The customer's email and phone are for [`Local::place_order`], which
+/// signs that customer in and sends the body without them.
 pub fn order_request(email: &str, lines: &[(&str, u32)]) -> Value {
     json!({
         "customer": {"name": "Ada Lovelace", "email": email, "phone": "+447700900123"},

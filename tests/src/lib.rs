@@ -3,6 +3,7 @@
 //!
 //! - [`stack`]: the deployed stack (`Local`): outputs, clients, queues, consumers down and up, secrets;
 //! - [`api`]: the HTTP API: placing (`Placed`) and reading orders, the webhooks API;
+//! - [`identity`]: customers and operators signed in through the stack's user pool;
 //! - [`tap`]: what was published on the bus, seen through a rule and queue of the test's own;
 //! - [`fixtures`]: the catalogue, stock, invoices, unique names;
 //! - [`wait`]: [`eventually`], the one way to wait for what happens elsewhere;
@@ -11,6 +12,7 @@
 
 pub mod api;
 pub mod fixtures;
+pub mod identity;
 pub mod read_models;
 pub mod stack;
 pub mod tap;
@@ -19,6 +21,7 @@ pub mod twilio;
 pub mod wait;
 
 pub use api::{order_request, send_to_api, Placed};
+pub use identity::SignedIn;
 pub use fixtures::{unique, unique_sku, FINAL};
 pub use stack::{create_queue, Local};
 pub use tap::{Tap, Tapped};

@@ -37,6 +37,10 @@ pub struct Local {
     pub lambda: aws_sdk_lambda::Client,
     /// The SDK configuration the clients share (for other clients).
     pub sdk: aws_config::SdkConfig,
+    /// The users this process signed in.
+    pub(crate) users: crate::identity::Users,
+    /// Who placed each order this process placed (their token reads it).
+    pub(crate) owners: std::sync::Mutex<HashMap<String, crate::identity::SignedIn>>,
 }
 
 impl Local {
@@ -67,6 +71,8 @@ impl Local {
             lambda: aws_sdk_lambda::Client::new(&sdk),
             s3,
             sdk,
+            users: Default::default(),
+            owners: Default::default(),
         })
     }
 

@@ -284,17 +284,19 @@ async fn texts_dead_lettered_while_twilio_refused_them_are_sent_once_each_after_
     // Whatever earlier tests left there goes back too; count it first.
     let earlier = local.queue_depth(&dlq).await.unwrap();
     // Twilio refuses this customer's texts (a suspended account: 401): the SMS consumer dead-letters
-    // both at once, without retrying.
+    // both (one per paid order, two orders) at once, without retrying.
     let digits: String = uuid::Uuid::new_v4().as_u128().to_string().chars().take(5).collect();
     let to = format!("+4477009{digits:0>5}");
     stand_in.fail_first(&to, vec![(401, None), (401, None)]).await;
     let sku = unique_sku("BOOK");
-    local.stock_product(&sku, 1999, 1).await.unwrap();
+    local.stock_product(&sku, 1999, 2).await.unwrap();
     let run = unique("e2e-redrive");
     let mut request = order_request(&format!("{run}@example.com"), &[(&sku, 1)]);
     request["customer"]["phone"] = to.clone().into();
-    let id = local.place_order(&request, &run, None).await.unwrap().order_id();
-    assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
+    for n in 0..2 {
+        let id = local.place_order(&request, &format!("{run}-{n}"), None).await.unwrap().order_id();
+        assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
+    }
     eventually("both texts in the SMS dead-letter queue", WAIT, || async {
         Ok((local.queue_depth(&dlq).await? >= earlier + 2).then_some(()))
     })

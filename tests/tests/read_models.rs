@@ -40,7 +40,13 @@ async fn an_order_reaches_the_cache_the_reporting_tables_and_the_lake() {
     .await
     .unwrap();
     assert_eq!(cached, order);
-    let response = local.http.get(format!("{}/orders/{id}", local.output("LocalApiUrl"))).send().await.unwrap();
+    let response = local
+        .http
+        .get(format!("{}/orders/{id}", local.output("LocalApiUrl")))
+        .header("authorization", local.owner(id).unwrap().bearer())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["x-cache"], "hit");
 
     // Reporting: the final version, billed, with its lines.

@@ -50,9 +50,11 @@ fn verify(request: &Request, secret: &str) {
 async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let local = Local::connect().await.unwrap();
-    let key = local.secret("WebhooksApiKeySecretId").await.unwrap();
+    // Operators only: no token is the authorizer's 401, a customer's token the function's 403.
+    let key = local.operator().await.unwrap();
     assert_eq!(local.webhooks_api(Method::GET, "/webhooks", None, None).await.unwrap().0, 401);
-    assert_eq!(local.webhooks_api(Method::GET, "/webhooks", Some("wrong"), None).await.unwrap().0, 401);
+    let customer = local.customer("ada@example.com", None).await.unwrap();
+    assert_eq!(local.webhooks_api(Method::GET, "/webhooks", Some(&customer), None).await.unwrap().0, 403);
 
     // Internal targets are refused even here, where loopback is allowed for the test receivers.
     for url in ["http://169.254.169.254/latest/meta-data/", "https://10.0.0.1/hook"] {
@@ -157,7 +159,7 @@ async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
 async fn a_delivery_dead_lettered_by_a_404_is_redriven_to_its_subscriber_once_it_is_fixed() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let local = Local::connect().await.unwrap();
-    let key = local.secret("WebhooksApiKeySecretId").await.unwrap();
+    let key = local.operator().await.unwrap();
     let receiver = MockServer::start().await;
     let broken = Mock::given(method("POST")).respond_with(ResponseTemplate::new(404)).mount_as_scoped(&receiver).await;
     let (status, created) = local

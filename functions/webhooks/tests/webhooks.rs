@@ -64,12 +64,31 @@ fn api(store: Arc<InMemorySubscriptions>, allow_local: bool) -> WebhooksApi {
     WebhooksApi::new(store, "operator-key".into(), allow_local)
 }
 
-fn request(method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Request {
+/// A request as the HTTP API hands it over once its JWT authorizer verified a caller with these
+/// claims (none: no verified caller).
+fn request_as(claims: Option<Value>, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Request {
+    use lambda_http::RequestExt;
     let mut builder = lambda_http::http::Request::builder().method(method).uri(format!("https://api.example{path}"));
     if let Some(key) = key {
         builder = builder.header("x-api-key", key);
     }
-    builder.body(body.map(|b| Body::Text(b.to_string())).unwrap_or(Body::Empty)).unwrap()
+    let request = builder.body(body.map(|b| Body::Text(b.to_string())).unwrap_or(Body::Empty)).unwrap();
+    match claims {
+        None => request,
+        Some(claims) => {
+            let context = serde_json::from_value(json!({
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "test"},
+                "authorizer": {"jwt": {"claims": claims}}
+            }))
+            .unwrap();
+            request.with_request_context(lambda_http::request::RequestContext::ApiGatewayV2(context))
+        }
+    }
+}
+
+/// A request from a signed-in customer (not an operator).
+fn request(method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Request {
+    request_as(Some(json!({"sub": "customer-1"})), method, path, key, body)
 }
 
 fn json_of(response: &lambda_http::Response<Body>) -> Value {
@@ -77,12 +96,26 @@ fn json_of(response: &lambda_http::Response<Body>) -> Value {
 }
 
 #[tokio::test]
-async fn the_api_needs_the_operator_key() {
+async fn the_api_is_for_operators_only_by_group_or_by_the_machine_key() {
     let api = api(Arc::new(InMemorySubscriptions::default()), false);
-    for key in [None, Some("wrong"), Some("")] {
-        let response = api.handle(request("GET", "/webhooks", key, None)).await;
+    // No verified caller: 401, whatever key.
+    for key in [None, Some("operator-key")] {
+        let response = api.handle(request_as(None, "GET", "/webhooks", key, None)).await;
         assert_eq!(response.status(), 401, "{key:?}");
     }
+    // A signed-in customer: 403 without the key.
+    for key in [None, Some("wrong"), Some("")] {
+        let response = api.handle(request("GET", "/webhooks", key, None)).await;
+        assert_eq!(response.status(), 403, "{key:?}");
+        assert_eq!(json_of(&response)["errors"][0]["field"], "Authorization");
+    }
+    for groups in ["[customers]", "[operators-readonly]"] {
+        let claims = json!({"sub": "c", "cognito:groups": groups});
+        assert_eq!(api.handle(request_as(Some(claims), "GET", "/webhooks", None, None)).await.status(), 403, "{groups}");
+    }
+    // An operator by group, or a machine client with the key.
+    let operator = json!({"sub": "op-1", "cognito:groups": "[operators]"});
+    assert_eq!(api.handle(request_as(Some(operator), "GET", "/webhooks", None, None)).await.status(), 200);
     assert_eq!(api.handle(request("GET", "/webhooks", Some("operator-key"), None)).await.status(), 200);
 }
 
@@ -364,11 +397,11 @@ async fn a_rotated_operator_key_works_at_once_and_the_old_one_stops_with_the_sec
     assert_eq!(status("key-1").await, 200);
     secret_store.set("key-2");
     assert_eq!(status("key-2").await, 200, "the new key is read at its first use");
-    assert_eq!(status("key-1").await, 401, "and replaces the old one");
+    assert_eq!(status("key-1").await, 403, "and replaces the old one");
     assert_eq!(secret_store.reads(), 2);
     clock.advance(Duration::from_millis(500));
-    assert_eq!(status("guess").await, 401);
+    assert_eq!(status("guess").await, 403);
     assert_eq!(secret_store.reads(), 2, "a wrong key reads the secret at most once a second");
-    assert_eq!(api.handle(request("GET", "/webhooks", None, None)).await.status(), 401);
+    assert_eq!(api.handle(request("GET", "/webhooks", None, None)).await.status(), 403);
     assert_eq!(secret_store.reads(), 2, "no key, no read");
 }
