@@ -85,9 +85,13 @@ impl EmailSender for SesSender {
                     SdkError::ServiceError(se) => se.err().code().unwrap_or_default().to_string(),
                     _ => String::new(),
                 };
-                let reason = format!("{code}: {}", e.message().unwrap_or("no message"));
+                // The error code only: SES's message names the address it refused ("Email address is
+                // not verified ... ada@example.com"), and reasons are logged and kept with dead
+                // letters. A failure without a code (the network) has no address in it.
                 if REJECTED.contains(&code.as_str()) {
-                    Err(EmailError::Rejected(reason))
+                    Err(EmailError::Rejected(format!("SES {code}")))
+                } else if !code.is_empty() {
+                    Err(EmailError::Unavailable(format!("SES {code}")))
                 } else {
                     Err(EmailError::Unavailable(aws_sdk_sesv2::error::DisplayErrorContext(e).to_string()))
                 }

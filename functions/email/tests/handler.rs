@@ -116,11 +116,12 @@ async fn throttling_is_retried_later_and_a_rejected_recipient_is_dead_lettered()
     let rejected: Harnessed<EmailInput> = Harnessed::new(
         "email",
         Arc::new(EmailHandler::new(Arc::new(Failing(EmailError::Rejected(
-            "MessageRejected: Email address is not verified".into(),
+            "MessageRejected: Email address is not verified: ada@example.com".into(),
         ))))),
     );
     assert!(rejected.failures(event).await.is_empty());
     assert!(rejected.dead_letters.letters()[0].reason.contains("MessageRejected"));
+    assert!(!rejected.dead_letters.letters()[0].reason.contains("ada@"), "no address in the reason");
 }
 
 #[tokio::test]

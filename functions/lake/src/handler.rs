@@ -13,25 +13,26 @@ use orderflow_contracts::AnyEvent;
 use orderflow_harness::{BatchHandler, BatchRecord, HandlerError};
 use tracing::{info, warn};
 
-use crate::objects::objects;
+use crate::objects::{objects, CustomerKeys};
 use crate::store::ObjectStore;
 
-/// The handler: an object store.
+/// The handler: an object store and the customer keys.
 pub struct LakeHandler {
     store: Arc<dyn ObjectStore>,
+    keys: CustomerKeys,
 }
 
 impl LakeHandler {
-    /// The handler over its port.
-    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+    /// The handler over its port, keying customers with `keys`.
+    pub fn new(store: Arc<dyn ObjectStore>, keys: CustomerKeys) -> Self {
+        Self { store, keys }
     }
 }
 
 #[async_trait]
 impl BatchHandler<AnyEvent> for LakeHandler {
     async fn handle_batch(&self, records: &[BatchRecord<AnyEvent>]) -> Vec<Result<(), HandlerError>> {
-        let objects = objects(records.iter().map(|r| (&r.event, &r.ctx.metadata)));
+        let objects = objects(records.iter().map(|r| (&r.event, &r.ctx.metadata)), &self.keys);
         let puts = join_all(objects.into_iter().map(|object| async move {
             let lines = object.records.len();
             let outcome = self.store.put(&object.key, object.body).await;

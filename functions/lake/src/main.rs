@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use lake::handler::LakeHandler;
+use lake::objects::CustomerKeys;
+use orderflow_harness::secret::{SecretSource, SecretsManagerSource};
 use lake::store::S3ObjectStore;
 use orderflow_contracts::AnyEvent;
 use orderflow_harness::config::{self, ConsumerConfig};
@@ -15,7 +17,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let bucket = config::required("LAKE_BUCKET")?;
     let sdk = aws::sdk_config().await;
     let store = S3ObjectStore::new(aws_sdk_s3::Client::new(&sdk), bucket);
-    BatchConsumer::<AnyEvent>::from_config(&consumer_config, &sdk, Arc::new(LakeHandler::new(Arc::new(store))))
+    // Read once: the key is part of every line written (see CustomerKeys on changing it).
+    let secret_id = config::required("CUSTOMER_KEY_SECRET_ID")?;
+    let keys = CustomerKeys::new(&SecretsManagerSource::new(&sdk, secret_id).fetch().await?)?;
+    BatchConsumer::<AnyEvent>::from_config(&consumer_config, &sdk, Arc::new(LakeHandler::new(Arc::new(store), keys)))
         .run()
         .await
 }

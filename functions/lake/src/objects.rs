@@ -60,8 +60,37 @@ pub struct Object {
     pub records: Vec<usize>,
 }
 
+/// The lake's customer keys: a keyed hash (HMAC-SHA256) of the customer id under a secret the lake
+/// alone reads (Secrets Manager). The same customer always gets the same key, so analytics can
+/// count returning customers; without the secret, nobody can tell which key is whose, nor test a
+/// candidate (an email, an id) against the lake.
+///
+/// The key is part of every line's bytes: a new secret gives every customer a new key from then on
+/// (older lines keep the old one, and replayed events are written with the new one). Change it
+/// only to cut that link on purpose.
+pub struct CustomerKeys {
+    key: ring::hmac::Key,
+}
+
+impl CustomerKeys {
+    /// Keys under `secret` (at least 32 bytes, as the template generates it).
+    pub fn new(secret: &str) -> Result<Self, String> {
+        if secret.len() < 32 {
+            return Err(format!("the lake's customer-key secret must be at least 32 bytes, not {}", secret.len()));
+        }
+        Ok(Self { key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes()) })
+    }
+
+    /// The key of `customer_id`: `ck_` and 32 hex digits (128 bits of the HMAC).
+    pub fn of(&self, customer_id: &str) -> String {
+        let tag = ring::hmac::sign(&self.key, customer_id.as_bytes());
+        let hex: String = tag.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("ck_{hex}")
+    }
+}
+
 /// The lake line for an event.
-pub fn line(event: &AnyEvent, metadata: &Metadata) -> Line {
+pub fn line(event: &AnyEvent, metadata: &Metadata, keys: &CustomerKeys) -> Line {
     Line {
         event_id: metadata.event_id.to_string(),
         order_id: event.order_id().to_string(),
@@ -71,38 +100,44 @@ pub fn line(event: &AnyEvent, metadata: &Metadata) -> Line {
         schema_version: event.schema_version(),
         source: event.source().to_string(),
         producer: metadata.producer.clone(),
-        data: without_contact_details(event.data()).to_string(),
+        data: without_contact_details(event.data(), keys).to_string(),
     }
 }
 
 /// The event data the lake keeps: everything but the customer's contact details (name, email,
 /// phone, street and postal code), which analytics has no need for and a lake should not hold
-/// (it keeps events for years and many read it). The customer id, city and country stay.
-pub fn without_contact_details(mut data: Value) -> Value {
-    fn strip(value: &mut Value, keys: &[&str]) {
+/// (it keeps events for years and many read it), and with the customer id replaced by its
+/// [`CustomerKeys`] key. City and country stay.
+pub fn without_contact_details(mut data: Value, keys: &CustomerKeys) -> Value {
+    fn strip(value: &mut Value, fields: &[&str]) {
         if let Some(object) = value.as_object_mut() {
-            for key in keys {
-                object.remove(*key);
+            for field in fields {
+                object.remove(*field);
             }
         }
     }
-    fn walk(value: &mut Value) {
+    fn walk(value: &mut Value, keys: &CustomerKeys) {
         match value {
             Value::Object(object) => {
                 object.remove("customerName");
                 for (key, child) in object.iter_mut() {
                     match key.as_str() {
-                        "customer" => strip(child, &["name", "email", "phone"]),
+                        "customer" => {
+                            strip(child, &["name", "email", "phone"]);
+                            if let Some(id) = child.get_mut("customerId") {
+                                *id = Value::String(keys.of(id.as_str().unwrap_or_default()));
+                            }
+                        }
                         "shippingAddress" => strip(child, &["line1", "line2", "postalCode"]),
-                        _ => walk(child),
+                        _ => walk(child, keys),
                     }
                 }
             }
-            Value::Array(items) => items.iter_mut().for_each(walk),
+            Value::Array(items) => items.iter_mut().for_each(|item| walk(item, keys)),
             _ => {}
         }
     }
-    walk(&mut data);
+    walk(&mut data, keys);
     data
 }
 
@@ -114,10 +149,13 @@ pub fn partition(event: &AnyEvent, metadata: &Metadata) -> Partition {
 /// The objects for a batch: one per partition, each named from the event ids it holds (sorted, so
 /// the same events always give the same name and the same bytes). An event that appears twice in
 /// the batch is written once.
-pub fn objects<'a>(events: impl IntoIterator<Item = (&'a AnyEvent, &'a Metadata)>) -> Vec<Object> {
+pub fn objects<'a>(
+    events: impl IntoIterator<Item = (&'a AnyEvent, &'a Metadata)>,
+    keys: &CustomerKeys,
+) -> Vec<Object> {
     let mut groups: BTreeMap<Partition, BTreeMap<String, (Line, Vec<usize>)>> = BTreeMap::new();
     for (i, (event, metadata)) in events.into_iter().enumerate() {
-        let line = line(event, metadata);
+        let line = line(event, metadata, keys);
         let entry = groups.entry(partition(event, metadata)).or_default();
         entry.entry(line.event_id.clone()).or_insert_with(|| (line, Vec::new())).1.push(i);
     }

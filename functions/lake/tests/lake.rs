@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lake::handler::LakeHandler;
-use lake::objects::read_lines;
+use lake::objects::{read_lines, CustomerKeys};
 use lake::store::InMemoryObjectStore;
 use orderflow_contracts::AnyEvent;
 use orderflow_harness::dead_letter::InMemoryDeadLetters;
@@ -13,10 +13,16 @@ use orderflow_harness::testing::sqs_sample;
 use orderflow_harness::BatchConsumer;
 use pretty_assertions::assert_eq;
 
+const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
+
+fn keys() -> CustomerKeys {
+    CustomerKeys::new(SECRET).unwrap()
+}
+
 fn rig() -> (BatchConsumer<AnyEvent>, Arc<InMemoryObjectStore>, Arc<InMemoryDeadLetters>) {
     let store = Arc::new(InMemoryObjectStore::default());
     let dlq = Arc::new(InMemoryDeadLetters::default());
-    (BatchConsumer::new("lake", Arc::new(LakeHandler::new(store.clone())), dlq.clone()), store, dlq)
+    (BatchConsumer::new("lake", Arc::new(LakeHandler::new(store.clone(), keys())), dlq.clone()), store, dlq)
 }
 
 fn batch() -> SqsEvent {
@@ -118,8 +124,15 @@ async fn the_lake_keeps_no_contact_details() {
     for personal in ["Ada Lovelace", "ada@example.com", "+447700900123", "Analytical Row", "N1 9GU"] {
         assert!(!all.contains(personal), "{personal} in the lake");
     }
-    // What analytics needs stays: the customer id, the city, the country, the amounts.
-    for kept in ["cus-1001", "London", "GB", "5743"] {
+    // What analytics needs stays: the customer's key, the city, the country, the amounts.
+    for kept in [keys().of("cus-1001").as_str(), "London", "GB", "5743"] {
         assert!(all.contains(kept), "{kept} missing from the lake");
     }
+    // The customer id itself is not there: its key is a keyed hash, not a hash anyone can compute
+    // from an id or an email without the secret.
+    assert!(!all.contains("cus-1001"), "the customer id in the lake");
+    let other = CustomerKeys::new("another-secret-of-at-least-32-bytes!!").unwrap();
+    assert_ne!(other.of("cus-1001"), keys().of("cus-1001"));
+    assert_eq!(keys().of("cus-1001"), keys().of("cus-1001"), "the same customer, the same key");
+    assert!(CustomerKeys::new("short").is_err(), "a weak secret is refused at start");
 }

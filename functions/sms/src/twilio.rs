@@ -102,7 +102,6 @@ struct Sent {
 #[derive(Deserialize)]
 struct TwilioProblem {
     code: Option<i64>,
-    message: Option<String>,
 }
 
 /// Twilio's `Retry-After` header (seconds), read by the harness's one parser.
@@ -194,11 +193,14 @@ impl TwilioSender {
                     .map_err(|e| SmsError::Unavailable { reason: format!("unreadable answer ({e})"), after: None }),
             );
         }
-        let problem = serde_json::from_str::<TwilioProblem>(&text).ok();
-        let detail = problem
-            .map(|p| format!("{} {}", p.code.map(|c| c.to_string()).unwrap_or_default(), p.message.unwrap_or_default()))
-            .unwrap_or_default();
-        let reason = format!("HTTP {} {}", status.as_u16(), detail.trim()).trim_end().to_string();
+        // The status and Twilio's error code only: Twilio's message names the number (21211: "The
+        // 'To' number +44... is not a valid phone number"), and reasons are logged and kept with
+        // dead letters. The code is what Twilio's error reference and console look up.
+        let code = serde_json::from_str::<TwilioProblem>(&text).ok().and_then(|p| p.code);
+        let reason = match code {
+            Some(code) => format!("HTTP {} Twilio error {code}", status.as_u16()),
+            None => format!("HTTP {}", status.as_u16()),
+        };
         if status == reqwest::StatusCode::UNAUTHORIZED {
             Attempt::Unauthorised(reason)
         } else if status.as_u16() == 429 || status.is_server_error() {

@@ -53,8 +53,9 @@ async fn each_answer_means_what_twilio_documents() {
         (ResponseTemplate::new(503), SmsError::Unavailable { reason: "HTTP 503".into(), after: None }),
         (
             ResponseTemplate::new(400)
-                .set_body_json(serde_json::json!({"code": 21211, "message": "Invalid 'To' Phone Number"})),
-            SmsError::Rejected("HTTP 400 21211 Invalid 'To' Phone Number".into()),
+                .set_body_json(serde_json::json!({"code": 21211, "message": "The 'To' number +447700900123 is not a valid phone number."})),
+            // The code, never Twilio's message: it names the number.
+            SmsError::Rejected("HTTP 400 Twilio error 21211".into()),
         ),
         (ResponseTemplate::new(401), SmsError::Rejected("HTTP 401".into())),
     ];
@@ -130,7 +131,7 @@ async fn a_401_with_an_unchanged_secret_is_rejected_after_one_request() {
     let server = accepting_only("token-2").await;
     let store = InMemorySecret::new(credentials("wrong"));
     let sender = rotating_sender(&server, &store).await;
-    assert_eq!(sender.send(&sms()).await.unwrap_err(), SmsError::Rejected("HTTP 401 20003 Authenticate".into()));
+    assert_eq!(sender.send(&sms()).await.unwrap_err(), SmsError::Rejected("HTTP 401 Twilio error 20003".into()));
     assert_eq!(server.received_requests().await.unwrap().len(), 1, "no second request with the same token");
     assert_eq!(store.reads(), 2, "read once at load, once after the 401");
 }

@@ -250,8 +250,11 @@ pub const CONSUMERS: &[Consumer] = &[
         max_concurrency: 2,
         concurrency_why: "fewer, larger objects: one per batch and partition",
         oldest_message_alarm_s: 1800,
-        env: &[("LAKE_BUCKET", "!Ref LakeBucket")],
-        allow: &[Allow { actions: &["s3:PutObject"], resource: "!Sub \"${LakeBucket.Arn}/events/*\"", condition: None }],
+        env: &[("LAKE_BUCKET", "!Ref LakeBucket"), ("CUSTOMER_KEY_SECRET_ID", "!Ref LakeCustomerKeySecret")],
+        allow: &[
+            Allow { actions: &["s3:PutObject"], resource: "!Sub \"${LakeBucket.Arn}/events/*\"", condition: None },
+            Allow { actions: &["secretsmanager:GetSecretValue"], resource: "!Ref LakeCustomerKeySecret", condition: None },
+        ],
         // The batch harness keeps no idempotency records: the lake's object names make it idempotent.
         idempotency: false,
         replays: Replays::Accepted,

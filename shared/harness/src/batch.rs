@@ -181,7 +181,7 @@ impl<E: Inbound> BatchConsumer<E> {
             }
             Err(panic) => {
                 let reason = format!("batch handler panicked: {}", panic_message(&panic));
-                error!(consumer = %self.name, %reason, "SQS will redeliver the batch's records");
+                error!(consumer = %self.name, reason = %crate::redact::redact(&reason), "SQS will redeliver the batch's records");
                 retry_all(reason)
             }
         }
@@ -193,12 +193,12 @@ impl<E: Inbound> BatchConsumer<E> {
             Ok(()) => Outcome::Processed,
             Err(HandlerError::Retryable(reason)) => {
                 let after = growing_delay(decoded.ctx.receive_count);
-                warn!(consumer = %self.name, %event_id, %reason, retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver after the growing delay");
+                warn!(consumer = %self.name, %event_id, reason = %crate::redact::redact(&reason), retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver after the growing delay");
                 Outcome::Retry(Some(after))
             }
             Err(HandlerError::RetryAfter { reason, after }) => {
                 let after = after.max(growing_delay(decoded.ctx.receive_count));
-                warn!(consumer = %self.name, %event_id, %reason, retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver, not sooner than asked");
+                warn!(consumer = %self.name, %event_id, reason = %crate::redact::redact(&reason), retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver, not sooner than asked");
                 Outcome::Retry(Some(after))
             }
             Err(HandlerError::Permanent(reason)) => {

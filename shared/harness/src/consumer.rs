@@ -341,14 +341,14 @@ impl<E: Inbound> Consumer<E> {
             match failure {
                 HandlerError::Retryable(reason) => {
                     let after = growing_delay(receive_count);
-                    warn!(%reason, retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver after the growing delay");
+                    warn!(reason = %crate::redact::redact(&reason), retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver after the growing delay");
                     Outcome::Retry(Some(after))
                 }
                 HandlerError::RetryAfter { reason, after } => {
                     // The provider's word is a floor, never a way round the growing delay: a
                     // `Retry-After: 0` from a subscriber must not use up every receive in seconds.
                     let after = after.max(growing_delay(receive_count));
-                    warn!(%reason, retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver, not sooner than asked");
+                    warn!(reason = %crate::redact::redact(&reason), retry_after_s = after.as_secs(), "retryable failure: SQS will redeliver, not sooner than asked");
                     Outcome::Retry(Some(after))
                 }
                 HandlerError::Permanent(reason) => {

@@ -32,6 +32,7 @@ pub mod dynamo;
 pub mod error;
 pub mod idempotency;
 pub mod publisher;
+pub mod redact;
 pub mod secret;
 pub mod sqs;
 pub mod store;

@@ -152,6 +152,8 @@ pub(crate) async fn dead_letter(
     receive_count: u32,
     reason: String,
 ) -> Outcome {
+    // Nothing personal in the reason: it is logged and travels with the letter (crate::redact).
+    let reason = crate::redact::redact(&reason);
     let letter = DeadLetter {
         consumer: name.to_string(),
         message_id: record.message_id.clone().unwrap_or_default(),
@@ -220,9 +222,11 @@ pub fn decode_delivered<E: Inbound>(body: Option<&str>) -> Result<Decoded<E>, Co
 }
 
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
+    let message = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".into())
+        .unwrap_or_else(|| "non-string panic payload".into());
+    // A panic message may quote the data it choked on.
+    crate::redact::redact(&message)
 }
