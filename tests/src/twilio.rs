@@ -95,10 +95,17 @@ impl TwilioStandIn {
 
     async fn script(&self, to: &str, answers: Vec<(u16, Option<u64>)>, priority: u8, delay: std::time::Duration) {
         let statuses = answers.iter().map(|(s, _)| *s).collect();
+        // A 400 says what Twilio's does, number and all (error 21211), as a provider's text would.
+        let number = to.to_string();
         let script = answers
             .into_iter()
             .map(|(status, retry_after)| match retry_after {
                 Some(secs) => ResponseTemplate::new(status).insert_header("Retry-After", secs.to_string().as_str()),
+                None if status == 400 => ResponseTemplate::new(status).set_body_json(serde_json::json!({
+                    "code": 21211,
+                    "message": format!("The 'To' number {number} is not a valid phone number."),
+                    "status": 400
+                })),
                 None => ResponseTemplate::new(status),
             })
             .collect();
