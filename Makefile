@@ -5,7 +5,7 @@
 # One default for Cargo's build cache, shared with every script (infra/common.sh).
 export CARGO_TARGET_DIR ?= $(shell ROOT=$(CURDIR) bash -c '. infra/common.sh && echo $$CARGO_TARGET_DIR')
 
-.PHONY: help demo test unit deploy up down lint deny generate bench schemas redrive replay
+.PHONY: help demo test unit deploy up down lint deny fuzz generate bench schemas redrive replay
 
 ## List the targets.
 help:
@@ -37,16 +37,22 @@ down:
 	infra/local-aws.sh down
 	infra/localstack.sh down
 
-## Lint the template: cfn-lint with the serverless rules (suppressions and their reasons are in the template), and SAM's own validation.
+## Lint the template: cfn-lint with the serverless rules, checkov's policy checks (suppressions and their reasons are in the template), and SAM's own validation.
 lint:
 	infra/local-aws.sh setup
 	.venv/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- infra/template.yaml
+	ROOT=$(CURDIR) bash -c '. infra/common.sh && venv_install .venv-checkov infra/requirements-checkov.txt'
+	.venv-checkov/bin/checkov --quiet --compact --framework cloudformation -f infra/template.yaml
 	infra/sam.sh validate --lint
 
 ## Licenses, banned crates and sources of every dependency (cargo deny, offline once cargo has fetched the crates; deny.toml says what is allowed and why).
 deny:
 	cargo fetch --locked --quiet
 	"$$(ROOT=$(CURDIR) bash -c '. infra/common.sh && cargo_tool cargo-deny 0.20.2')" --offline check --hide-inclusion-graph licenses bans sources
+
+## Fuzz the API's request body and the harness's SQS record path, 5 minutes a target (FUZZ_SECONDS to change; nightly).
+fuzz:
+	tests/fuzz/run.sh
 
 ## Write the consumers' blocks of infra/template.yaml and the README's flow diagram from the consumer table.
 generate:

@@ -69,6 +69,10 @@ cargo test --workspace --no-fail-fast -- --include-ignored --show-output --skip 
 
 step "what the run left in the logs and dead letters: no personal data, no secret (tests/tests/privacy.rs)"
 cargo test -p orderflow-e2e --test privacy -- --include-ignored --show-output --exact "$privacy" 2>&1 | tee -a "$log" || status=$?
+
+step "fuzz targets, a short bounded run (make fuzz for a longer one)"
+FUZZ_SECONDS="${ORDERFLOW_FUZZ_SECONDS:-20}" tests/fuzz/run.sh || status=$?
+
 # One closing line for the whole run (cargo prints one per test binary, the last often a doc-test
 # binary with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }

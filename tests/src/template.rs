@@ -99,6 +99,11 @@ impl Template {
         Ok(Self { resources, globals_env })
     }
 
+    /// Every resource's logical id.
+    pub fn resource_ids(&self) -> Vec<String> {
+        self.resources.keys().cloned().collect()
+    }
+
     /// One resource, by logical id.
     pub fn resource(&self, id: &str) -> Option<&Value> {
         self.resources.get(id)

@@ -272,3 +272,25 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
     assert_eq!(publishers, 3, "billing, warehouse and the outbox relay publish");
     assert_eq!(idempotent, CONSUMERS.iter().filter(|c| c.idempotency).count());
 }
+
+#[test]
+fn every_checkov_suppression_says_why_and_every_queue_is_encrypted() {
+    let template = Template::load().unwrap();
+    let mut skips = 0;
+    for id in template.resource_ids() {
+        let resource = template.resource(&id).unwrap();
+        for skip in get(resource, &["Metadata", "checkov", "skip"]).and_then(Value::as_sequence).into_iter().flatten() {
+            let check = skip.get("id").and_then(Value::as_str).unwrap_or_default();
+            let why = skip.get("comment").and_then(Value::as_str).unwrap_or_default();
+            assert!(check.starts_with("CKV_"), "{id}: a skip without a check id");
+            assert!(why.len() >= 40, "{id}: {check} is skipped without a reason worth the name: {why:?}");
+            skips += 1;
+        }
+    }
+    assert!(skips > 0, "no suppression found: has the Metadata shape changed?");
+    // What checkov's own check cannot see: SQS-managed encryption on every queue.
+    for (id, queue) in template.of_type("AWS::SQS::Queue") {
+        let sse = get(queue, &["Properties", "SqsManagedSseEnabled"]).and_then(Value::as_bool);
+        assert_eq!(sse, Some(true), "{id} is not encrypted at rest");
+    }
+}

@@ -623,3 +623,70 @@ async fn each_caller_places_at_most_the_limit_an_hour_and_retries_do_not_count()
     assert_eq!(api.handle(req(&bea)).await.status(), 201);
     assert_eq!(rig.orders.all().len(), 4);
 }
+
+mod round_trip {
+    //! Property: any order the API accepts reaches consumers as exactly what was accepted: the
+    //! announced `OrderPlaced`, decoded by the harness the way every consumer decodes it, carries
+    //! the request's lines and address and the caller's identity, unchanged.
+    use super::*;
+    use orderflow_harness::consumer::decode;
+    use orderflow_harness::testing::eventbridge_body;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        // Printable text of any script (no control or format characters), 1 to 50 characters: at most
+        // 200 bytes, the API's limit for a text field.
+        "\\PC{1,50}".prop_filter("not blank", |s| !s.trim().is_empty())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn any_accepted_order_round_trips_through_order_placed_unchanged(
+            name in text(),
+            lines in prop::collection::vec((0usize..2, 1u32..=10_000), 1..=20),
+            line1 in text(),
+            line2 in prop::option::of(text()),
+            city in text(),
+            postal_code in "[A-Z0-9 ]{1,10}".prop_filter("not blank", |s| !s.trim().is_empty()),
+            country in "[A-Z]{2}",
+        ) {
+            let rig = rig();
+            let skus = ["BOOK-001", "MUG-002"];
+            let mut address = json!({"line1": line1, "city": city, "postalCode": postal_code, "country": country});
+            if let Some(line2) = &line2 {
+                address["line2"] = json!(line2);
+            }
+            let body = json!({
+                "customer": {"name": name},
+                "lines": lines.iter().map(|(i, q)| json!({"sku": skus[*i], "quantity": q})).collect::<Vec<_>>(),
+                "currency": "GBP",
+                "shippingAddress": address,
+            });
+            let response = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(rig.api.handle(with_body("sales-api/post-order.http.json", body)));
+            prop_assert_eq!(response.status().as_u16(), 201, "{}", json_of(&response));
+            let accepted: OrderState = serde_json::from_value(json_of(&response)).unwrap();
+
+            let announced = rig.orders.announcements();
+            let envelope: Envelope<OrderPlaced> = serde_json::from_str(&announced[0].detail).unwrap();
+            let (placed, _) = decode::<OrderPlaced>(Some(&eventbridge_body(&envelope))).unwrap();
+            prop_assert_eq!(&placed.order_id, &accepted.order_id);
+            prop_assert_eq!(&placed.customer, &accepted.customer);
+            prop_assert_eq!(&placed.lines, &accepted.lines);
+            prop_assert_eq!(placed.totals, accepted.totals);
+            prop_assert_eq!(&placed.shipping_address, &accepted.shipping_address);
+            // And what was accepted is what was asked (text trimmed, nothing else touched).
+            prop_assert_eq!(placed.customer.name.as_str(), name.trim());
+            prop_assert_eq!(placed.customer.customer_id.as_str(), "5f1c2a9e-7b3d-4e8f-a1c2-3d4e5f6a7b8c");
+            prop_assert_eq!(placed.shipping_address.line1.as_str(), line1.trim());
+            prop_assert_eq!(placed.shipping_address.line2.as_deref(), line2.as_deref().map(str::trim));
+            prop_assert_eq!(placed.shipping_address.city.as_str(), city.trim());
+            let asked: Vec<(String, u32)> = lines.iter().map(|(i, q)| (skus[*i].to_string(), *q)).collect();
+            let got: Vec<(String, u32)> = placed.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
+            prop_assert_eq!(got, asked);
+        }
+    }
+}

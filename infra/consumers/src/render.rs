@@ -40,6 +40,47 @@ pub struct Markers {
 /// How long SQS keeps a message (the longest it allows: 14 days).
 const RETENTION_S: u32 = 1_209_600;
 
+/// The checkov checks a consumer's log group and function are excused from, and why (`make lint`
+/// runs checkov; each suppression carries its reason in the template).
+pub const LOG_GROUP_SKIPS: &[(&str, &str)] = &[(
+    "CKV_AWS_158",
+    "Encrypted at rest with CloudWatch Logs' own keys. The logs hold no personal data or secret (tests/tests/privacy.rs), so a customer-managed KMS key would add a key policy to keep, not protection.",
+)];
+/// See [`LOG_GROUP_SKIPS`].
+pub const FUNCTION_SKIPS: &[(&str, &str)] = &[
+    (
+        "CKV_AWS_116",
+        "Fed by an SQS event source mapping: a record that fails goes to its queue's dead-letter queue (RedrivePolicy, or at once from the harness). A function DLQ applies to asynchronous invocations only.",
+    ),
+    (
+        "CKV_AWS_115",
+        "Capped where it matters, on the event source mapping (ScalingConfig.MaximumConcurrency, from the consumer table). Reserved concurrency would also take that much from the account's pool.",
+    ),
+    (
+        "CKV_AWS_173",
+        "The environment holds names and settings, never a secret (secrets are read from Secrets Manager at init). Lambda encrypts it at rest with its own key.",
+    ),
+];
+/// See [`LOG_GROUP_SKIPS`].
+pub const QUEUE_SKIPS: &[(&str, &str)] = &[(
+    "CKV_AWS_27",
+    "Encrypted at rest with SQS-managed keys (SqsManagedSseEnabled). checkov counts only a KMS key; one would have to grant EventBridge, every producer and every consumer, for no stronger protection here.",
+)];
+/// See [`LOG_GROUP_SKIPS`]: for a function outside the VPC.
+pub const NO_VPC_SKIP: (&str, &str) = (
+    "CKV_AWS_117",
+    "Reaches only AWS APIs, Twilio or SES, over TLS: a VPC would need NAT or endpoints and protect nothing. The functions that reach Redis and PostgreSQL run in the VPC given in SubnetIds.",
+);
+
+/// A `checkov:` metadata block skipping `skips`, at an indent of `indent` spaces.
+fn checkov(w: &mut String, indent: usize, skips: &[(&str, &str)]) {
+    let pad = " ".repeat(indent);
+    let _ = write!(w, "{pad}checkov:\n{pad}  skip:\n");
+    for (id, why) in skips {
+        let _ = write!(w, "{pad}    - id: {id}\n{pad}      comment: {}\n", quoted(why));
+    }
+}
+
 /// The resources of every consumer.
 pub fn resources() -> String {
     let mut out = String::new();
@@ -88,10 +129,12 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
         c.name, c.code
     );
 
+    let mut queue_meta = String::from("    Metadata:\n");
+    checkov(&mut queue_meta, 6, QUEUE_SKIPS);
     // The queue, and its dead-letter queue.
     let _ = write!(
         w,
-        "  {id}Queue:\n    Type: AWS::SQS::Queue\n{condition}    Properties:\n      VisibilityTimeout: {}\n      \
+        "  {id}Queue:\n    Type: AWS::SQS::Queue\n{condition}{queue_meta}    Properties:\n      SqsManagedSseEnabled: true\n      VisibilityTimeout: {}\n      \
          MessageRetentionPeriod: {RETENTION_S}\n      RedrivePolicy:\n        deadLetterTargetArn: !GetAtt \
          {id}DeadLetterQueue.Arn\n        maxReceiveCount: {}\n\n",
         c.visibility_timeout_s(),
@@ -99,7 +142,7 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
     );
     let _ = write!(
         w,
-        "  {id}DeadLetterQueue:\n    Type: AWS::SQS::Queue\n{condition}    Properties:\n      MessageRetentionPeriod: {RETENTION_S}\n\n"
+        "  {id}DeadLetterQueue:\n    Type: AWS::SQS::Queue\n{condition}{queue_meta}    Properties:\n      SqsManagedSseEnabled: true\n      MessageRetentionPeriod: {RETENTION_S}\n\n"
     );
 
     // The rule, what it cannot deliver, and the queues' policies.
@@ -135,7 +178,7 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
         );
         let _ = write!(
             w,
-            "  {id}RuleDeadLetterQueue:\n    Type: AWS::SQS::Queue\n{condition}    Properties:\n      MessageRetentionPeriod: {RETENTION_S}\n\n"
+            "  {id}RuleDeadLetterQueue:\n    Type: AWS::SQS::Queue\n{condition}{queue_meta}    Properties:\n      SqsManagedSseEnabled: true\n      MessageRetentionPeriod: {RETENTION_S}\n\n"
         );
         for queue in ["Queue", "RuleDeadLetterQueue"] {
             let _ = write!(
@@ -149,17 +192,22 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
     }
 
     // The function, and its log group.
-    let _ = write!(
-        w,
-        "  {id}LogGroup:\n    Type: AWS::Logs::LogGroup\n{condition}    Properties:\n      RetentionInDays: !Ref LogRetentionDays\n\n"
-    );
+    let _ = write!(w, "  {id}LogGroup:\n    Type: AWS::Logs::LogGroup\n{condition}    Metadata:\n");
+    checkov(w, 6, LOG_GROUP_SKIPS);
+    let _ = write!(w, "    Properties:\n      RetentionInDays: !Ref LogRetentionDays\n\n");
     let _ = write!(w, "  {id}Function:\n    Type: AWS::Serverless::Function\n{condition}");
     if let Some(on) = c.depends_on {
         let _ = writeln!(w, "    DependsOn: {on}");
     }
+    let _ = write!(w, "    Metadata:\n");
+    let mut skips = FUNCTION_SKIPS.to_vec();
+    if !c.in_vpc {
+        skips.push(NO_VPC_SKIP);
+    }
+    checkov(w, 6, &skips);
     let _ = write!(
         w,
-        "    Metadata:\n      BuildMethod: rust-cargolambda\n      BuildProperties:\n        Binary: {}\n    Properties:\n      \
+        "      BuildMethod: rust-cargolambda\n      BuildProperties:\n        Binary: {}\n    Properties:\n      \
          CodeUri: ..\n      Description: {}\n      Timeout: {}\n      LoggingConfig:\n        LogFormat: JSON\n        \
          ApplicationLogLevel: INFO\n        SystemLogLevel: WARN\n        LogGroup: !Ref {id}LogGroup\n      \
          Environment:\n        Variables:\n          {}: {}\n          {}: !Ref {id}Queue\n          {}: !Ref {id}DeadLetterQueue\n          {}: \"{}\"\n",

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs the fuzz targets (tests/fuzz/fuzz_targets/) for FUZZ_SECONDS each (default 300; `make test`
+# runs 20). Needs the machine's nightly toolchain; cargo-fuzz is installed, pinned, by the script.
+#
+#   make fuzz                          every target, 5 minutes each
+#   FUZZ_SECONDS=3600 make fuzz        longer
+#   FUZZ_TARGETS=api_request make fuzz one target
+#
+# Corpora start from events-samples/ (the API samples' bodies, every SQS sample's record bodies)
+# and grow in .local/fuzz/corpus/<target>/ from run to run. A crash stops the run, leaves its input
+# in .local/fuzz/artifacts/<target>/ and prints how to replay it; make it a regression test in the
+# crate it concerns (README, "Security").
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+. infra/common.sh
+LOG_PREFIX=fuzz
+SECONDS_EACH="${FUZZ_SECONDS:-300}"
+TARGETS="${FUZZ_TARGETS:-api_request sqs_record}"
+FUZZ=$(cargo_tool cargo-fuzz 0.13.1)
+STATE="$ROOT/.local/fuzz"
+export CARGO_TARGET_DIR="$CARGO_TARGET_DIR/fuzz"
+# libFuzzer needs nightly (the machine has it; rustup picks it for this script only).
+export RUSTUP_TOOLCHAIN=nightly
+
+# The seeds, written fresh from events-samples/ at every run (the corpora keep what libFuzzer adds).
+python3 - "$STATE/corpus" <<'PY'
+import glob, hashlib, json, os, sys
+out = sys.argv[1]
+def seed(target, text):
+    d = os.path.join(out, target)
+    os.makedirs(d, exist_ok=True)
+    name = "seed-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    open(os.path.join(d, name), "w").write(text)
+for path in sorted(glob.glob("events-samples/sales-api/*.http.json")):
+    body = json.load(open(path)).get("body")
+    if body:
+        seed("api_request", body)
+for path in sorted(glob.glob("events-samples/**/*.sqs.json", recursive=True)):
+    for record in json.load(open(path)).get("Records", []):
+        seed("sqs_record", record["body"])
+PY
+
+log "building the targets (nightly, libFuzzer; the first build takes minutes)"
+"$FUZZ" fuzz build --fuzz-dir tests/fuzz -s none -O -a
+for target in $TARGETS; do
+  mkdir -p "$STATE/corpus/$target" "$STATE/artifacts/$target"
+  log "$target: $SECONDS_EACH s from $(ls "$STATE/corpus/$target" | wc -l) inputs"
+  if ! "$FUZZ" fuzz run --fuzz-dir tests/fuzz -s none -O -a "$target" "$STATE/corpus/$target" -- \
+      -max_total_time="$SECONDS_EACH" -max_len=20000 -timeout=10 -rss_limit_mb=2048 \
+      -artifact_prefix="$STATE/artifacts/$target/" -print_final_stats=1 2>"$STATE/$target.log"; then
+    tail -40 "$STATE/$target.log" >&2
+    log "$target crashed: the input is in $STATE/artifacts/$target/; replay it with"
+    log "  RUSTUP_TOOLCHAIN=nightly $FUZZ fuzz run --fuzz-dir tests/fuzz -s none -O -a $target <that file>"
+    exit 1
+  fi
+  grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "$STATE/$target.log" | sed "s/^/[fuzz] $target /" >&2
+  log "$target: no crash in $SECONDS_EACH s ($(ls "$STATE/corpus/$target" | wc -l) inputs in the corpus)"
+done
