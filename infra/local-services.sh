@@ -10,6 +10,11 @@
 #                                    read models never hold orders the emulator has forgotten
 #   infra/local-services.sh status   say whether each answers
 #
+# `up` also starts a second, TLS-only PostgreSQL on 127.0.0.1:$ORDERFLOW_PG_TLS_PORT (5433), its
+# certificate issued for `localhost` by a test CA made here (.local/pg-tls/ca.pem): the reporting
+# adapter's tests connect to it with `verify-full` to show the server is verified (the name, the
+# issuer), as the reporting function does against RDS Proxy or RDS in AWS.
+#
 # Settings (defaults): ORDERFLOW_PG_PORT (5432), ORDERFLOW_PG_USER (postgres), ORDERFLOW_PG_DB
 # (orderflow), ORDERFLOW_REDIS_PORT (6379).
 set -euo pipefail
@@ -21,6 +26,8 @@ PG_PORT="${ORDERFLOW_PG_PORT:-5432}"
 PG_USER="${ORDERFLOW_PG_USER:-postgres}"
 PG_DB="${ORDERFLOW_PG_DB:-orderflow}"
 REDIS_PORT="${ORDERFLOW_REDIS_PORT:-6379}"
+PG_TLS_PORT="${ORDERFLOW_PG_TLS_PORT:-5433}"
+PG_TLS_DIR="$ROOT/.local/pg-tls"
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
@@ -64,9 +71,40 @@ redis_start() {
   fi
 }
 
+pg_tls_up() { pg_isready -q -h 127.0.0.1 -p "$PG_TLS_PORT" 2>/dev/null; }
+
+# The TLS-only instance: a test CA, a server certificate for localhost, a cluster that takes only
+# TLS connections (hostssl), owned by the postgres user (PostgreSQL refuses to run as root).
+postgres_tls_up() {
+  pg_tls_up && return 0
+  local bin; bin="/usr/lib/postgresql/$(ls /etc/postgresql | sort -V | tail -1)/bin"
+  local d="$PG_TLS_DIR"
+  if [ ! -f "$d/data/PG_VERSION" ]; then
+    log "making the TLS-only PostgreSQL in $d (test CA, certificate for localhost)"
+    rm -rf "$d" && mkdir -p "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=orderflow test CA" \
+      -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=another CA" \
+      -keyout "$d/other-ca.key" -out "$d/other-ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost\n' > "$d/san.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
+    chmod 600 "$d/server.key"
+    as_root chown -R postgres:postgres "$d"
+    as_root runuser -u postgres -- "$bin/initdb" -D "$d/data" -A trust -U postgres >/dev/null
+    printf 'hostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n' | as_root tee "$d/data/pg_hba.conf" >/dev/null
+  fi
+  log "starting the TLS-only PostgreSQL on 127.0.0.1:$PG_TLS_PORT"
+  as_root runuser -u postgres -- "$bin/pg_ctl" -D "$d/data" -l "$d/server.log" -w start -o \
+    "-p $PG_TLS_PORT -k /tmp -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=$d/server.pem -c ssl_key_file=$d/server.key" >/dev/null
+  await_check pg_tls_up 10 || { log "the TLS PostgreSQL does not answer on 127.0.0.1:$PG_TLS_PORT"; exit 1; }
+}
+
 case "${1:-up}" in
   up)
     postgres_up
+    postgres_tls_up
     redis_start
     log "PostgreSQL 127.0.0.1:$PG_PORT (database $PG_DB) and Redis 127.0.0.1:$REDIS_PORT are up"
     ;;
@@ -81,6 +119,7 @@ case "${1:-up}" in
     ;;
   status)
     pg_up && echo "PostgreSQL: up" || echo "PostgreSQL: down"
+    pg_tls_up && echo "PostgreSQL (TLS only): up" || echo "PostgreSQL (TLS only): down"
     redis_up && echo "Redis: up" || echo "Redis: down"
     ;;
   *) echo "usage: $0 up|reset|status" >&2; exit 2 ;;

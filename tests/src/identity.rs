@@ -73,11 +73,8 @@ impl Local {
         }
         let (pool, client) = (self.output("UserPoolId"), self.output("UserPoolClientId"));
         let cognito = self.cognito();
-        let mut attributes = vec![
-            attribute("email", email)?,
-            attribute("email_verified", "true")?,
-            attribute("name", "Ada Lovelace")?,
-        ];
+        let mut attributes =
+            vec![attribute("email", email)?, attribute("email_verified", "true")?, attribute("name", "Ada Lovelace")?];
         if let Some(phone) = phone {
             attributes.push(attribute("phone_number", phone)?);
             attributes.push(attribute("phone_number_verified", "true")?);

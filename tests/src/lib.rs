@@ -21,8 +21,8 @@ pub mod twilio;
 pub mod wait;
 
 pub use api::{order_request, send_to_api, Placed};
-pub use identity::SignedIn;
 pub use fixtures::{unique, unique_sku, FINAL};
+pub use identity::SignedIn;
 pub use stack::{create_queue, Local};
 pub use tap::{Tap, Tapped};
 pub use wait::eventually;

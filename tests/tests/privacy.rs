@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use orderflow_e2e::twilio::TwilioStandIn;
 use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local};
-use serde_json::{json, Value};
 use regex::Regex;
+use serde_json::{json, Value};
 
 /// The shapes of what the tests' customers and callers are made of.
 fn personal() -> Vec<(&'static str, Regex)> {
@@ -106,7 +106,14 @@ async fn dead_letters_made_of_personal_data(local: &Local) {
     let mut event: Value = serde_json::from_str(sample["Records"][0]["body"].as_str().unwrap()).unwrap();
     event["detail"]["metadata"]["eventId"] = json!(uuid::Uuid::new_v4());
     event["detail"]["data"]["lines"][0]["quantity"] = json!("grace.hopper@example.com +447700900999 12 Analytical Row");
-    local.sqs.send_message().queue_url(local.output("BillingQueueUrl")).message_body(event.to_string()).send().await.unwrap();
+    local
+        .sqs
+        .send_message()
+        .queue_url(local.output("BillingQueueUrl"))
+        .message_body(event.to_string())
+        .send()
+        .await
+        .unwrap();
 
     let to = "+447700900998";
     stand_in.fail_first(to, vec![(400, None)]).await;
@@ -141,7 +148,8 @@ async fn logs_and_dead_letters_hold_no_personal_data_or_secrets() {
     let reasons = dead_letter_reasons(&local).await;
     // Something to read: the run logged orders and dead-lettered the tests' poison messages.
     assert!(lines.iter().any(|(_, l)| l.contains("order placed")), "no log line of a placed order: {}", lines.len());
-    let reason_of = |queue: &str| reasons.iter().any(|(at, r)| at.starts_with(queue) && at.ends_with("reason") && !r.is_empty());
+    let reason_of =
+        |queue: &str| reasons.iter().any(|(at, r)| at.starts_with(queue) && at.ends_with("reason") && !r.is_empty());
     assert!(reason_of("BillingDeadLetterQueueUrl") && reason_of("SmsDeadLetterQueueUrl"), "{reasons:?}");
 
     let mut found = Vec::new();

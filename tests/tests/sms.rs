@@ -49,7 +49,11 @@ async fn a_paid_order_gets_one_shipping_text_with_twilios_auth_none_when_placed_
 
     let texts = stand_in.delivered_to(&to);
     let short = &id[..8];
-    assert!(texts[0].body.contains(&format!("order {short} is ready to ship. Tracking number OF")), "{}", texts[0].body);
+    assert!(
+        texts[0].body.contains(&format!("order {short} is ready to ship. Tracking number OF")),
+        "{}",
+        texts[0].body
+    );
     // Twilio's basic auth: the account SID and the token from the stack's secret (not printed).
     let secret = local.twilio_secret().await.unwrap();
     let expected = format!(
@@ -73,9 +77,11 @@ async fn a_paid_order_gets_one_shipping_text_with_twilios_auth_none_when_placed_
     // come, a second text (or a text at placement) would have come too.
     let sentinel = phone();
     place(&local, &sentinel, &format!("{run}-sentinel")).await;
-    eventually("the sentinel's text", WAIT, || async { Ok((!stand_in.delivered_to(&sentinel).is_empty()).then_some(())) })
-        .await
-        .unwrap();
+    eventually("the sentinel's text", WAIT, || async {
+        Ok((!stand_in.delivered_to(&sentinel).is_empty()).then_some(()))
+    })
+    .await
+    .unwrap();
     assert_eq!(bodies(&stand_in.received_for(&to)), bodies(&texts), "one text, nothing sent twice");
     assert_eq!(texts.len(), 1, "no text when the order was placed: {texts:?}");
     local.close(tap).await.unwrap();

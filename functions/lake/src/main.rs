@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use lake::handler::LakeHandler;
 use lake::objects::CustomerKeys;
-use orderflow_harness::secret::{SecretSource, SecretsManagerSource};
 use lake::store::S3ObjectStore;
 use orderflow_contracts::AnyEvent;
 use orderflow_harness::config::{self, ConsumerConfig};
+use orderflow_harness::secret::{SecretSource, SecretsManagerSource};
 use orderflow_harness::{aws, telemetry, BatchConsumer};
 
 #[tokio::main]

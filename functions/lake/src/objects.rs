@@ -149,10 +149,7 @@ pub fn partition(event: &AnyEvent, metadata: &Metadata) -> Partition {
 /// The objects for a batch: one per partition, each named from the event ids it holds (sorted, so
 /// the same events always give the same name and the same bytes). An event that appears twice in
 /// the batch is written once.
-pub fn objects<'a>(
-    events: impl IntoIterator<Item = (&'a AnyEvent, &'a Metadata)>,
-    keys: &CustomerKeys,
-) -> Vec<Object> {
+pub fn objects<'a>(events: impl IntoIterator<Item = (&'a AnyEvent, &'a Metadata)>, keys: &CustomerKeys) -> Vec<Object> {
     let mut groups: BTreeMap<Partition, BTreeMap<String, (Line, Vec<usize>)>> = BTreeMap::new();
     for (i, (event, metadata)) in events.into_iter().enumerate() {
         let line = line(event, metadata, keys);

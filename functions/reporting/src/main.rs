@@ -4,7 +4,9 @@
 //! `REPORTING_DB_USER`, and in AWS `REPORTING_DB_SECRET_ID`: a Secrets Manager secret holding
 //! `{"username": ..., "password": ...}` (the shape RDS writes), never logged: read at init, again
 //! once it is `SECRET_MAX_AGE_SECONDS` old, and at once when the database refuses the login.
-//! `REPORTING_DB_SSL`: `disable`, `prefer` (default) or `require`.
+//! `REPORTING_DB_SSL`: a libpq `sslmode`, `verify-full` unless set (the server's certificate must
+//! chain to a trusted CA and name the host); `REPORTING_DB_CA_FILE`: a PEM bundle of CAs to trust
+//! beside the public roots (see `reporting::store::connect_options`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +15,7 @@ use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::secret::{RotatingSecret, SecretsManagerSource};
 use orderflow_harness::{aws, telemetry, Consumer};
 use reporting::handler::{ReportingHandler, ReportingInput};
-use reporting::store::{parse_credentials, PgReportingStore};
-use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use reporting::store::{connect_options, parse_credentials, PgReportingStore};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -25,12 +26,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let database = config::required("REPORTING_DB_NAME")?;
     let user = config::required("REPORTING_DB_USER")?;
     let secret_id = config::parsed_or("REPORTING_DB_SECRET_ID", String::new())?;
-    let ssl: PgSslMode = config::parsed_or("REPORTING_DB_SSL", "prefer".to_string())?
-        .parse()
-        .map_err(|e| format!("REPORTING_DB_SSL: {e}"))?;
+    let ssl = config::parsed_or("REPORTING_DB_SSL", "verify-full".to_string())?;
+    let ca_file = config::parsed_or("REPORTING_DB_CA_FILE", String::new())?;
     let max_age = Duration::from_secs(config::parsed_or(config::vars::SECRET_MAX_AGE_SECONDS, 300)?);
     let sdk = aws::sdk_config().await;
-    let options = PgConnectOptions::new_without_pgpass().host(&host).port(port).database(&database).ssl_mode(ssl);
+    let options = connect_options(&host, port, &database, &ssl, Some(&ca_file))?;
     let timeout = Duration::from_secs(3);
     let store = if secret_id.is_empty() {
         PgReportingStore::new(options.username(&user), timeout)

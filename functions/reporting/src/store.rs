@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use orderflow_harness::secret::RotatingSecret;
 use orderflow_harness::StoreError;
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use tokio::sync::Mutex as AsyncMutex;
 use tracing::info;
 
@@ -364,4 +364,26 @@ impl ReportingStore for InMemoryReportingStore {
         self.rows.lock().expect("lock").entry(billing.order_id.clone()).or_default().billing = Some(billing.clone());
         Ok(())
     }
+}
+
+/// How to reach the database: `ssl` is a libpq `sslmode` (`verify-full` in AWS: the server's
+/// certificate must chain to a trusted CA *and* name `host`). The trusted CAs are the public web
+/// roots, which RDS Proxy's certificates chain to, plus `ca_file` if given (a PEM bundle, such as
+/// AWS's RDS CA bundle for a direct RDS endpoint, shipped in a layer).
+pub fn connect_options(
+    host: &str,
+    port: u16,
+    database: &str,
+    ssl: &str,
+    ca_file: Option<&str>,
+) -> Result<PgConnectOptions, String> {
+    let mode: PgSslMode = ssl.parse().map_err(|e| format!("REPORTING_DB_SSL `{ssl}`: {e}"))?;
+    let mut options = PgConnectOptions::new_without_pgpass().host(host).port(port).database(database).ssl_mode(mode);
+    if let Some(ca) = ca_file.filter(|c| !c.is_empty()) {
+        if !std::path::Path::new(ca).is_file() {
+            return Err(format!("REPORTING_DB_CA_FILE {ca}: no such file"));
+        }
+        options = options.ssl_root_cert(ca);
+    }
+    Ok(options)
 }

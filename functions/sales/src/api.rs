@@ -142,14 +142,7 @@ impl SalesApi {
         catalogue: Arc<dyn Catalogue>,
         shipping_minor: i64,
     ) -> Self {
-        Self {
-            orders,
-            callers,
-            catalogue,
-            shipping_minor,
-            cache: None,
-            orders_per_hour: ORDERS_PER_CALLER_PER_HOUR,
-        }
+        Self { orders, callers, catalogue, shipping_minor, cache: None, orders_per_hour: ORDERS_PER_CALLER_PER_HOUR }
     }
 
     /// Lets each caller place `limit` orders per clock hour.
@@ -367,7 +360,11 @@ impl SalesApi {
                     StatusCode::TOO_MANY_REQUESTS,
                     vec![field_error(
                         "body",
-                        format!("at most {} orders an hour; retry after {}", self.orders_per_hour, retry_at.to_rfc3339()),
+                        format!(
+                            "at most {} orders an hour; retry after {}",
+                            self.orders_per_hour,
+                            retry_at.to_rfc3339()
+                        ),
                     )],
                     correlation_id,
                 );

@@ -198,10 +198,8 @@ pub fn validate(body: &Value) -> Result<OrderRequest, Vec<FieldError>> {
     let name = f.text(f.at(&["customer", "name"]), "customer.name", false);
     for field in FROM_SIGN_IN {
         if f.at(&["customer", field]).is_some() {
-            f.errors.push(field_error(
-                format!("customer.{field}"),
-                "comes from your sign-in, not the request: omit it",
-            ));
+            f.errors
+                .push(field_error(format!("customer.{field}"), "comes from your sign-in, not the request: omit it"));
         }
     }
 

@@ -310,7 +310,8 @@ async fn get_reads_through_the_cache_and_falls_back_to_the_table_when_it_is_down
     let cache = Arc::new(InMemoryOrderCache::default());
     let catalogue =
         Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
-    let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495).with_cache(cache.clone());
+    let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495)
+        .with_cache(cache.clone());
     let placed = api.handle(request("sales-api/post-order.http.json")).await;
     let id = json_of(&placed)["orderId"].as_str().unwrap().to_string();
 
@@ -345,7 +346,8 @@ async fn once_the_cached_order_expires_a_read_refills_the_cache() {
     let cache = Arc::new(InMemoryOrderCache::new(std::time::Duration::from_secs(86_400), clock.clone()));
     let catalogue =
         Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
-    let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495).with_cache(cache.clone());
+    let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495)
+        .with_cache(cache.clone());
     let placed = api.handle(request("sales-api/post-order.http.json")).await;
     let id = json_of(&placed)["orderId"].as_str().unwrap().to_string();
     assert_eq!(x_cache(&api.handle(get_request(&id)).await), "miss");
@@ -481,7 +483,11 @@ async fn without_a_verified_caller_every_route_is_a_401_and_nothing_is_read_or_s
         let mut event: Value = serde_json::from_str(&sample_text(sample)).unwrap();
         event["requestContext"].as_object_mut().unwrap().remove("authorizer");
         let response = api.handle(req(&event)).await;
-        assert_eq!((response.status().as_u16(), fields(&response)), (401, vec!["Authorization".to_string()]), "{sample}");
+        assert_eq!(
+            (response.status().as_u16(), fields(&response)),
+            (401, vec!["Authorization".to_string()]),
+            "{sample}"
+        );
         // Claims without a subject are no caller either.
         let response = api.handle(req(&signed_in(sample, &[("sub", "")]))).await;
         assert_eq!(response.status(), 401, "{sample}");
@@ -493,21 +499,27 @@ async fn an_order_cannot_make_the_shop_text_or_email_anyone_but_the_caller() {
     let rig = rig();
     // A body naming another number, address or customer is refused, each named.
     let mut body = sample_body();
-    body["customer"] = json!({"name": "Ada", "phone": "+19005550100", "email": "victim@example.com", "customerId": "c-1"});
+    body["customer"] =
+        json!({"name": "Ada", "phone": "+19005550100", "email": "victim@example.com", "customerId": "c-1"});
     let response = rig.api.handle(with_body("sales-api/post-order.http.json", body)).await;
     let mut named = fields(&response);
     named.sort();
-    assert_eq!((response.status().as_u16(), named), (400, vec![
-        "customer.customerId".to_string(),
-        "customer.email".to_string(),
-        "customer.phone".to_string()
-    ]));
+    assert_eq!(
+        (response.status().as_u16(), named),
+        (400, vec!["customer.customerId".to_string(), "customer.email".to_string(), "customer.phone".to_string()])
+    );
     assert!(rig.orders.all().is_empty());
 
     // The order carries the sign-in's verified phone; an unverified one is no phone (no texts) ...
-    let event = signed_in("sales-api/post-order.http.json", &[("phone_number", "+19005550100"), ("phone_number_verified", "false")]);
+    let event = signed_in(
+        "sales-api/post-order.http.json",
+        &[("phone_number", "+19005550100"), ("phone_number_verified", "false")],
+    );
     let order = json_of(&rig.api.handle(req(&event)).await);
-    assert_eq!((order["customer"]["phone"].as_str(), order["customer"]["email"].as_str()), (Some(""), Some("ada@example.com")));
+    assert_eq!(
+        (order["customer"]["phone"].as_str(), order["customer"]["email"].as_str()),
+        (Some(""), Some("ada@example.com"))
+    );
     // ... and an unverified email is no order at all (every order is confirmed by email).
     let event = signed_in("sales-api/post-order-invalid.http.json", &[("email_verified", "false")]);
     let mut event = event;
@@ -526,7 +538,8 @@ async fn another_callers_order_is_a_404_like_no_order_from_the_table_and_from_th
         Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
     let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495)
         .with_cache(cache.clone());
-    let id = json_of(&api.handle(request("sales-api/post-order.http.json")).await)["orderId"].as_str().unwrap().to_string();
+    let id =
+        json_of(&api.handle(request("sales-api/post-order.http.json")).await)["orderId"].as_str().unwrap().to_string();
     let get_as = |sub: &str| {
         let mut event = signed_in("sales-api/get-order.http.json", &[("sub", sub)]);
         event["rawPath"] = json!(format!("/orders/{id}"));
@@ -590,7 +603,10 @@ async fn a_key_claimed_by_a_request_that_died_before_storing_its_order_places_it
     let claimed = "9d3c1b1e-2a4f-4f6e-8c7b-1a2b3c4d5e6f";
     let sub = "5f1c2a9e-7b3d-4e8f-a1c2-3d4e5f6a7b8c";
     let now = chrono::Utc::now();
-    assert_eq!(callers.claim_key(sub, "3f0c9a4e-5b1d-4c8e-9f2a-7d6b5e4c3a21", claimed, &hash, now).await.unwrap(), KeyClaim::New);
+    assert_eq!(
+        callers.claim_key(sub, "3f0c9a4e-5b1d-4c8e-9f2a-7d6b5e4c3a21", claimed, &hash, now).await.unwrap(),
+        KeyClaim::New
+    );
     let retry = api.handle(request("sales-api/post-order.http.json")).await;
     assert_eq!((retry.status().as_u16(), json_of(&retry)["orderId"].as_str()), (201, Some(claimed)));
     let again = api.handle(request("sales-api/post-order.http.json")).await;

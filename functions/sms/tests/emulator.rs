@@ -37,7 +37,8 @@ async fn twilio_accepting(server: &MockServer, token: &str) {
 /// A ready-to-ship body for a new order, so each is a new event.
 fn placed(n: u32) -> String {
     let event = sqs_sample("sms/order-status-changed.sqs.json");
-    let (SmsInput::StatusChanged(mut changed), mut cause) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
+    let (SmsInput::StatusChanged(mut changed), mut cause) =
+        decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
     // A cause of its own: an event caused by it gets an id derived from it, so each text is new.
     cause.event_id = uuid::Uuid::new_v4();
     changed.order.order_id = format!("ord-rotation-{n}");

@@ -29,7 +29,8 @@ fn placing_an_order_sends_no_text_the_first_comes_once_it_is_paid_for() {
 async fn a_customer_without_a_verified_phone_gets_no_text_and_nothing_is_dead_lettered() {
     let (sender, sms) = rig();
     let event = sqs_sample("sms/order-status-changed.sqs.json");
-    let (SmsInput::StatusChanged(mut changed), metadata) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
+    let (SmsInput::StatusChanged(mut changed), metadata) =
+        decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
     changed.order.customer.phone = String::new();
     assert!(sms.failures(sqs_batch(vec![eventbridge_body(&Envelope { metadata, data: changed })])).await.is_empty());
     assert!(sender.sent().is_empty());
@@ -106,7 +107,8 @@ async fn a_rejected_text_is_dead_lettered_with_the_providers_reason() {
 async fn a_phone_number_that_is_not_e164_is_dead_lettered_without_calling_the_provider() {
     let (sender, sms) = rig();
     let event = sqs_sample("sms/order-status-changed.sqs.json");
-    let (SmsInput::StatusChanged(mut changed), metadata) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
+    let (SmsInput::StatusChanged(mut changed), metadata) =
+        decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
     changed.order.customer.phone = "07700 900123".into();
     assert!(sms.failures(sqs_batch(vec![eventbridge_body(&Envelope { metadata, data: changed })])).await.is_empty());
     assert!(sender.sent().is_empty());

@@ -111,7 +111,11 @@ async fn the_api_is_for_operators_only_by_group_or_by_the_machine_key() {
     }
     for groups in ["[customers]", "[operators-readonly]"] {
         let claims = json!({"sub": "c", "cognito:groups": groups});
-        assert_eq!(api.handle(request_as(Some(claims), "GET", "/webhooks", None, None)).await.status(), 403, "{groups}");
+        assert_eq!(
+            api.handle(request_as(Some(claims), "GET", "/webhooks", None, None)).await.status(),
+            403,
+            "{groups}"
+        );
     }
     // An operator by group, or a machine client with the key.
     let operator = json!({"sub": "op-1", "cognito:groups": "[operators]"});

@@ -227,6 +227,7 @@ pub const CONSUMERS: &[Consumer] = &[
             ("REPORTING_DB_SECRET_ID", "!Ref ReportingDbSecretArn"),
             ("SECRET_MAX_AGE_SECONDS", "!Ref SecretMaxAgeSeconds"),
             ("REPORTING_DB_SSL", "!Ref ReportingDbSsl"),
+            ("REPORTING_DB_CA_FILE", "!Ref ReportingDbCaFile"),
         ],
         allow: &[
             Allow {
