@@ -32,9 +32,12 @@ impl SignedIn {
     }
 }
 
+/// Who a user is: email, phone, whether an operator.
+type UserKey = (String, Option<String>, bool);
+
 /// The users this process signed in, by email and phone, so each is made and signed in once.
 #[derive(Default)]
-pub struct Users(Mutex<HashMap<(String, Option<String>, bool), SignedIn>>);
+pub struct Users(Mutex<HashMap<UserKey, SignedIn>>);
 
 /// A password that meets the pool's policy; the users are the tests' own.
 const PASSWORD: &str = "Orderflow-test-Passw0rd";

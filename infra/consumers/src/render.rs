@@ -199,7 +199,7 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
     if let Some(on) = c.depends_on {
         let _ = writeln!(w, "    DependsOn: {on}");
     }
-    let _ = write!(w, "    Metadata:\n");
+    let _ = writeln!(w, "    Metadata:");
     let mut skips = FUNCTION_SKIPS.to_vec();
     if !c.in_vpc {
         skips.push(NO_VPC_SKIP);
