@@ -27,18 +27,22 @@ export RUSTUP_TOOLCHAIN=nightly
 python3 - "$STATE/corpus" <<'PY'
 import glob, hashlib, json, os, sys
 out = sys.argv[1]
-def seed(target, text):
+def seed(target, data):
     d = os.path.join(out, target)
     os.makedirs(d, exist_ok=True)
-    name = "seed-" + hashlib.sha256(text.encode()).hexdigest()[:16]
-    open(os.path.join(d, name), "w").write(text)
+    name = "seed-" + hashlib.sha256(data).hexdigest()[:16]
+    open(os.path.join(d, name), "wb").write(data)
+# api_request's input: a key length byte, the key (Idempotency-Key), the body.
 for path in sorted(glob.glob("events-samples/sales-api/*.http.json")):
-    body = json.load(open(path)).get("body")
+    event = json.load(open(path))
+    body = (event.get("body") or "").encode()
     if body:
-        seed("api_request", body)
+        key = (event.get("headers", {}).get("idempotency-key") or "").encode()[:255]
+        seed("api_request", bytes([0]) + body)
+        seed("api_request", bytes([len(key)]) + key + body)
 for path in sorted(glob.glob("events-samples/**/*.sqs.json", recursive=True)):
     for record in json.load(open(path)).get("Records", []):
-        seed("sqs_record", record["body"])
+        seed("sqs_record", record["body"].encode())
 PY
 
 log "building the targets (nightly, libFuzzer; the first build takes minutes)"

@@ -32,8 +32,8 @@ impl SignedIn {
     }
 }
 
-/// Who a user is: email, phone, whether an operator.
-type UserKey = (String, Option<String>, bool);
+/// Who a user is: email, phone (and whether it is verified), whether an operator.
+type UserKey = (String, Option<(String, bool)>, bool);
 
 /// The users this process signed in, by email and phone, so each is made and signed in once.
 #[derive(Default)]
@@ -61,7 +61,12 @@ impl Local {
     /// A customer with this verified email (and phone), made in the user pool on first use and
     /// signed in with the app client.
     pub async fn customer(&self, email: &str, phone: Option<&str>) -> Result<SignedIn> {
-        self.user(email, phone, false).await
+        self.user(email, phone.map(|p| (p, true)), false).await
+    }
+
+    /// A customer whose phone the user pool has not verified (they typed it, never confirmed it).
+    pub async fn customer_with_unverified_phone(&self, email: &str, phone: &str) -> Result<SignedIn> {
+        self.user(email, Some((phone, false)), false).await
     }
 
     /// A member of the operators group.
@@ -69,8 +74,8 @@ impl Local {
         self.user("operator@orderflow.example", None, true).await
     }
 
-    async fn user(&self, email: &str, phone: Option<&str>, operator: bool) -> Result<SignedIn> {
-        let id = (email.to_string(), phone.map(str::to_string), operator);
+    async fn user(&self, email: &str, phone: Option<(&str, bool)>, operator: bool) -> Result<SignedIn> {
+        let id = (email.to_string(), phone.map(|(p, v)| (p.to_string(), v)), operator);
         if let Some(user) = self.users.0.lock().expect("lock").get(&id) {
             return Ok(user.clone());
         }
@@ -78,9 +83,9 @@ impl Local {
         let cognito = self.cognito();
         let mut attributes =
             vec![attribute("email", email)?, attribute("email_verified", "true")?, attribute("name", "Ada Lovelace")?];
-        if let Some(phone) = phone {
+        if let Some((phone, verified)) = phone {
             attributes.push(attribute("phone_number", phone)?);
-            attributes.push(attribute("phone_number_verified", "true")?);
+            attributes.push(attribute("phone_number_verified", if verified { "true" } else { "false" })?);
         }
         let created = cognito
             .admin_create_user()
@@ -139,7 +144,7 @@ impl Local {
             .ok_or_else(|| anyhow!("no ID token for {email}"))?
             .to_string();
         let subject = claims(&token)?["sub"].as_str().ok_or_else(|| anyhow!("no sub in the ID token"))?.to_string();
-        let user = SignedIn { subject, email: email.to_string(), phone: phone.map(str::to_string), token };
+        let user = SignedIn { subject, email: email.to_string(), phone: phone.map(|(p, _)| p.to_string()), token };
         self.users.0.lock().expect("lock").insert(id, user.clone());
         Ok(user)
     }

@@ -19,6 +19,7 @@ fn personal() -> Vec<(&'static str, Regex)> {
         ("a customer's email", Regex::new(r"[A-Za-z0-9._%+-]+@example\.com").unwrap()),
         ("a customer's phone", Regex::new(r"\+?447700\s?9\d{5}").unwrap()),
         ("a street", Regex::new(r"Analytical Row").unwrap()),
+        ("a customer's name", Regex::new(r"Ada Lovelace|Grace Hopper").unwrap()),
         ("a token", Regex::new(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ").unwrap()),
         ("a webhook signing secret", Regex::new(r"whsec_[A-Za-z0-9+/=]{16,}").unwrap()),
     ]
@@ -48,14 +49,17 @@ async fn log_lines(local: &Local) -> Vec<(String, String)> {
     let mut lines = Vec::new();
     for group in groups {
         let mut token: Option<String> = None;
-        loop {
+        // Every page while there is a next one (an empty page may still have one), with a bound in
+        // case an emulator hands the same token back.
+        for _ in 0..10_000 {
             let page =
                 logs.filter_log_events().log_group_name(&group).set_next_token(token.clone()).send().await.unwrap();
             lines.extend(page.events().iter().filter_map(|e| e.message()).map(|m| (group.clone(), m.to_string())));
-            token = page.next_token().map(str::to_string);
-            if token.is_none() || page.events().is_empty() {
+            let next = page.next_token().map(str::to_string);
+            if next.is_none() || next == token {
                 break;
             }
+            token = next;
         }
     }
     lines

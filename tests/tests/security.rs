@@ -105,6 +105,22 @@ async fn an_order_cannot_make_the_shop_text_or_email_a_number_or_address_that_is
     fields.sort();
     assert_eq!((status, fields), (400, vec!["customer.email".to_string(), "customer.phone".to_string()]));
 
+    // A customer whose phone the pool never verified (typed, not confirmed): their paid order
+    // texts nobody.
+    let unconfirmed = phone();
+    let bea = local.customer_with_unverified_phone(&format!("{run}-bea@example.com"), &unconfirmed).await.unwrap();
+    let mut body = order_request("unused@example.com", &[(&sku, 1)]);
+    let customer = body["customer"].as_object_mut().unwrap();
+    customer.remove("email");
+    customer.remove("phone");
+    let beas = local.place_order_as(&bea, &body, &format!("{run}-bea"), None).await.unwrap().order().clone();
+    assert_eq!(beas.customer.phone, "", "an unverified phone is no phone");
+    eventually("Bea's order ready to ship", WAIT, || async {
+        Ok(local.get_order_as(&bea, &beas.order_id).await?.filter(|o| o.status == OrderStatus::ReadyToShip))
+    })
+    .await
+    .unwrap();
+
     // Without them, the order is placed for the caller's own verified contacts, and once it is paid
     // for and ready, the caller's phone gets the one text.
     let mut body = order_request("unused@example.com", &[(&sku, 1)]);
@@ -127,7 +143,9 @@ async fn an_order_cannot_make_the_shop_text_or_email_a_number_or_address_that_is
     })
     .await
     .unwrap();
-    // By the time the caller's text and emails came, anything for the stranger would have too.
+    // By the time the caller's text and emails came (Bea's order was ready before Ada's was placed),
+    // anything for the stranger or the unconfirmed number would have come too.
     assert!(stand_in.received_for(&victim).is_empty(), "no text to a number the caller named");
+    assert!(stand_in.received_for(&unconfirmed).is_empty(), "no text to a phone the pool never verified");
     assert!(local.emails_to(&victim_email).await.unwrap().is_empty(), "no email to an address the caller named");
 }

@@ -45,7 +45,10 @@ use orderflow_order_cache::OrderCache;
 use crate::callers::{CallerRecords, KeyClaim, Quota};
 use crate::catalogue::{price, Catalogue};
 use crate::orders::{Created, OrderStore, StoredOrder};
-use crate::validation::{field_error, is_order_id, is_plain_email, validate, FieldError, ID_NAMESPACE, MAX_BODY_BYTES};
+use crate::validation::{
+    field_error, is_forbidden_char, is_order_id, is_plain_email, validate, FieldError, ID_NAMESPACE, MAX_BODY_BYTES,
+    MAX_TEXT,
+};
 
 /// How many orders one caller may place in a clock hour unless configured otherwise
 /// (`ORDERS_PER_CALLER_PER_HOUR`).
@@ -104,8 +107,10 @@ fn customer_of(caller: &Caller, name: Option<String>) -> Result<Customer, (Statu
     let email = caller.email.clone().filter(|e| is_plain_email(e)).ok_or_else(|| {
         (StatusCode::FORBIDDEN, field_error("Authorization", "your sign-in has no verified email address"))
     })?;
-    let name = name.or_else(|| caller.name.clone()).ok_or_else(|| {
-        (StatusCode::BAD_REQUEST, field_error("customer.name", "is required (your sign-in has no name)"))
+    // The sign-in's name is held to the body's rules (a user may write their own name claim).
+    let signed_in_name = caller.name.clone().filter(|n| n.len() <= MAX_TEXT && !n.chars().any(is_forbidden_char));
+    let name = name.or(signed_in_name).ok_or_else(|| {
+        (StatusCode::BAD_REQUEST, field_error("customer.name", "is required (your sign-in has no usable name)"))
     })?;
     Ok(Customer {
         customer_id: caller.subject.clone(),
@@ -323,9 +328,10 @@ impl SalesApi {
             Sha256::digest(canonical(&body).to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         let now = Utc::now();
         let mut order_id = Uuid::new_v4().to_string();
+        let mut claimed_now = false;
         if let Some(key) = key {
             match self.callers.claim_key(&caller.subject, key, &order_id, &request_hash, now).await {
-                Ok(KeyClaim::New) => {}
+                Ok(KeyClaim::New) => claimed_now = true,
                 Ok(KeyClaim::Existing { request_hash: first, .. }) if first != request_hash => {
                     return errors(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -356,6 +362,12 @@ impl SalesApi {
             Ok(Quota::Allowed) => {}
             Ok(Quota::Exceeded { retry_at }) => {
                 info!(limit = self.orders_per_hour, "order refused: the caller's hourly limit");
+                // The key stands for no order: let it go, so refused requests leave nothing behind.
+                if let (Some(key), true) = (key, claimed_now) {
+                    if let Err(e) = self.callers.release_key(&caller.subject, key).await {
+                        warn!(error = %e, "could not release the idempotency key of a refused order");
+                    }
+                }
                 let mut response = errors(
                     StatusCode::TOO_MANY_REQUESTS,
                     vec![field_error(

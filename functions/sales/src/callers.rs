@@ -69,6 +69,9 @@ pub trait CallerRecords: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<KeyClaim, StoreError>;
 
+    /// Forgets a key claimed for an order that was then refused (the caller's limit).
+    async fn release_key(&self, subject: &str, key: &str) -> Result<(), StoreError>;
+
     /// Counts one order for `subject` in the clock hour of `now`, unless `limit` are counted already.
     async fn count_order(&self, subject: &str, limit: u32, now: DateTime<Utc>) -> Result<Quota, StoreError>;
 }
@@ -118,7 +121,9 @@ impl CallerRecords for DynamoDbCallerRecords {
             .item("orderId", s(order_id))
             .item("requestHash", s(request_hash))
             .item("expiresAt", n((now + Duration::days(KEY_DAYS)).timestamp()))
-            .condition_expression("attribute_not_exists(pk)")
+            // An expired claim counts as none, whenever DynamoDB's TTL gets round to deleting it.
+            .condition_expression("attribute_not_exists(pk) OR expiresAt < :now")
+            .expression_attribute_values(":now", n(now.timestamp()))
             .send()
             .await;
         match put {
@@ -141,6 +146,17 @@ impl CallerRecords for DynamoDbCallerRecords {
             }
             Err(e) => Err(store_error(STORE, e)),
         }
+    }
+
+    async fn release_key(&self, subject: &str, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(key_pk(subject, key)))
+            .send()
+            .await
+            .map_err(|e| store_error(STORE, e))?;
+        Ok(())
     }
 
     async fn count_order(&self, subject: &str, limit: u32, now: DateTime<Utc>) -> Result<Quota, StoreError> {
@@ -194,6 +210,11 @@ impl CallerRecords for InMemoryCallerRecords {
                 Ok(KeyClaim::New)
             }
         }
+    }
+
+    async fn release_key(&self, subject: &str, key: &str) -> Result<(), StoreError> {
+        self.keys.lock().expect("lock").remove(&key_pk(subject, key));
+        Ok(())
     }
 
     async fn count_order(&self, subject: &str, limit: u32, now: DateTime<Utc>) -> Result<Quota, StoreError> {

@@ -36,7 +36,9 @@ fn outbox_of(image: &impl serde::Serialize) -> Result<Option<OutboundEvent>, Str
     let value = serde_json::to_value(image).map_err(|e| e.to_string())?;
     match value.get("outbox").and_then(|a| a.get("S")).and_then(Value::as_str) {
         None => Ok(None),
-        Some(text) => serde_json::from_str(text).map(Some).map_err(|e| format!("outbox unreadable: {e}")),
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| orderflow_harness::redact::redact(&format!("outbox unreadable: {e}"))),
     }
 }
 

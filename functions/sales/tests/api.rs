@@ -619,8 +619,8 @@ async fn each_caller_places_at_most_the_limit_an_hour_and_retries_do_not_count()
     let rig = rig();
     let catalogue =
         Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
-    let api = SalesApi::new(rig.orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495)
-        .with_orders_per_hour(3);
+    let callers = Arc::new(InMemoryCallerRecords::default());
+    let api = SalesApi::new(rig.orders.clone(), callers.clone(), catalogue, 495).with_orders_per_hour(3);
     let keyed = |n: u32| {
         let mut event = signed_in("sales-api/post-order.http.json", &[]);
         event["headers"]["idempotency-key"] = json!(format!("key-{n}"));
@@ -633,6 +633,11 @@ async fn each_caller_places_at_most_the_limit_an_hour_and_retries_do_not_count()
     assert_eq!((refused.status().as_u16(), fields(&refused)), (429, vec!["body".to_string()]));
     let after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3600).contains(&after), "until the next clock hour: {after}");
+    // The refused request's key was let go: it stands for no order.
+    use sales::callers::{CallerRecords, KeyClaim};
+    let sub = "5f1c2a9e-7b3d-4e8f-a1c2-3d4e5f6a7b8c";
+    let again = callers.claim_key(sub, "key-3", "6f726465-7266-4c6f-9700-00000000000a", "h", chrono::Utc::now());
+    assert_eq!(again.await.unwrap(), KeyClaim::New);
     // A retry of an order already placed is answered, not counted; another caller is not limited.
     assert_eq!(api.handle(keyed(1)).await.status(), 200);
     let bea = signed_in("sales-api/post-order.http.json", &[("sub", BEA)]);

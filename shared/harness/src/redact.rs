@@ -6,15 +6,22 @@
 //! or a dead letter's `reason` attribute; adapters also keep provider messages out of their errors
 //! (a status and an error code say what happened; the provider's console has the rest).
 //!
-//! Masked: every double-quoted string (`"…"`), anything shaped like an email address, and numbers
-//! of nine digits or more, or any run of digits after a `+` (phone numbers). Kept: field names in
-//! backticks, event names, order and event ids, HTTP statuses, provider error codes.
+//! Masked: every double-quoted string (`"…"`), backticked text that is not shaped like a name in
+//! code, anything shaped like an email address, and numbers of nine digits or more, or any run of
+//! digits after a `+` (phone numbers). Kept: field names in backticks, event names, order and event
+//! ids, HTTP statuses, provider error codes. (A lone word in backticks is kept: `OrderShipped` and
+//! `Ada` cannot be told apart, and one word alone identifies nobody.)
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#""(?:[^"\\]|\\.)*""#).expect("a valid pattern"));
+/// Backtick-quoted text: ours names fields and event types (kept), serde's names the unknown value
+/// it met (`unknown variant `12 Analytical Row``), masked unless it looks like a name in code.
+static BACKTICKED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"`([^`]*)`").expect("a valid pattern"));
+static IDENTIFIER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9_.\[\]-]{0,63}$").expect("a valid pattern"));
 static EMAIL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"[^\s"'`<>(),;:\[\]]+@[^\s"'`<>(),;:\[\]]+"#).expect("a valid pattern"));
 static PHONE: LazyLock<Regex> =
@@ -23,6 +30,17 @@ static PHONE: LazyLock<Regex> =
 /// `text` with quoted values, email addresses and phone-like numbers masked.
 pub fn redact(text: &str) -> String {
     let text = QUOTED.replace_all(text, "\"…\"");
+    let text =
+        BACKTICKED.replace_all(
+            &text,
+            |c: &regex::Captures<'_>| {
+                if IDENTIFIER.is_match(&c[1]) {
+                    c[0].to_string()
+                } else {
+                    "`…`".to_string()
+                }
+            },
+        );
     let text = EMAIL.replace_all(&text, "[email]");
     PHONE.replace_all(&text, "${1}[number]").into_owned()
 }
@@ -41,6 +59,7 @@ mod tests {
             ("to +447700900123: refused", "447700900123"),
             ("MessageRejected: Email address is not verified: ada+orders@example.co.uk.", "ada+orders"),
             ("invalid type: integer 447700900123, expected a string", "447700900123"),
+            ("unknown variant `12 Analytical Row`, expected one of `EUR`, `USD`", "Analytical"),
         ] {
             let safe = redact(text);
             assert!(!safe.contains(gone), "{text:?} -> {safe:?}");

@@ -10,7 +10,8 @@ use crate::error::HandlerError;
 pub struct StoreError {
     /// Which store, e.g. `order store`.
     pub store: &'static str,
-    /// What happened.
+    /// What happened, redacted ([`crate::redact`]): it is logged and may become a dead letter's
+    /// reason, and a backend's or serde's text can quote the data (an unreadable stored order).
     pub message: String,
     /// Whether a later attempt may succeed (timeouts, throttling, 5xx): the record is redelivered.
     /// Otherwise (a refused request, an unreadable item) it goes to the dead-letter queue at once.
@@ -20,12 +21,12 @@ pub struct StoreError {
 impl StoreError {
     /// A failure worth retrying.
     pub fn retryable(store: &'static str, message: impl Into<String>) -> Self {
-        Self { store, message: message.into(), retryable: true }
+        Self { store, message: crate::redact::redact(&message.into()), retryable: true }
     }
 
     /// A failure no retry can fix.
     pub fn permanent(store: &'static str, message: impl Into<String>) -> Self {
-        Self { store, message: message.into(), retryable: false }
+        Self { store, message: crate::redact::redact(&message.into()), retryable: false }
     }
 }
 

@@ -97,7 +97,7 @@ impl OrderCache for RedisOrderCache {
             Ok(order) => Some(order),
             Err(e) => {
                 // An entry of another shape (an older deployment's): a miss, overwritten by the next write.
-                warn!(key = %order_key, error = %e, "unreadable cache entry: treated as a miss");
+                warn!(key = %order_key, error = %orderflow_harness::redact::redact(&e.to_string()), "unreadable cache entry: treated as a miss");
                 None
             }
         }))

@@ -1,5 +1,6 @@
-//! `POST /orders` with any body, from a signed-in caller, through the real `SalesApi` over its
-//! in-memory fakes. What must hold for every input: no panic; an answer the API documents (never a
+//! `POST /orders` with any body and `Idempotency-Key`, from a signed-in caller, through the real
+//! `SalesApi` over its in-memory fakes. Input: a length byte, that many bytes of key (0: no key
+//! header), then the body. What must hold for every input: no panic; an answer the API documents (never a
 //! 5xx: the fakes never fail); every error names a field; an order taken is one whose announcement
 //! decodes and validates as the `OrderPlaced` consumers receive, carrying the caller's identity.
 #![no_main]
@@ -7,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use orderflow_contracts::{Currency, Envelope, OrderPlaced};
+use orderflow_contracts::{Currency, Envelope, Event as _, OrderPlaced};
 use sales::api::SalesApi;
 use sales::callers::InMemoryCallerRecords;
 use sales::catalogue::InMemoryCatalogue;
@@ -19,10 +20,16 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| tokio::runtime::Builder::new_current_thread().build().unwrap())
 }
 
-fn request(body: &str) -> lambda_http::Request {
+/// The request as API Gateway would hand it over, or `None` for a key no HTTP header can carry
+/// (API Gateway never delivers one).
+fn request(key: Option<&str>, body: &str) -> Option<lambda_http::Request> {
+    let mut headers = json!({"content-type": "application/json"});
+    if let Some(key) = key {
+        headers["idempotency-key"] = json!(key);
+    }
     let event = json!({
         "version": "2.0", "routeKey": "POST /orders", "rawPath": "/orders", "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
+        "headers": headers,
         "requestContext": {
             "http": {"method": "POST", "path": "/orders", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "fuzz"},
             "authorizer": {"jwt": {"claims": {
@@ -33,11 +40,14 @@ fn request(body: &str) -> lambda_http::Request {
         "isBase64Encoded": false,
         "body": body
     });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    lambda_http::request::from_str(&event.to_string()).ok()
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(body) = std::str::from_utf8(data) else { return };
+    let Some((&len, rest)) = data.split_first() else { return };
+    let (key, body) = rest.split_at((len as usize).min(rest.len()));
+    let (Ok(key), Ok(body)) = (std::str::from_utf8(key), std::str::from_utf8(body)) else { return };
+    let key = (len > 0).then_some(key);
     let orders = Arc::new(InMemoryOrderStore::default());
     let catalogue = Arc::new(InMemoryCatalogue::with(&[
         ("BOOK-001", 1999, Currency::GBP),
@@ -45,7 +55,8 @@ fuzz_target!(|data: &[u8]| {
         ("RING-9", 999_900, Currency::EUR),
     ]));
     let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495);
-    let response = runtime().block_on(api.handle(request(body)));
+    let Some(request) = request(key, body) else { return };
+    let response = runtime().block_on(api.handle(request));
     let status = response.status().as_u16();
     let answer: Value = serde_json::from_slice(response.body().as_ref()).expect("every answer is JSON");
     match status {
@@ -58,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(placed.data.customer.email, "ada@example.com", "the sign-in's email, whatever the body says");
             assert_eq!(answer["orderId"], placed.data.order_id.as_str());
         }
-        400 | 413 | 415 => {
+        400 | 413 | 415 | 422 => {
             let errors = answer["errors"].as_array().expect("errors");
             assert!(!errors.is_empty() && errors.iter().all(|e| e["field"].is_string()), "{answer}");
             assert!(orders.all().is_empty(), "nothing stored on a refusal");

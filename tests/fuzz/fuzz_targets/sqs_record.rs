@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use libfuzzer_sys::fuzz_target;
-use orderflow_contracts::AnyEvent;
+use orderflow_contracts::{AnyEvent, Inbound};
 use orderflow_harness::testing::{sqs_batch, Harnessed};
 use orderflow_harness::{Handler, HandlerError, RecordContext};
 
@@ -22,8 +22,10 @@ struct Accepts;
 #[async_trait]
 impl Handler<AnyEvent> for Accepts {
     async fn handle(&self, event: AnyEvent, _: &RecordContext) -> Result<(), HandlerError> {
-        // What a handler is given has passed the contract's checks.
-        let _ = event.order_id();
+        // What a handler is given has passed the contract's checks: written back at the current
+        // version, it decodes and validates again.
+        let data = serde_json::value::to_raw_value(&event.data()).expect("event data serialises");
+        AnyEvent::decode(event.name(), event.schema_version(), &data).expect("what reaches a handler is valid");
         Ok(())
     }
 }
