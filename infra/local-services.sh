@@ -76,9 +76,15 @@ pg_tls_up() { pg_isready -q -h 127.0.0.1 -p "$PG_TLS_PORT" 2>/dev/null; }
 # The TLS-only instance: a test CA, a server certificate for localhost, a cluster that takes only
 # TLS connections (hostssl), owned by the postgres user (PostgreSQL refuses to run as root).
 postgres_tls_up() {
-  pg_tls_up && return 0
   local bin; bin="/usr/lib/postgresql/$(ls /etc/postgresql | sort -V | tail -1)/bin"
-  local d="$PG_TLS_DIR"
+  local d="$PG_TLS_DIR" other
+  if pg_tls_up; then
+    other=$(psql "host=127.0.0.1 port=$PG_TLS_PORT user=postgres dbname=postgres sslmode=require" -tAc "SHOW data_directory" 2>/dev/null || true)
+    [ "$other" = "$d/data" ] && return 0
+    # Another checkout's instance (its CA is not ours): stop it, start ours.
+    log "stopping the TLS PostgreSQL of $other"
+    as_root runuser -u postgres -- "$bin/pg_ctl" -D "$other" -m fast -w stop >/dev/null
+  fi
   if [ ! -f "$d/data/PG_VERSION" ]; then
     log "making the TLS-only PostgreSQL in $d (test CA, certificate for localhost)"
     rm -rf "$d" && mkdir -p "$d"

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+
 use orderflow_contracts::OrderStatus;
 use orderflow_e2e::twilio::TwilioStandIn;
 use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local, Placed};
@@ -41,9 +43,18 @@ async fn the_authorizer_refuses_missing_tampered_and_wrong_audience_tokens_and_a
     // The owner reads it; nobody else does.
     assert_eq!(get_with(&local, &order.order_id, Some(&ada.bearer())).await, 200);
     assert_eq!(get_with(&local, &order.order_id, None).await, 401, "no token");
-    let mut tampered = ada.token.clone();
-    let last = tampered.pop().unwrap();
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    // A token whose claims were changed (another subject, the signature kept), and one whose
+    // signature was changed in the middle (the last character may carry only padding bits).
+    let parts: Vec<&str> = ada.token.split('.').collect();
+    let mut claims = orderflow_e2e::identity::claims(&ada.token).unwrap();
+    claims["sub"] = json!("someone-else");
+    let forged_claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+    let forged = format!("{}.{forged_claims}.{}", parts[0], parts[2]);
+    assert_eq!(get_with(&local, &order.order_id, Some(&format!("Bearer {forged}"))).await, 401, "changed claims");
+    let mut signature: Vec<char> = parts[2].chars().collect();
+    let middle = signature.len() / 2;
+    signature[middle] = if signature[middle] == 'A' { 'B' } else { 'A' };
+    let tampered = format!("{}.{}.{}", parts[0], parts[1], signature.into_iter().collect::<String>());
     assert_eq!(get_with(&local, &order.order_id, Some(&format!("Bearer {tampered}"))).await, 401, "a bad signature");
     // A token of the same pool for another app client: the wrong audience.
     let cognito = aws_sdk_cognitoidentityprovider::Client::new(&local.sdk);

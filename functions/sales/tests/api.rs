@@ -73,6 +73,11 @@ fn rig() -> Rig {
     Rig { orders, api }
 }
 
+/// The samples' shop without the ring: BOOK-001 at 19.99 and MUG-002 at 12.50 (GBP).
+fn books_and_mugs() -> Arc<InMemoryCatalogue> {
+    Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]))
+}
+
 /// `GET /orders/{id}`, from the sample.
 fn get_request(id: &str) -> Request {
     let mut event: Value = serde_json::from_str(&sample_text("sales-api/get-order.http.json")).unwrap();
@@ -308,8 +313,7 @@ fn x_cache(response: &Response<Body>) -> &str {
 async fn get_reads_through_the_cache_and_falls_back_to_the_table_when_it_is_down() {
     let orders = Arc::new(InMemoryOrderStore::default());
     let cache = Arc::new(InMemoryOrderCache::default());
-    let catalogue =
-        Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
+    let catalogue = books_and_mugs();
     let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495)
         .with_cache(cache.clone());
     let placed = api.handle(request("sales-api/post-order.http.json")).await;
@@ -344,8 +348,7 @@ async fn once_the_cached_order_expires_a_read_refills_the_cache() {
     let orders = Arc::new(InMemoryOrderStore::default());
     let clock = Arc::new(ManualClock::at(std::time::SystemTime::now()));
     let cache = Arc::new(InMemoryOrderCache::new(std::time::Duration::from_secs(86_400), clock.clone()));
-    let catalogue =
-        Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
+    let catalogue = books_and_mugs();
     let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495)
         .with_cache(cache.clone());
     let placed = api.handle(request("sales-api/post-order.http.json")).await;
@@ -534,8 +537,7 @@ async fn an_order_cannot_make_the_shop_text_or_email_anyone_but_the_caller() {
 async fn another_callers_order_is_a_404_like_no_order_from_the_table_and_from_the_cache() {
     let orders = Arc::new(InMemoryOrderStore::default());
     let cache = Arc::new(InMemoryOrderCache::default());
-    let catalogue =
-        Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
+    let catalogue = books_and_mugs();
     let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495)
         .with_cache(cache.clone());
     let id =
@@ -592,8 +594,7 @@ async fn a_key_claimed_by_a_request_that_died_before_storing_its_order_places_it
     use sales::callers::{CallerRecords, KeyClaim};
     let rig = rig();
     let callers = Arc::new(InMemoryCallerRecords::default());
-    let catalogue =
-        Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
+    let catalogue = books_and_mugs();
     let api = SalesApi::new(rig.orders.clone(), callers.clone(), catalogue, 495);
     // The first attempt claimed the key (with its request hash) and died: learn the hash from a
     // twin deployment, then claim the key in ours as the dead attempt did.
@@ -617,8 +618,7 @@ async fn a_key_claimed_by_a_request_that_died_before_storing_its_order_places_it
 #[tokio::test]
 async fn each_caller_places_at_most_the_limit_an_hour_and_retries_do_not_count() {
     let rig = rig();
-    let catalogue =
-        Arc::new(InMemoryCatalogue::with(&[("BOOK-001", 1999, Currency::GBP), ("MUG-002", 1250, Currency::GBP)]));
+    let catalogue = books_and_mugs();
     let callers = Arc::new(InMemoryCallerRecords::default());
     let api = SalesApi::new(rig.orders.clone(), callers.clone(), catalogue, 495).with_orders_per_hour(3);
     let keyed = |n: u32| {
