@@ -22,6 +22,18 @@ fn count(events: &[Tapped], order_id: &str, detail_type: &str) -> usize {
     events.iter().filter(|e| e.order_id == order_id && e.detail_type == detail_type).count()
 }
 
+/// How many different events (by event id) of this type the order had: what consumers can tell
+/// apart. A copy of the same event (EventBridge and SQS deliver at least once, and a handler cut
+/// off after publishing publishes the same derived id again) is dropped by every consumer.
+fn distinct(events: &[Tapped], order_id: &str, detail_type: &str) -> usize {
+    let ids: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| e.order_id == order_id && e.detail_type == detail_type)
+        .map(|e| e.event_id.as_str())
+        .collect();
+    ids.len()
+}
+
 #[tokio::test]
 #[ignore = "needs the stack on the local emulator: run `make test`"]
 async fn a_consumer_that_is_down_loses_nothing_and_catches_up_when_it_returns() {
@@ -199,13 +211,15 @@ async fn two_hundred_orders_placed_while_billing_is_down_all_ship_once_it_return
     local.sentinel(&format!("{run}-sentinel")).await.unwrap();
     let mut seen = seen;
     seen.extend(local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "Sentinel")).await.unwrap());
-    let mut ready = 0;
+    let (mut ready, mut copies) = (0, 0);
     for id in &ids {
         assert_eq!(local.get_order(id).await.unwrap().unwrap().status, OrderStatus::ReadyToShip, "{id}");
         assert!(local.invoice(id).await.unwrap().is_some(), "{id}: an invoice");
-        assert_eq!(count(&seen, id, "OrderBilled"), 1, "{id}: billed once");
+        assert_eq!(distinct(&seen, id, "OrderBilled"), 1, "{id}: billed once");
+        copies += count(&seen, id, "OrderBilled") - 1;
         ready += 1;
     }
+    println!("billing back: {copies} repeated copies of an OrderBilled seen on the tap (same event id)");
     assert_eq!(dead_letters(&local).await, before, "nothing in any dead-letter queue");
     println!("billing back: {ready}/200 ready to ship, {} invoices, 0 dead letters", ids.len());
     local.close(tap).await.unwrap();
