@@ -121,7 +121,7 @@ impl ReadModels {
                     }
                 };
                 for line in lines {
-                    if order_ids.contains(&line.order_id.as_str()) {
+                    if line.order_id.as_deref().is_some_and(|id| order_ids.contains(&id)) {
                         found.push((key.clone(), line));
                     }
                 }

@@ -1,4 +1,4 @@
-//! Billing's step of the workflow: on `OrderPlaced`, bill the order.
+//! Billing's steps of the workflow: on `OrderPlaced`, bill the order; on `OrderCancelled`, refund it.
 //!
 //! ```text
 //! OrderPlaced ─► billable? (total > 0) ─► invoice (one per order) ─► decide (crate::decision)
@@ -6,6 +6,14 @@
 //!    Announce (settled before) ─┘
 //!    Refuse (unknown status, mismatch) ─► dead-letter queue, never charged
 //!             ─► OrderBilled (carries lines + address for Warehouse) | PaymentDeclined
+//! ```
+//!
+//! ```text
+//! OrderCancelled ─► the order's invoice (a voided one if none yet: a late OrderPlaced never charges)
+//!    PAID ─► refund (idempotent per invoice) ─► REFUNDED if still PAID ─► PaymentRefunded (amount)
+//!    REFUNDED ─┘ (a redelivery: announce again)
+//!    VOIDED | DECLINED ─► PaymentRefunded (0: nothing was taken)
+//!    PENDING ─► retry later (a charge may be in flight; its outcome decides)
 //! ```
 //!
 //! Every step is safe to repeat: the invoice is keyed by order, the charge is keyed by invoice, the
@@ -17,13 +25,24 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use orderflow_contracts::{Envelope, OrderBilled, OrderPlaced, PaymentDeclined};
+use orderflow_contracts::{inbound, Envelope, OrderBilled, OrderCancelled, OrderPlaced, PaymentDeclined, PaymentRefunded};
 use orderflow_harness::{EventPublisher, Handler, HandlerError, OutboundEvent, RecordContext};
 use tracing::info;
 
-use crate::decision::{decide, settlement, unbillable, Decision};
+use crate::decision::{decide, refund_step, settlement, unbillable, Decision, RefundDecision};
 use crate::invoices::{Invoice, InvoiceStatus, InvoiceStore};
 use crate::payments::PaymentGateway;
+
+inbound! {
+    /// What Billing listens to.
+    pub enum BillingInput {
+        Placed(OrderPlaced),
+        Cancelled(OrderCancelled),
+    }
+}
+
+/// How long a refund waits for a charge in flight before looking again.
+const PENDING_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The handler: invoices, payments, publisher.
 pub struct Billing {
@@ -44,8 +63,63 @@ impl Billing {
 }
 
 #[async_trait]
-impl Handler<OrderPlaced> for Billing {
-    async fn handle(&self, order: OrderPlaced, ctx: &RecordContext) -> Result<(), HandlerError> {
+impl Handler<BillingInput> for Billing {
+    async fn handle(&self, event: BillingInput, ctx: &RecordContext) -> Result<(), HandlerError> {
+        match event {
+            BillingInput::Placed(order) => self.bill(order, ctx).await,
+            BillingInput::Cancelled(cancelled) => self.refund(cancelled, ctx).await,
+        }
+    }
+}
+
+impl Billing {
+    async fn refund(&self, cancelled: OrderCancelled, ctx: &RecordContext) -> Result<(), HandlerError> {
+        // Not billed yet: a voided invoice takes its place, so the order's OrderPlaced, however late,
+        // finds it and never charges.
+        let invoice = self
+            .invoices
+            .create_or_get(Invoice {
+                invoice_id: format!("inv-{}", cancelled.order_id),
+                order_id: cancelled.order_id.clone(),
+                amount_minor: cancelled.total_minor,
+                currency: cancelled.currency,
+                status: InvoiceStatus::Voided,
+            })
+            .await?;
+        let (amount_minor, refund_reference) = match refund_step(&invoice) {
+            RefundDecision::Refuse(reason) => return Err(HandlerError::Permanent(reason)),
+            RefundDecision::Wait(reason) => return Err(HandlerError::RetryAfter { reason, after: PENDING_RETRY }),
+            RefundDecision::Announce { amount_minor, refund_reference } => (amount_minor, refund_reference),
+            RefundDecision::Refund(refund) => {
+                let reference = self.payments.refund(&refund).await.map_err(HandlerError::retryable)?;
+                match self.invoices.refunded(&cancelled.order_id, &reference).await? {
+                    InvoiceStatus::Refunded { refund_reference, .. } => (refund.amount_minor, Some(refund_reference)),
+                    other => {
+                        return Err(HandlerError::Permanent(format!(
+                            "invoice {} is {other:?} after its refund",
+                            invoice.invoice_id
+                        )))
+                    }
+                }
+            }
+        };
+        info!(order_id = %cancelled.order_id, invoice_id = %invoice.invoice_id, amount_minor, "cancelled order settled");
+        let event = OutboundEvent::from_envelope(&Envelope::caused_by(
+            &ctx.metadata,
+            PaymentRefunded {
+                order_id: cancelled.order_id,
+                invoice_id: invoice.invoice_id,
+                amount_minor,
+                currency: invoice.currency,
+                refund_reference,
+                refunded_at: Utc::now(),
+            },
+        ));
+        self.publisher.publish(vec![event]).await?;
+        Ok(())
+    }
+
+    async fn bill(&self, order: OrderPlaced, ctx: &RecordContext) -> Result<(), HandlerError> {
         if let Some(reason) = unbillable(&order) {
             return Err(HandlerError::Permanent(reason));
         }
@@ -62,6 +136,10 @@ impl Handler<OrderPlaced> for Billing {
 
         let status = match decide(&order, &invoice) {
             Decision::Refuse(reason) => return Err(HandlerError::Permanent(reason)),
+            Decision::Cancelled => {
+                info!(order_id = %order.order_id, invoice_id = %invoice.invoice_id, "order cancelled before billing; not charging");
+                return Ok(());
+            }
             Decision::Announce(settled) => settled,
             Decision::Charge(charge) => {
                 let outcome = self.payments.charge(&charge).await.map_err(HandlerError::retryable)?;

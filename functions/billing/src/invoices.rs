@@ -1,7 +1,14 @@
 //! Invoices: one per order, keyed by order id, so a redelivered `OrderPlaced` can never bill twice.
 //!
 //! Table `invoices`, partition key `orderId`. Item: `invoiceId`, `amountMinor`, `currency`, `status`
-//! (`PENDING` | `PAID` | `DECLINED`), `paymentReference` or `declineReason`, `createdAt`.
+//! (`PENDING` | `PAID` | `DECLINED` | `VOIDED` | `REFUNDED`), `paymentReference` or `declineReason`,
+//! `refundReference`, `createdAt`.
+//!
+//! ```text
+//! PENDING ─► PAID ─► REFUNDED        (a cancelled order that was charged)
+//!         └► DECLINED
+//! (none)  ─► VOIDED                  (cancelled before billing: never charged)
+//! ```
 //!
 //! Fails closed: a status this code does not know (or none) reads as [`InvoiceStatus::Unknown`],
 //! which is never charged; and an outcome is recorded only while the invoice is still `PENDING`, so
@@ -31,8 +38,30 @@ pub enum InvoiceStatus {
         /// The provider's reason.
         reason: String,
     },
+    /// The order was cancelled before it was billed: never charged, however late its `OrderPlaced`.
+    Voided,
+    /// Charged, then refunded in full.
+    Refunded {
+        /// The provider's reference of the charge.
+        payment_reference: String,
+        /// The provider's reference of the refund.
+        refund_reference: String,
+    },
     /// The stored status is missing or not one this code knows: never charged, left for a human.
     Unknown(String),
+}
+
+impl InvoiceStatus {
+    fn code(&self) -> &'static str {
+        match self {
+            InvoiceStatus::Pending => "PENDING",
+            InvoiceStatus::Paid { .. } => "PAID",
+            InvoiceStatus::Declined { .. } => "DECLINED",
+            InvoiceStatus::Voided => "VOIDED",
+            InvoiceStatus::Refunded { .. } => "REFUNDED",
+            InvoiceStatus::Unknown(_) => "UNKNOWN",
+        }
+    }
 }
 
 /// An invoice.
@@ -55,8 +84,12 @@ const STORE: &str = "invoice store";
 /// Billing's invoices.
 #[async_trait]
 pub trait InvoiceStore: Send + Sync {
-    /// Stores `invoice` unless the order has one; returns the order's invoice either way.
+    /// Stores `invoice` (`Pending`, or `Voided` for an order cancelled before billing) unless the
+    /// order has one; returns the order's invoice either way.
     async fn create_or_get(&self, invoice: Invoice) -> Result<Invoice, StoreError>;
+    /// Records the refund of a `Paid` invoice; returns the status that stands (this refund, or
+    /// whatever was recorded first).
+    async fn refunded(&self, order_id: &str, refund_reference: &str) -> Result<InvoiceStatus, StoreError>;
     /// Records the charge's outcome if the invoice is still pending; returns the outcome that stands
     /// (this one, or the one recorded first).
     async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<InvoiceStatus, StoreError>;
@@ -86,6 +119,13 @@ fn parse(item: &HashMap<String, AttributeValue>) -> Result<Invoice, StoreError> 
             None => InvoiceStatus::Unknown("PAID without paymentReference".into()),
         },
         Some("DECLINED") => InvoiceStatus::Declined { reason: get_s(item, "declineReason").unwrap_or_default().into() },
+        Some("VOIDED") => InvoiceStatus::Voided,
+        Some("REFUNDED") => match (get_s(item, "paymentReference"), get_s(item, "refundReference")) {
+            (Some(p), Some(r)) => {
+                InvoiceStatus::Refunded { payment_reference: p.to_string(), refund_reference: r.to_string() }
+            }
+            _ => InvoiceStatus::Unknown("REFUNDED without its references".into()),
+        },
         Some(other) => InvoiceStatus::Unknown(other.to_string()),
         None => InvoiceStatus::Unknown("(missing)".into()),
     };
@@ -101,6 +141,9 @@ fn parse(item: &HashMap<String, AttributeValue>) -> Result<Invoice, StoreError> 
 #[async_trait]
 impl InvoiceStore for DynamoDbInvoiceStore {
     async fn create_or_get(&self, invoice: Invoice) -> Result<Invoice, StoreError> {
+        if !matches!(invoice.status, InvoiceStatus::Pending | InvoiceStatus::Voided) {
+            return Err(StoreError::permanent(STORE, format!("an invoice is created {:?}", invoice.status)));
+        }
         let currency = serde_json::to_value(invoice.currency)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
@@ -113,7 +156,7 @@ impl InvoiceStore for DynamoDbInvoiceStore {
             .item("invoiceId", s(&invoice.invoice_id))
             .item("amountMinor", n(invoice.amount_minor))
             .item("currency", s(currency))
-            .item("status", s("PENDING"))
+            .item("status", s(invoice.status.code()))
             .item("createdAt", s(chrono::Utc::now().to_rfc3339()))
             .condition_expression("attribute_not_exists(orderId)")
             .send()
@@ -136,7 +179,7 @@ impl InvoiceStore for DynamoDbInvoiceStore {
                 .update_expression("SET #s = :s, declineReason = :r")
                 .expression_attribute_values(":s", s("DECLINED"))
                 .expression_attribute_values(":r", s(reason)),
-            InvoiceStatus::Pending | InvoiceStatus::Unknown(_) => {
+            _ => {
                 return Err(StoreError::permanent(STORE, format!("{status:?} is not an outcome")))
             }
         };
@@ -151,6 +194,29 @@ impl InvoiceStore for DynamoDbInvoiceStore {
             Err(e) if is_conditional_check_failed(&e) => Ok(self.read(order_id).await?.status),
             Err(e) => Err(store_error(STORE, e)),
         }
+    }
+
+    async fn refunded(&self, order_id: &str, refund_reference: &str) -> Result<InvoiceStatus, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("orderId", s(order_id))
+            .update_expression("SET #s = :refunded, refundReference = :r")
+            .condition_expression("#s = :paid")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":refunded", s("REFUNDED"))
+            .expression_attribute_values(":paid", s("PAID"))
+            .expression_attribute_values(":r", s(refund_reference))
+            .send()
+            .await;
+        // Written now, or not PAID any more (refunded before, or never charged): read what stands.
+        if let Err(e) = res {
+            if !is_conditional_check_failed(&e) {
+                return Err(store_error(STORE, e));
+            }
+        }
+        Ok(self.read(order_id).await?.status)
     }
 }
 
@@ -190,6 +256,21 @@ impl InMemoryInvoiceStore {
 impl InvoiceStore for InMemoryInvoiceStore {
     async fn create_or_get(&self, invoice: Invoice) -> Result<Invoice, StoreError> {
         Ok(self.invoices.lock().expect("lock").entry(invoice.order_id.clone()).or_insert(invoice).clone())
+    }
+
+    async fn refunded(&self, order_id: &str, refund_reference: &str) -> Result<InvoiceStatus, StoreError> {
+        match self.invoices.lock().expect("lock").get_mut(order_id) {
+            Some(invoice) => {
+                if let InvoiceStatus::Paid { payment_reference } = &invoice.status {
+                    invoice.status = InvoiceStatus::Refunded {
+                        payment_reference: payment_reference.clone(),
+                        refund_reference: refund_reference.to_string(),
+                    };
+                }
+                Ok(invoice.status.clone())
+            }
+            None => Err(StoreError::retryable(STORE, format!("no invoice for {order_id}"))),
+        }
     }
 
     async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<InvoiceStatus, StoreError> {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use billing::{handler, invoices, payments};
-use orderflow_contracts::OrderPlaced;
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{aws, telemetry, Consumer};
@@ -24,5 +23,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(gateway),
         Arc::new(EventBridgePublisher::eventbridge(aws_sdk_eventbridge::Client::new(&sdk), bus)),
     );
-    Consumer::<OrderPlaced>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
+    Consumer::<handler::BillingInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
 }

@@ -1,4 +1,4 @@
-//! The payment port and its default adapter.
+//! The payment port (charge, refund) and its default adapter.
 //!
 //! Orderflow ships no real payment provider. [`RuleBasedGateway`] approves, except where a
 //! configurable rule declines: a total above `DECLINE_ABOVE_MINOR`, or a customer email containing
@@ -41,11 +41,27 @@ pub enum ChargeOutcome {
 #[error("payment provider: {0}")]
 pub struct PaymentError(pub String);
 
+/// What to give back: the whole of one captured charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    /// Idempotency key for the provider: one refund per invoice, however often it is asked.
+    pub invoice_id: String,
+    /// The charge being refunded (the provider's reference).
+    pub payment_reference: String,
+    /// Amount, minor units: what was charged.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: Currency,
+}
+
 /// The port.
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
     /// Charges, idempotently per invoice id.
     async fn charge(&self, charge: &Charge) -> Result<ChargeOutcome, PaymentError>;
+    /// Refunds a captured charge in full, idempotently per invoice id; returns the provider's refund
+    /// reference (the same one when asked again).
+    async fn refund(&self, refund: &Refund) -> Result<String, PaymentError>;
 }
 
 /// The default adapter: approve unless a rule declines.
@@ -72,5 +88,9 @@ impl PaymentGateway for RuleBasedGateway {
             return Ok(ChargeOutcome::Declined { reason: "card declined by issuer (test card)".into() });
         }
         Ok(ChargeOutcome::Approved { payment_reference: format!("pay-{}", charge.invoice_id) })
+    }
+
+    async fn refund(&self, refund: &Refund) -> Result<String, PaymentError> {
+        Ok(format!("rfd-{}", refund.invoice_id))
     }
 }

@@ -14,10 +14,10 @@ use pretty_assertions::assert_eq;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use billing::handler::Billing;
+use billing::handler::{Billing, BillingInput};
 use billing::invoices::{InMemoryInvoiceStore, Invoice, InvoiceStatus, InvoiceStore};
-use billing::payments::{Charge, ChargeOutcome, PaymentError, PaymentGateway, RuleBasedGateway};
-use orderflow_contracts::{OrderBilled, PaymentDeclined};
+use billing::payments::{Charge, ChargeOutcome, PaymentError, PaymentGateway, Refund, RuleBasedGateway};
+use orderflow_contracts::{CancelledBy, OrderBilled, OrderCancelled, PaymentDeclined, PaymentRefunded};
 use orderflow_harness::StoreError;
 
 /// A provider as real ones behave: idempotent per key (the invoice id), so asking twice takes the
@@ -27,6 +27,9 @@ struct CountingGateway {
     calls: AtomicUsize,
     fail_first: usize,
     taken: Mutex<HashMap<String, ChargeOutcome>>,
+    refund_calls: AtomicUsize,
+    /// Refunds given, per invoice: (reference, amount).
+    refunds: Mutex<HashMap<String, (String, i64)>>,
 }
 
 impl CountingGateway {
@@ -49,6 +52,20 @@ impl PaymentGateway for CountingGateway {
         self.taken.lock().unwrap().insert(charge.invoice_id.clone(), outcome.clone());
         Ok(outcome)
     }
+
+    async fn refund(&self, refund: &Refund) -> Result<String, PaymentError> {
+        self.refund_calls.fetch_add(1, Ordering::SeqCst);
+        // As a provider does: only a captured charge is refunded, once per key, never more than it.
+        match self.taken.lock().unwrap().get(&refund.invoice_id) {
+            Some(ChargeOutcome::Approved { payment_reference }) if *payment_reference == refund.payment_reference => {}
+            other => return Err(PaymentError(format!("nothing captured to refund: {other:?}"))),
+        }
+        let mut refunds = self.refunds.lock().unwrap();
+        let given = refunds
+            .entry(refund.invoice_id.clone())
+            .or_insert_with(|| (format!("rfd-{}", refund.invoice_id), refund.amount_minor));
+        Ok(given.0.clone())
+    }
 }
 
 /// The invoice store of a process that dies right after the charge, before recording it, once.
@@ -62,6 +79,12 @@ impl InvoiceStore for CrashesBeforeSettling {
     async fn create_or_get(&self, invoice: Invoice) -> Result<Invoice, StoreError> {
         self.inner.create_or_get(invoice).await
     }
+    async fn refunded(&self, order_id: &str, refund_reference: &str) -> Result<InvoiceStatus, StoreError> {
+        if self.crashes_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(StoreError::retryable("invoice store", "process died before the write"));
+        }
+        self.inner.refunded(order_id, refund_reference).await
+    }
     async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<InvoiceStatus, StoreError> {
         if self.crashes_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(StoreError::retryable("invoice store", "process died before the write"));
@@ -74,7 +97,7 @@ struct Rig {
     invoices: Arc<InMemoryInvoiceStore>,
     gateway: Arc<CountingGateway>,
     published: Arc<InMemoryPublisher>,
-    billing: Harnessed<OrderPlaced>,
+    billing: Harnessed<BillingInput>,
 }
 
 fn rig(fail_first: usize) -> Rig {
@@ -84,6 +107,8 @@ fn rig(fail_first: usize) -> Rig {
         calls: AtomicUsize::new(0),
         fail_first,
         taken: Mutex::new(HashMap::new()),
+        refund_calls: AtomicUsize::new(0),
+        refunds: Mutex::new(HashMap::new()),
     });
     let published = Arc::new(InMemoryPublisher::default());
     let handler = Billing::new(invoices.clone(), gateway.clone(), published.clone());
@@ -202,7 +227,7 @@ async fn a_settled_invoice_is_not_charged_again() {
 async fn a_crash_between_charge_and_settle_takes_the_money_once() {
     let rig = rig(0);
     let store = Arc::new(CrashesBeforeSettling { inner: rig.invoices.clone(), crashes_left: AtomicUsize::new(1) });
-    let billing: Harnessed<OrderPlaced> =
+    let billing: Harnessed<BillingInput> =
         Harnessed::new("billing", Arc::new(Billing::new(store, rig.gateway.clone(), rig.published.clone())));
     let body = sqs_sample("billing/order-placed.sqs.json").records[0].body.clone().unwrap();
 
@@ -226,13 +251,13 @@ async fn an_invoice_of_unknown_status_is_never_charged() {
         order_id: order.order_id.clone(),
         amount_minor: order.totals.total_minor,
         currency: order.currency,
-        status: InvoiceStatus::Unknown("REFUNDED".into()),
+        status: InvoiceStatus::Unknown("CHARGEBACK".into()),
     });
     let event = sqs_sample("billing/order-placed.sqs.json");
     assert!(rig.billing.failures(event).await.is_empty(), "dead-lettered, so acknowledged");
     assert_eq!(rig.gateway.calls.load(Ordering::SeqCst), 0);
     let letters = rig.billing.dead_letters.letters();
-    assert!(letters[0].reason.contains("status `REFUNDED`"), "{}", letters[0].reason);
+    assert!(letters[0].reason.contains("status `CHARGEBACK`"), "{}", letters[0].reason);
     assert!(rig.published.published().is_empty());
 }
 
@@ -265,4 +290,114 @@ async fn settling_never_overwrites_an_outcome_already_recorded() {
         store.settle(&order.order_id, &InvoiceStatus::Paid { payment_reference: "late".into() }).await.unwrap();
     assert_eq!(stands, InvoiceStatus::Declined { reason: "first".into() });
     assert_eq!(store.all()[0].status, InvoiceStatus::Declined { reason: "first".into() });
+}
+
+// ------------------------------------------------------------------ compensation: refunds
+
+/// An `OrderCancelled` for `order` (a new event each call, as each cancellation is).
+fn cancellation(order: &OrderPlaced) -> String {
+    eventbridge_body(&Envelope::new(
+        OrderCancelled {
+            order_id: order.order_id.clone(),
+            cancelled_by: CancelledBy::Customer,
+            currency: order.currency,
+            total_minor: order.totals.total_minor,
+            cancelled_at: chrono::Utc::now(),
+        },
+        None,
+    ))
+}
+
+async fn cancel(rig: &Rig, order: &OrderPlaced) -> Vec<String> {
+    rig.billing.failures(sqs_batch(vec![cancellation(order)])).await
+}
+
+#[tokio::test]
+async fn a_charged_order_that_is_cancelled_is_refunded_once_however_often_it_is_cancelled() {
+    let rig = rig(0);
+    let (order, _) = sample_order();
+    bill(&rig, order.clone()).await;
+    assert!(cancel(&rig, &order).await.is_empty());
+    // A second cancellation (another event: a duplicate request, a deadline after a customer's cancel).
+    assert!(cancel(&rig, &order).await.is_empty());
+
+    assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 1, "the provider is asked once");
+    let refunds = rig.gateway.refunds.lock().unwrap().clone();
+    assert_eq!(refunds.values().map(|r| r.1).collect::<Vec<_>>(), vec![order.totals.total_minor], "the whole charge, once");
+    let refunded = rig.published.envelopes::<PaymentRefunded>();
+    assert_eq!(refunded.len(), 2, "each cancellation is answered");
+    for r in &refunded {
+        assert_eq!((r.data.amount_minor, r.data.currency), (order.totals.total_minor, order.currency));
+        assert_eq!(r.data.refund_reference.as_deref(), Some(format!("rfd-inv-{}", order.order_id).as_str()));
+    }
+    assert!(matches!(rig.invoices.all()[0].status, InvoiceStatus::Refunded { .. }));
+}
+
+#[tokio::test]
+async fn an_order_cancelled_before_billing_is_never_charged_however_late_its_order_placed() {
+    let rig = rig(0);
+    let (order, _) = sample_order();
+    assert!(cancel(&rig, &order).await.is_empty());
+    let refunded = rig.published.envelopes::<PaymentRefunded>();
+    assert_eq!(refunded.len(), 1);
+    assert_eq!((refunded[0].data.amount_minor, refunded[0].data.refund_reference.clone()), (0, None), "nothing taken");
+    assert_eq!(rig.invoices.all()[0].status, InvoiceStatus::Voided);
+
+    // The order's OrderPlaced arrives late.
+    bill(&rig, order).await;
+    assert_eq!(rig.gateway.calls.load(Ordering::SeqCst), 0, "never charged");
+    assert!(rig.published.envelopes::<OrderBilled>().is_empty());
+    assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_declined_order_that_is_cancelled_refunds_nothing() {
+    let rig = rig(0);
+    let (mut order, _) = sample_order();
+    order.customer.email = "ada+decline@example.com".into();
+    bill(&rig, order.clone()).await;
+    assert!(cancel(&rig, &order).await.is_empty());
+    assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(rig.published.envelopes::<PaymentRefunded>()[0].data.amount_minor, 0);
+}
+
+#[tokio::test]
+async fn a_cancellation_while_the_charge_is_in_flight_waits_for_its_outcome_then_refunds() {
+    let rig = rig(0);
+    let (order, _) = sample_order();
+    // GIVEN the invoice exists, its charge not settled yet (in flight, or its process died).
+    rig.invoices.insert(Invoice {
+        invoice_id: format!("inv-{}", order.order_id),
+        order_id: order.order_id.clone(),
+        amount_minor: order.totals.total_minor,
+        currency: order.currency,
+        status: InvoiceStatus::Pending,
+    });
+    let cancelled = cancellation(&order);
+    assert_eq!(rig.billing.failures(sqs_batch(vec![cancelled.clone()])).await, vec!["m0"], "retried, not refunded");
+    assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 0);
+    assert!(rig.published.envelopes::<PaymentRefunded>().is_empty());
+    // The charge settles (its OrderPlaced is redelivered), then the cancellation comes back.
+    bill(&rig, order.clone()).await;
+    assert!(rig.billing.failures(sqs_batch(vec![cancelled])).await.is_empty());
+    assert_eq!(rig.gateway.refunds.lock().unwrap().len(), 1);
+    assert_eq!(rig.published.envelopes::<PaymentRefunded>()[0].data.amount_minor, order.totals.total_minor);
+}
+
+#[tokio::test]
+async fn a_crash_between_refund_and_record_refunds_once() {
+    let rig = rig(0);
+    let (order, _) = sample_order();
+    bill(&rig, order.clone()).await;
+    let store = Arc::new(CrashesBeforeSettling { inner: rig.invoices.clone(), crashes_left: AtomicUsize::new(1) });
+    let billing: Harnessed<BillingInput> =
+        Harnessed::new("billing", Arc::new(Billing::new(store, rig.gateway.clone(), rig.published.clone())));
+    let cancelled = cancellation(&order);
+    assert_eq!(billing.failures(sqs_batch(vec![cancelled.clone()])).await, vec!["m0"]);
+    assert!(matches!(rig.invoices.all()[0].status, InvoiceStatus::Paid { .. }), "not recorded");
+    assert!(billing.failures(sqs_batch(vec![cancelled])).await.is_empty());
+    assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 2, "asked twice");
+    assert_eq!(rig.gateway.refunds.lock().unwrap().len(), 1, "refunded once");
+    assert!(matches!(rig.invoices.all()[0].status, InvoiceStatus::Refunded { .. }));
+    assert_eq!(rig.published.envelopes::<PaymentRefunded>().len(), 1);
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! OrderPlaced ─────────────────────────────────────────────► order email   ┐
-//! OrderStatusChanged (ReadyToShip | PaymentFailed | Backordered) ─► notice ├─► EmailSender (SES v2)
+//! OrderStatusChanged (ReadyToShip, after a delay too | PaymentFailed | Backordered | Cancelled,
+//!                     with the refund) ───────────────────► notice ├─► EmailSender (SES v2)
 //!     sent ─► done · unavailable ─► retry after a growing delay · rejected ─► DLQ with the reason
 //! ```
 

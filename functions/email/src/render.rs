@@ -40,6 +40,8 @@ fn parse_templates() -> Environment<'static> {
         ("payment_failed.txt", include_str!("../templates/payment_failed.txt")),
         ("backordered.html", include_str!("../templates/backordered.html")),
         ("backordered.txt", include_str!("../templates/backordered.txt")),
+        ("cancelled.html", include_str!("../templates/cancelled.html")),
+        ("cancelled.txt", include_str!("../templates/cancelled.txt")),
     ] {
         env.add_template(name, source).expect("the crate's templates parse (a test renders each)");
     }
@@ -122,8 +124,12 @@ pub fn status_changed(changed: &OrderStatusChanged) -> Option<Result<Email, Stri
         OrderStatus::ReadyToShip => ("ready_to_ship", format!("Your order {short} is ready to ship")),
         OrderStatus::PaymentFailed => ("payment_failed", format!("We could not take payment for order {short}")),
         OrderStatus::Backordered => ("backordered", format!("Your order {short} is delayed")),
-        OrderStatus::Placed => return None,
+        OrderStatus::Cancelled => ("cancelled", format!("Your order {short} is cancelled")),
+        // Cancelling: the customer hears once the refund is known.
+        OrderStatus::Placed | OrderStatus::Cancelling => return None,
     };
+    let why = order.history.iter().rev().find(|h| h.status == OrderStatus::Cancelling).and_then(|h| h.reason.clone());
+    let refund = order.refunded_minor.filter(|m| *m > 0).map(|m| display_amount(m, order.currency));
     Some(email(
         template,
         subject,
@@ -134,6 +140,9 @@ pub fn status_changed(changed: &OrderStatusChanged) -> Option<Result<Email, Stri
             order_id => order.order_id,
             tracking => order.tracking_number,
             reason => last_reason(order),
+            delayed => changed.previous_status == OrderStatus::Backordered,
+            why => why,
+            refund => refund,
         },
     ))
 }

@@ -22,8 +22,8 @@ pub const PREFIX: &str = "events/";
 pub struct Line {
     /// The event id (unique per event).
     pub event_id: String,
-    /// The order the event is about.
-    pub order_id: String,
+    /// The order the event is about (none for a stock receipt: JSON null).
+    pub order_id: Option<String>,
     /// The flow it belongs to.
     pub correlation_id: String,
     /// The event that caused it, if any.
@@ -93,7 +93,7 @@ impl CustomerKeys {
 pub fn line(event: &AnyEvent, metadata: &Metadata, keys: &CustomerKeys) -> Line {
     Line {
         event_id: metadata.event_id.to_string(),
-        order_id: event.order_id().to_string(),
+        order_id: event.order_id().map(str::to_string),
         correlation_id: metadata.correlation_id.clone(),
         causation_id: metadata.causation_id.clone(),
         occurred_at: metadata.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),

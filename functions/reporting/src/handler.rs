@@ -3,13 +3,14 @@
 //! ```text
 //! OrderPlaced / OrderStatusChanged ─► upsert_order (newer version only) ─► done
 //! OrderBilled ─────────────────────► record_billing ─► done
+//! PaymentRefunded ─────────────────► record_refund ─► done (revenue nets it)
 //!     database down ─► retried after a growing delay · a row it refuses ─► DLQ with its reason
 //! ```
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use orderflow_contracts::{inbound, OrderBilled, OrderPlaced, OrderStatusChanged};
+use orderflow_contracts::{inbound, OrderBilled, OrderPlaced, OrderStatusChanged, PaymentRefunded};
 use orderflow_harness::{Handler, HandlerError, RecordContext, StoreError};
 use tracing::info;
 
@@ -22,6 +23,7 @@ inbound! {
         Placed(OrderPlaced),
         Billed(OrderBilled),
         StatusChanged(OrderStatusChanged),
+        Refunded(PaymentRefunded),
     }
 }
 
@@ -53,6 +55,12 @@ impl Handler<ReportingInput> for ReportingHandler {
                 let billing = rows::billed(billed, ctx.metadata.occurred_at);
                 self.store.record_billing(&billing).await.map_err(failed)?;
                 info!(order_id = %billing.order_id, "billing reported");
+                return Ok(());
+            }
+            ReportingInput::Refunded(refunded) => {
+                let refund = rows::refunded(refunded);
+                self.store.record_refund(&refund).await.map_err(failed)?;
+                info!(order_id = %refund.order_id, refunded_minor = refund.refunded_minor, "refund reported");
                 return Ok(());
             }
             ReportingInput::Placed(placed) => rows::placed(placed),

@@ -1,7 +1,7 @@
 //! What the reporting tables hold, derived from the events (plain functions).
 
 use chrono::{DateTime, Utc};
-use orderflow_contracts::{OrderBilled, OrderLine, OrderPlaced, OrderState, OrderStatus, Totals};
+use orderflow_contracts::{OrderBilled, OrderLine, OrderPlaced, OrderState, OrderStatus, PaymentRefunded, Totals};
 
 /// One `orders` row as an order event describes it (the billing columns aside).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,4 +81,20 @@ pub fn billed(event: &OrderBilled, occurred_at: DateTime<Utc>) -> BillingRow {
         billed_minor: event.amount_minor,
         billed_at: occurred_at,
     }
+}
+
+/// The refund columns of an `orders` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRow {
+    /// The order.
+    pub order_id: String,
+    /// Given back, minor units (0: nothing had been charged).
+    pub refunded_minor: i64,
+    /// When.
+    pub refunded_at: DateTime<Utc>,
+}
+
+/// The refund columns a `PaymentRefunded` sets.
+pub fn refunded(event: &PaymentRefunded) -> RefundRow {
+    RefundRow { order_id: event.order_id.clone(), refunded_minor: event.amount_minor, refunded_at: event.refunded_at }
 }

@@ -23,7 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use tokio::sync::Mutex as AsyncMutex;
 use tracing::info;
 
-use crate::rows::{BillingRow, OrderRow};
+use crate::rows::{BillingRow, OrderRow, RefundRow};
 
 const STORE: &str = "reporting database";
 
@@ -38,6 +38,8 @@ pub trait ReportingStore: Send + Sync {
     async fn upsert_order(&self, row: &OrderRow) -> Result<bool, StoreError>;
     /// Sets the order's billing columns (creating the row if the order is not known yet).
     async fn record_billing(&self, billing: &BillingRow) -> Result<(), StoreError>;
+    /// Sets the order's refund columns (creating the row if the order is not known yet).
+    async fn record_refund(&self, refund: &RefundRow) -> Result<(), StoreError>;
 }
 
 /// A PostgreSQL error, classified: a row the database refuses (data or integrity errors) will be
@@ -298,6 +300,22 @@ impl PgReportingStore {
         .await?;
         Ok(())
     }
+
+    async fn try_record_refund(&self, refund: &RefundRow) -> Result<(), Failure> {
+        let pool = self.ready().await?;
+        sqlx::query(
+            "INSERT INTO orders AS o (order_id, version, refunded_minor, refunded_at, updated_at)
+             VALUES ($1, 0, $2, $3, now())
+             ON CONFLICT (order_id) DO UPDATE SET
+                 refunded_minor = EXCLUDED.refunded_minor, refunded_at = EXCLUDED.refunded_at, updated_at = now()",
+        )
+        .bind(&refund.order_id)
+        .bind(refund.refunded_minor)
+        .bind(refund.refunded_at)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -309,6 +327,10 @@ impl ReportingStore for PgReportingStore {
     async fn record_billing(&self, billing: &BillingRow) -> Result<(), StoreError> {
         self.with_login(|| self.try_record_billing(billing)).await
     }
+
+    async fn record_refund(&self, refund: &RefundRow) -> Result<(), StoreError> {
+        self.with_login(|| self.try_record_refund(refund)).await
+    }
 }
 
 /// What the fake holds per order.
@@ -318,6 +340,8 @@ pub struct Reported {
     pub order: Option<OrderRow>,
     /// The billing columns, if any.
     pub billing: Option<BillingRow>,
+    /// The refund columns, if any.
+    pub refund: Option<RefundRow>,
 }
 
 /// The in-memory fake, with the adapter's rules and a switch that makes it "down".
@@ -362,6 +386,12 @@ impl ReportingStore for InMemoryReportingStore {
     async fn record_billing(&self, billing: &BillingRow) -> Result<(), StoreError> {
         self.check()?;
         self.rows.lock().expect("lock").entry(billing.order_id.clone()).or_default().billing = Some(billing.clone());
+        Ok(())
+    }
+
+    async fn record_refund(&self, refund: &RefundRow) -> Result<(), StoreError> {
+        self.check()?;
+        self.rows.lock().expect("lock").entry(refund.order_id.clone()).or_default().refund = Some(refund.clone());
         Ok(())
     }
 }

@@ -12,6 +12,10 @@
 //!                        └─ the table's stream ─► outbox relay ─► OrderPlaced on the bus
 //! (first: Content-Type application/json or 415, a body of at most MAX_BODY_BYTES or 413, a
 //! printable ASCII Idempotency-Key or 400)
+//! POST /orders/{id}/cancel ─► not the caller's order: 404 ─► Placed or Backordered: Cancelling, with
+//!                   OrderStatusChanged and OrderCancelled in the same write's outbox ─► 202
+//!                   └► Cancelling or Cancelled already ─► 202 (a retry changes nothing)
+//!                   └► ReadyToShip or PaymentFailed ─► 409 naming the status
 //! GET /orders/{id} ─► not an id Sales issues: 404, nothing asked ─► the order cache (when configured) ─► hit: 200 from the cache
 //!                   └► miss ─► orders table ─► 200, and the cache filled (newest version wins)
 //!                   └► cache down ─► orders table ─► 200 (the cache never makes a read fail)
@@ -31,7 +35,7 @@ use chrono::Utc;
 use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use orderflow_contracts::canonical::canonical;
-use orderflow_contracts::{is_e164, Customer, Envelope, OrderPlaced, OrderState, OrderStatus, StatusEntry};
+use orderflow_contracts::{is_e164, CancelledBy, Customer, Envelope, OrderPlaced, OrderState, OrderStatus, StatusEntry};
 use orderflow_harness::caller::Caller;
 use orderflow_harness::OutboundEvent;
 use serde::Serialize;
@@ -44,7 +48,7 @@ use orderflow_order_cache::OrderCache;
 
 use crate::callers::{CallerRecords, KeyClaim, Quota};
 use crate::catalogue::{price, Catalogue};
-use crate::orders::{Created, OrderStore, StoredOrder};
+use crate::orders::{cancel, Cancellation, Created, OrderStore, StoredOrder};
 use crate::validation::{
     field_error, is_forbidden_char, is_order_id, is_plain_email, validate, FieldError, ID_NAMESPACE, MAX_BODY_BYTES,
     MAX_TEXT,
@@ -190,6 +194,7 @@ impl SalesApi {
             match (req.method(), route) {
                 (&Method::POST, ["orders"]) => self.place(&req, &caller, &correlation_id).await,
                 (&Method::GET, ["orders", id]) => self.get(id, &caller, &correlation_id).await,
+                (&Method::POST, ["orders", id, "cancel"]) => self.cancel(id, &caller, &correlation_id).await,
                 (_, ["orders"]) | (_, ["orders", _]) => errors(
                     StatusCode::METHOD_NOT_ALLOWED,
                     vec![field_error("method", "not allowed on this path")],
@@ -204,6 +209,41 @@ impl SalesApi {
         }
         .instrument(span)
         .await
+    }
+
+    async fn cancel(&self, order_id: &str, caller: &Caller, correlation_id: &str) -> Response<Body> {
+        if !is_order_id(order_id) {
+            return no_order(correlation_id);
+        }
+        // Only the order's customer, and another caller learns nothing: the same 404 as no order.
+        match self.orders.get(order_id).await {
+            Ok(Some(order)) if order.state.customer.customer_id == caller.subject => {}
+            Ok(_) => return no_order(correlation_id),
+            Err(e) => {
+                error!(error = %e, "order store unavailable");
+                return unavailable("orderId", correlation_id);
+            }
+        }
+        match cancel(self.orders.as_ref(), order_id, CancelledBy::Customer, None, correlation_id).await {
+            Ok(Cancellation::Accepted(state)) => {
+                info!(order_id, "order cancelled by its customer");
+                json_response(StatusCode::ACCEPTED, &state, correlation_id)
+            }
+            Ok(Cancellation::AlreadyCancelled(state)) => json_response(StatusCode::ACCEPTED, &state, correlation_id),
+            Ok(Cancellation::Refused(state)) => errors(
+                StatusCode::CONFLICT,
+                vec![field_error(
+                    "status",
+                    format!("the order is {}: it can no longer be cancelled", state.status.as_str()),
+                )],
+                correlation_id,
+            ),
+            Ok(Cancellation::Unknown) => no_order(correlation_id),
+            Err(e) => {
+                error!(error = %e, "could not cancel the order");
+                unavailable("orderId", correlation_id)
+            }
+        }
     }
 
     async fn get(&self, order_id: &str, caller: &Caller, correlation_id: &str) -> Response<Body> {
@@ -403,6 +443,7 @@ impl SalesApi {
                 shipping_address: request.shipping_address,
                 tracking_number: None,
                 history: vec![StatusEntry { status: OrderStatus::Placed, at: now, reason: None }],
+                refunded_minor: None,
             },
             request_hash,
             correlation_id: correlation_id.to_string(),

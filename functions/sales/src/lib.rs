@@ -15,6 +15,7 @@
 pub mod api;
 pub mod callers;
 pub mod catalogue;
+pub mod deadlines;
 pub mod order_status;
 pub mod orders;
 pub mod outbox;

@@ -14,7 +14,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use orderflow_contracts::{OrderState, OrderStatus, StatusEntry};
+use orderflow_contracts::{
+    CancelledBy, Envelope, Metadata, OrderCancelled, OrderState, OrderStatus, OrderStatusChanged, StatusEntry,
+};
 use orderflow_harness::dynamo::{get_n, get_s, is_conditional_check_failed, n, s, store_error};
 use orderflow_harness::{OutboundEvent, StoreError};
 
@@ -57,12 +59,13 @@ pub trait OrderStore: Send + Sync {
     /// Reads an order (strongly consistent).
     async fn get(&self, order_id: &str) -> Result<Option<StoredOrder>, StoreError>;
     /// Writes the fields a status change touches (`status`, `version`, `document`, `outbox`) if the
-    /// stored version is still `expected_version`; nothing else of the item is rewritten.
+    /// stored version is still `expected_version`; nothing else of the item is rewritten. The
+    /// outbox holds `announcements` (at least one: the `OrderStatusChanged`).
     async fn change_status(
         &self,
         state: &OrderState,
         expected_version: u64,
-        announcement: &OutboundEvent,
+        announcements: &[OutboundEvent],
     ) -> Result<Saved, StoreError>;
 }
 
@@ -100,12 +103,88 @@ pub fn transition(
     Ok(new)
 }
 
+/// How many times a version conflict is re-decided before giving up for now.
+pub const MAX_CONFLICTS: usize = 5;
+
+/// What a cancellation came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancellation {
+    /// Accepted now: the order is `Cancelling`, `OrderCancelled` is in its outbox.
+    Accepted(OrderState),
+    /// Cancelled before (`Cancelling` or `Cancelled`): nothing more to do.
+    AlreadyCancelled(OrderState),
+    /// Too late (or never possible): the order's status.
+    Refused(OrderState),
+    /// No such order.
+    Unknown,
+}
+
+/// Cancels `order_id` if it may still be cancelled: `Cancelling`, with `OrderStatusChanged` and
+/// `OrderCancelled` in the same write's outbox. `cause` is the event that decided it (the deadline),
+/// or `None` for a customer's request with its `correlation_id`. A version conflict is decided again
+/// on the fresh copy.
+pub async fn cancel(
+    orders: &dyn OrderStore,
+    order_id: &str,
+    by: CancelledBy,
+    cause: Option<&Metadata>,
+    correlation_id: &str,
+) -> Result<Cancellation, StoreError> {
+    for _ in 0..MAX_CONFLICTS {
+        let Some(order) = orders.get(order_id).await? else { return Ok(Cancellation::Unknown) };
+        let status = order.state.status;
+        if matches!(status, OrderStatus::Cancelling | OrderStatus::Cancelled) {
+            return Ok(Cancellation::AlreadyCancelled(order.state));
+        }
+        let now = Utc::now();
+        let reason = match by {
+            CancelledBy::Customer => "cancelled by the customer",
+            CancelledBy::BackorderDeadline => "not back in stock by the backorder deadline",
+        };
+        let Ok(state) = transition(&order.state, OrderStatus::Cancelling, now, Some(reason.into()), None) else {
+            return Ok(Cancellation::Refused(order.state));
+        };
+        let changed = OrderStatusChanged { previous_status: status, order: state.clone() };
+        let cancelled = OrderCancelled {
+            order_id: order_id.to_string(),
+            cancelled_by: by,
+            currency: state.currency,
+            total_minor: state.totals.total_minor,
+            cancelled_at: now,
+        };
+        let announcements = match cause {
+            Some(cause) => vec![
+                OutboundEvent::from_envelope(&Envelope::caused_by(cause, changed)),
+                OutboundEvent::from_envelope(&Envelope::caused_by(cause, cancelled)),
+            ],
+            None => {
+                let changed = Envelope::new(changed, Some(correlation_id.to_string()));
+                let cancelled = Envelope::caused_by(&changed.metadata, cancelled);
+                vec![OutboundEvent::from_envelope(&changed), OutboundEvent::from_envelope(&cancelled)]
+            }
+        };
+        match orders.change_status(&state, order.state.version, &announcements).await? {
+            Saved::Saved => return Ok(Cancellation::Accepted(state)),
+            Saved::VersionConflict => continue,
+        }
+    }
+    Err(StoreError::retryable(STORE, format!("order {order_id} kept changing under {MAX_CONFLICTS} attempts")))
+}
+
 fn document(state: &OrderState) -> AttributeValue {
     s(serde_json::to_string(state).expect("order state serialises"))
 }
 
 fn outbox(event: &OutboundEvent) -> AttributeValue {
     s(serde_json::to_string(event).expect("outbound events serialise"))
+}
+
+/// Several events of one write: a JSON array (the relay reads one object or an array).
+fn outbox_of_all(events: &[OutboundEvent]) -> AttributeValue {
+    match events {
+        [one] => outbox(one),
+        many => s(serde_json::to_string(many).expect("outbound events serialise")),
+    }
 }
 
 /// The DynamoDB adapter.
@@ -182,7 +261,7 @@ impl OrderStore for DynamoDbOrderStore {
         &self,
         state: &OrderState,
         expected_version: u64,
-        announcement: &OutboundEvent,
+        announcements: &[OutboundEvent],
     ) -> Result<Saved, StoreError> {
         let update = self
             .client
@@ -195,7 +274,7 @@ impl OrderStore for DynamoDbOrderStore {
             .expression_attribute_values(":status", s(state.status.as_str()))
             .expression_attribute_values(":version", n(state.version))
             .expression_attribute_values(":document", document(state))
-            .expression_attribute_values(":outbox", outbox(announcement))
+            .expression_attribute_values(":outbox", outbox_of_all(announcements))
             .expression_attribute_values(":expected", n(expected_version))
             .send()
             .await;
@@ -250,13 +329,13 @@ impl OrderStore for InMemoryOrderStore {
         &self,
         state: &OrderState,
         expected_version: u64,
-        announcement: &OutboundEvent,
+        announcements: &[OutboundEvent],
     ) -> Result<Saved, StoreError> {
         let mut orders = self.orders.lock().expect("lock");
         match orders.get_mut(&state.order_id) {
             Some(current) if current.state.version == expected_version => {
                 current.state = state.clone();
-                self.stream.lock().expect("lock").push(announcement.clone());
+                self.stream.lock().expect("lock").extend(announcements.iter().cloned());
                 Ok(Saved::Saved)
             }
             _ => Ok(Saved::VersionConflict),

@@ -31,23 +31,25 @@ pub struct OutboxRelay {
     publisher: Arc<dyn EventPublisher>,
 }
 
-/// The `outbox` attribute of a stream image (`{"outbox": {"S": "<json>"}}`), if any.
-fn outbox_of(image: &impl serde::Serialize) -> Result<Option<OutboundEvent>, String> {
+/// The `outbox` attribute of a stream image (`{"outbox": {"S": "<json>"}}`): one event (a JSON
+/// object), or several stored by one write (a JSON array, e.g. a cancellation's `OrderStatusChanged`
+/// and `OrderCancelled`).
+fn outbox_of(image: &impl serde::Serialize) -> Result<Vec<OutboundEvent>, String> {
     let value = serde_json::to_value(image).map_err(|e| e.to_string())?;
+    let unreadable = |e: serde_json::Error| orderflow_harness::redact::redact(&format!("outbox unreadable: {e}"));
     match value.get("outbox").and_then(|a| a.get("S")).and_then(Value::as_str) {
-        None => Ok(None),
-        Some(text) => serde_json::from_str(text)
-            .map(Some)
-            .map_err(|e| orderflow_harness::redact::redact(&format!("outbox unreadable: {e}"))),
+        None => Ok(vec![]),
+        Some(text) if text.trim_start().starts_with('[') => serde_json::from_str(text).map_err(unreadable),
+        Some(text) => serde_json::from_str(text).map(|e| vec![e]).map_err(unreadable),
     }
 }
 
-/// The event a record asks to publish: its new image's outbox, unless the old image had the same one
-/// (a write that did not announce anything new).
-pub fn announcement(record: &EventRecord) -> Result<Option<OutboundEvent>, String> {
-    let Some(new) = outbox_of(&record.change.new_image)? else { return Ok(None) };
-    let old = outbox_of(&record.change.old_image).unwrap_or(None);
-    Ok((old.map(|o| o.event_id) != Some(new.event_id.clone())).then_some(new))
+/// The events a record asks to publish: its new image's outbox, less what the old image already had
+/// (a write that did not announce anything new has nothing to publish).
+pub fn announcement(record: &EventRecord) -> Result<Vec<OutboundEvent>, String> {
+    let new = outbox_of(&record.change.new_image)?;
+    let old = outbox_of(&record.change.old_image).unwrap_or_default();
+    Ok(new.into_iter().filter(|e| !old.iter().any(|o| o.event_id == e.event_id)).collect())
 }
 
 impl OutboxRelay {
@@ -65,15 +67,16 @@ impl OutboxRelay {
         let mut first_failure: Option<usize> = None;
         for (i, record) in event.records.iter().enumerate() {
             match announcement(record) {
-                Ok(Some(e)) if e.size() > MAX_REQUEST_BYTES => {
-                    // Never publishable: stop at it; the records before it still go out.
-                    error!(sequence_number = ?record.change.sequence_number, event_id = %e.event_id,
-                        size = e.size(), "outbox event over PutEvents' size limit");
-                    first_failure = Some(i);
-                    break;
+                Ok(events) => {
+                    if let Some(e) = events.iter().find(|e| e.size() > MAX_REQUEST_BYTES) {
+                        // Never publishable: stop at it; the records before it still go out.
+                        error!(sequence_number = ?record.change.sequence_number, event_id = %e.event_id,
+                            size = e.size(), "outbox event over PutEvents' size limit");
+                        first_failure = Some(i);
+                        break;
+                    }
+                    pending.extend(events.into_iter().map(|e| (i, e)));
                 }
-                Ok(Some(e)) => pending.push((i, e)),
-                Ok(None) => {}
                 Err(reason) => {
                     // Never skipped: the stream keeps it until an operator looks (see the alarm).
                     error!(sequence_number = ?record.change.sequence_number, %reason, "outbox record unreadable");

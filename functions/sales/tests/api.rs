@@ -454,7 +454,7 @@ impl OrderStore for Unasked {
         &self,
         _: &OrderState,
         _: u64,
-        _: &orderflow_harness::OutboundEvent,
+        _: &[orderflow_harness::OutboundEvent],
     ) -> Result<sales::orders::Saved, orderflow_harness::StoreError> {
         panic!("the store was asked to change a status")
     }
@@ -710,4 +710,95 @@ mod round_trip {
             prop_assert_eq!(got, asked);
         }
     }
+}
+
+// ------------------------------------------------------------------ POST /orders/{id}/cancel
+
+/// `POST /orders/{id}/cancel` from the sample, as the caller `sub`.
+fn cancel_request(id: &str, sub: &str) -> Request {
+    let mut event = signed_in("sales-api/cancel-order.http.json", &[("sub", sub)]);
+    event["rawPath"] = json!(format!("/orders/{id}/cancel"));
+    event["requestContext"]["http"]["path"] = json!(format!("/orders/{id}/cancel"));
+    event["pathParameters"]["orderId"] = json!(id);
+    req(&event)
+}
+
+/// The samples' caller.
+const ADA: &str = "5f1c2a9e-7b3d-4e8f-a1c2-3d4e5f6a7b8c";
+
+fn announced_types(rig: &Rig) -> Vec<String> {
+    rig.orders.announcements().into_iter().map(|e| e.detail_type).collect()
+}
+
+async fn placed_order(rig: &Rig) -> String {
+    let placed = rig.api.handle(request("sales-api/post-order.http.json")).await;
+    json_of(&placed)["orderId"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_customer_cancels_a_placed_order_and_billing_and_warehouse_are_told_in_the_same_write() {
+    let rig = rig();
+    let id = placed_order(&rig).await;
+    let response = rig.api.handle(cancel_request(&id, ADA)).await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(json_of(&response)["status"], "Cancelling");
+    let order = rig.orders.get(&id).await.unwrap().unwrap().state;
+    assert_eq!((order.status, order.version), (OrderStatus::Cancelling, 2));
+    assert_eq!(announced_types(&rig), vec!["OrderPlaced", "OrderStatusChanged", "OrderCancelled"]);
+    let cancelled: Envelope<orderflow_contracts::OrderCancelled> =
+        serde_json::from_str(&rig.orders.announcements()[2].detail).unwrap();
+    assert_eq!(cancelled.data.cancelled_by, orderflow_contracts::CancelledBy::Customer);
+    assert_eq!((cancelled.data.total_minor, cancelled.data.currency), (order.totals.total_minor, order.currency));
+
+    // Asked again (a retry): the same answer, nothing more announced.
+    let again = rig.api.handle(cancel_request(&id, ADA)).await;
+    assert_eq!((again.status().as_u16(), json_of(&again)["status"].as_str()), (202, Some("Cancelling")));
+    assert_eq!(rig.orders.announcements().len(), 3);
+}
+
+#[tokio::test]
+async fn a_backordered_order_can_be_cancelled_and_a_shipped_or_declined_one_is_a_409_naming_its_status() {
+    for (status, expected) in [
+        (OrderStatus::Backordered, 202),
+        (OrderStatus::ReadyToShip, 409),
+        (OrderStatus::PaymentFailed, 409),
+        (OrderStatus::Cancelled, 202),
+    ] {
+        let rig = rig();
+        let id = placed_order(&rig).await;
+        let mut stored = rig.orders.get(&id).await.unwrap().unwrap();
+        stored.state.status = status;
+        rig.orders.insert(stored);
+        let before = rig.orders.announcements().len();
+        let response = rig.api.handle(cancel_request(&id, ADA)).await;
+        assert_eq!(response.status().as_u16(), expected, "{status:?}");
+        if expected == 409 {
+            assert_eq!(fields(&response), vec!["status"]);
+            let message = json_of(&response)["errors"][0]["message"].as_str().unwrap().to_string();
+            assert!(message.contains(status.as_str()), "{message}");
+            assert_eq!(rig.orders.get(&id).await.unwrap().unwrap().state.status, status, "unchanged");
+        }
+        let new = rig.orders.announcements().len() - before;
+        assert_eq!(new, if status == OrderStatus::Backordered { 2 } else { 0 }, "{status:?}");
+    }
+}
+
+#[tokio::test]
+async fn only_the_orders_customer_may_cancel_it_and_a_stranger_learns_nothing() {
+    let rig = rig();
+    let id = placed_order(&rig).await;
+    let stranger = rig.api.handle(cancel_request(&id, BEA)).await;
+    let missing = rig.api.handle(cancel_request("6f726465-7266-4c6f-9700-000000000009", BEA)).await;
+    assert_eq!((stranger.status().as_u16(), missing.status().as_u16()), (404, 404));
+    assert_eq!(json_of(&stranger)["errors"], json_of(&missing)["errors"], "the same answer as no order");
+    assert_eq!(rig.orders.get(&id).await.unwrap().unwrap().state.status, OrderStatus::Placed);
+    assert_eq!(announced_types(&rig), vec!["OrderPlaced"]);
+    // Without a verified caller: 401.
+    let anonymous = {
+        let mut event = signed_in("sales-api/cancel-order.http.json", &[]);
+        event["requestContext"]["authorizer"] = Value::Null;
+        event["rawPath"] = json!(format!("/orders/{id}/cancel"));
+        req(&event)
+    };
+    assert_eq!(rig.api.handle(anonymous).await.status(), 401);
 }

@@ -2,6 +2,7 @@
 //! harness, fed the samples in `events-samples/sales-order-status/`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use orderflow_contracts::{
@@ -12,6 +13,7 @@ use orderflow_harness::consumer::decode;
 use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
 use pretty_assertions::assert_eq;
 use sales::order_status::{OrderStatusHandler, StatusInput};
+use sales::deadlines::InMemoryDeadlines;
 use sales::orders::{InMemoryOrderStore, OrderStore, StoredOrder};
 
 const ORDER: &str = "ord-7f3a2c";
@@ -41,6 +43,7 @@ fn placed(order_id: &str, status: OrderStatus) -> StoredOrder {
             },
             tracking_number: None,
             history: vec![StatusEntry { status, at: Utc::now(), reason: None }],
+            refunded_minor: None,
         },
         request_hash: "h".into(),
         correlation_id: "c0ffee00-1111-4222-8333-444455556666".into(),
@@ -49,14 +52,23 @@ fn placed(order_id: &str, status: OrderStatus) -> StoredOrder {
 
 struct Rig {
     orders: Arc<InMemoryOrderStore>,
+    deadlines: Arc<InMemoryDeadlines>,
     consumer: Harnessed<StatusInput>,
+}
+
+/// How long a backorder waits in these tests.
+const DEADLINE: Duration = Duration::from_secs(3600);
+
+fn handler(orders: Arc<InMemoryOrderStore>, deadlines: Arc<InMemoryDeadlines>) -> Arc<OrderStatusHandler> {
+    Arc::new(OrderStatusHandler::new(orders, deadlines, DEADLINE))
 }
 
 fn rig(status: OrderStatus) -> Rig {
     let orders = Arc::new(InMemoryOrderStore::default());
     orders.insert(placed(ORDER, status));
-    let handler = OrderStatusHandler::new(orders.clone());
-    Rig { orders, consumer: Harnessed::new("sales-order-status", Arc::new(handler)) }
+    let deadlines = Arc::new(InMemoryDeadlines::default());
+    let consumer = Harnessed::new("sales-order-status", handler(orders.clone(), deadlines.clone()));
+    Rig { orders, deadlines, consumer }
 }
 
 /// The `OrderStatusChanged` events the store's writes carried in their outbox.
@@ -120,7 +132,7 @@ async fn an_illegal_transition_goes_to_the_dead_letter_queue() {
 async fn an_unknown_order_goes_to_the_dead_letter_queue() {
     let orders = Arc::new(InMemoryOrderStore::default());
     let consumer: Harnessed<StatusInput> =
-        Harnessed::new("sales-order-status", Arc::new(OrderStatusHandler::new(orders)));
+        Harnessed::new("sales-order-status", handler(orders, Arc::default()));
     let event = sqs_sample("sales-order-status/payment-declined.sqs.json");
     assert!(consumer.failures(event).await.is_empty());
     assert!(consumer.dead_letters.letters()[0].reason.contains("unknown to Sales"));
@@ -134,7 +146,7 @@ async fn a_redelivery_after_the_move_neither_moves_nor_announces_again() {
     assert!(rig.consumer.failures(sqs_batch(vec![body])).await.is_empty());
     // A fresh harness (the completion mark was lost) receives the same event again.
     let again: Harnessed<StatusInput> =
-        Harnessed::new("sales-order-status", Arc::new(OrderStatusHandler::new(rig.orders.clone())));
+        Harnessed::new("sales-order-status", handler(rig.orders.clone(), rig.deadlines.clone()));
     let envelope = Envelope { metadata: cause, data: declined };
     assert!(again.failures(sqs_batch(vec![eventbridge_body(&envelope)])).await.is_empty());
 
@@ -154,4 +166,169 @@ async fn a_status_change_rewrites_only_its_own_fields() {
     // THEN what the change does not own is as it was
     let after = rig.orders.get(ORDER).await.unwrap().unwrap();
     assert_eq!((after.request_hash, after.correlation_id), (before.request_hash, before.correlation_id));
+}
+
+// ------------------------------------------------------------------ backorders, deadlines, cancellation
+
+use orderflow_contracts::{
+    CancelledBy, OrderCancelled, PaymentRefunded, ShippingLabelCreated, Shortage, StockAllocationFailed,
+};
+
+fn cancelled(rig: &Rig) -> Vec<Envelope<OrderCancelled>> {
+    rig.orders
+        .announcements()
+        .into_iter()
+        .filter(|e| e.detail_type == "OrderCancelled")
+        .map(|e| serde_json::from_str(&e.detail).unwrap())
+        .collect()
+}
+
+async fn status(rig: &Rig) -> OrderState {
+    rig.orders.get(ORDER).await.unwrap().unwrap().state
+}
+
+async fn deliver<E: orderflow_contracts::Event>(rig: &Rig, data: E) {
+    let body = eventbridge_body(&Envelope::new(data, None));
+    assert_eq!(rig.consumer.failures(sqs_batch(vec![body])).await, Vec::<String>::new());
+}
+
+fn short() -> StockAllocationFailed {
+    StockAllocationFailed {
+        order_id: ORDER.into(),
+        shortages: vec![Shortage { sku: "BOOK-001".into(), requested: 2, available: 0 }],
+        failed_at: Utc::now(),
+    }
+}
+
+fn label() -> ShippingLabelCreated {
+    ShippingLabelCreated {
+        order_id: ORDER.into(),
+        shipment_id: format!("shp-{ORDER}"),
+        carrier: "OrderflowPost".into(),
+        tracking_number: "OF123GB".into(),
+        label_bucket: "b".into(),
+        label_key: "k".into(),
+        created_at: Utc::now(),
+    }
+}
+
+fn refunded(amount_minor: i64) -> PaymentRefunded {
+    PaymentRefunded {
+        order_id: ORDER.into(),
+        invoice_id: format!("inv-{ORDER}"),
+        amount_minor,
+        currency: Currency::GBP,
+        refund_reference: (amount_minor > 0).then(|| format!("rfd-inv-{ORDER}")),
+        refunded_at: Utc::now(),
+    }
+}
+
+/// Delivers the order's deadline message as the scheduler would: its body, as set.
+async fn fire_deadline(rig: &Rig) {
+    let (_, message) = rig.deadlines.of(ORDER).expect("a deadline is scheduled");
+    assert_eq!(rig.consumer.failures(sqs_batch(vec![message])).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_backorder_gets_one_deadline_and_when_it_passes_the_order_is_cancelled() {
+    let rig = rig(OrderStatus::Placed);
+    let before = Utc::now();
+    deliver(&rig, short()).await;
+    assert_eq!(status(&rig).await.status, OrderStatus::Backordered);
+    let (at, _) = rig.deadlines.of(ORDER).expect("a deadline");
+    let wait = (at - before).num_seconds();
+    assert!((3599..=3601).contains(&wait), "the configured hour, not {wait} s");
+
+    fire_deadline(&rig).await;
+    let order = status(&rig).await;
+    assert_eq!((order.status, order.version), (OrderStatus::Cancelling, 3));
+    let cancel = cancelled(&rig);
+    assert_eq!(cancel.len(), 1);
+    assert_eq!(cancel[0].data.cancelled_by, CancelledBy::BackorderDeadline);
+    assert_eq!((cancel[0].data.total_minor, cancel[0].data.currency), (order.totals.total_minor, order.currency));
+    let changes = changed(&rig);
+    assert_eq!(changes.last().unwrap().data.order.status, OrderStatus::Cancelling, "read models hear it too");
+
+    // The schedule fires again (at-least-once): nothing more.
+    let fresh: Harnessed<StatusInput> =
+        Harnessed::new("sales-order-status", handler(rig.orders.clone(), rig.deadlines.clone()));
+    let (_, message) = rig.deadlines.of(ORDER).unwrap();
+    assert!(fresh.failures(sqs_batch(vec![message])).await.is_empty());
+    assert_eq!((status(&rig).await.version, cancelled(&rig).len()), (3, 1));
+}
+
+#[tokio::test]
+async fn a_restocked_backorder_ships_its_deadline_is_deleted_and_a_late_firing_changes_nothing() {
+    let rig = rig(OrderStatus::Placed);
+    deliver(&rig, short()).await;
+    let (_, message) = rig.deadlines.of(ORDER).unwrap();
+    deliver(&rig, label()).await;
+    let order = status(&rig).await;
+    assert_eq!((order.status, order.tracking_number.as_deref()), (OrderStatus::ReadyToShip, Some("OF123GB")));
+    assert_eq!(changed(&rig).last().unwrap().data.previous_status, OrderStatus::Backordered);
+    assert!(rig.deadlines.of(ORDER).is_none(), "deleted");
+    // A schedule that fired anyway (deleted too late).
+    assert!(rig.consumer.failures(sqs_batch(vec![message])).await.is_empty());
+    assert_eq!(status(&rig).await.status, OrderStatus::ReadyToShip);
+    assert!(cancelled(&rig).is_empty());
+    assert!(rig.consumer.dead_letters.letters().is_empty());
+}
+
+#[tokio::test]
+async fn a_cancelled_order_ends_cancelled_once_the_refund_is_known_with_the_refund_on_it() {
+    let rig = rig(OrderStatus::Cancelling);
+    deliver(&rig, refunded(3998)).await;
+    let order = status(&rig).await;
+    assert_eq!((order.status, order.refunded_minor), (OrderStatus::Cancelled, Some(3998)));
+    assert_eq!(order.history.last().unwrap().reason.as_deref(), Some("refunded 39.98 GBP"));
+    // The same refund again (Billing answers each cancellation): nothing more.
+    deliver(&rig, refunded(3998)).await;
+    assert_eq!((status(&rig).await.version, changed(&rig).len()), (2, 1));
+}
+
+#[tokio::test]
+async fn outcomes_of_steps_under_way_when_the_order_was_cancelled_are_superseded() {
+    for (name, late) in [
+        ("label", StatusInput::LabelCreated(label())),
+        ("shortage", StatusInput::StockShort(short())),
+    ] {
+        for current in [OrderStatus::Cancelling, OrderStatus::Cancelled] {
+            let rig = rig(current);
+            let body = match &late {
+                StatusInput::LabelCreated(e) => eventbridge_body(&Envelope::new(e.clone(), None)),
+                StatusInput::StockShort(e) => eventbridge_body(&Envelope::new(e.clone(), None)),
+                _ => unreachable!(),
+            };
+            assert!(rig.consumer.failures(sqs_batch(vec![body])).await.is_empty());
+            assert!(rig.consumer.dead_letters.letters().is_empty(), "{name} on {current:?}: acknowledged");
+            assert_eq!((status(&rig).await.status, status(&rig).await.version), (current, 1), "{name}: unchanged");
+            assert!(rig.orders.announcements().is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refund_for_an_order_that_was_never_cancelled_is_for_a_human() {
+    for current in [OrderStatus::Placed, OrderStatus::ReadyToShip, OrderStatus::Backordered] {
+        let rig = rig(current);
+        deliver(&rig, refunded(100)).await;
+        let letters = rig.consumer.dead_letters.letters();
+        assert_eq!(letters.len(), 1, "{current:?}");
+        assert!(letters[0].reason.contains("to Cancelled"), "{}", letters[0].reason);
+        assert_eq!(status(&rig).await.status, current);
+    }
+}
+
+#[tokio::test]
+async fn a_deadline_for_an_order_that_is_not_backordered_changes_nothing() {
+    for current in [OrderStatus::Placed, OrderStatus::ReadyToShip, OrderStatus::Cancelling, OrderStatus::Cancelled] {
+        let rig = rig(current);
+        let at = Utc::now();
+        let cause = Envelope::new(short(), None).metadata;
+        let message = sales::deadlines::message(ORDER, at, &cause);
+        assert!(rig.consumer.failures(sqs_batch(vec![message])).await.is_empty());
+        assert!(rig.consumer.dead_letters.letters().is_empty(), "{current:?}");
+        assert_eq!(status(&rig).await.status, current);
+        assert!(rig.orders.announcements().is_empty());
+    }
 }

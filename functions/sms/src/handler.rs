@@ -1,7 +1,8 @@
 //! The SMS consumer's handler.
 //!
 //! ```text
-//! OrderStatusChanged (ReadyToShip) ─────► shipping text ─► a verified phone? ─► E.164? ─► SmsSender
+//! OrderStatusChanged (ReadyToShip) ─────► shipping text ┐
+//! OrderStatusChanged (Cancelled, refunded > 0) ─► refund text ┴► a verified phone? ─► E.164? ─► SmsSender
 //! OrderStatusChanged (anything else) ───► nothing                └─ none: nothing
 //!     sent ─► done · unavailable ─► retry after Retry-After or a growing delay · rejected ─► DLQ
 //! ```

@@ -1,7 +1,7 @@
 //! Which event gets which text. Texts are short (one SMS segment where possible) and carry no more
 //! personal data than the customer's own order needs.
 
-use orderflow_contracts::{OrderStatus, OrderStatusChanged};
+use orderflow_contracts::{display_amount, OrderStatus, OrderStatusChanged};
 
 /// One text to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,18 +19,30 @@ fn short(order_id: &str) -> &str {
     orderflow_contracts::short_order_id(order_id)
 }
 
-/// The text for a status change, if that status gets one (only `ReadyToShip` does; the other
-/// outcomes are explained by email).
+/// The text for a status change, if that status gets one: `ReadyToShip` (saying so when it comes
+/// after a delay), and `Cancelled` when money was given back. Nothing for a cancellation that never
+/// charged: placing and cancelling orders must not make the shop pay for texts. The other outcomes
+/// are explained by email.
 pub fn status_changed(changed: &OrderStatusChanged) -> Option<Sms> {
     let order = &changed.order;
-    (order.status == OrderStatus::ReadyToShip).then(|| Sms {
-        order_id: order.order_id.clone(),
-        to: order.customer.phone.clone(),
-        body: match &order.tracking_number {
-            Some(tracking) => {
-                format!("Orderflow: order {} is ready to ship. Tracking number {tracking}.", short(&order.order_id))
+    let id = short(&order.order_id);
+    let body = match order.status {
+        OrderStatus::ReadyToShip => {
+            let news = if changed.previous_status == OrderStatus::Backordered {
+                format!("Orderflow: good news, order {id} is back in stock and ready to ship.")
+            } else {
+                format!("Orderflow: order {id} is ready to ship.")
+            };
+            match &order.tracking_number {
+                Some(tracking) => format!("{news} Tracking number {tracking}."),
+                None => news,
             }
-            None => format!("Orderflow: order {} is ready to ship.", short(&order.order_id)),
-        },
-    })
+        }
+        OrderStatus::Cancelled => {
+            let refunded = order.refunded_minor.filter(|m| *m > 0)?;
+            format!("Orderflow: order {id} is cancelled; {} is refunded to your card.", display_amount(refunded, order.currency))
+        }
+        _ => return None,
+    };
+    Some(Sms { order_id: order.order_id.clone(), to: order.customer.phone.clone(), body })
 }

@@ -2,6 +2,7 @@
 //! shipping label document in S3 and publishes `ShippingLabelCreated`, or `StockAllocationFailed`
 //! when stock is short. It knows nothing of Billing beyond the event it reads.
 
+pub mod api;
 pub mod handler;
 pub mod labels;
 pub mod stock;

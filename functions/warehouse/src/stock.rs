@@ -1,25 +1,39 @@
-//! Stock levels and allocations.
+//! Stock levels, the answer given to each order, backorders and receipts.
 //!
-//! Table `stock`, partition key `sku`, attribute `available` (N). Table `shipments`, partition key
-//! `orderId`: one record per order, saying what Warehouse answered, `status` `ALLOCATED` (with
-//! `allocation`) or `SHORT` (with `shortages`). Allocation is one DynamoDB transaction: every line's
-//! `available` decreases only if it stays at or above zero, and the order's record is created only if
-//! absent, so stock is never oversold, an order is allocated all lines or none, and a redelivered
-//! event never allocates twice. A shortage is recorded the same way, so the answer to an order never
-//! changes: a replay after restocking (a lost acknowledgement, an archive replay once the idempotency
-//! record has expired) does not allocate stock to an order Sales has already marked `Backordered`.
+//! Table `stock`, partition key `sku`, attribute `available` (N); and one item per stock receipt,
+//! `sku` = `receipt#<receipt id>` (a key no SKU can take: SKUs have no `#`), holding the orders that
+//! receipt allocated (`allocatedOrders`, a string set).
+//!
+//! Table `shipments`, partition key `orderId`: one record per order, saying what Warehouse answered.
+//!
+//! ```text
+//! (none) ─► ALLOCATED ─► RELEASED        (cancelled after allocation: stock given back)
+//!        └► SHORT ─────► ALLOCATED        (a restock, oldest backorder first)
+//!        │        └────► CANCELLED        (cancelled while waiting)
+//!        └► CANCELLED                     (cancelled before OrderBilled arrived: never allocated)
+//! ```
+//!
+//! A `SHORT` record is a backorder: it keeps the order's `OrderBilled` (lines, recipient, address,
+//! for the label) and, while it waits, `backlog` = `waiting` and `waitingSince`, the keys of the
+//! sparse index `Backorders` that lists waiting orders oldest first.
+//!
+//! Every change is one DynamoDB transaction with conditions: a line's `available` decreases only if
+//! it stays at or above zero, an order is allocated all lines or none, a backorder is allocated only
+//! while it waits, stock is given back only once, and a receipt is counted once. So stock is never
+//! oversold nor released twice, and a redelivered event never acts twice.
 //!
 //! A transaction cancelled only because a concurrent allocation touched the same SKU is retried here,
 //! at once, with jittered backoff, instead of waiting a whole SQS visibility timeout.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use orderflow_contracts::{OrderLine, Shortage};
+use chrono::{DateTime, Utc};
+use orderflow_contracts::{OrderBilled, OrderLine, ReleasedLine, Shortage, StockReceived};
 use orderflow_harness::dynamo::{get_n, get_s, is_conditional_check_failed, n, s, store_error};
 use orderflow_harness::StoreError;
 
@@ -28,22 +42,71 @@ const STORE: &str = "stock store";
 /// How many times one allocation is tried in-process before the record goes back to SQS.
 const ATTEMPTS: usize = 6;
 
+/// The value of `backlog` while an order waits (the partition key of the `Backorders` index).
+const WAITING: &str = "waiting";
+
+/// The sparse index of waiting backorders.
+pub const BACKORDERS_INDEX: &str = "Backorders";
+
 /// The answer to an allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Allocation {
     /// Every line allocated now.
     Allocated,
-    /// This order was allocated before (a redelivery).
+    /// This order was allocated before (a redelivery, or a restock got there first).
     AlreadyAllocated,
-    /// Some lines are short; nothing was allocated. Remembered: the same order gets the same answer.
+    /// Some lines are short; nothing was allocated; the order waits for stock (a backorder).
     Short(Vec<Shortage>),
+    /// The order was cancelled before it could be allocated: nothing to do.
+    Cancelled,
+}
+
+/// A backorder: an order that waits for stock, with what its label needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backorder {
+    /// The billed order.
+    pub billed: OrderBilled,
+    /// Since when it waits.
+    pub waiting_since: DateTime<Utc>,
+}
+
+/// What a receipt did to stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Whether it was counted now (false: counted before, a redelivery).
+    pub counted_now: bool,
+    /// The orders this receipt allocated before (a redelivery after a crash): their labels are
+    /// announced again.
+    pub allocated_before: Vec<String>,
+}
+
+/// What cancelling did to an order's stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Nothing was allocated (it waited, or had not been billed): nothing to give back.
+    NothingAllocated,
+    /// Given back (now, or before: a redelivery).
+    Released(Vec<ReleasedLine>),
 }
 
 /// Stock and the answers given to orders.
 #[async_trait]
 pub trait StockStore: Send + Sync {
-    /// Allocates every line of `order_id`, or none; the first answer for an order is final.
-    async fn allocate(&self, order_id: &str, lines: &[OrderLine]) -> Result<Allocation, StoreError>;
+    /// Allocates every line of the billed order, or none (then it is recorded as a backorder); the
+    /// first answer for an order stands until a restock or a cancellation changes it.
+    async fn allocate(&self, billed: &OrderBilled) -> Result<Allocation, StoreError>;
+    /// Adds the receipt's units to stock, once per receipt id.
+    async fn receive(&self, receipt: &StockReceived) -> Result<Receipt, StoreError>;
+    /// The waiting backorders that need `sku`, oldest first.
+    async fn backorders(&self, sku: &str) -> Result<Vec<Backorder>, StoreError>;
+    /// The backorder of `order_id`, waiting or not (its `OrderBilled` stays on the record).
+    async fn backorder(&self, order_id: &str) -> Result<Option<Backorder>, StoreError>;
+    /// Allocates every line of a waiting backorder, or none, crediting `receipt_id`; false when stock
+    /// is short or the order no longer waits.
+    async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: &str) -> Result<bool, StoreError>;
+    /// Gives back what was allocated to a cancelled order, stops it waiting, and makes sure it is
+    /// never allocated later.
+    async fn release(&self, order_id: &str) -> Result<Release, StoreError>;
 }
 
 /// Quantities per SKU (an order may list a SKU twice), summed with checked arithmetic: a sum that
@@ -70,11 +133,33 @@ pub fn shortages(demand: &BTreeMap<String, u32>, levels: &HashMap<String, u32>) 
         .collect()
 }
 
+fn released_lines(demand: &BTreeMap<String, u32>) -> Vec<ReleasedLine> {
+    demand.iter().map(|(sku, q)| ReleasedLine { sku: sku.clone(), quantity: *q }).collect()
+}
+
+/// The `allocation` attribute (`SKU:quantity,...`) read back.
+fn parse_allocation(text: &str) -> Option<BTreeMap<String, u32>> {
+    text.split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (sku, q) = part.rsplit_once(':')?;
+            Some((sku.to_string(), q.parse().ok()?))
+        })
+        .collect()
+}
+
+fn receipt_key(receipt_id: &str) -> String {
+    format!("receipt#{receipt_id}")
+}
+
 /// What the shipments table says about an order.
+#[derive(Debug)]
 enum Recorded {
     Nothing,
-    Allocated,
-    Short(Vec<Shortage>),
+    Allocated(Option<BTreeMap<String, u32>>),
+    Short { shortages: Vec<Shortage>, waiting: bool },
+    Cancelled,
+    Released(BTreeMap<String, u32>),
 }
 
 /// The DynamoDB adapter.
@@ -83,6 +168,12 @@ pub struct DynamoDbStockStore {
     client: aws_sdk_dynamodb::Client,
     stock_table: String,
     shipments_table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn build(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::permanent(STORE, e.to_string())
 }
 
 impl DynamoDbStockStore {
@@ -95,26 +186,35 @@ impl DynamoDbStockStore {
         Self { client, stock_table: stock_table.into(), shipments_table: shipments_table.into() }
     }
 
-    async fn recorded(&self, order_id: &str) -> Result<Recorded, StoreError> {
+    async fn item(&self, table: &str, key: (&str, &str)) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
-            .table_name(&self.shipments_table)
-            .key("orderId", s(order_id))
+            .table_name(table)
+            .key(key.0, s(key.1))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| store_error(STORE, e))?;
-        let Some(item) = out.item() else { return Ok(Recorded::Nothing) };
-        match get_s(item, "status") {
+        Ok(out.item().cloned())
+    }
+
+    async fn recorded(&self, order_id: &str) -> Result<Recorded, StoreError> {
+        let Some(item) = self.item(&self.shipments_table, ("orderId", order_id)).await? else {
+            return Ok(Recorded::Nothing);
+        };
+        let unreadable = || StoreError::permanent(STORE, format!("shipment record of {order_id} unreadable"));
+        let allocation = get_s(&item, "allocation").and_then(parse_allocation);
+        match get_s(&item, "status") {
             Some("SHORT") => {
-                let shortages = get_s(item, "shortages")
-                    .and_then(|j| serde_json::from_str(j).ok())
-                    .ok_or_else(|| StoreError::permanent(STORE, format!("shortage record of {order_id} unreadable")))?;
-                Ok(Recorded::Short(shortages))
+                let shortages =
+                    get_s(&item, "shortages").and_then(|j| serde_json::from_str(j).ok()).ok_or_else(unreadable)?;
+                Ok(Recorded::Short { shortages, waiting: get_s(&item, "backlog") == Some(WAITING) })
             }
+            Some("CANCELLED") => Ok(Recorded::Cancelled),
+            Some("RELEASED") => Ok(Recorded::Released(allocation.ok_or_else(unreadable)?)),
             // Records from before statuses existed are allocations.
-            _ => Ok(Recorded::Allocated),
+            _ => Ok(Recorded::Allocated(allocation)),
         }
     }
 
@@ -125,11 +225,7 @@ impl DynamoDbStockStore {
             .batch_get_item()
             .request_items(
                 &self.stock_table,
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::permanent(STORE, e.to_string()))?,
+                KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build)?,
             )
             .send()
             .await
@@ -146,49 +242,82 @@ impl DynamoDbStockStore {
         Ok(levels)
     }
 
-    /// Records a shortage as the order's answer, unless another answer was recorded first (then
-    /// that one stands).
-    async fn record_short(&self, order_id: &str, shortages: Vec<Shortage>) -> Result<Allocation, StoreError> {
+    /// Records a shortage as the order's answer (a waiting backorder), unless another answer was
+    /// recorded first (then that one stands).
+    async fn record_short(&self, billed: &OrderBilled, shortages: Vec<Shortage>) -> Result<Allocation, StoreError> {
+        let now = Utc::now();
         let put = self
             .client
             .put_item()
             .table_name(&self.shipments_table)
-            .item("orderId", s(order_id))
+            .item("orderId", s(&billed.order_id))
             .item("status", s("SHORT"))
             .item("shortages", s(serde_json::to_string(&shortages).expect("shortages serialise")))
-            .item("recordedAt", s(chrono::Utc::now().to_rfc3339()))
+            .item("billed", s(serde_json::to_string(billed).expect("events serialise")))
+            .item("backlog", s(WAITING))
+            .item("waitingSince", s(format!("{}#{}", now.to_rfc3339(), billed.order_id)))
+            .item("recordedAt", s(now.to_rfc3339()))
             .condition_expression("attribute_not_exists(orderId)")
             .send()
             .await;
         match put {
             Ok(_) => Ok(Allocation::Short(shortages)),
-            Err(e) if is_conditional_check_failed(&e) => match self.recorded(order_id).await? {
-                Recorded::Allocated => Ok(Allocation::AlreadyAllocated),
-                Recorded::Short(recorded) => Ok(Allocation::Short(recorded)),
-                Recorded::Nothing => Err(StoreError::retryable(STORE, "shipment record vanished")),
-            },
+            Err(e) if is_conditional_check_failed(&e) => self.answer(&billed.order_id).await,
             Err(e) => Err(store_error(STORE, e)),
         }
     }
 
-    async fn transact(&self, order_id: &str, demand: &BTreeMap<String, u32>) -> Result<bool, StoreError> {
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::permanent(STORE, e.to_string());
+    /// The answer already recorded for an order.
+    async fn answer(&self, order_id: &str) -> Result<Allocation, StoreError> {
+        match self.recorded(order_id).await? {
+            Recorded::Allocated(_) => Ok(Allocation::AlreadyAllocated),
+            Recorded::Short { shortages, .. } => Ok(Allocation::Short(shortages)),
+            Recorded::Cancelled | Recorded::Released(_) => Ok(Allocation::Cancelled),
+            Recorded::Nothing => Err(StoreError::retryable(STORE, "shipment record vanished")),
+        }
+    }
+
+    fn take_stock(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, StoreError> {
+        Ok(TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&self.stock_table)
+                    .key("sku", s(sku))
+                    .update_expression("SET available = available - :q")
+                    .condition_expression("attribute_exists(sku) AND available >= :q")
+                    .expression_attribute_values(":q", n(quantity))
+                    .build()
+                    .map_err(build)?,
+            )
+            .build())
+    }
+
+    fn give_stock(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, StoreError> {
+        Ok(TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&self.stock_table)
+                    .key("sku", s(sku))
+                    .update_expression("ADD available :q")
+                    .expression_attribute_values(":q", n(quantity))
+                    .build()
+                    .map_err(build)?,
+            )
+            .build())
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_transaction_canceled_exception()) => Ok(false),
+            Err(e) => Err(store_error(STORE, e)),
+        }
+    }
+
+    async fn allocate_new(&self, order_id: &str, demand: &BTreeMap<String, u32>) -> Result<bool, StoreError> {
         let mut items = Vec::with_capacity(demand.len() + 1);
         for (sku, quantity) in demand {
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.stock_table)
-                            .key("sku", s(sku))
-                            .update_expression("SET available = available - :q")
-                            .condition_expression("attribute_exists(sku) AND available >= :q")
-                            .expression_attribute_values(":q", n(quantity))
-                            .build()
-                            .map_err(build)?,
-                    )
-                    .build(),
-            );
+            items.push(self.take_stock(sku, *quantity)?);
         }
         let allocated: Vec<String> = demand.iter().map(|(sku, q)| format!("{sku}:{q}")).collect();
         items.push(
@@ -199,108 +328,441 @@ impl DynamoDbStockStore {
                         .item("orderId", s(order_id))
                         .item("status", s("ALLOCATED"))
                         .item("allocation", s(allocated.join(",")))
-                        .item("allocatedAt", s(chrono::Utc::now().to_rfc3339()))
+                        .item("allocatedAt", s(Utc::now().to_rfc3339()))
                         .condition_expression("attribute_not_exists(orderId)")
                         .build()
                         .map_err(build)?,
                 )
                 .build(),
         );
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_transaction_canceled_exception()) => Ok(false),
-            Err(e) => Err(store_error(STORE, e)),
-        }
+        self.transact(items).await
+    }
+
+    fn backoff() -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(20))
+            .with_max_delay(Duration::from_millis(400))
+            .with_max_times(ATTEMPTS - 1)
+            .with_jitter()
+            .build()
+    }
+
+    fn parse_backorder(item: &Item) -> Result<Backorder, StoreError> {
+        let unreadable = |what: &str| StoreError::permanent(STORE, format!("backorder unreadable: {what}"));
+        let billed: OrderBilled =
+            get_s(item, "billed").and_then(|j| serde_json::from_str(j).ok()).ok_or_else(|| unreadable("billed"))?;
+        let since = get_s(item, "waitingSince")
+            .and_then(|w| w.split('#').next())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| unreadable("waitingSince"))?;
+        Ok(Backorder { billed, waiting_since: since })
     }
 }
 
 #[async_trait]
 impl StockStore for DynamoDbStockStore {
-    async fn allocate(&self, order_id: &str, lines: &[OrderLine]) -> Result<Allocation, StoreError> {
+    async fn allocate(&self, billed: &OrderBilled) -> Result<Allocation, StoreError> {
         // No read first: the transaction's condition on the shipment record catches a redelivery,
         // and only a cancelled transaction pays for the reads that tell why.
-        let demand = demand(lines)?;
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(20))
-            .with_max_delay(Duration::from_millis(400))
-            .with_max_times(ATTEMPTS - 1)
-            .with_jitter()
-            .build();
+        let demand = demand(&billed.lines)?;
+        let mut delays = Self::backoff();
         for attempt in 1..=ATTEMPTS {
-            if self.transact(order_id, &demand).await? {
+            if self.allocate_new(&billed.order_id, &demand).await? {
                 return Ok(Allocation::Allocated);
             }
             // Cancelled. An answer already given stands; otherwise see whether stock is short.
-            match self.recorded(order_id).await? {
-                Recorded::Allocated => return Ok(Allocation::AlreadyAllocated),
-                Recorded::Short(recorded) => return Ok(Allocation::Short(recorded)),
+            match self.recorded(&billed.order_id).await? {
                 Recorded::Nothing => {}
+                _ => return self.answer(&billed.order_id).await,
             }
             let levels = self.levels(demand.keys().cloned().collect()).await?;
             let shortages = shortages(&demand, &levels);
             if !shortages.is_empty() {
-                return self.record_short(order_id, shortages).await;
+                return self.record_short(billed, shortages).await;
             }
             // Enough stock, yet cancelled: a concurrent transaction on the same SKU. Try again soon.
             let delay = delays.next().unwrap_or(Duration::from_millis(100));
             if attempt == ATTEMPTS || !orderflow_harness::deadline::allows(delay, Duration::from_secs(1)) {
                 break;
             }
-            tracing::info!(order_id, attempt, delay_ms = delay.as_millis() as u64, "allocation lost a race; retrying");
+            tracing::info!(order_id = %billed.order_id, attempt, delay_ms = delay.as_millis() as u64, "allocation lost a race; retrying");
             tokio::time::sleep(delay).await;
         }
-        Err(StoreError::retryable(STORE, format!("allocation for {order_id} kept conflicting with concurrent ones")))
+        Err(StoreError::retryable(
+            STORE,
+            format!("allocation for {} kept conflicting with concurrent ones", billed.order_id),
+        ))
+    }
+
+    async fn receive(&self, receipt: &StockReceived) -> Result<Receipt, StoreError> {
+        let key = receipt_key(&receipt.receipt_id);
+        let items = vec![
+            self.give_stock(&receipt.sku, receipt.quantity)?,
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.stock_table)
+                        .item("sku", s(&key))
+                        .item("receiptSku", s(&receipt.sku))
+                        .item("quantity", n(receipt.quantity))
+                        .item("receivedAt", s(receipt.received_at.to_rfc3339()))
+                        .condition_expression("attribute_not_exists(sku)")
+                        .build()
+                        .map_err(build)?,
+                )
+                .build(),
+        ];
+        if self.transact(items).await? {
+            return Ok(Receipt { counted_now: true, allocated_before: vec![] });
+        }
+        let Some(item) = self.item(&self.stock_table, ("sku", &key)).await? else {
+            // Cancelled by a concurrent change of the SKU's level: SQS tries again.
+            return Err(StoreError::retryable(STORE, "stock receipt conflicted with a concurrent change"));
+        };
+        let allocated_before = match item.get("allocatedOrders") {
+            Some(AttributeValue::Ss(orders)) => orders.clone(),
+            _ => vec![],
+        };
+        Ok(Receipt { counted_now: false, allocated_before })
+    }
+
+    async fn backorders(&self, sku: &str) -> Result<Vec<Backorder>, StoreError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.shipments_table)
+                .index_name(BACKORDERS_INDEX)
+                .key_condition_expression("backlog = :w")
+                .expression_attribute_values(":w", s(WAITING))
+                .scan_index_forward(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error(STORE, e))?;
+            for item in out.items() {
+                let backorder = Self::parse_backorder(item)?;
+                if backorder.billed.lines.iter().any(|l| l.sku == sku) {
+                    found.push(backorder);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        found.sort_by(|a, b| a.waiting_since.cmp(&b.waiting_since));
+        Ok(found)
+    }
+
+    async fn backorder(&self, order_id: &str) -> Result<Option<Backorder>, StoreError> {
+        match self.item(&self.shipments_table, ("orderId", order_id)).await? {
+            Some(item) if item.contains_key("billed") => Self::parse_backorder(&item).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: &str) -> Result<bool, StoreError> {
+        let order_id = &backorder.billed.order_id;
+        let demand = demand(&backorder.billed.lines)?;
+        let mut delays = Self::backoff();
+        for _ in 1..=ATTEMPTS {
+            let mut items = Vec::with_capacity(demand.len() + 2);
+            for (sku, quantity) in &demand {
+                items.push(self.take_stock(sku, *quantity)?);
+            }
+            let allocated: Vec<String> = demand.iter().map(|(sku, q)| format!("{sku}:{q}")).collect();
+            items.push(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&self.shipments_table)
+                            .key("orderId", s(order_id))
+                            .update_expression(
+                                "SET #status = :allocated, allocation = :allocation, allocatedAt = :at \
+                                 REMOVE backlog",
+                            )
+                            .condition_expression("#status = :short AND backlog = :waiting")
+                            .expression_attribute_names("#status", "status")
+                            .expression_attribute_values(":allocated", s("ALLOCATED"))
+                            .expression_attribute_values(":allocation", s(allocated.join(",")))
+                            .expression_attribute_values(":at", s(Utc::now().to_rfc3339()))
+                            .expression_attribute_values(":short", s("SHORT"))
+                            .expression_attribute_values(":waiting", s(WAITING))
+                            .build()
+                            .map_err(build)?,
+                    )
+                    .build(),
+            );
+            items.push(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&self.stock_table)
+                            .key("sku", s(receipt_key(receipt_id)))
+                            .update_expression("ADD allocatedOrders :order")
+                            .condition_expression("attribute_exists(sku)")
+                            .expression_attribute_values(":order", AttributeValue::Ss(vec![order_id.clone()]))
+                            .build()
+                            .map_err(build)?,
+                    )
+                    .build(),
+            );
+            if self.transact(items).await? {
+                return Ok(true);
+            }
+            // Cancelled: no longer waiting, or short, or a concurrent change of a SKU.
+            match self.recorded(order_id).await? {
+                Recorded::Short { waiting: true, .. } => {}
+                _ => return Ok(false),
+            }
+            let levels = self.levels(demand.keys().cloned().collect()).await?;
+            if !shortages(&demand, &levels).is_empty() {
+                return Ok(false);
+            }
+            let delay = delays.next().unwrap_or(Duration::from_millis(100));
+            tokio::time::sleep(delay).await;
+        }
+        Err(StoreError::retryable(STORE, format!("backorder {order_id} kept conflicting with concurrent allocations")))
+    }
+
+    async fn release(&self, order_id: &str) -> Result<Release, StoreError> {
+        for _ in 0..ATTEMPTS {
+            let now = Utc::now().to_rfc3339();
+            match self.recorded(order_id).await? {
+                Recorded::Cancelled | Recorded::Short { waiting: false, .. } => return Ok(Release::NothingAllocated),
+                Recorded::Released(allocation) => return Ok(Release::Released(released_lines(&allocation))),
+                Recorded::Nothing => {
+                    // Not billed yet (or its OrderBilled is late): a record that says so, so it is
+                    // never allocated.
+                    let put = self
+                        .client
+                        .put_item()
+                        .table_name(&self.shipments_table)
+                        .item("orderId", s(order_id))
+                        .item("status", s("CANCELLED"))
+                        .item("cancelledAt", s(&now))
+                        .condition_expression("attribute_not_exists(orderId)")
+                        .send()
+                        .await;
+                    match put {
+                        Ok(_) => return Ok(Release::NothingAllocated),
+                        Err(e) if is_conditional_check_failed(&e) => {}
+                        Err(e) => return Err(store_error(STORE, e)),
+                    }
+                }
+                Recorded::Short { waiting: true, .. } => {
+                    let update = self
+                        .client
+                        .update_item()
+                        .table_name(&self.shipments_table)
+                        .key("orderId", s(order_id))
+                        .update_expression("SET #status = :cancelled, cancelledAt = :at REMOVE backlog")
+                        .condition_expression("#status = :short")
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(":cancelled", s("CANCELLED"))
+                        .expression_attribute_values(":short", s("SHORT"))
+                        .expression_attribute_values(":at", s(&now))
+                        .send()
+                        .await;
+                    match update {
+                        Ok(_) => return Ok(Release::NothingAllocated),
+                        Err(e) if is_conditional_check_failed(&e) => {}
+                        Err(e) => return Err(store_error(STORE, e)),
+                    }
+                }
+                Recorded::Allocated(allocation) => {
+                    let allocation = allocation.ok_or_else(|| {
+                        StoreError::permanent(STORE, format!("allocation of {order_id} unreadable: not releasing"))
+                    })?;
+                    let mut items = Vec::with_capacity(allocation.len() + 1);
+                    for (sku, quantity) in &allocation {
+                        items.push(self.give_stock(sku, *quantity)?);
+                    }
+                    items.push(
+                        TransactWriteItem::builder()
+                            .update(
+                                Update::builder()
+                                    .table_name(&self.shipments_table)
+                                    .key("orderId", s(order_id))
+                                    .update_expression("SET #status = :released, releasedAt = :at")
+                                    .condition_expression("#status = :allocated")
+                                    .expression_attribute_names("#status", "status")
+                                    .expression_attribute_values(":released", s("RELEASED"))
+                                    .expression_attribute_values(":allocated", s("ALLOCATED"))
+                                    .expression_attribute_values(":at", s(&now))
+                                    .build()
+                                    .map_err(build)?,
+                            )
+                            .build(),
+                    );
+                    if self.transact(items).await? {
+                        return Ok(Release::Released(released_lines(&allocation)));
+                    }
+                }
+            }
+            // The record changed under us (a restock, a late OrderBilled): look again.
+        }
+        Err(StoreError::retryable(STORE, format!("release of {order_id} kept conflicting with concurrent changes")))
     }
 }
 
-/// The in-memory fake, with the adapter's semantics (all lines or none, the first answer final).
+/// One order's record in the fake.
+#[derive(Debug, Clone)]
+enum Record {
+    Allocated(BTreeMap<String, u32>),
+    Short { shortages: Vec<Shortage>, waiting: bool },
+    Cancelled,
+    Released(BTreeMap<String, u32>),
+}
+
+/// The in-memory fake, with the adapter's semantics (all lines or none, a receipt counted once, a
+/// backorder allocated only while it waits, stock given back once).
 #[derive(Debug, Default)]
 pub struct InMemoryStockStore {
-    levels: Mutex<HashMap<String, u32>>,
-    allocated: Mutex<HashSet<String>>,
-    short: Mutex<HashMap<String, Vec<Shortage>>>,
+    state: Mutex<FakeState>,
+}
+
+#[derive(Debug, Default)]
+struct FakeState {
+    levels: HashMap<String, u32>,
+    records: HashMap<String, Record>,
+    /// Every backorder's `OrderBilled`, kept after it is allocated (as the item keeps `billed`).
+    backorders: HashMap<String, Backorder>,
+    receipts: HashMap<String, Vec<String>>,
+}
+
+impl FakeState {
+    fn take(&mut self, demand: &BTreeMap<String, u32>) -> Result<(), Vec<Shortage>> {
+        let shortages = shortages(demand, &self.levels);
+        if !shortages.is_empty() {
+            return Err(shortages);
+        }
+        for (sku, q) in demand {
+            let level = self.levels.get_mut(sku).expect("checked above");
+            *level = level.checked_sub(*q).expect("no shortage: the level covers the demand");
+        }
+        Ok(())
+    }
 }
 
 impl InMemoryStockStore {
     /// A warehouse holding these levels.
     pub fn with_levels(levels: &[(&str, u32)]) -> Self {
         let store = Self::default();
-        store.restock(levels);
+        store.set_levels(levels);
         store
     }
-    /// Sets these levels (stock arrived).
-    pub fn restock(&self, levels: &[(&str, u32)]) {
-        self.levels.lock().expect("lock").extend(levels.iter().map(|(k, v)| (k.to_string(), *v)));
+    /// Sets these levels.
+    pub fn set_levels(&self, levels: &[(&str, u32)]) {
+        self.state.lock().expect("lock").levels.extend(levels.iter().map(|(k, v)| (k.to_string(), *v)));
     }
     /// What is on hand for `sku`.
     pub fn level(&self, sku: &str) -> Option<u32> {
-        self.levels.lock().expect("lock").get(sku).copied()
+        self.state.lock().expect("lock").levels.get(sku).copied()
+    }
+    /// Whether `order_id` waits for stock.
+    pub fn is_waiting(&self, order_id: &str) -> bool {
+        matches!(self.state.lock().expect("lock").records.get(order_id), Some(Record::Short { waiting: true, .. }))
     }
 }
 
 #[async_trait]
 impl StockStore for InMemoryStockStore {
-    async fn allocate(&self, order_id: &str, lines: &[OrderLine]) -> Result<Allocation, StoreError> {
-        let mut allocated = self.allocated.lock().expect("lock");
-        if allocated.contains(order_id) {
-            return Ok(Allocation::AlreadyAllocated);
+    async fn allocate(&self, billed: &OrderBilled) -> Result<Allocation, StoreError> {
+        let demand = demand(&billed.lines)?;
+        let mut state = self.state.lock().expect("lock");
+        match state.records.get(&billed.order_id) {
+            Some(Record::Allocated(_)) => return Ok(Allocation::AlreadyAllocated),
+            Some(Record::Short { shortages, .. }) => return Ok(Allocation::Short(shortages.clone())),
+            Some(Record::Cancelled | Record::Released(_)) => return Ok(Allocation::Cancelled),
+            None => {}
         }
-        let mut short = self.short.lock().expect("lock");
-        if let Some(recorded) = short.get(order_id) {
-            return Ok(Allocation::Short(recorded.clone()));
+        match state.take(&demand) {
+            Ok(()) => {
+                state.records.insert(billed.order_id.clone(), Record::Allocated(demand));
+                Ok(Allocation::Allocated)
+            }
+            Err(shortages) => {
+                let backorder = Backorder { billed: billed.clone(), waiting_since: Utc::now() };
+                state.backorders.insert(billed.order_id.clone(), backorder);
+                state.records.insert(billed.order_id.clone(), Record::Short { shortages: shortages.clone(), waiting: true });
+                Ok(Allocation::Short(shortages))
+            }
         }
-        let mut levels = self.levels.lock().expect("lock");
-        let demand = demand(lines)?;
-        let shortages = shortages(&demand, &levels);
-        if !shortages.is_empty() {
-            short.insert(order_id.to_string(), shortages.clone());
-            return Ok(Allocation::Short(shortages));
+    }
+
+    async fn receive(&self, receipt: &StockReceived) -> Result<Receipt, StoreError> {
+        let mut state = self.state.lock().expect("lock");
+        if let Some(allocated) = state.receipts.get(&receipt.receipt_id) {
+            return Ok(Receipt { counted_now: false, allocated_before: allocated.clone() });
         }
-        for (sku, q) in demand {
-            let level = levels.get_mut(&sku).expect("checked above");
-            *level = level.checked_sub(q).expect("no shortage: the level covers the demand");
+        let level = state.levels.entry(receipt.sku.clone()).or_insert(0);
+        *level = level
+            .checked_add(receipt.quantity)
+            .ok_or_else(|| StoreError::permanent(STORE, format!("the level of {} overflows", receipt.sku)))?;
+        state.receipts.insert(receipt.receipt_id.clone(), vec![]);
+        Ok(Receipt { counted_now: true, allocated_before: vec![] })
+    }
+
+    async fn backorders(&self, sku: &str) -> Result<Vec<Backorder>, StoreError> {
+        let state = self.state.lock().expect("lock");
+        let mut found: Vec<Backorder> = state
+            .backorders
+            .values()
+            .filter(|b| matches!(state.records.get(&b.billed.order_id), Some(Record::Short { waiting: true, .. })))
+            .filter(|b| b.billed.lines.iter().any(|l| l.sku == sku))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.waiting_since.cmp(&b.waiting_since));
+        Ok(found)
+    }
+
+    async fn backorder(&self, order_id: &str) -> Result<Option<Backorder>, StoreError> {
+        Ok(self.state.lock().expect("lock").backorders.get(order_id).cloned())
+    }
+
+    async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: &str) -> Result<bool, StoreError> {
+        let order_id = &backorder.billed.order_id;
+        let demand = demand(&backorder.billed.lines)?;
+        let mut state = self.state.lock().expect("lock");
+        if !matches!(state.records.get(order_id), Some(Record::Short { waiting: true, .. })) {
+            return Ok(false);
         }
-        allocated.insert(order_id.to_string());
-        Ok(Allocation::Allocated)
+        if !state.receipts.contains_key(receipt_id) {
+            return Err(StoreError::permanent(STORE, format!("no receipt {receipt_id}")));
+        }
+        if state.take(&demand).is_err() {
+            return Ok(false);
+        }
+        state.records.insert(order_id.clone(), Record::Allocated(demand));
+        state.receipts.get_mut(receipt_id).expect("checked above").push(order_id.clone());
+        Ok(true)
+    }
+
+    async fn release(&self, order_id: &str) -> Result<Release, StoreError> {
+        let mut state = self.state.lock().expect("lock");
+        match state.records.get(order_id).cloned() {
+            None => {
+                state.records.insert(order_id.to_string(), Record::Cancelled);
+                Ok(Release::NothingAllocated)
+            }
+            Some(Record::Cancelled) => Ok(Release::NothingAllocated),
+            Some(Record::Short { .. }) => {
+                state.records.insert(order_id.to_string(), Record::Cancelled);
+                Ok(Release::NothingAllocated)
+            }
+            Some(Record::Released(allocation)) => Ok(Release::Released(released_lines(&allocation))),
+            Some(Record::Allocated(allocation)) => {
+                for (sku, q) in &allocation {
+                    *state.levels.entry(sku.clone()).or_insert(0) += q;
+                }
+                state.records.insert(order_id.to_string(), Record::Released(allocation.clone()));
+                Ok(Release::Released(released_lines(&allocation)))
+            }
+        }
     }
 }

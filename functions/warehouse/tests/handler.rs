@@ -9,7 +9,7 @@ use pretty_assertions::assert_eq;
 use std::sync::Arc;
 
 use orderflow_contracts::{OrderBilled, ShippingLabelCreated, StockAllocationFailed};
-use warehouse::handler::Warehouse;
+use warehouse::handler::{Warehouse, WarehouseInput};
 use warehouse::labels::InMemoryLabelStore;
 use warehouse::stock::InMemoryStockStore;
 
@@ -17,7 +17,7 @@ struct Rig {
     stock: Arc<InMemoryStockStore>,
     labels: Arc<InMemoryLabelStore>,
     published: Arc<InMemoryPublisher>,
-    warehouse: Harnessed<OrderBilled>,
+    warehouse: Harnessed<WarehouseInput>,
 }
 
 fn rig(levels: &[(&str, u32)]) -> Rig {
@@ -113,7 +113,7 @@ async fn a_shortage_is_remembered_so_a_replay_after_restocking_gives_the_same_an
         .await
         .is_empty());
     // Stock arrives; then the same OrderBilled comes back (archive replay, idempotency record expired).
-    rig.stock.restock(&[("MUG-002", 5)]);
+    rig.stock.set_levels(&[("MUG-002", 5)]);
     let fresh = Harnessed::new(
         "warehouse",
         Arc::new(Warehouse::new(rig.stock.clone(), rig.labels.clone(), rig.published.clone())),
@@ -128,4 +128,182 @@ async fn a_shortage_is_remembered_so_a_replay_after_restocking_gives_the_same_an
     assert_eq!(failed[0].metadata.event_id, failed[1].metadata.event_id, "the same event");
     assert_eq!(failed[0].data.shortages, failed[1].data.shortages, "the same answer");
     assert!(rig.published.envelopes::<ShippingLabelCreated>().is_empty());
+}
+
+// ------------------------------------------------------------------ restock and cancellation
+
+use async_trait::async_trait;
+use orderflow_contracts::{
+    CancelledBy, Currency, OrderCancelled, ReleasedLine, StockReceived, StockReleased,
+};
+use orderflow_harness::publisher::{FailedEntry, PublishError};
+use orderflow_harness::{EventPublisher, OutboundEvent};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn billed_order(order_id: &str, lines: &[(&str, u32)]) -> OrderBilled {
+    let (mut billed, _, _) = sample();
+    billed.order_id = order_id.into();
+    billed.lines =
+        lines.iter().map(|(sku, q)| OrderLine { sku: sku.to_string(), quantity: *q, unit_price_minor: 100 }).collect();
+    billed.amount_minor = billed.lines.iter().map(|l| i64::from(l.quantity) * 100).sum();
+    billed
+}
+
+fn body<E: orderflow_contracts::Event>(data: E) -> String {
+    eventbridge_body(&Envelope::new(data, None))
+}
+
+fn receipt(receipt_id: &str, sku: &str, quantity: u32) -> StockReceived {
+    StockReceived { receipt_id: receipt_id.into(), sku: sku.into(), quantity, received_at: chrono::Utc::now() }
+}
+
+fn cancelled(order_id: &str) -> OrderCancelled {
+    OrderCancelled {
+        order_id: order_id.into(),
+        cancelled_by: CancelledBy::Customer,
+        currency: Currency::GBP,
+        total_minor: 100,
+        cancelled_at: chrono::Utc::now(),
+    }
+}
+
+async fn deliver(rig: &Rig, bodies: Vec<String>) {
+    assert_eq!(rig.warehouse.failures(sqs_batch(bodies)).await, Vec::<String>::new());
+}
+
+fn labelled(rig: &Rig) -> Vec<String> {
+    rig.published.envelopes::<ShippingLabelCreated>().into_iter().map(|e| e.data.order_id).collect()
+}
+
+#[tokio::test]
+async fn a_restock_ships_waiting_backorders_oldest_first_and_only_whole_orders() {
+    let rig = rig(&[("RARE", 0), ("ODD", 0)]);
+    // Three orders short of RARE (the second also of ODD), in this order.
+    for billed in [
+        billed_order("o-1", &[("RARE", 3)]),
+        billed_order("o-2", &[("RARE", 1), ("ODD", 1)]),
+        billed_order("o-3", &[("RARE", 2)]),
+    ] {
+        deliver(&rig, vec![body(billed)]).await;
+    }
+    assert_eq!(rig.published.envelopes::<StockAllocationFailed>().len(), 3);
+
+    // Four RARE arrive: o-1 takes three; o-2 still lacks ODD; o-3 needs two, one is left.
+    deliver(&rig, vec![body(receipt("r-1", "RARE", 4))]).await;
+    assert_eq!(labelled(&rig), vec!["o-1"]);
+    assert_eq!(rig.stock.level("RARE"), Some(1));
+    assert!(rig.stock.is_waiting("o-2") && rig.stock.is_waiting("o-3") && !rig.stock.is_waiting("o-1"));
+    let label = rig.labels.get("labels/o-1.json").expect("o-1's label");
+    assert_eq!(label.contents, vec![("RARE".to_string(), 3)]);
+
+    // One ODD arrives: o-2 now has every line.
+    deliver(&rig, vec![body(receipt("r-2", "ODD", 1))]).await;
+    assert_eq!(labelled(&rig), vec!["o-1", "o-2"]);
+    assert_eq!((rig.stock.level("RARE"), rig.stock.level("ODD")), (Some(0), Some(0)));
+    assert!(rig.stock.is_waiting("o-3"), "still waiting for two RARE");
+}
+
+#[tokio::test]
+async fn a_receipt_is_counted_once_however_often_it_is_delivered() {
+    let rig = rig(&[("BOOK-001", 1)]);
+    // Two deliveries of one receipt as different events (the harness's dedup cannot see they match).
+    deliver(&rig, vec![body(receipt("r-1", "BOOK-001", 5))]).await;
+    deliver(&rig, vec![body(receipt("r-1", "BOOK-001", 5))]).await;
+    assert_eq!(rig.stock.level("BOOK-001"), Some(6));
+}
+
+/// A publisher whose first `fail` calls fail, as EventBridge does in an outage.
+struct Flaky {
+    inner: Arc<InMemoryPublisher>,
+    fail: AtomicUsize,
+}
+
+#[async_trait]
+impl EventPublisher for Flaky {
+    async fn publish(&self, events: Vec<OutboundEvent>) -> Result<(), PublishError> {
+        if self.fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            let total = events.len();
+            let failed = events
+                .into_iter()
+                .map(|e| FailedEntry {
+                    event_id: e.event_id,
+                    detail_type: e.detail_type,
+                    code: "InternalFailure".into(),
+                    message: "bus down".into(),
+                })
+                .collect();
+            return Err(PublishError::NotPublished { failed, total, attempts: 1, retryable: true });
+        }
+        self.inner.publish(events).await
+    }
+}
+
+#[tokio::test]
+async fn a_restock_that_dies_before_announcing_announces_the_same_labels_when_redelivered() {
+    let rig = rig(&[("RARE", 0)]);
+    deliver(&rig, vec![body(billed_order("o-1", &[("RARE", 1)]))]).await;
+    let flaky = Arc::new(Flaky { inner: rig.published.clone(), fail: AtomicUsize::new(1) });
+    let warehouse: Harnessed<WarehouseInput> =
+        Harnessed::new("warehouse", Arc::new(Warehouse::new(rig.stock.clone(), rig.labels.clone(), flaky)));
+    let received = eventbridge_body(&Envelope::new(receipt("r-1", "RARE", 1), None));
+    assert_eq!(warehouse.failures(sqs_batch(vec![received.clone()])).await, vec!["m0"]);
+    assert!(labelled(&rig).is_empty(), "allocated, not announced");
+    assert_eq!(rig.stock.level("RARE"), Some(0));
+
+    assert!(warehouse.failures(sqs_batch(vec![received])).await.is_empty());
+    assert_eq!(labelled(&rig), vec!["o-1"], "announced on the redelivery");
+    assert_eq!(rig.stock.level("RARE"), Some(0), "counted once, allocated once");
+}
+
+#[tokio::test]
+async fn cancelling_an_allocated_order_gives_its_stock_back_once() {
+    let rig = rig(&[("BOOK-001", 10), ("MUG-002", 5)]);
+    deliver(&rig, vec![body(billed_order("o-1", &[("BOOK-001", 2), ("MUG-002", 1), ("BOOK-001", 1)]))]).await;
+    assert_eq!((rig.stock.level("BOOK-001"), rig.stock.level("MUG-002")), (Some(7), Some(4)));
+    deliver(&rig, vec![body(cancelled("o-1"))]).await;
+    deliver(&rig, vec![body(cancelled("o-1"))]).await;
+    assert_eq!((rig.stock.level("BOOK-001"), rig.stock.level("MUG-002")), (Some(10), Some(5)), "given back once");
+    let released = rig.published.envelopes::<StockReleased>();
+    assert_eq!(released.len(), 2, "each cancellation is answered");
+    assert_eq!(
+        released[0].data.lines,
+        vec![ReleasedLine { sku: "BOOK-001".into(), quantity: 3 }, ReleasedLine { sku: "MUG-002".into(), quantity: 1 }]
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_backorder_stops_waiting_and_a_restock_passes_it_by() {
+    let rig = rig(&[("RARE", 0)]);
+    deliver(&rig, vec![body(billed_order("o-1", &[("RARE", 1)]))]).await;
+    deliver(&rig, vec![body(billed_order("o-2", &[("RARE", 1)]))]).await;
+    deliver(&rig, vec![body(cancelled("o-1"))]).await;
+    assert!(rig.published.envelopes::<StockReleased>().is_empty(), "nothing was allocated");
+    deliver(&rig, vec![body(receipt("r-1", "RARE", 1))]).await;
+    assert_eq!(labelled(&rig), vec!["o-2"], "the cancelled o-1 is passed by");
+}
+
+#[tokio::test]
+async fn an_order_cancelled_before_it_was_billed_is_never_allocated() {
+    let rig = rig(&[("BOOK-001", 10)]);
+    deliver(&rig, vec![body(cancelled("o-1"))]).await;
+    deliver(&rig, vec![body(billed_order("o-1", &[("BOOK-001", 2)]))]).await;
+    assert_eq!(rig.stock.level("BOOK-001"), Some(10));
+    assert!(rig.published.published().is_empty(), "no label, no shortage, no release");
+}
+
+#[tokio::test]
+async fn restock_and_cancel_together_end_in_one_state_whichever_comes_first() {
+    for cancel_first in [true, false] {
+        let rig = rig(&[("RARE", 0)]);
+        deliver(&rig, vec![body(billed_order("o-1", &[("RARE", 2)]))]).await;
+        let (restock, cancel) = (body(receipt("r-1", "RARE", 2)), body(cancelled("o-1")));
+        let order = if cancel_first { vec![cancel, restock] } else { vec![restock, cancel] };
+        for b in order {
+            deliver(&rig, vec![b]).await;
+        }
+        assert_eq!(rig.stock.level("RARE"), Some(2), "cancel first: {cancel_first}: the stock is on the shelf");
+        assert!(!rig.stock.is_waiting("o-1"));
+        let released = rig.published.envelopes::<StockReleased>().len();
+        assert_eq!((labelled(&rig).len(), released), if cancel_first { (0, 0) } else { (1, 1) });
+    }
 }

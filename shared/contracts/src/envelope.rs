@@ -69,6 +69,15 @@ impl<E: Event> Envelope<E> {
         envelope
     }
 
+    /// One of several events of the same type caused by `cause` (a restock that ships several
+    /// backorders): as [`Envelope::caused_by`], with `key` (e.g. the order id) in the derived id, so
+    /// each is distinct and each is the same again when the handler is retried.
+    pub fn caused_by_for(cause: &Metadata, data: E, key: &str) -> Self {
+        let mut envelope = Self::caused_by(cause, data);
+        envelope.metadata.event_id = Uuid::new_v5(&cause.event_id, format!("{}/{key}", E::NAME).as_bytes());
+        envelope
+    }
+
     fn build(data: E, correlation_id: String, causation_id: Option<String>) -> Self {
         Self {
             metadata: Metadata {

@@ -233,7 +233,11 @@ pub struct Address {
     pub country: String,
 }
 
-/// Where an order stands. The only legal moves are out of `Placed` (see [`OrderStatus::can_move_to`]).
+/// Where an order stands. The legal moves are [`OrderStatus::TRANSITIONS`]; `ReadyToShip`,
+/// `PaymentFailed` and `Cancelled` are final.
+///
+/// Adding a status is a new schema version of [`OrderStatusChanged`] (a reader of the old version
+/// would not know it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum OrderStatus {
     /// Accepted by Sales; billing and warehouse are at work.
@@ -242,19 +246,49 @@ pub enum OrderStatus {
     ReadyToShip,
     /// The payment was declined.
     PaymentFailed,
-    /// Billed, but stock was short.
+    /// Billed, but stock was short: waits for a restock, or for its deadline.
     Backordered,
+    /// The customer (or the backorder deadline) cancelled it: Billing refunds, Warehouse releases.
+    Cancelling,
+    /// Cancelled, and what was charged is refunded.
+    Cancelled,
 }
 
 impl OrderStatus {
+    /// Every status, in the order of the lifecycle.
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Placed,
+        OrderStatus::Backordered,
+        OrderStatus::Cancelling,
+        OrderStatus::ReadyToShip,
+        OrderStatus::PaymentFailed,
+        OrderStatus::Cancelled,
+    ];
+
+    /// Every legal move, with what makes it: the README's state diagram is drawn from this table.
+    pub const TRANSITIONS: &'static [(OrderStatus, OrderStatus, &'static str)] = &[
+        (OrderStatus::Placed, OrderStatus::ReadyToShip, "ShippingLabelCreated"),
+        (OrderStatus::Placed, OrderStatus::PaymentFailed, "PaymentDeclined"),
+        (OrderStatus::Placed, OrderStatus::Backordered, "StockAllocationFailed"),
+        (OrderStatus::Placed, OrderStatus::Cancelling, "POST /orders/{id}/cancel"),
+        (OrderStatus::Backordered, OrderStatus::ReadyToShip, "StockReceived, then ShippingLabelCreated"),
+        (OrderStatus::Backordered, OrderStatus::Cancelling, "POST /orders/{id}/cancel, or the backorder deadline"),
+        (OrderStatus::Cancelling, OrderStatus::Cancelled, "PaymentRefunded"),
+    ];
+
     /// Whether the workflow may move an order from `self` to `next`.
     pub fn can_move_to(self, next: OrderStatus) -> bool {
-        matches!(
-            (self, next),
-            (OrderStatus::Placed, OrderStatus::ReadyToShip)
-                | (OrderStatus::Placed, OrderStatus::PaymentFailed)
-                | (OrderStatus::Placed, OrderStatus::Backordered)
-        )
+        Self::TRANSITIONS.iter().any(|(from, to, _)| (*from, *to) == (self, next))
+    }
+
+    /// Whether the order's workflow has ended (no move leads out of it).
+    pub fn is_final(self) -> bool {
+        !Self::TRANSITIONS.iter().any(|(from, _, _)| *from == self)
+    }
+
+    /// Whether the customer may still cancel.
+    pub fn can_cancel(self) -> bool {
+        self.can_move_to(OrderStatus::Cancelling)
     }
 
     /// The name stored and shown, e.g. `ReadyToShip`.
@@ -264,12 +298,27 @@ impl OrderStatus {
             OrderStatus::ReadyToShip => "ReadyToShip",
             OrderStatus::PaymentFailed => "PaymentFailed",
             OrderStatus::Backordered => "Backordered",
+            OrderStatus::Cancelling => "Cancelling",
+            OrderStatus::Cancelled => "Cancelled",
         }
     }
 
     /// Parses [`OrderStatus::as_str`]'s output.
     pub fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(Value::String(s.to_string())).ok()
+    }
+
+    /// The README's state diagram (Mermaid), drawn from [`OrderStatus::TRANSITIONS`]; a test holds
+    /// the README to it.
+    pub fn mermaid() -> String {
+        let mut out = String::from("stateDiagram-v2\n    [*] --> Placed: POST /orders\n");
+        for (from, to, why) in Self::TRANSITIONS {
+            out.push_str(&format!("    {} --> {}: {}\n", from.as_str(), to.as_str(), why.replace(':', " ")));
+        }
+        for status in Self::ALL.iter().filter(|s| s.is_final()) {
+            out.push_str(&format!("    {} --> [*]\n", status.as_str()));
+        }
+        out
     }
 }
 
@@ -540,6 +589,9 @@ pub struct OrderState {
     pub tracking_number: Option<String>,
     /// Every status the order went through, oldest first.
     pub history: Vec<StatusEntry>,
+    /// What was given back once it is `Cancelled`, minor units (0 when nothing had been charged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_minor: Option<i64>,
 }
 
 /// Sales changed an order's status. Carries the whole order (state transfer), so caches, reporting
@@ -556,7 +608,21 @@ pub struct OrderStatusChanged {
 impl Event for OrderStatusChanged {
     const NAME: &'static str = "OrderStatusChanged";
     const SOURCE: &'static str = SALES;
-    const SCHEMA_VERSION: u32 = 1;
+    /// Version 2 adds the statuses `Cancelling` and `Cancelled` and `order.refundedMinor`.
+    const SCHEMA_VERSION: u32 = 2;
+    const MIN_SCHEMA_VERSION: u32 = 1;
+
+    /// Every version 1 payload is a version 2 payload: nothing to change.
+    fn upcast_step(from: u32, data: Value) -> Result<Value, ContractError> {
+        match from {
+            1 => Ok(data),
+            _ => Err(ContractError::UnsupportedSchemaVersion {
+                event: Self::NAME,
+                found: from,
+                supported: (Self::MIN_SCHEMA_VERSION, Self::SCHEMA_VERSION),
+            }),
+        }
+    }
 
     fn validate(&self) -> Result<(), ContractError> {
         let order = &self.order;
@@ -565,6 +631,161 @@ impl Event for OrderStatusChanged {
             return Err(invalid(Self::NAME, "order.version", format!("must be 1 to {MAX_ORDER_VERSION}")));
         }
         check_lines(Self::NAME, "order.", &order.lines)?;
-        check_totals(Self::NAME, "order.", &order.lines, &order.totals)
+        check_totals(Self::NAME, "order.", &order.lines, &order.totals)?;
+        if let Some(refunded) = order.refunded_minor {
+            if !(0..=order.totals.total_minor).contains(&refunded) {
+                return Err(invalid(Self::NAME, "order.refundedMinor", "must be 0 to the order's total"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most units one stock receipt may bring.
+pub const MAX_RECEIPT_QUANTITY: u32 = 1_000_000;
+
+/// SKUs: 1 to 64 of `A-Z`, `0-9`, `-` and `_` (what the catalogue holds).
+pub fn is_sku(sku: &str) -> bool {
+    (1..=64).contains(&sku.len()) && sku.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Stock arrived at the warehouse (`POST /stock`, by an operator). Warehouse adds it to what is on
+/// hand and allocates it to waiting backorders of the SKU, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockReceived {
+    /// The receipt: the same receipt is counted once, however often it is delivered.
+    pub receipt_id: String,
+    /// The SKU.
+    pub sku: String,
+    /// Units that arrived, 1 to [`MAX_RECEIPT_QUANTITY`].
+    pub quantity: u32,
+    /// When it was booked in.
+    pub received_at: DateTime<Utc>,
+}
+
+impl Event for StockReceived {
+    const NAME: &'static str = "StockReceived";
+    const SOURCE: &'static str = WAREHOUSE;
+    const SCHEMA_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), ContractError> {
+        check_order_id(Self::NAME, "receiptId", &self.receipt_id)?;
+        if !is_sku(&self.sku) {
+            return Err(invalid(Self::NAME, "sku", "must be 1 to 64 of A-Z, 0-9, - and _"));
+        }
+        if !(1..=MAX_RECEIPT_QUANTITY).contains(&self.quantity) {
+            return Err(invalid(Self::NAME, "quantity", format!("must be 1 to {MAX_RECEIPT_QUANTITY}")));
+        }
+        Ok(())
+    }
+}
+
+/// Who or what cancelled an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum CancelledBy {
+    /// The order's customer, through `POST /orders/{id}/cancel`.
+    Customer,
+    /// The backorder deadline passed before stock arrived.
+    BackorderDeadline,
+}
+
+/// Sales accepted a cancellation (the order is `Cancelling`). Billing refunds what it charged (or
+/// makes sure nothing will be), Warehouse releases what it allocated and forgets the backorder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelled {
+    /// The order.
+    pub order_id: String,
+    /// Why.
+    pub cancelled_by: CancelledBy,
+    /// The order's currency.
+    pub currency: Currency,
+    /// The order's total, minor units: what Billing's invoice is for, charged or not.
+    pub total_minor: i64,
+    /// When Sales accepted it.
+    pub cancelled_at: DateTime<Utc>,
+}
+
+impl Event for OrderCancelled {
+    const NAME: &'static str = "OrderCancelled";
+    const SOURCE: &'static str = SALES;
+    const SCHEMA_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), ContractError> {
+        check_order_id(Self::NAME, "orderId", &self.order_id)?;
+        checked_amount("totalMinor", Some(self.total_minor)).map_err(|e| invalid(Self::NAME, e.field, e.reason))?;
+        Ok(())
+    }
+}
+
+/// Billing settled a cancelled order: what it had charged is refunded, or nothing was charged and
+/// nothing ever will be (`amountMinor` 0, no `refundReference`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    /// The order.
+    pub order_id: String,
+    /// Its invoice.
+    pub invoice_id: String,
+    /// Given back, minor units: the whole charge, or 0.
+    pub amount_minor: i64,
+    /// Its currency.
+    pub currency: Currency,
+    /// The provider's refund reference, when money moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_reference: Option<String>,
+    /// When.
+    pub refunded_at: DateTime<Utc>,
+}
+
+impl Event for PaymentRefunded {
+    const NAME: &'static str = "PaymentRefunded";
+    const SOURCE: &'static str = BILLING;
+    const SCHEMA_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), ContractError> {
+        check_order_id(Self::NAME, "orderId", &self.order_id)?;
+        checked_amount("amountMinor", Some(self.amount_minor)).map_err(|e| invalid(Self::NAME, e.field, e.reason))?;
+        if (self.amount_minor > 0) != self.refund_reference.is_some() {
+            return Err(invalid(Self::NAME, "refundReference", "is given exactly when an amount was refunded"));
+        }
+        Ok(())
+    }
+}
+
+/// Warehouse gave back to stock what it had allocated to a cancelled order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockReleased {
+    /// The order.
+    pub order_id: String,
+    /// What went back on the shelf, per SKU (quantity summed over the order's lines).
+    pub lines: Vec<ReleasedLine>,
+    /// When.
+    pub released_at: DateTime<Utc>,
+}
+
+/// One SKU given back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleasedLine {
+    /// The SKU.
+    pub sku: String,
+    /// Units.
+    pub quantity: u32,
+}
+
+impl Event for StockReleased {
+    const NAME: &'static str = "StockReleased";
+    const SOURCE: &'static str = WAREHOUSE;
+    const SCHEMA_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), ContractError> {
+        check_order_id(Self::NAME, "orderId", &self.order_id)?;
+        if self.lines.is_empty() || self.lines.len() > MAX_LINES {
+            return Err(invalid(Self::NAME, "lines", format!("must have 1 to {MAX_LINES} entries")));
+        }
+        Ok(())
     }
 }

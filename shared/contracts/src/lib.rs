@@ -145,65 +145,48 @@ macro_rules! inbound {
     };
 }
 
-inbound! {
-    /// Every event of the bus: for consumers that take them all (webhook fan-out, the data lake).
-    pub enum AnyEvent {
-        OrderPlaced(OrderPlaced),
-        OrderBilled(OrderBilled),
-        PaymentDeclined(PaymentDeclined),
-        ShippingLabelCreated(ShippingLabelCreated),
-        StockAllocationFailed(StockAllocationFailed),
-        OrderStatusChanged(OrderStatusChanged),
-    }
+/// Declares [`AnyEvent`] and its per-variant accessors from one list.
+macro_rules! any_event {
+    ($($variant:ident => |$e:ident| $order_id:expr),+ $(,)?) => {
+        inbound! {
+            /// Every event of the bus: for consumers that take them all (webhook fan-out, the data lake).
+            pub enum AnyEvent { $($variant($variant)),+ }
+        }
+
+        impl AnyEvent {
+            /// The EventBridge `source` of this event.
+            pub fn source(&self) -> &'static str {
+                match self { $(AnyEvent::$variant(_) => $variant::SOURCE),+ }
+            }
+
+            /// The order the event is about (every event but `StockReceived` is about one).
+            pub fn order_id(&self) -> Option<&str> {
+                match self { $(AnyEvent::$variant($e) => $order_id),+ }
+            }
+
+            /// The version of its data's schema (events are upcast to it when decoded).
+            pub fn schema_version(&self) -> u32 {
+                match self { $(AnyEvent::$variant(_) => $variant::SCHEMA_VERSION),+ }
+            }
+
+            /// The event's data as JSON (the current schema version).
+            pub fn data(&self) -> Value {
+                let value = match self { $(AnyEvent::$variant(e) => serde_json::to_value(e)),+ };
+                value.expect("events serialise")
+            }
+        }
+    };
 }
 
-impl AnyEvent {
-    /// The EventBridge `source` of this event.
-    pub fn source(&self) -> &'static str {
-        match self {
-            AnyEvent::OrderPlaced(_) => OrderPlaced::SOURCE,
-            AnyEvent::OrderBilled(_) => OrderBilled::SOURCE,
-            AnyEvent::PaymentDeclined(_) => PaymentDeclined::SOURCE,
-            AnyEvent::ShippingLabelCreated(_) => ShippingLabelCreated::SOURCE,
-            AnyEvent::StockAllocationFailed(_) => StockAllocationFailed::SOURCE,
-            AnyEvent::OrderStatusChanged(_) => OrderStatusChanged::SOURCE,
-        }
-    }
-
-    /// The order the event is about.
-    pub fn order_id(&self) -> &str {
-        match self {
-            AnyEvent::OrderPlaced(e) => &e.order_id,
-            AnyEvent::OrderBilled(e) => &e.order_id,
-            AnyEvent::PaymentDeclined(e) => &e.order_id,
-            AnyEvent::ShippingLabelCreated(e) => &e.order_id,
-            AnyEvent::StockAllocationFailed(e) => &e.order_id,
-            AnyEvent::OrderStatusChanged(e) => &e.order.order_id,
-        }
-    }
-
-    /// The version of its data's schema (events are upcast to it when decoded).
-    pub fn schema_version(&self) -> u32 {
-        match self {
-            AnyEvent::OrderPlaced(_) => OrderPlaced::SCHEMA_VERSION,
-            AnyEvent::OrderBilled(_) => OrderBilled::SCHEMA_VERSION,
-            AnyEvent::PaymentDeclined(_) => PaymentDeclined::SCHEMA_VERSION,
-            AnyEvent::ShippingLabelCreated(_) => ShippingLabelCreated::SCHEMA_VERSION,
-            AnyEvent::StockAllocationFailed(_) => StockAllocationFailed::SCHEMA_VERSION,
-            AnyEvent::OrderStatusChanged(_) => OrderStatusChanged::SCHEMA_VERSION,
-        }
-    }
-
-    /// The event's data as JSON (the current schema version).
-    pub fn data(&self) -> Value {
-        let value = match self {
-            AnyEvent::OrderPlaced(e) => serde_json::to_value(e),
-            AnyEvent::OrderBilled(e) => serde_json::to_value(e),
-            AnyEvent::PaymentDeclined(e) => serde_json::to_value(e),
-            AnyEvent::ShippingLabelCreated(e) => serde_json::to_value(e),
-            AnyEvent::StockAllocationFailed(e) => serde_json::to_value(e),
-            AnyEvent::OrderStatusChanged(e) => serde_json::to_value(e),
-        };
-        value.expect("events serialise")
-    }
+any_event! {
+    OrderPlaced => |e| Some(&e.order_id),
+    OrderBilled => |e| Some(&e.order_id),
+    PaymentDeclined => |e| Some(&e.order_id),
+    ShippingLabelCreated => |e| Some(&e.order_id),
+    StockAllocationFailed => |e| Some(&e.order_id),
+    OrderStatusChanged => |e| Some(&e.order.order_id),
+    OrderCancelled => |e| Some(&e.order_id),
+    PaymentRefunded => |e| Some(&e.order_id),
+    StockReceived => |_e| None,
+    StockReleased => |e| Some(&e.order_id),
 }

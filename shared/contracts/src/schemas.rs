@@ -5,8 +5,8 @@
 use schemars::schema_for;
 
 use crate::{
-    Envelope, Event, OrderBilled, OrderPlaced, OrderStatusChanged, PaymentDeclined, ShippingLabelCreated,
-    StockAllocationFailed,
+    Envelope, Event, OrderBilled, OrderCancelled, OrderPlaced, OrderStatusChanged, PaymentDeclined, PaymentRefunded,
+    ShippingLabelCreated, StockAllocationFailed, StockReceived, StockReleased,
 };
 
 fn one<E: Event>() -> (String, String) {
@@ -27,5 +27,9 @@ pub fn all() -> Vec<(String, String)> {
         one::<ShippingLabelCreated>(),
         one::<StockAllocationFailed>(),
         one::<OrderStatusChanged>(),
+        one::<OrderCancelled>(),
+        one::<PaymentRefunded>(),
+        one::<StockReceived>(),
+        one::<StockReleased>(),
     ]
 }

@@ -1,10 +1,12 @@
 //! Lambda entry point of `sales-order-status`: wiring only. See `sales::order_status`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::{aws, telemetry, Consumer};
-use sales::order_status::{OrderStatusHandler, StatusInput};
+use sales::deadlines::SchedulerDeadlines;
+use sales::order_status::{OrderStatusHandler, StatusInput, BACKORDER_DEADLINE};
 use sales::orders::DynamoDbOrderStore;
 
 #[tokio::main]
@@ -12,8 +14,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let consumer_config = ConsumerConfig::from_env()?;
     let orders_table = config::required("ORDERS_TABLE")?;
+    let deadline = Duration::from_secs(config::parsed_or("BACKORDER_DEADLINE_SECONDS", BACKORDER_DEADLINE.as_secs())?);
     let sdk = aws::sdk_config().await;
-    let handler =
-        OrderStatusHandler::new(Arc::new(DynamoDbOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), orders_table)));
+    let deadlines = SchedulerDeadlines::new(
+        aws_sdk_scheduler::Client::new(&sdk),
+        config::required("DEADLINE_SCHEDULE_GROUP")?,
+        config::required("DEADLINE_QUEUE_ARN")?,
+        config::required("DEADLINE_ROLE_ARN")?,
+    );
+    let handler = OrderStatusHandler::new(
+        Arc::new(DynamoDbOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), orders_table)),
+        Arc::new(deadlines),
+        deadline,
+    );
     Consumer::<StatusInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
 }

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use orderflow_contracts::OrderBilled;
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{aws, telemetry, Consumer};
@@ -28,5 +27,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(labels::S3LabelStore::new(s3, bucket)),
         Arc::new(EventBridgePublisher::eventbridge(aws_sdk_eventbridge::Client::new(&sdk), bus)),
     );
-    Consumer::<OrderBilled>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
+    Consumer::<handler::WarehouseInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
 }

@@ -1,0 +1,24 @@
+//! Lambda entry point of `warehouse-api`: wiring only. See `warehouse::api`.
+
+use std::sync::Arc;
+
+use lambda_http::{service_fn, Error, Request};
+use orderflow_harness::publisher::EventBridgePublisher;
+use orderflow_harness::{aws, config, telemetry};
+use warehouse::api::WarehouseApi;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let bus = config::required(config::vars::EVENT_BUS_NAME)?;
+    let sdk = aws::sdk_config().await;
+    let api = Arc::new(WarehouseApi::new(Arc::new(EventBridgePublisher::eventbridge(
+        aws_sdk_eventbridge::Client::new(&sdk),
+        bus,
+    ))));
+    lambda_http::run(service_fn(move |req: Request| {
+        let api = Arc::clone(&api);
+        async move { Ok::<_, Error>(api.handle(req).await) }
+    }))
+    .await
+}
