@@ -70,6 +70,6 @@ replay:
 bench:
 	shared/harness/benches/run.sh
 
-## Regenerate events-samples/schemas/ from the Rust types.
+## Regenerate events-samples/schemas/ and the README's status diagram from the Rust types.
 schemas:
-	UPDATE_SCHEMAS=1 cargo test -p orderflow-contracts --test contracts committed_json_schemas_match_the_types
+	UPDATE_SCHEMAS=1 cargo test -p orderflow-contracts --test contracts

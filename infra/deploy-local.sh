@@ -10,7 +10,7 @@
 #
 # The steps, in the order the end of this file runs them: the emulator, the read models' stores,
 # the build, the emulator's copy of the template, the deployment, the stack's outputs, the bus
-# archive, the catalogue, one env file per function, the smoke check.
+# archive, the catalogue and its stock, one env file per function, the smoke check.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -113,6 +113,7 @@ deploy_stack() {
     --s3-bucket "$artifacts" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
     --parameter-overrides "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" WebhooksAllowLocal=true \
     OrdersPerCallerPerHour="${ORDERFLOW_ORDERS_PER_CALLER_PER_HOUR:-1000}" \
+    BackorderDeadlineSeconds="${ORDERFLOW_BACKORDER_DEADLINE_SECONDS:-60}" \
     "${read_model_params[@]}" >&2
 }
 
@@ -154,6 +155,20 @@ seed_catalogue() {
   sed "s/CATALOGUE_TABLE/$table/" infra/seed/catalogue.json > "$STATE/catalogue-seed.json"
   aws dynamodb batch-write-item --request-items "file://$STATE/catalogue-seed.json" >/dev/null
   log "catalogue seeded ($table)"
+}
+
+# Stock on the shelf for every catalogue item (STOCK_PER_ITEM units, 100 unless set), so the
+# README's first order ships. Only where the table has no level for it yet: a redeploy never resets
+# what orders took or POST /stock brought.
+seed_stock() {
+  local table sku
+  table=$(output StockTableName)
+  for sku in $(python3 -c 'import json, sys; [print(r["PutRequest"]["Item"]["sku"]["S"]) for r in json.load(open(sys.argv[1]))["CATALOGUE_TABLE"]]' infra/seed/catalogue.json); do
+    aws dynamodb put-item --table-name "$table" \
+      --item "{\"sku\": {\"S\": \"$sku\"}, \"available\": {\"N\": \"${STOCK_PER_ITEM:-100}\"}}" \
+      --condition-expression 'attribute_not_exists(sku)' >/dev/null 2>&1 || true
+  done
+  log "stock seeded for every catalogue item ($table)"
 }
 
 # One env file per function, read back from the deployed functions themselves, for
@@ -212,5 +227,6 @@ deploy_stack
 write_outputs
 bus_archive
 seed_catalogue
+seed_stock
 env_files
 smoke_check

@@ -31,7 +31,7 @@ LOCALSTACK_DROPPED_TYPES = {
     "AWS::Cognito::UserPoolGroup",
 }
 LOCALSTACK_DROPPED_OUTPUTS = {"ApiId", "ApiUrl", "UserPoolId", "UserPoolClientId"}
-LOCALSTACK_DROPPED_RESOURCES = {"SalesApiPermission", "WebhooksApiPermission"}  # API Gateway's permissions
+LOCALSTACK_DROPPED_RESOURCES = {"SalesApiPermission", "WebhooksApiPermission", "WarehouseApiPermission"}  # API Gateway's permissions
 
 
 def main(template, lambda_dir, out, *flags):

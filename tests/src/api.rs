@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use orderflow_contracts::OrderState;
+use orderflow_contracts::{OrderState, OrderStatus};
 use serde_json::{json, Value};
 
 use crate::fixtures::FINAL;
@@ -146,7 +146,38 @@ impl Local {
         .await
     }
 
-    /// A request to the webhooks API as `caller` (none: no token), as JSON status and body.
+    /// Polls `GET /orders/{id}` until the order is in `status`.
+    pub async fn wait_status(&self, order_id: &str, status: OrderStatus, timeout: Duration) -> Result<OrderState> {
+        eventually(&format!("order {order_id} {}", status.as_str()), timeout, || async {
+            Ok(self.get_order(order_id).await?.filter(|order| order.status == status))
+        })
+        .await
+    }
+
+    /// `POST /orders/{id}/cancel` as the customer who placed it: the status and the JSON answered.
+    pub async fn cancel_order(&self, order_id: &str) -> Result<(u16, Value)> {
+        let req = self
+            .http
+            .post(format!("{}/orders/{order_id}/cancel", self.output("LocalApiUrl")))
+            .header("authorization", self.owner(order_id)?.bearer());
+        let (status, text) = send_to_api(req).await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// `POST /stock` as an operator: `quantity` units of `sku` arrive. The status and JSON answered.
+    pub async fn receive_stock(&self, sku: &str, quantity: u32) -> Result<(u16, Value)> {
+        let operator = self.operator().await?;
+        self.webhooks_api(
+            reqwest::Method::POST,
+            "/stock",
+            Some(&operator),
+            Some(json!({"sku": sku, "quantity": quantity})),
+        )
+        .await
+    }
+
+    /// A request to the HTTP API (the webhooks and stock routes) as `caller` (none: no token), as JSON
+    /// status and body.
     pub async fn webhooks_api(
         &self,
         method: reqwest::Method,

@@ -8,8 +8,10 @@ use orderflow_contracts::OrderStatus;
 
 use crate::stack::Local;
 
-/// The statuses an order ends in.
-pub const FINAL: [OrderStatus; 3] = [OrderStatus::ReadyToShip, OrderStatus::PaymentFailed, OrderStatus::Backordered];
+/// Where an order comes to rest: the final statuses, and `Backordered`, where it waits for stock or
+/// its deadline ([`Local::wait_status`] waits past it).
+pub const FINAL: [OrderStatus; 4] =
+    [OrderStatus::ReadyToShip, OrderStatus::PaymentFailed, OrderStatus::Backordered, OrderStatus::Cancelled];
 
 impl Local {
     /// Puts `sku` in the shop's catalogue at `unit_price_minor` GBP.

@@ -28,6 +28,10 @@ const SAMPLES: &[&str] = &[
     "sales-order-status/shipping-label-created.sqs.json",
     "sales-order-status/stock-allocation-failed.sqs.json",
     "cache/order-status-changed.sqs.json",
+    "billing/order-cancelled.sqs.json",
+    "sales-order-status/payment-refunded.sqs.json",
+    "warehouse/stock-received.sqs.json",
+    "webhooks/stock-released.sqs.json",
 ];
 
 async fn sdk() -> aws_config::SdkConfig {
@@ -87,7 +91,16 @@ async fn every_event_type_reaches_exactly_the_queues_whose_template_rules_match_
             .await
             .unwrap();
         let row = orderflow_consumers::CONSUMERS.iter().find(|c| c.binary == f.binary).unwrap();
-        let expected: BTreeSet<String> = row.routes().unwrap().detail_types.iter().map(|s| s.to_string()).collect();
+        // What comes over the bus: a consumer's own timer messages (Sales' backorder deadlines, which
+        // the scheduler sends straight to its queue) are not bus events.
+        let expected: BTreeSet<String> = row
+            .routes()
+            .unwrap()
+            .detail_types
+            .iter()
+            .filter(|t| schemas::all().iter().any(|(file, _)| file.starts_with(&format!("{t}.v"))))
+            .map(|s| s.to_string())
+            .collect();
         queues.insert(f.binary.clone(), (url, expected));
     }
 

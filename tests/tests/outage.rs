@@ -465,3 +465,52 @@ async fn reporting_rows(models: &ReadModels) -> Vec<ReportedRow> {
     }
     rows
 }
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn an_order_cancelled_after_its_stock_was_allocated_is_refunded_once_and_its_stock_released() {
+    let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
+    let local = Local::connect().await.unwrap();
+    let sku = unique_sku("BOOK");
+    local.stock_product(&sku, 1999, 10).await.unwrap();
+    let run = unique("e2e-release");
+    let tap = local.tap(&run).await.unwrap();
+
+    // Sales' status consumer is down: Billing charges and Warehouse allocates and labels, but the
+    // order stays Placed, so its customer may still cancel.
+    let placed = local
+        .with_consumer_down("SalesOrderStatusFunctionName", async {
+            let placed = local
+                .place_order(&order_request("ada@example.com", &[(&sku, 3)]), &format!("{run}-0"), None)
+                .await
+                .unwrap();
+            let id = placed.order_id();
+            local.collect(&tap, WAIT, |seen| count(seen, &id, "ShippingLabelCreated") == 1).await.unwrap();
+            assert_eq!(local.stock(&sku).await.unwrap(), Some(7), "allocated");
+            let (status, answer) = local.cancel_order(&id).await.unwrap();
+            assert_eq!((status, answer["status"].as_str()), (202, Some("Cancelling")), "{answer}");
+            // Billing refunds and Warehouse releases while Sales is still down.
+            local
+                .collect(&tap, WAIT, |seen| {
+                    count(seen, &id, "PaymentRefunded") == 1 && count(seen, &id, "StockReleased") == 1
+                })
+                .await
+                .unwrap();
+            placed
+        })
+        .await
+        .unwrap();
+    let id = placed.order_id();
+
+    // Sales is back: the label is superseded, the refund ends the order.
+    let order = local.wait_status(&id, OrderStatus::Cancelled, WAIT).await.unwrap();
+    assert_eq!(order.refunded_minor, Some(placed.order().totals.total_minor));
+    assert_eq!(order.tracking_number, None, "never ready to ship");
+    assert_eq!(local.stock(&sku).await.unwrap(), Some(10), "released");
+    assert_eq!(local.invoice(&id).await.unwrap().unwrap()["status"].as_s().unwrap(), "REFUNDED");
+    local.sentinel(&format!("{run}-sentinel")).await.unwrap();
+    let events = local.collect(&tap, WAIT, |seen| seen.iter().any(|e| e.detail_type == "Sentinel")).await.unwrap();
+    assert_eq!(distinct(&events, &id, "PaymentRefunded"), 0, "no second refund after Sales returned");
+    assert_eq!(distinct(&events, &id, "StockReleased"), 0);
+    local.close(tap).await.unwrap();
+}

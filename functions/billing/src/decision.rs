@@ -96,9 +96,10 @@ pub fn refund_step(invoice: &Invoice) -> RefundDecision {
             "invoice {} is pending: its charge may be in flight; refunding once it is settled",
             invoice.invoice_id
         )),
-        InvoiceStatus::Unknown(status) => {
-            RefundDecision::Refuse(format!("invoice {} has status `{status}`: not refunding without a human", invoice.invoice_id))
-        }
+        InvoiceStatus::Unknown(status) => RefundDecision::Refuse(format!(
+            "invoice {} has status `{status}`: not refunding without a human",
+            invoice.invoice_id
+        )),
     }
 }
 

@@ -25,7 +25,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use orderflow_contracts::{inbound, Envelope, OrderBilled, OrderCancelled, OrderPlaced, PaymentDeclined, PaymentRefunded};
+use orderflow_contracts::{
+    inbound, Envelope, OrderBilled, OrderCancelled, OrderPlaced, PaymentDeclined, PaymentRefunded,
+};
 use orderflow_harness::{EventPublisher, Handler, HandlerError, OutboundEvent, RecordContext};
 use tracing::info;
 

@@ -179,9 +179,7 @@ impl InvoiceStore for DynamoDbInvoiceStore {
                 .update_expression("SET #s = :s, declineReason = :r")
                 .expression_attribute_values(":s", s("DECLINED"))
                 .expression_attribute_values(":r", s(reason)),
-            _ => {
-                return Err(StoreError::permanent(STORE, format!("{status:?} is not an outcome")))
-            }
+            _ => return Err(StoreError::permanent(STORE, format!("{status:?} is not an outcome"))),
         };
         let res = req
             .condition_expression("#s = :pending")

@@ -323,7 +323,11 @@ async fn a_charged_order_that_is_cancelled_is_refunded_once_however_often_it_is_
 
     assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 1, "the provider is asked once");
     let refunds = rig.gateway.refunds.lock().unwrap().clone();
-    assert_eq!(refunds.values().map(|r| r.1).collect::<Vec<_>>(), vec![order.totals.total_minor], "the whole charge, once");
+    assert_eq!(
+        refunds.values().map(|r| r.1).collect::<Vec<_>>(),
+        vec![order.totals.total_minor],
+        "the whole charge, once"
+    );
     let refunded = rig.published.envelopes::<PaymentRefunded>();
     assert_eq!(refunded.len(), 2, "each cancellation is answered");
     for r in &refunded {

@@ -54,7 +54,7 @@ async fn each_event_type_and_day_gets_one_hive_partitioned_gzip_json_lines_objec
     let placed = objects.iter().find(|(k, _)| k.contains("OrderPlaced")).unwrap().1;
     let lines = read_lines(placed).unwrap();
     assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0].order_id, "ord-7f3a2c");
+    assert_eq!(lines[0].order_id.as_deref(), Some("ord-7f3a2c"));
     assert_eq!(lines[0].schema_version, 2);
     assert_eq!(lines[0].source, "orderflow.sales");
     let data: serde_json::Value = serde_json::from_str(&lines[0].data).unwrap();

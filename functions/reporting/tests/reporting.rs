@@ -10,7 +10,7 @@ use orderflow_contracts::{OrderState, OrderStatus, Totals};
 use orderflow_harness::testing::{sample_order, sqs_batch, sqs_sample, status_changed_body, Harnessed};
 use pretty_assertions::assert_eq;
 use reporting::handler::ReportingHandler;
-use reporting::rows::{self, BillingRow};
+use reporting::rows::{self, BillingRow, RefundRow};
 use reporting::store::{InMemoryReportingStore, PgReportingStore, ReportingStore};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
@@ -118,6 +118,18 @@ async fn postgres_keeps_the_newest_version_and_the_view_adds_up() {
     other.totals = Totals { subtotal_minor: 1000, shipping_minor: 0, tax_minor: 0, total_minor: 1000 };
     assert!(store.upsert_order(&other).await.unwrap());
 
+    // A third, billed then cancelled and refunded in full: revenue nets the refund.
+    let mut cancelled = rows::state(&order("o-3", 3, OrderStatus::Cancelled), placed_at);
+    cancelled.placed_at = placed_at;
+    assert!(store.upsert_order(&cancelled).await.unwrap());
+    let billed =
+        BillingRow { order_id: "o-3".into(), invoice_id: "inv-3".into(), billed_minor: 2000, billed_at: placed_at };
+    store.record_billing(&billed).await.unwrap();
+    store
+        .record_refund(&RefundRow { order_id: "o-3".into(), refunded_minor: 2000, refunded_at: placed_at })
+        .await
+        .unwrap();
+
     let pool = store.pool().await.unwrap();
     let row =
         sqlx::query("SELECT version, status, total_minor, invoice_id, billed_minor FROM orders WHERE order_id = 'o-1'")
@@ -144,6 +156,7 @@ async fn postgres_keeps_the_newest_version_and_the_view_adds_up() {
     assert_eq!(
         report,
         vec![
+            ("2026-11-28".to_string(), "Cancelled".to_string(), 1, 0),
             ("2026-11-28".to_string(), "Placed".to_string(), 1, 0),
             ("2026-11-28".to_string(), "ReadyToShip".to_string(), 1, 5743),
         ]

@@ -35,7 +35,9 @@ use chrono::Utc;
 use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use orderflow_contracts::canonical::canonical;
-use orderflow_contracts::{is_e164, CancelledBy, Customer, Envelope, OrderPlaced, OrderState, OrderStatus, StatusEntry};
+use orderflow_contracts::{
+    is_e164, CancelledBy, Customer, Envelope, OrderPlaced, OrderState, OrderStatus, StatusEntry,
+};
 use orderflow_harness::caller::Caller;
 use orderflow_harness::OutboundEvent;
 use serde::Serialize;

@@ -47,7 +47,11 @@ impl Event for BackorderDeadlinePassed {
 
     fn validate(&self) -> Result<(), ContractError> {
         if self.order_id.trim().is_empty() {
-            return Err(ContractError::Invalid { event: Self::NAME, field: "orderId".into(), reason: "must not be empty".into() });
+            return Err(ContractError::Invalid {
+                event: Self::NAME,
+                field: "orderId".into(),
+                reason: "must not be empty".into(),
+            });
         }
         Ok(())
     }
@@ -135,8 +139,7 @@ impl Deadlines for SchedulerDeadlines {
     }
 
     async fn clear(&self, order_id: &str) -> Result<(), StoreError> {
-        let deleted =
-            self.client.delete_schedule().name(schedule_name(order_id)).group_name(&self.group).send().await;
+        let deleted = self.client.delete_schedule().name(schedule_name(order_id)).group_name(&self.group).send().await;
         match deleted {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(()),

@@ -146,7 +146,8 @@ impl Handler<StatusInput> for OrderStatusHandler {
             if next == OrderStatus::Backordered {
                 // The deadline first: a crash after it leaves a schedule that finds nothing to do,
                 // never a backorder without one.
-                let at = now + chrono::Duration::from_std(self.backorder_deadline).unwrap_or(chrono::Duration::days(14));
+                let at =
+                    now + chrono::Duration::from_std(self.backorder_deadline).unwrap_or(chrono::Duration::days(14));
                 self.deadlines.set(&order_id, at, deadlines::message(&order_id, at, &ctx.metadata)).await?;
                 info!(order_id = %order_id, deadline = %deadlines::show(at), "backorder deadline set");
             }

@@ -121,8 +121,9 @@ pub enum Cancellation {
 
 /// Cancels `order_id` if it may still be cancelled: `Cancelling`, with `OrderStatusChanged` and
 /// `OrderCancelled` in the same write's outbox. `cause` is the event that decided it (the deadline),
-/// or `None` for a customer's request with its `correlation_id`. A version conflict is decided again
-/// on the fresh copy.
+/// or `None` for a customer's request: the events then carry the order's own correlation id (the
+/// request that placed it; `correlation_id` if it has none), so one order is one flow in the logs.
+/// A version conflict is decided again on the fresh copy.
 pub async fn cancel(
     orders: &dyn OrderStore,
     order_id: &str,
@@ -158,7 +159,8 @@ pub async fn cancel(
                 OutboundEvent::from_envelope(&Envelope::caused_by(cause, cancelled)),
             ],
             None => {
-                let changed = Envelope::new(changed, Some(correlation_id.to_string()));
+                let flow = Some(order.correlation_id.clone()).filter(|c| !c.is_empty());
+                let changed = Envelope::new(changed, flow.or_else(|| Some(correlation_id.to_string())));
                 let cancelled = Envelope::caused_by(&changed.metadata, cancelled);
                 vec![OutboundEvent::from_envelope(&changed), OutboundEvent::from_envelope(&cancelled)]
             }

@@ -12,8 +12,8 @@ use orderflow_contracts::{
 use orderflow_harness::consumer::decode;
 use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
 use pretty_assertions::assert_eq;
-use sales::order_status::{OrderStatusHandler, StatusInput};
 use sales::deadlines::InMemoryDeadlines;
+use sales::order_status::{OrderStatusHandler, StatusInput};
 use sales::orders::{InMemoryOrderStore, OrderStore, StoredOrder};
 
 const ORDER: &str = "ord-7f3a2c";
@@ -131,8 +131,7 @@ async fn an_illegal_transition_goes_to_the_dead_letter_queue() {
 #[tokio::test]
 async fn an_unknown_order_goes_to_the_dead_letter_queue() {
     let orders = Arc::new(InMemoryOrderStore::default());
-    let consumer: Harnessed<StatusInput> =
-        Harnessed::new("sales-order-status", handler(orders, Arc::default()));
+    let consumer: Harnessed<StatusInput> = Harnessed::new("sales-order-status", handler(orders, Arc::default()));
     let event = sqs_sample("sales-order-status/payment-declined.sqs.json");
     assert!(consumer.failures(event).await.is_empty());
     assert!(consumer.dead_letters.letters()[0].reason.contains("unknown to Sales"));
@@ -288,10 +287,8 @@ async fn a_cancelled_order_ends_cancelled_once_the_refund_is_known_with_the_refu
 
 #[tokio::test]
 async fn outcomes_of_steps_under_way_when_the_order_was_cancelled_are_superseded() {
-    for (name, late) in [
-        ("label", StatusInput::LabelCreated(label())),
-        ("shortage", StatusInput::StockShort(short())),
-    ] {
+    for (name, late) in [("label", StatusInput::LabelCreated(label())), ("shortage", StatusInput::StockShort(short()))]
+    {
         for current in [OrderStatus::Cancelling, OrderStatus::Cancelled] {
             let rig = rig(current);
             let body = match &late {

@@ -40,7 +40,10 @@ pub fn status_changed(changed: &OrderStatusChanged) -> Option<Sms> {
         }
         OrderStatus::Cancelled => {
             let refunded = order.refunded_minor.filter(|m| *m > 0)?;
-            format!("Orderflow: order {id} is cancelled; {} is refunded to your card.", display_amount(refunded, order.currency))
+            format!(
+                "Orderflow: order {id} is cancelled; {} is refunded to your card.",
+                display_amount(refunded, order.currency)
+            )
         }
         _ => return None,
     };

@@ -64,7 +64,11 @@ impl WarehouseApi {
             };
             if !caller.is_operator() {
                 info!("refused: not an operator");
-                return refusal(StatusCode::FORBIDDEN, "Authorization", "operators only: sign in as a member of the operators group");
+                return refusal(
+                    StatusCode::FORBIDDEN,
+                    "Authorization",
+                    "operators only: sign in as a member of the operators group",
+                );
             }
             match (req.method(), path.rsplit('/').next()) {
                 (&Method::POST, Some("stock")) => self.receive(&req, &caller).await,
@@ -112,7 +116,11 @@ impl WarehouseApi {
             }
             Err(e) => {
                 error!(error = %e, "could not announce the stock receipt");
-                refusal(StatusCode::SERVICE_UNAVAILABLE, "body", "the event bus is unavailable, retry with the same Idempotency-Key")
+                refusal(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "body",
+                    "the event bus is unavailable, retry with the same Idempotency-Key",
+                )
             }
         }
     }

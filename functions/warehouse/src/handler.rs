@@ -156,7 +156,9 @@ impl Warehouse {
             Release::Released(lines) => {
                 info!(order_id = %cancelled.order_id, skus = lines.len(), "order cancelled; stock released");
                 let released = StockReleased { order_id: cancelled.order_id, lines, released_at: Utc::now() };
-                self.publisher.publish(vec![OutboundEvent::from_envelope(&Envelope::caused_by(cause, released))]).await?;
+                self.publisher
+                    .publish(vec![OutboundEvent::from_envelope(&Envelope::caused_by(cause, released))])
+                    .await?;
                 Ok(())
             }
         }

@@ -689,7 +689,9 @@ impl StockStore for InMemoryStockStore {
             Err(shortages) => {
                 let backorder = Backorder { billed: billed.clone(), waiting_since: Utc::now() };
                 state.backorders.insert(billed.order_id.clone(), backorder);
-                state.records.insert(billed.order_id.clone(), Record::Short { shortages: shortages.clone(), waiting: true });
+                state
+                    .records
+                    .insert(billed.order_id.clone(), Record::Short { shortages: shortages.clone(), waiting: true });
                 Ok(Allocation::Short(shortages))
             }
         }

@@ -172,15 +172,12 @@ async fn concurrent_orders_on_one_sku_never_oversell_and_all_get_an_answer() {
 #[ignore = "needs the local AWS emulator: run `make test`"]
 async fn a_receipt_counts_once_and_ships_waiting_backorders_oldest_first_in_whole_orders() {
     let (store, client, stock) = rig(&[("RARE", 0), ("ODD", 0)]).await;
-    for (id, lines) in [
-        ("o-1", vec![line("RARE", 3)]),
-        ("o-2", vec![line("RARE", 1), line("ODD", 1)]),
-        ("o-3", vec![line("RARE", 2)]),
-    ] {
+    for (id, lines) in
+        [("o-1", vec![line("RARE", 3)]), ("o-2", vec![line("RARE", 1), line("ODD", 1)]), ("o-3", vec![line("RARE", 2)])]
+    {
         assert!(matches!(store.allocate(&billed(id, &lines)).await.unwrap(), Allocation::Short(_)));
     }
-    let waiting: Vec<String> =
-        store.backorders("RARE").await.unwrap().into_iter().map(|b| b.billed.order_id).collect();
+    let waiting: Vec<String> = store.backorders("RARE").await.unwrap().into_iter().map(|b| b.billed.order_id).collect();
     assert_eq!(waiting, vec!["o-1", "o-2", "o-3"], "oldest first, through the index");
     assert_eq!(store.backorders("ODD").await.unwrap().len(), 1);
 

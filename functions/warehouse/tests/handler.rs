@@ -133,9 +133,7 @@ async fn a_shortage_is_remembered_so_a_replay_after_restocking_gives_the_same_an
 // ------------------------------------------------------------------ restock and cancellation
 
 use async_trait::async_trait;
-use orderflow_contracts::{
-    CancelledBy, Currency, OrderCancelled, ReleasedLine, StockReceived, StockReleased,
-};
+use orderflow_contracts::{CancelledBy, Currency, OrderCancelled, ReleasedLine, StockReceived, StockReleased};
 use orderflow_harness::publisher::{FailedEntry, PublishError};
 use orderflow_harness::{EventPublisher, OutboundEvent};
 use std::sync::atomic::{AtomicUsize, Ordering};

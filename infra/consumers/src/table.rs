@@ -1,7 +1,7 @@
 //! The table. Adding a consumer: a crate under `functions/` on the harness, a row here, then
 //! `make generate` (the README's "Adding a consumer").
 
-use orderflow_contracts::{AnyEvent, Event, OrderBilled, OrderPlaced, OrderStatusChanged, ShippingLabelCreated};
+use orderflow_contracts::{AnyEvent, Event, OrderBilled, OrderStatusChanged, ShippingLabelCreated};
 
 use crate::{routes, Allow, Consumer, Feed, Replays, DEFAULTS};
 
@@ -16,8 +16,8 @@ pub const CONSUMERS: &[Consumer] = &[
         id: "Billing",
         binary: "billing",
         code: "functions/billing",
-        does: "OrderPlaced -> invoice, charge -> OrderBilled | PaymentDeclined",
-        feed: Feed::Bus(routes::<OrderPlaced>()),
+        does: "OrderPlaced -> invoice, charge -> OrderBilled | PaymentDeclined; OrderCancelled -> refund -> PaymentRefunded",
+        feed: Feed::Bus(routes::<billing::handler::BillingInput>()),
         max_concurrency: 5,
         concurrency_why: "a step of the workflow; the Sales API keeps the rest of the account's concurrency",
         env: &[
@@ -34,8 +34,8 @@ pub const CONSUMERS: &[Consumer] = &[
         ],
         publishes: Some(<OrderBilled as Event>::SOURCE),
         replays: Replays::Refused(
-            "it charges customers and announces the outcome: a replay would publish OrderBilled or \
-             PaymentDeclined again, as live events, and run the rest of the workflow once more",
+            "it charges and refunds customers and announces the outcome: a replay would publish OrderBilled, \
+             PaymentDeclined or PaymentRefunded again, as live events, and run the rest of the workflow once more",
         ),
         ..DEFAULTS
     },
@@ -44,8 +44,8 @@ pub const CONSUMERS: &[Consumer] = &[
         id: "Warehouse",
         binary: "warehouse",
         code: "functions/warehouse",
-        does: "OrderBilled -> allocate stock, label -> ShippingLabelCreated | StockAllocationFailed",
-        feed: Feed::Bus(routes::<OrderBilled>()),
+        does: "OrderBilled -> allocate, label -> ShippingLabelCreated | StockAllocationFailed (a backorder); StockReceived -> backorders oldest first; OrderCancelled -> StockReleased",
+        feed: Feed::Bus(routes::<warehouse::handler::WarehouseInput>()),
         max_concurrency: 5,
         concurrency_why: "a step of the workflow; the Sales API keeps the rest of the account's concurrency",
         env: &[
@@ -54,18 +54,30 @@ pub const CONSUMERS: &[Consumer] = &[
             ("LABELS_BUCKET", "!Ref LabelsBucket"),
         ],
         allow: &[
+            // Stock levels, and the receipts kept beside them (`receipt#<id>`).
             Allow {
-                actions: &["dynamodb:UpdateItem", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"],
+                actions: &[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:ConditionCheckItem",
+                ],
                 resource: "!GetAtt StockTable.Arn",
                 condition: None,
             },
-            Allow { actions: &["dynamodb:GetItem", "dynamodb:PutItem"], resource: "!GetAtt ShipmentsTable.Arn", condition: None },
+            Allow {
+                actions: &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resource: "!GetAtt ShipmentsTable.Arn",
+                condition: None,
+            },
+            Allow { actions: &["dynamodb:Query"], resource: "!Sub \"${ShipmentsTable.Arn}/index/Backorders\"", condition: None },
             Allow { actions: &["s3:PutObject"], resource: "!Sub \"${LabelsBucket.Arn}/labels/*\"", condition: None },
         ],
         publishes: Some(<ShippingLabelCreated as Event>::SOURCE),
         replays: Replays::Refused(
-            "it allocates stock and announces the outcome: a replay would publish ShippingLabelCreated or \
-             StockAllocationFailed again, as live events",
+            "it allocates and releases stock and announces the outcome: a replay would publish \
+             ShippingLabelCreated, StockAllocationFailed or StockReleased again, as live events",
         ),
         ..DEFAULTS
     },
@@ -74,13 +86,30 @@ pub const CONSUMERS: &[Consumer] = &[
         id: "SalesOrderStatus",
         binary: "sales-order-status",
         code: "functions/sales/src/order_status.rs",
-        does: "ShippingLabelCreated | PaymentDeclined | StockAllocationFailed -> order status",
+        does: "ShippingLabelCreated | PaymentDeclined | StockAllocationFailed | PaymentRefunded | a backorder's deadline -> order status",
         feed: Feed::Bus(routes::<sales::order_status::StatusInput>()),
         max_concurrency: 5,
         concurrency_why: "a step of the workflow; the Sales API keeps the rest of the account's concurrency",
-        env: &[("ORDERS_TABLE", "!Ref OrdersTable")],
+        env: &[
+            ("ORDERS_TABLE", "!Ref OrdersTable"),
+            ("BACKORDER_DEADLINE_SECONDS", "!Ref BackorderDeadlineSeconds"),
+            ("DEADLINE_SCHEDULE_GROUP", "!Ref BackorderDeadlineGroup"),
+            // The scheduler delivers a backorder's deadline to this consumer's own queue.
+            ("DEADLINE_QUEUE_ARN", "!GetAtt SalesOrderStatusQueue.Arn"),
+            ("DEADLINE_ROLE_ARN", "!GetAtt BackorderDeadlineRole.Arn"),
+        ],
         allow: &[
             Allow { actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"], resource: "!GetAtt OrdersTable.Arn", condition: None },
+            Allow {
+                actions: &["scheduler:CreateSchedule", "scheduler:DeleteSchedule"],
+                resource: "!Sub \"arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${BackorderDeadlineGroup}/backorder-*\"",
+                condition: None,
+            },
+            Allow {
+                actions: &["iam:PassRole"],
+                resource: "!GetAtt BackorderDeadlineRole.Arn",
+                condition: Some("{StringEquals: {iam:PassedToService: scheduler.amazonaws.com}}"),
+            },
         ],
         // An order already in the status an event asks for is left alone, so a replay changes nothing
         // and announces nothing; it can repair an order whose status change was lost. Such a repair
@@ -123,7 +152,7 @@ pub const CONSUMERS: &[Consumer] = &[
         id: "Sms",
         binary: "sms",
         code: "functions/sms",
-        does: "OrderPlaced | OrderStatusChanged (ReadyToShip) -> a text through Twilio",
+        does: "OrderStatusChanged (ReadyToShip; Cancelled with a refund) -> a text through Twilio",
         feed: Feed::Bus(routes::<sms::handler::SmsInput>()),
         max_concurrency: 2,
         records_at_once: 4,
@@ -213,7 +242,7 @@ pub const CONSUMERS: &[Consumer] = &[
         id: "Reporting",
         binary: "reporting",
         code: "functions/reporting",
-        does: "OrderPlaced | OrderBilled | OrderStatusChanged -> PostgreSQL orders and order lines, by version",
+        does: "OrderPlaced | OrderBilled | OrderStatusChanged | PaymentRefunded -> PostgreSQL orders and order lines, by version; revenue nets refunds",
         feed: Feed::Bus(routes::<reporting::handler::ReportingInput>()),
         max_concurrency: 3,
         concurrency_why: "the database's connections: three instances with a pool of two each hold six at most",

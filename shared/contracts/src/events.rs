@@ -646,7 +646,8 @@ pub const MAX_RECEIPT_QUANTITY: u32 = 1_000_000;
 
 /// SKUs: 1 to 64 of `A-Z`, `0-9`, `-` and `_` (what the catalogue holds).
 pub fn is_sku(sku: &str) -> bool {
-    (1..=64).contains(&sku.len()) && sku.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    (1..=64).contains(&sku.len())
+        && sku.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Stock arrived at the warehouse (`POST /stock`, by an operator). Warehouse adds it to what is on

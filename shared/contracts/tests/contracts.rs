@@ -128,14 +128,56 @@ fn caused_events_carry_correlation_and_causation() {
 }
 
 #[test]
-fn only_placed_orders_move() {
+fn the_status_machine_has_exactly_its_moves_and_every_order_can_end() {
     use OrderStatus::*;
-    for next in [ReadyToShip, PaymentFailed, Backordered] {
-        assert!(Placed.can_move_to(next));
-        assert!(!next.can_move_to(Placed));
-        assert!(!next.can_move_to(ReadyToShip));
+    let legal = [
+        (Placed, ReadyToShip),
+        (Placed, PaymentFailed),
+        (Placed, Backordered),
+        (Placed, Cancelling),
+        (Backordered, ReadyToShip),
+        (Backordered, Cancelling),
+        (Cancelling, Cancelled),
+    ];
+    for from in OrderStatus::ALL {
+        for to in OrderStatus::ALL {
+            assert_eq!(from.can_move_to(to), legal.contains(&(from, to)), "{from:?} -> {to:?}");
+        }
     }
-    assert!(!Placed.can_move_to(Placed));
+    let finals: Vec<OrderStatus> = OrderStatus::ALL.into_iter().filter(|s| s.is_final()).collect();
+    assert_eq!(finals, vec![ReadyToShip, PaymentFailed, Cancelled]);
+    // Shipped, declined or cancelled: too late to cancel. Placed or waiting: a customer may.
+    let cancellable: Vec<OrderStatus> = OrderStatus::ALL.into_iter().filter(|s| s.can_cancel()).collect();
+    assert_eq!(cancellable, vec![Placed, Backordered]);
+    // From every status a final one is reachable: no workflow is left without an end.
+    for start in OrderStatus::ALL {
+        let (mut seen, mut todo) = (vec![start], vec![start]);
+        while let Some(s) = todo.pop() {
+            for next in OrderStatus::ALL {
+                if s.can_move_to(next) && !seen.contains(&next) {
+                    seen.push(next);
+                    todo.push(next);
+                }
+            }
+        }
+        assert!(seen.iter().any(|s| s.is_final()), "{start:?} has no way to a final status");
+    }
+}
+
+#[test]
+fn the_readme_draws_the_status_machine_the_code_has() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = "<!-- status diagram: generated from OrderStatus::TRANSITIONS -->";
+    let end = "<!-- end of status diagram -->";
+    let (before, rest) = readme.split_once(start).expect("README.md has the status diagram's start marker");
+    let (drawn, after) = rest.split_once(end).expect("README.md has the status diagram's end marker");
+    let fresh = format!("\n```mermaid\n{}```\n", OrderStatus::mermaid());
+    if drawn != fresh && std::env::var_os("UPDATE_SCHEMAS").is_some() {
+        std::fs::write(&path, format!("{before}{start}{fresh}{end}{after}")).unwrap();
+        return;
+    }
+    assert_eq!(drawn, fresh, "README.md's status diagram is stale: run `make schemas`");
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use orderflow_contracts::{
-    inbound, Inbound, OrderBilled, OrderPlaced, OrderStatusChanged, PaymentDeclined, ShippingLabelCreated,
-    StockAllocationFailed,
+    inbound, Inbound, OrderBilled, OrderCancelled, OrderPlaced, OrderStatusChanged, PaymentDeclined, PaymentRefunded,
+    ShippingLabelCreated, StockAllocationFailed, StockReceived, StockReleased,
 };
 use orderflow_harness::consumer::decode;
 
@@ -19,6 +19,10 @@ inbound! {
         Label(ShippingLabelCreated),
         Short(StockAllocationFailed),
         Changed(OrderStatusChanged),
+        Cancelled(OrderCancelled),
+        Refunded(PaymentRefunded),
+        Received(StockReceived),
+        Released(StockReleased),
     }
 }
 
