@@ -164,9 +164,13 @@ seed_stock() {
   local table sku
   table=$(output StockTableName)
   for sku in $(python3 -c 'import json, sys; [print(r["PutRequest"]["Item"]["sku"]["S"]) for r in json.load(open(sys.argv[1]))["CATALOGUE_TABLE"]]' infra/seed/catalogue.json); do
-    aws dynamodb put-item --table-name "$table" \
+    local err
+    if ! err=$(aws dynamodb put-item --table-name "$table" \
       --item "{\"sku\": {\"S\": \"$sku\"}, \"available\": {\"N\": \"${STOCK_PER_ITEM:-100}\"}}" \
-      --condition-expression 'attribute_not_exists(sku)' >/dev/null 2>&1 || true
+      --condition-expression 'attribute_not_exists(sku)' 2>&1 >/dev/null); then
+      # Already stocked (a redeploy) is fine; anything else is a failed deploy.
+      case "$err" in *ConditionalCheckFailed*) ;; *) log "seeding $sku failed: $err"; exit 1 ;; esac
+    fi
   done
   log "stock seeded for every catalogue item ($table)"
 }

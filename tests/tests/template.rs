@@ -250,8 +250,13 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
             let source = get(statement, &["Condition", "StringEquals", "events:source"]).and_then(Value::as_str);
             let expected = match (consumer.as_deref(), id.as_str()) {
                 (Some(name), _) => find(name).unwrap().publishes,
-                // Warehouse's stock route announces receipts.
-                (None, "WarehouseApiFunction") => Some("orderflow.warehouse"),
+                // Warehouse's stock route announces receipts, and nothing else.
+                (None, "WarehouseApiFunction") => {
+                    let only =
+                        get(statement, &["Condition", "StringEquals", "events:detail-type"]).and_then(Value::as_str);
+                    assert_eq!(only, Some("StockReceived"), "{id}: receipts only");
+                    Some("orderflow.warehouse")
+                }
                 // The outbox relay publishes what Sales stored.
                 (None, _) => Some("orderflow.sales"),
             };
@@ -272,7 +277,7 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
             assert!(get(statement, &["Condition"]).is_some(), "{id}: SES only as the suite's sender");
         }
     }
-    assert_eq!(publishers, 3, "billing, warehouse and the outbox relay publish");
+    assert_eq!(publishers, 4, "billing, warehouse, its stock route and the outbox relay publish");
     assert_eq!(idempotent, CONSUMERS.iter().filter(|c| c.idempotency).count());
 }
 

@@ -69,7 +69,8 @@ pub enum RefundDecision {
         /// The provider's refund reference, when money moved.
         refund_reference: Option<String>,
     },
-    /// A charge may be in flight (the invoice is pending): try again once Billing has its outcome.
+    /// A charge may be in flight (the invoice is pending): mark the cancellation on the invoice, and
+    /// whoever settles the charge refunds it.
     Wait(String),
     /// Never act: for a human.
     Refuse(String),
@@ -81,6 +82,7 @@ pub fn refund_step(invoice: &Invoice) -> RefundDecision {
     match &invoice.status {
         InvoiceStatus::Paid { payment_reference } => RefundDecision::Refund(Refund {
             invoice_id: invoice.invoice_id.clone(),
+            idempotency_key: format!("refund-{}", invoice.invoice_id),
             payment_reference: payment_reference.clone(),
             amount_minor: invoice.amount_minor,
             currency: invoice.currency,

@@ -13,7 +13,8 @@
 //!    PAID ─► refund (idempotent per invoice) ─► REFUNDED if still PAID ─► PaymentRefunded (amount)
 //!    REFUNDED ─┘ (a redelivery: announce again)
 //!    VOIDED | DECLINED ─► PaymentRefunded (0: nothing was taken)
-//!    PENDING ─► retry later (a charge may be in flight; its outcome decides)
+//!    PENDING ─► cancelRequested on the invoice (a charge is in flight): done here; the OrderPlaced
+//!               handler that settles the charge sees the mark and refunds (PaymentRefunded)
 //! ```
 //!
 //! Every step is safe to repeat: the invoice is keyed by order, the charge is keyed by invoice, the
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use orderflow_contracts::{
-    inbound, Envelope, OrderBilled, OrderCancelled, OrderPlaced, PaymentDeclined, PaymentRefunded,
+    inbound, Envelope, Metadata, OrderBilled, OrderCancelled, OrderPlaced, PaymentDeclined, PaymentRefunded,
 };
 use orderflow_harness::{EventPublisher, Handler, HandlerError, OutboundEvent, RecordContext};
 use tracing::info;
@@ -42,9 +43,6 @@ inbound! {
         Cancelled(OrderCancelled),
     }
 }
-
-/// How long a refund waits for a charge in flight before looking again.
-const PENDING_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The handler: invoices, payments, publisher.
 pub struct Billing {
@@ -78,7 +76,7 @@ impl Billing {
     async fn refund(&self, cancelled: OrderCancelled, ctx: &RecordContext) -> Result<(), HandlerError> {
         // Not billed yet: a voided invoice takes its place, so the order's OrderPlaced, however late,
         // finds it and never charges.
-        let invoice = self
+        let mut invoice = self
             .invoices
             .create_or_get(Invoice {
                 invoice_id: format!("inv-{}", cancelled.order_id),
@@ -86,15 +84,33 @@ impl Billing {
                 amount_minor: cancelled.total_minor,
                 currency: cancelled.currency,
                 status: InvoiceStatus::Voided,
+                cancel_requested: false,
             })
             .await?;
-        let (amount_minor, refund_reference) = match refund_step(&invoice) {
+        if invoice.status == InvoiceStatus::Pending {
+            // A charge in flight: marked only while still pending, so either its handler sees the
+            // mark when it settles and refunds, or it settled first and the refund is done here.
+            invoice = self.invoices.request_cancel(&cancelled.order_id).await?;
+            if invoice.status == InvoiceStatus::Pending {
+                info!(order_id = %cancelled.order_id, invoice_id = %invoice.invoice_id, "cancelled while its charge is in flight; the charge's settlement refunds it");
+                return Ok(());
+            }
+        }
+        let event = self.compensate(&invoice, &ctx.metadata).await?;
+        self.publisher.publish(vec![event]).await?;
+        Ok(())
+    }
+
+    /// Refunds a cancelled order's invoice (at most once) and says so: `PaymentRefunded`, caused by
+    /// `cause`.
+    async fn compensate(&self, invoice: &Invoice, cause: &Metadata) -> Result<OutboundEvent, HandlerError> {
+        let (amount_minor, refund_reference) = match refund_step(invoice) {
             RefundDecision::Refuse(reason) => return Err(HandlerError::Permanent(reason)),
-            RefundDecision::Wait(reason) => return Err(HandlerError::RetryAfter { reason, after: PENDING_RETRY }),
+            RefundDecision::Wait(reason) => return Err(HandlerError::retryable(reason)),
             RefundDecision::Announce { amount_minor, refund_reference } => (amount_minor, refund_reference),
             RefundDecision::Refund(refund) => {
                 let reference = self.payments.refund(&refund).await.map_err(HandlerError::retryable)?;
-                match self.invoices.refunded(&cancelled.order_id, &reference).await? {
+                match self.invoices.refunded(&invoice.order_id, &reference).await? {
                     InvoiceStatus::Refunded { refund_reference, .. } => (refund.amount_minor, Some(refund_reference)),
                     other => {
                         return Err(HandlerError::Permanent(format!(
@@ -105,26 +121,25 @@ impl Billing {
                 }
             }
         };
-        info!(order_id = %cancelled.order_id, invoice_id = %invoice.invoice_id, amount_minor, "cancelled order settled");
-        let event = OutboundEvent::from_envelope(&Envelope::caused_by(
-            &ctx.metadata,
+        info!(order_id = %invoice.order_id, invoice_id = %invoice.invoice_id, amount_minor, "cancelled order settled");
+        Ok(OutboundEvent::from_envelope(&Envelope::caused_by(
+            cause,
             PaymentRefunded {
-                order_id: cancelled.order_id,
-                invoice_id: invoice.invoice_id,
+                order_id: invoice.order_id.clone(),
+                invoice_id: invoice.invoice_id.clone(),
                 amount_minor,
                 currency: invoice.currency,
                 refund_reference,
                 refunded_at: Utc::now(),
             },
-        ));
-        self.publisher.publish(vec![event]).await?;
-        Ok(())
+        )))
     }
 
     async fn bill(&self, order: OrderPlaced, ctx: &RecordContext) -> Result<(), HandlerError> {
         if let Some(reason) = unbillable(&order) {
             return Err(HandlerError::Permanent(reason));
         }
+        let order_id = order.order_id.clone();
         let invoice = self
             .invoices
             .create_or_get(Invoice {
@@ -133,9 +148,11 @@ impl Billing {
                 amount_minor: order.totals.total_minor,
                 currency: order.currency,
                 status: InvoiceStatus::Pending,
+                cancel_requested: false,
             })
             .await?;
 
+        let mut cancel_requested = invoice.cancel_requested;
         let status = match decide(&order, &invoice) {
             Decision::Refuse(reason) => return Err(HandlerError::Permanent(reason)),
             Decision::Cancelled => {
@@ -145,7 +162,11 @@ impl Billing {
             Decision::Announce(settled) => settled,
             Decision::Charge(charge) => {
                 let outcome = self.payments.charge(&charge).await.map_err(HandlerError::retryable)?;
-                self.invoices.settle(&order.order_id, &settlement(outcome)).await?
+                let status = self.invoices.settle(&order.order_id, &settlement(outcome)).await?;
+                // Cancelled while the charge was in flight? (Marked only while pending, so this
+                // read after settling sees any mark.)
+                cancel_requested = self.invoices.get(&order.order_id).await?.is_some_and(|i| i.cancel_requested);
+                status
             }
         };
 
@@ -188,7 +209,17 @@ impl Billing {
                 )))
             }
         };
-        self.publisher.publish(vec![event]).await?;
+        let mut events = vec![event];
+        if cancel_requested {
+            // The order was cancelled while this charge was in flight: the refund is this
+            // handler's to give (the cancellation's handler left it here).
+            let settled =
+                self.invoices.get(&order_id).await?.ok_or_else(|| {
+                    HandlerError::Permanent(format!("the invoice of {order_id} vanished after settling"))
+                })?;
+            events.push(self.compensate(&settled, &ctx.metadata).await?);
+        }
+        self.publisher.publish(events).await?;
         Ok(())
     }
 }

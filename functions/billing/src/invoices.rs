@@ -2,7 +2,8 @@
 //!
 //! Table `invoices`, partition key `orderId`. Item: `invoiceId`, `amountMinor`, `currency`, `status`
 //! (`PENDING` | `PAID` | `DECLINED` | `VOIDED` | `REFUNDED`), `paymentReference` or `declineReason`,
-//! `refundReference`, `createdAt`.
+//! `refundReference`, `cancelRequested` (the order was cancelled while its charge was in flight),
+//! `createdAt`.
 //!
 //! ```text
 //! PENDING ─► PAID ─► REFUNDED        (a cancelled order that was charged)
@@ -77,6 +78,9 @@ pub struct Invoice {
     pub currency: Currency,
     /// Where it stands.
     pub status: InvoiceStatus,
+    /// The order was cancelled while the invoice was pending (a charge in flight): whoever settles
+    /// the charge refunds it.
+    pub cancel_requested: bool,
 }
 
 const STORE: &str = "invoice store";
@@ -93,6 +97,11 @@ pub trait InvoiceStore: Send + Sync {
     /// Records the charge's outcome if the invoice is still pending; returns the outcome that stands
     /// (this one, or the one recorded first).
     async fn settle(&self, order_id: &str, status: &InvoiceStatus) -> Result<InvoiceStatus, StoreError>;
+    /// Marks a pending invoice's order as cancelled (only while it is pending: the charge in flight
+    /// then refunds itself); returns the invoice as it stands.
+    async fn request_cancel(&self, order_id: &str) -> Result<Invoice, StoreError>;
+    /// The order's invoice (strongly consistent).
+    async fn get(&self, order_id: &str) -> Result<Option<Invoice>, StoreError>;
 }
 
 /// The DynamoDB adapter.
@@ -135,6 +144,7 @@ fn parse(item: &HashMap<String, AttributeValue>) -> Result<Invoice, StoreError> 
         amount_minor: get_n(item, "amountMinor").ok_or_else(|| unreadable("amountMinor"))?,
         currency: Currency::parse(&field("currency")?).ok_or_else(|| unreadable("currency"))?,
         status,
+        cancel_requested: matches!(item.get("cancelRequested"), Some(AttributeValue::Bool(true))),
     })
 }
 
@@ -194,6 +204,40 @@ impl InvoiceStore for DynamoDbInvoiceStore {
         }
     }
 
+    async fn request_cancel(&self, order_id: &str) -> Result<Invoice, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("orderId", s(order_id))
+            .update_expression("SET cancelRequested = :yes")
+            .condition_expression("#s = :pending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":pending", s("PENDING"))
+            .send()
+            .await;
+        if let Err(e) = res {
+            if !is_conditional_check_failed(&e) {
+                return Err(store_error(STORE, e));
+            }
+        }
+        self.read(order_id).await
+    }
+
+    async fn get(&self, order_id: &str) -> Result<Option<Invoice>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("orderId", s(order_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(STORE, e))?;
+        out.item().map(parse).transpose()
+    }
+
     async fn refunded(&self, order_id: &str, refund_reference: &str) -> Result<InvoiceStatus, StoreError> {
         let res = self
             .client
@@ -220,16 +264,7 @@ impl InvoiceStore for DynamoDbInvoiceStore {
 
 impl DynamoDbInvoiceStore {
     async fn read(&self, order_id: &str) -> Result<Invoice, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("orderId", s(order_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error(STORE, e))?;
-        parse(out.item().ok_or_else(|| StoreError::retryable(STORE, "invoice vanished"))?)
+        self.get(order_id).await?.ok_or_else(|| StoreError::retryable(STORE, "invoice vanished"))
     }
 }
 
@@ -254,6 +289,22 @@ impl InMemoryInvoiceStore {
 impl InvoiceStore for InMemoryInvoiceStore {
     async fn create_or_get(&self, invoice: Invoice) -> Result<Invoice, StoreError> {
         Ok(self.invoices.lock().expect("lock").entry(invoice.order_id.clone()).or_insert(invoice).clone())
+    }
+
+    async fn request_cancel(&self, order_id: &str) -> Result<Invoice, StoreError> {
+        match self.invoices.lock().expect("lock").get_mut(order_id) {
+            Some(invoice) => {
+                if invoice.status == InvoiceStatus::Pending {
+                    invoice.cancel_requested = true;
+                }
+                Ok(invoice.clone())
+            }
+            None => Err(StoreError::retryable(STORE, format!("no invoice for {order_id}"))),
+        }
+    }
+
+    async fn get(&self, order_id: &str) -> Result<Option<Invoice>, StoreError> {
+        Ok(self.invoices.lock().expect("lock").get(order_id).cloned())
     }
 
     async fn refunded(&self, order_id: &str, refund_reference: &str) -> Result<InvoiceStatus, StoreError> {

@@ -44,8 +44,12 @@ pub struct PaymentError(pub String);
 /// What to give back: the whole of one captured charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refund {
-    /// Idempotency key for the provider: one refund per invoice, however often it is asked.
+    /// The invoice whose charge is refunded.
     pub invoice_id: String,
+    /// Idempotency key for the provider: `refund-<invoice id>`, one refund per invoice however often
+    /// it is asked, and never the charge's key (a provider whose keys span the account would answer
+    /// a refund sent under the charge's key with the charge's cached response).
+    pub idempotency_key: String,
     /// The charge being refunded (the provider's reference).
     pub payment_reference: String,
     /// Amount, minor units: what was charged.

@@ -55,6 +55,7 @@ impl PaymentGateway for CountingGateway {
 
     async fn refund(&self, refund: &Refund) -> Result<String, PaymentError> {
         self.refund_calls.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(refund.idempotency_key, format!("refund-{}", refund.invoice_id), "never the charge's key");
         // As a provider does: only a captured charge is refunded, once per key, never more than it.
         match self.taken.lock().unwrap().get(&refund.invoice_id) {
             Some(ChargeOutcome::Approved { payment_reference }) if *payment_reference == refund.payment_reference => {}
@@ -78,6 +79,12 @@ struct CrashesBeforeSettling {
 impl InvoiceStore for CrashesBeforeSettling {
     async fn create_or_get(&self, invoice: Invoice) -> Result<Invoice, StoreError> {
         self.inner.create_or_get(invoice).await
+    }
+    async fn request_cancel(&self, order_id: &str) -> Result<Invoice, StoreError> {
+        self.inner.request_cancel(order_id).await
+    }
+    async fn get(&self, order_id: &str) -> Result<Option<Invoice>, StoreError> {
+        self.inner.get(order_id).await
     }
     async fn refunded(&self, order_id: &str, refund_reference: &str) -> Result<InvoiceStatus, StoreError> {
         if self.crashes_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
@@ -210,6 +217,7 @@ async fn a_settled_invoice_is_not_charged_again() {
             amount_minor: order.totals.total_minor,
             currency: order.currency,
             status: InvoiceStatus::Paid { payment_reference: "pay-earlier".into() },
+            cancel_requested: false,
         })
         .await
         .unwrap();
@@ -252,6 +260,7 @@ async fn an_invoice_of_unknown_status_is_never_charged() {
         amount_minor: order.totals.total_minor,
         currency: order.currency,
         status: InvoiceStatus::Unknown("CHARGEBACK".into()),
+        cancel_requested: false,
     });
     let event = sqs_sample("billing/order-placed.sqs.json");
     assert!(rig.billing.failures(event).await.is_empty(), "dead-lettered, so acknowledged");
@@ -285,6 +294,7 @@ async fn settling_never_overwrites_an_outcome_already_recorded() {
         amount_minor: 100,
         currency: Currency::GBP,
         status: InvoiceStatus::Declined { reason: "first".into() },
+        cancel_requested: false,
     });
     let stands =
         store.settle(&order.order_id, &InvoiceStatus::Paid { payment_reference: "late".into() }).await.unwrap();
@@ -366,7 +376,7 @@ async fn a_declined_order_that_is_cancelled_refunds_nothing() {
 }
 
 #[tokio::test]
-async fn a_cancellation_while_the_charge_is_in_flight_waits_for_its_outcome_then_refunds() {
+async fn a_cancellation_while_the_charge_is_in_flight_is_refunded_by_the_charge_once_it_settles() {
     let rig = rig(0);
     let (order, _) = sample_order();
     // GIVEN the invoice exists, its charge not settled yet (in flight, or its process died).
@@ -376,16 +386,46 @@ async fn a_cancellation_while_the_charge_is_in_flight_waits_for_its_outcome_then
         amount_minor: order.totals.total_minor,
         currency: order.currency,
         status: InvoiceStatus::Pending,
+        cancel_requested: false,
     });
-    let cancelled = cancellation(&order);
-    assert_eq!(rig.billing.failures(sqs_batch(vec![cancelled.clone()])).await, vec!["m0"], "retried, not refunded");
+    // WHEN the cancellation arrives: acknowledged (however long the charge takes, nothing waits on
+    // a retry budget), the cancellation marked on the invoice, nothing refunded yet.
+    assert!(cancel(&rig, &order).await.is_empty());
     assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 0);
     assert!(rig.published.envelopes::<PaymentRefunded>().is_empty());
-    // The charge settles (its OrderPlaced is redelivered), then the cancellation comes back.
+    assert!(rig.invoices.all()[0].cancel_requested);
+    // THEN the charge settles (its OrderPlaced redelivered), sees the mark and refunds, once.
     bill(&rig, order.clone()).await;
-    assert!(rig.billing.failures(sqs_batch(vec![cancelled])).await.is_empty());
+    assert_eq!(rig.gateway.charges_taken(), 1);
     assert_eq!(rig.gateway.refunds.lock().unwrap().len(), 1);
-    assert_eq!(rig.published.envelopes::<PaymentRefunded>()[0].data.amount_minor, order.totals.total_minor);
+    assert_eq!(rig.published.envelopes::<OrderBilled>().len(), 1, "billed, for the books");
+    let refunded = rig.published.envelopes::<PaymentRefunded>();
+    assert_eq!(refunded.len(), 1);
+    assert_eq!(refunded[0].data.amount_minor, order.totals.total_minor);
+    assert!(matches!(rig.invoices.all()[0].status, InvoiceStatus::Refunded { .. }));
+    // A later cancellation of the same order refunds nothing more.
+    assert!(cancel(&rig, &order).await.is_empty());
+    assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_declined_charge_that_was_cancelled_in_flight_says_nothing_was_refunded() {
+    let rig = rig(0);
+    let (mut order, _) = sample_order();
+    order.customer.email = "ada+decline@example.com".into();
+    rig.invoices.insert(Invoice {
+        invoice_id: format!("inv-{}", order.order_id),
+        order_id: order.order_id.clone(),
+        amount_minor: order.totals.total_minor,
+        currency: order.currency,
+        status: InvoiceStatus::Pending,
+        cancel_requested: false,
+    });
+    assert!(cancel(&rig, &order).await.is_empty());
+    bill(&rig, order).await;
+    assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 0);
+    let refunded = rig.published.envelopes::<PaymentRefunded>();
+    assert_eq!((refunded.len(), refunded[0].data.amount_minor), (1, 0));
 }
 
 #[tokio::test]

@@ -137,3 +137,47 @@ async fn an_order_id_of_multi_byte_characters_is_shortened_by_characters_without
     assert!(email.failures(sqs_batch(vec![body])).await.is_empty());
     assert_eq!(sender.sent()[0].subject, "We have your order 注文-日本語の注");
 }
+
+#[tokio::test]
+async fn the_new_outcomes_get_their_notices_shipped_after_a_delay_and_cancelled_with_the_refund() {
+    use orderflow_contracts::CancelledBy;
+    let event = sqs_sample("email/order-status-changed.sqs.json");
+    let (EmailInput::StatusChanged(changed), cause) = decode::<EmailInput>(event.records[0].body.as_deref()).unwrap()
+    else {
+        panic!("the sample is an OrderStatusChanged")
+    };
+    let at = changed.order.history[0].at;
+    let send = |data: orderflow_contracts::OrderStatusChanged| {
+        let cause = cause.clone();
+        async move {
+            let (sender, email) = rig();
+            let body = eventbridge_body(&Envelope { metadata: cause, data });
+            assert!(email.failures(sqs_batch(vec![body])).await.is_empty());
+            sender.sent()
+        }
+    };
+
+    // Shipped after a delay.
+    let mut late = changed.clone();
+    late.previous_status = OrderStatus::Backordered;
+    let sent = send(late).await;
+    assert!(sent[0].text.contains("ready to ship after all"), "{}", sent[0].text);
+
+    // Cancelled: why, and what was refunded (or that nothing was charged); no email while Cancelling.
+    for (by, refunded, says) in [
+        (CancelledBy::BackorderDeadline, Some(5743), "We refunded 57.43 GBP"),
+        (CancelledBy::Customer, Some(0), "Nothing was charged"),
+    ] {
+        let mut data = changed.clone();
+        data.order.history.push(StatusEntry { status: OrderStatus::Cancelling, at, reason: Some(by.reason().into()) });
+        data.order.status = OrderStatus::Cancelling;
+        assert!(send(data.clone()).await.is_empty(), "no email while Cancelling");
+        data.order.history.push(StatusEntry { status: OrderStatus::Cancelled, at, reason: None });
+        data.order.status = OrderStatus::Cancelled;
+        data.order.refunded_minor = refunded;
+        let sent = send(data).await;
+        assert_eq!(sent[0].subject, "Your order ord-7f3a is cancelled");
+        assert!(sent[0].text.contains(says) && sent[0].text.contains(by.reason()), "{}", sent[0].text);
+        assert!(sent[0].html.contains(by.reason()), "{}", sent[0].html);
+    }
+}

@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
+use aws_sdk_scheduler::types::{
+    ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, Target,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use orderflow_contracts::{ContractError, Envelope, Event, Metadata};
 use orderflow_harness::StoreError;
@@ -89,19 +91,28 @@ pub trait Deadlines: Send + Sync {
 }
 
 /// The EventBridge Scheduler adapter: a one-time `at()` schedule per order, sending to the queue of
-/// `sales-order-status` with the scheduler's role, deleted by the scheduler after it fires.
+/// `sales-order-status` with the scheduler's role, deleted by the scheduler after it fires. A
+/// delivery the scheduler gives up on goes to `dead_letter_arn` (the consumer's dead-letter queue,
+/// whose alarm pages), never silently nowhere.
 #[derive(Debug, Clone)]
 pub struct SchedulerDeadlines {
     client: aws_sdk_scheduler::Client,
     group: String,
     queue_arn: String,
     role_arn: String,
+    dead_letter_arn: String,
 }
 
 impl SchedulerDeadlines {
-    /// Schedules in `group`, delivering to `queue_arn` as `role_arn`.
-    pub fn new(client: aws_sdk_scheduler::Client, group: String, queue_arn: String, role_arn: String) -> Self {
-        Self { client, group, queue_arn, role_arn }
+    /// Schedules in `group`, delivering to `queue_arn` as `role_arn`, failures to `dead_letter_arn`.
+    pub fn new(
+        client: aws_sdk_scheduler::Client,
+        group: String,
+        queue_arn: String,
+        role_arn: String,
+        dead_letter_arn: String,
+    ) -> Self {
+        Self { client, group, queue_arn, role_arn, dead_letter_arn }
     }
 }
 
@@ -117,8 +128,13 @@ impl Deadlines for SchedulerDeadlines {
     async fn set(&self, order_id: &str, at: DateTime<Utc>, message: String) -> Result<(), StoreError> {
         let build = |e: aws_sdk_scheduler::error::BuildError| StoreError::permanent(STORE, e.to_string());
         let window = FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().map_err(build)?;
-        let target =
-            Target::builder().arn(&self.queue_arn).role_arn(&self.role_arn).input(message).build().map_err(build)?;
+        let target = Target::builder()
+            .arn(&self.queue_arn)
+            .role_arn(&self.role_arn)
+            .input(message)
+            .dead_letter_config(DeadLetterConfig::builder().arn(&self.dead_letter_arn).build())
+            .build()
+            .map_err(build)?;
         let created = self
             .client
             .create_schedule()

@@ -14,7 +14,8 @@
 //! order's history is a permanent failure and goes to the dead-letter queue for a human. Once an
 //! order is `Cancelling` or `Cancelled`, the outcomes of steps that were under way (a label, a
 //! decline, a shortage) are superseded: Billing refunds and Warehouse releases whatever they did, so
-//! they are acknowledged and change nothing. A concurrent change of the order is detected by its
+//! they are acknowledged and change nothing; so is a shortage that arrives after a restock already
+//! shipped the order (`ReadyToShip`). A concurrent change of the order is detected by its
 //! version and the decision is made again on the fresh copy. The change and its announcement are
 //! one write, so a crash after it loses nothing and a redelivery finds the order already moved.
 
@@ -87,7 +88,11 @@ impl OrderStatusHandler {
         .await?;
         match outcome {
             Cancellation::Accepted(_) => info!(order_id = %order_id, "backorder deadline passed: order cancelled"),
-            other => info!(order_id = %order_id, ?other, "backorder deadline passed; nothing to cancel"),
+            // The status only: the order itself holds the customer's contact details.
+            Cancellation::AlreadyCancelled(state) | Cancellation::Refused(state) => {
+                info!(order_id = %order_id, status = state.status.as_str(), "backorder deadline passed; nothing to cancel")
+            }
+            Cancellation::Unknown => info!(order_id = %order_id, "backorder deadline passed; the order is gone"),
         }
         Ok(())
     }
@@ -138,6 +143,11 @@ impl Handler<StatusInput> for OrderStatusHandler {
                 // A step that was under way when the order was cancelled: Billing and Warehouse
                 // compensate for it, so it changes nothing here.
                 info!(order_id = %order_id, status = current.as_str(), superseded = next.as_str(), "outcome superseded by the cancellation");
+                return Ok(());
+            }
+            if (current, next) == (OrderStatus::ReadyToShip, OrderStatus::Backordered) {
+                // A shortage delivered late, after a restock already shipped the order.
+                info!(order_id = %order_id, "a shortage overtaken by the restock that shipped the order");
                 return Ok(());
             }
             let now = Utc::now();

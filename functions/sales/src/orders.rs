@@ -138,11 +138,8 @@ pub async fn cancel(
             return Ok(Cancellation::AlreadyCancelled(order.state));
         }
         let now = Utc::now();
-        let reason = match by {
-            CancelledBy::Customer => "cancelled by the customer",
-            CancelledBy::BackorderDeadline => "not back in stock by the backorder deadline",
-        };
-        let Ok(state) = transition(&order.state, OrderStatus::Cancelling, now, Some(reason.into()), None) else {
+        let reason = Some(by.reason().to_string());
+        let Ok(state) = transition(&order.state, OrderStatus::Cancelling, now, reason, None) else {
             return Ok(Cancellation::Refused(order.state));
         };
         let changed = OrderStatusChanged { previous_status: status, order: state.clone() };

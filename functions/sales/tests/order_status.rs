@@ -329,3 +329,15 @@ async fn a_deadline_for_an_order_that_is_not_backordered_changes_nothing() {
         assert!(rig.orders.announcements().is_empty());
     }
 }
+
+#[tokio::test]
+async fn a_shortage_that_arrives_after_a_restock_shipped_the_order_changes_nothing() {
+    // The shortage's delivery was delayed (retried); the restock's label came first.
+    let rig = rig(OrderStatus::Placed);
+    deliver(&rig, label()).await;
+    deliver(&rig, short()).await;
+    assert!(rig.consumer.dead_letters.letters().is_empty(), "not a case for a human");
+    let order = status(&rig).await;
+    assert_eq!((order.status, order.version), (OrderStatus::ReadyToShip, 2));
+    assert!(rig.deadlines.of(ORDER).is_none(), "no deadline for a shipped order");
+}

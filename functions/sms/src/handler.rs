@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! OrderStatusChanged (ReadyToShip) ─────► shipping text ┐
-//! OrderStatusChanged (Cancelled, refunded > 0) ─► refund text ┴► a verified phone? ─► E.164? ─► SmsSender
+//! OrderStatusChanged (Cancelled at the deadline, refunded > 0) ─► refund text ┴► a verified phone? ─► E.164? ─► SmsSender
 //! OrderStatusChanged (anything else) ───► nothing                └─ none: nothing
 //!     sent ─► done · unavailable ─► retry after Retry-After or a growing delay · rejected ─► DLQ
 //! ```

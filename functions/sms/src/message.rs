@@ -1,7 +1,7 @@
 //! Which event gets which text. Texts are short (one SMS segment where possible) and carry no more
 //! personal data than the customer's own order needs.
 
-use orderflow_contracts::{display_amount, OrderStatus, OrderStatusChanged};
+use orderflow_contracts::{display_amount, CancelledBy, OrderStatus, OrderStatusChanged};
 
 /// One text to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,9 +20,10 @@ fn short(order_id: &str) -> &str {
 }
 
 /// The text for a status change, if that status gets one: `ReadyToShip` (saying so when it comes
-/// after a delay), and `Cancelled` when money was given back. Nothing for a cancellation that never
-/// charged: placing and cancelling orders must not make the shop pay for texts. The other outcomes
-/// are explained by email.
+/// after a delay), and `Cancelled` by the backorder deadline when money was given back: the
+/// customer did not ask for it. A cancellation the customer asked for gets an email, no text:
+/// ordering and cancelling must not make the shop pay for texts. The other outcomes are explained
+/// by email.
 pub fn status_changed(changed: &OrderStatusChanged) -> Option<Sms> {
     let order = &changed.order;
     let id = short(&order.order_id);
@@ -39,6 +40,10 @@ pub fn status_changed(changed: &OrderStatusChanged) -> Option<Sms> {
             }
         }
         OrderStatus::Cancelled => {
+            let why = order.history.iter().rev().find(|h| h.status == OrderStatus::Cancelling)?.reason.as_deref();
+            if why != Some(CancelledBy::BackorderDeadline.reason()) {
+                return None;
+            }
             let refunded = order.refunded_minor.filter(|m| *m > 0)?;
             format!(
                 "Orderflow: order {id} is cancelled; {} is refunded to your card.",

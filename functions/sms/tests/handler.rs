@@ -129,3 +129,34 @@ async fn an_order_id_of_multi_byte_characters_is_shortened_by_characters() {
         sender.sent()[0].body
     );
 }
+
+#[test]
+fn a_refund_is_texted_only_when_the_deadline_cancelled_the_order_and_money_moved() {
+    use orderflow_contracts::{CancelledBy, StatusEntry};
+    let event = sqs_sample("sms/order-status-changed.sqs.json");
+    let (SmsInput::StatusChanged(changed), _) = decode::<SmsInput>(event.records[0].body.as_deref()).unwrap();
+    let cancelled = |by: CancelledBy, refunded: i64| {
+        let mut c = changed.clone();
+        c.previous_status = OrderStatus::Cancelling;
+        c.order.status = OrderStatus::Cancelled;
+        c.order.refunded_minor = Some(refunded);
+        c.order.history.push(StatusEntry {
+            status: OrderStatus::Cancelling,
+            at: chrono::Utc::now(),
+            reason: Some(by.reason().into()),
+        });
+        c.order.history.push(StatusEntry { status: OrderStatus::Cancelled, at: chrono::Utc::now(), reason: None });
+        sms::message::status_changed(&c)
+    };
+    let text = cancelled(CancelledBy::BackorderDeadline, 5743).expect("a text");
+    assert_eq!(text.body, "Orderflow: order ord-7f3a is cancelled; 57.43 GBP is refunded to your card.");
+    assert_eq!(cancelled(CancelledBy::BackorderDeadline, 0), None, "nothing was charged");
+    assert_eq!(cancelled(CancelledBy::Customer, 5743), None, "the customer asked: an email, no text");
+
+    let mut late = changed.clone();
+    late.previous_status = OrderStatus::Backordered;
+    assert_eq!(
+        sms::message::status_changed(&late).unwrap().body,
+        "Orderflow: good news, order ord-7f3a is back in stock and ready to ship. Tracking number OF123456789GB."
+    );
+}

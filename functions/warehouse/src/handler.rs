@@ -8,7 +8,8 @@
 //!                                             └► Cancelled (cancelled before billing) ─► nothing
 //! StockReceived ─► count the receipt once ─► waiting backorders of the SKU, oldest first:
 //!                  each allocated whole (all lines or none) ─► label ─► ShippingLabelCreated
-//! OrderCancelled ─► give back what was allocated ─► StockReleased; stop waiting; never allocate later
+//! OrderCancelled ─► give back what was allocated, remove its label ─► StockReleased; stop waiting;
+//!                   never allocate later
 //! ```
 //!
 //! A restock may ship many backorders; each `ShippingLabelCreated` has an id derived from the receipt
@@ -124,7 +125,7 @@ impl Warehouse {
                 more_waiting = true;
                 break;
             }
-            if self.stock.allocate_backorder(&backorder, &received.receipt_id).await? {
+            if self.stock.allocate_backorder(&backorder, Some(&received.receipt_id)).await? {
                 info!(order_id = %backorder.billed.order_id, waiting_since = %backorder.waiting_since, "backorder allocated");
                 shipped.push(backorder.billed);
             }
@@ -154,7 +155,9 @@ impl Warehouse {
                 Ok(())
             }
             Release::Released(lines) => {
-                info!(order_id = %cancelled.order_id, skus = lines.len(), "order cancelled; stock released");
+                // The parcel must not leave: its label goes with the allocation.
+                self.labels.remove(&cancelled.order_id).await?;
+                info!(order_id = %cancelled.order_id, skus = lines.len(), "order cancelled; stock released, label removed");
                 let released = StockReleased { order_id: cancelled.order_id, lines, released_at: Utc::now() };
                 self.publisher
                     .publish(vec![OutboundEvent::from_envelope(&Envelope::caused_by(cause, released))])

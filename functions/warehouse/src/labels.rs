@@ -1,5 +1,6 @@
 //! Shipping labels: a JSON document per order in S3, at `labels/<order id>.json`. Writing the same key
-//! again is harmless, so a retried handler just rewrites it.
+//! again is harmless, so a retried handler just rewrites it. The label of an order cancelled after
+//! allocation is removed (the versioned bucket keeps it, behind a delete marker), so nobody ships it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -45,6 +46,8 @@ const STORE: &str = "label store";
 pub trait LabelStore: Send + Sync {
     /// Stores the label document, returning where.
     async fn put(&self, label: &Label) -> Result<StoredLabel, StoreError>;
+    /// Removes the order's label, if there is one (removing it again is harmless).
+    async fn remove(&self, order_id: &str) -> Result<(), StoreError>;
 }
 
 /// The key of an order's label.
@@ -84,6 +87,17 @@ impl LabelStore for S3LabelStore {
             .map_err(|e| StoreError::retryable(STORE, aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
         Ok(StoredLabel { bucket: self.bucket.clone(), key })
     }
+
+    async fn remove(&self, order_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(label_key(order_id))
+            .send()
+            .await
+            .map_err(|e| StoreError::retryable(STORE, aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
 }
 
 /// The in-memory fake.
@@ -105,5 +119,10 @@ impl LabelStore for InMemoryLabelStore {
         let key = label_key(&label.order_id);
         self.labels.lock().expect("lock").insert(key.clone(), label.clone());
         Ok(StoredLabel { bucket: "in-memory".into(), key })
+    }
+
+    async fn remove(&self, order_id: &str) -> Result<(), StoreError> {
+        self.labels.lock().expect("lock").remove(&label_key(order_id));
+        Ok(())
     }
 }

@@ -101,9 +101,9 @@ pub trait StockStore: Send + Sync {
     async fn backorders(&self, sku: &str) -> Result<Vec<Backorder>, StoreError>;
     /// The backorder of `order_id`, waiting or not (its `OrderBilled` stays on the record).
     async fn backorder(&self, order_id: &str) -> Result<Option<Backorder>, StoreError>;
-    /// Allocates every line of a waiting backorder, or none, crediting `receipt_id`; false when stock
-    /// is short or the order no longer waits.
-    async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: &str) -> Result<bool, StoreError>;
+    /// Allocates every line of a waiting backorder, or none, crediting `receipt_id` (the receipt that
+    /// made it possible, if any); false when stock is short or the order no longer waits.
+    async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: Option<&str>) -> Result<bool, StoreError>;
     /// Gives back what was allocated to a cancelled order, stops it waiting, and makes sure it is
     /// never allocated later.
     async fn release(&self, order_id: &str) -> Result<Release, StoreError>;
@@ -292,6 +292,23 @@ impl DynamoDbStockStore {
             .build())
     }
 
+    /// Adds a receipt's units, only while the level stays within `u32` (what a level is read as).
+    fn give_stock_capped(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, StoreError> {
+        Ok(TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&self.stock_table)
+                    .key("sku", s(sku))
+                    .update_expression("ADD available :q")
+                    .condition_expression("attribute_not_exists(available) OR available <= :cap")
+                    .expression_attribute_values(":q", n(quantity))
+                    .expression_attribute_values(":cap", n(u32::MAX - quantity))
+                    .build()
+                    .map_err(build)?,
+            )
+            .build())
+    }
+
     fn give_stock(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, StoreError> {
         Ok(TransactWriteItem::builder()
             .update(
@@ -379,7 +396,18 @@ impl StockStore for DynamoDbStockStore {
             let levels = self.levels(demand.keys().cloned().collect()).await?;
             let shortages = shortages(&demand, &levels);
             if !shortages.is_empty() {
-                return self.record_short(billed, shortages).await;
+                let answer = self.record_short(billed, shortages).await?;
+                // A receipt counted between the levels read and the backorder recorded looked for
+                // backorders before this one existed: look at the levels again, now that it waits.
+                if matches!(answer, Allocation::Short(_)) {
+                    let levels = self.levels(demand.keys().cloned().collect()).await?;
+                    let backorder = Backorder { billed: billed.clone(), waiting_since: Utc::now() };
+                    if self::shortages(&demand, &levels).is_empty() && self.allocate_backorder(&backorder, None).await?
+                    {
+                        return Ok(Allocation::Allocated);
+                    }
+                }
+                return Ok(answer);
             }
             // Enough stock, yet cancelled: a concurrent transaction on the same SKU. Try again soon.
             let delay = delays.next().unwrap_or(Duration::from_millis(100));
@@ -398,7 +426,7 @@ impl StockStore for DynamoDbStockStore {
     async fn receive(&self, receipt: &StockReceived) -> Result<Receipt, StoreError> {
         let key = receipt_key(&receipt.receipt_id);
         let items = vec![
-            self.give_stock(&receipt.sku, receipt.quantity)?,
+            self.give_stock_capped(&receipt.sku, receipt.quantity)?,
             TransactWriteItem::builder()
                 .put(
                     Put::builder()
@@ -417,9 +445,32 @@ impl StockStore for DynamoDbStockStore {
             return Ok(Receipt { counted_now: true, allocated_before: vec![] });
         }
         let Some(item) = self.item(&self.stock_table, ("sku", &key)).await? else {
+            let level = self.levels(vec![receipt.sku.clone()]).await?.get(&receipt.sku).copied().unwrap_or(0);
+            if level.checked_add(receipt.quantity).is_none() {
+                return Err(StoreError::permanent(
+                    STORE,
+                    format!(
+                        "receipt {}: {} on hand of {} plus {} would not fit",
+                        receipt.receipt_id, level, receipt.sku, receipt.quantity
+                    ),
+                ));
+            }
             // Cancelled by a concurrent change of the SKU's level: SQS tries again.
             return Err(StoreError::retryable(STORE, "stock receipt conflicted with a concurrent change"));
         };
+        if get_s(&item, "receiptSku") != Some(receipt.sku.as_str())
+            || get_n::<u32>(&item, "quantity") != Some(receipt.quantity)
+        {
+            // The same receipt id for other goods (an Idempotency-Key reused): never counted twice,
+            // never silently dropped.
+            return Err(StoreError::permanent(
+                STORE,
+                format!(
+                    "receipt {} was booked for other goods than {} x {}",
+                    receipt.receipt_id, receipt.quantity, receipt.sku
+                ),
+            ));
+        }
         let allocated_before = match item.get("allocatedOrders") {
             Some(AttributeValue::Ss(orders)) => orders.clone(),
             _ => vec![],
@@ -444,9 +495,14 @@ impl StockStore for DynamoDbStockStore {
                 .await
                 .map_err(|e| store_error(STORE, e))?;
             for item in out.items() {
-                let backorder = Self::parse_backorder(item)?;
-                if backorder.billed.lines.iter().any(|l| l.sku == sku) {
-                    found.push(backorder);
+                match Self::parse_backorder(item) {
+                    Ok(backorder) if backorder.billed.lines.iter().any(|l| l.sku == sku) => found.push(backorder),
+                    Ok(_) => {}
+                    // One unreadable record must not hold up every restock: it waits for a human
+                    // (and its order for its deadline).
+                    Err(e) => {
+                        tracing::error!(order_id = get_s(item, "orderId").unwrap_or_default(), error = %e, "unreadable backorder passed by")
+                    }
                 }
             }
             match out.last_evaluated_key() {
@@ -454,7 +510,7 @@ impl StockStore for DynamoDbStockStore {
                 _ => break,
             }
         }
-        found.sort_by(|a, b| a.waiting_since.cmp(&b.waiting_since));
+        found.sort_by_key(|a| a.waiting_since);
         Ok(found)
     }
 
@@ -465,7 +521,7 @@ impl StockStore for DynamoDbStockStore {
         }
     }
 
-    async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: &str) -> Result<bool, StoreError> {
+    async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: Option<&str>) -> Result<bool, StoreError> {
         let order_id = &backorder.billed.order_id;
         let demand = demand(&backorder.billed.lines)?;
         let mut delays = Self::backoff();
@@ -497,20 +553,22 @@ impl StockStore for DynamoDbStockStore {
                     )
                     .build(),
             );
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.stock_table)
-                            .key("sku", s(receipt_key(receipt_id)))
-                            .update_expression("ADD allocatedOrders :order")
-                            .condition_expression("attribute_exists(sku)")
-                            .expression_attribute_values(":order", AttributeValue::Ss(vec![order_id.clone()]))
-                            .build()
-                            .map_err(build)?,
-                    )
-                    .build(),
-            );
+            if let Some(receipt_id) = receipt_id {
+                items.push(
+                    TransactWriteItem::builder()
+                        .update(
+                            Update::builder()
+                                .table_name(&self.stock_table)
+                                .key("sku", s(receipt_key(receipt_id)))
+                                .update_expression("ADD allocatedOrders :order")
+                                .condition_expression("attribute_exists(sku)")
+                                .expression_attribute_values(":order", AttributeValue::Ss(vec![order_id.clone()]))
+                                .build()
+                                .map_err(build)?,
+                        )
+                        .build(),
+                );
+            }
             if self.transact(items).await? {
                 return Ok(true);
             }
@@ -633,6 +691,7 @@ struct FakeState {
     /// Every backorder's `OrderBilled`, kept after it is allocated (as the item keeps `billed`).
     backorders: HashMap<String, Backorder>,
     receipts: HashMap<String, Vec<String>>,
+    receipt_goods: HashMap<String, (String, u32)>,
 }
 
 impl FakeState {
@@ -700,6 +759,12 @@ impl StockStore for InMemoryStockStore {
     async fn receive(&self, receipt: &StockReceived) -> Result<Receipt, StoreError> {
         let mut state = self.state.lock().expect("lock");
         if let Some(allocated) = state.receipts.get(&receipt.receipt_id) {
+            if state.receipt_goods.get(&receipt.receipt_id) != Some(&(receipt.sku.clone(), receipt.quantity)) {
+                return Err(StoreError::permanent(
+                    STORE,
+                    format!("receipt {} was booked for other goods", receipt.receipt_id),
+                ));
+            }
             return Ok(Receipt { counted_now: false, allocated_before: allocated.clone() });
         }
         let level = state.levels.entry(receipt.sku.clone()).or_insert(0);
@@ -707,6 +772,7 @@ impl StockStore for InMemoryStockStore {
             .checked_add(receipt.quantity)
             .ok_or_else(|| StoreError::permanent(STORE, format!("the level of {} overflows", receipt.sku)))?;
         state.receipts.insert(receipt.receipt_id.clone(), vec![]);
+        state.receipt_goods.insert(receipt.receipt_id.clone(), (receipt.sku.clone(), receipt.quantity));
         Ok(Receipt { counted_now: true, allocated_before: vec![] })
     }
 
@@ -719,7 +785,7 @@ impl StockStore for InMemoryStockStore {
             .filter(|b| b.billed.lines.iter().any(|l| l.sku == sku))
             .cloned()
             .collect();
-        found.sort_by(|a, b| a.waiting_since.cmp(&b.waiting_since));
+        found.sort_by_key(|a| a.waiting_since);
         Ok(found)
     }
 
@@ -727,21 +793,23 @@ impl StockStore for InMemoryStockStore {
         Ok(self.state.lock().expect("lock").backorders.get(order_id).cloned())
     }
 
-    async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: &str) -> Result<bool, StoreError> {
+    async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: Option<&str>) -> Result<bool, StoreError> {
         let order_id = &backorder.billed.order_id;
         let demand = demand(&backorder.billed.lines)?;
         let mut state = self.state.lock().expect("lock");
         if !matches!(state.records.get(order_id), Some(Record::Short { waiting: true, .. })) {
             return Ok(false);
         }
-        if !state.receipts.contains_key(receipt_id) {
-            return Err(StoreError::permanent(STORE, format!("no receipt {receipt_id}")));
+        if receipt_id.is_some_and(|r| !state.receipts.contains_key(r)) {
+            return Err(StoreError::permanent(STORE, format!("no receipt {receipt_id:?}")));
         }
         if state.take(&demand).is_err() {
             return Ok(false);
         }
         state.records.insert(order_id.clone(), Record::Allocated(demand));
-        state.receipts.get_mut(receipt_id).expect("checked above").push(order_id.clone());
+        if let Some(receipt_id) = receipt_id {
+            state.receipts.get_mut(receipt_id).expect("checked above").push(order_id.clone());
+        }
         Ok(true)
     }
 
@@ -760,7 +828,10 @@ impl StockStore for InMemoryStockStore {
             Some(Record::Released(allocation)) => Ok(Release::Released(released_lines(&allocation))),
             Some(Record::Allocated(allocation)) => {
                 for (sku, q) in &allocation {
-                    *state.levels.entry(sku.clone()).or_insert(0) += q;
+                    let level = state.levels.entry(sku.clone()).or_insert(0);
+                    *level = level.checked_add(*q).ok_or_else(|| {
+                        StoreError::permanent(STORE, format!("giving back {q} of {sku} overflows its level"))
+                    })?;
                 }
                 state.records.insert(order_id.to_string(), Record::Released(allocation.clone()));
                 Ok(Release::Released(released_lines(&allocation)))

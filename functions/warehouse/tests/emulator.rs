@@ -189,7 +189,7 @@ async fn a_receipt_counts_once_and_ships_waiting_backorders_oldest_first_in_whol
 
     let mut shipped = vec![];
     for backorder in store.backorders("RARE").await.unwrap() {
-        if store.allocate_backorder(&backorder, "r-1").await.unwrap() {
+        if store.allocate_backorder(&backorder, Some("r-1")).await.unwrap() {
             shipped.push(backorder.billed.order_id.clone());
         }
     }
@@ -224,4 +224,19 @@ async fn cancelling_releases_an_allocation_once_and_a_waiting_or_unbilled_order_
     assert_eq!(store.release("o-3").await.unwrap(), Release::NothingAllocated);
     assert_eq!(store.allocate(&billed("o-3", &[line("A", 1)])).await.unwrap(), Allocation::Cancelled);
     assert_eq!(level(&client, &stock, "A").await, 5);
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS emulator: run `make test`"]
+async fn a_receipt_for_other_goods_or_past_what_a_level_holds_is_refused_and_counts_nothing() {
+    let (store, client, stock) = rig(&[("A", 1), ("FULL", u32::MAX - 2)]).await;
+    store.receive(&receipt("r-1", "A", 5)).await.unwrap();
+    let reused = store.receive(&receipt("r-1", "A", 50)).await.unwrap_err();
+    assert!(!reused.retryable && reused.to_string().contains("other goods"), "{reused}");
+    let too_many = store.receive(&receipt("r-2", "FULL", 5)).await.unwrap_err();
+    assert!(!too_many.retryable && too_many.to_string().contains("would not fit"), "{too_many}");
+    assert_eq!((level(&client, &stock, "A").await, level(&client, &stock, "FULL").await), (6, u32::MAX - 2));
+    // And the receipt that was refused can still be booked once it fits.
+    store.receive(&receipt("r-3", "FULL", 2)).await.unwrap();
+    assert_eq!(level(&client, &stock, "FULL").await, u32::MAX);
 }

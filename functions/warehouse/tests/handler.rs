@@ -258,7 +258,9 @@ async fn cancelling_an_allocated_order_gives_its_stock_back_once() {
     let rig = rig(&[("BOOK-001", 10), ("MUG-002", 5)]);
     deliver(&rig, vec![body(billed_order("o-1", &[("BOOK-001", 2), ("MUG-002", 1), ("BOOK-001", 1)]))]).await;
     assert_eq!((rig.stock.level("BOOK-001"), rig.stock.level("MUG-002")), (Some(7), Some(4)));
+    assert!(rig.labels.get("labels/o-1.json").is_some());
     deliver(&rig, vec![body(cancelled("o-1"))]).await;
+    assert!(rig.labels.get("labels/o-1.json").is_none(), "nobody ships a cancelled order");
     deliver(&rig, vec![body(cancelled("o-1"))]).await;
     assert_eq!((rig.stock.level("BOOK-001"), rig.stock.level("MUG-002")), (Some(10), Some(5)), "given back once");
     let released = rig.published.envelopes::<StockReleased>();
@@ -304,4 +306,15 @@ async fn restock_and_cancel_together_end_in_one_state_whichever_comes_first() {
         let released = rig.published.envelopes::<StockReleased>().len();
         assert_eq!((labelled(&rig).len(), released), if cancel_first { (0, 0) } else { (1, 1) });
     }
+}
+
+#[tokio::test]
+async fn the_same_receipt_id_for_other_goods_is_for_a_human_and_counts_nothing() {
+    let rig = rig(&[("BOOK-001", 1)]);
+    deliver(&rig, vec![body(receipt("r-1", "BOOK-001", 5))]).await;
+    deliver(&rig, vec![body(receipt("r-1", "BOOK-001", 50))]).await;
+    let letters = rig.warehouse.dead_letters.letters();
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].reason.contains("other goods"), "{}", letters[0].reason);
+    assert_eq!(rig.stock.level("BOOK-001"), Some(6));
 }

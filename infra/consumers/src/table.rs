@@ -61,7 +61,6 @@ pub const CONSUMERS: &[Consumer] = &[
                     "dynamodb:PutItem",
                     "dynamodb:UpdateItem",
                     "dynamodb:BatchGetItem",
-                    "dynamodb:ConditionCheckItem",
                 ],
                 resource: "!GetAtt StockTable.Arn",
                 condition: None,
@@ -72,7 +71,11 @@ pub const CONSUMERS: &[Consumer] = &[
                 condition: None,
             },
             Allow { actions: &["dynamodb:Query"], resource: "!Sub \"${ShipmentsTable.Arn}/index/Backorders\"", condition: None },
-            Allow { actions: &["s3:PutObject"], resource: "!Sub \"${LabelsBucket.Arn}/labels/*\"", condition: None },
+            Allow {
+                actions: &["s3:PutObject", "s3:DeleteObject"],
+                resource: "!Sub \"${LabelsBucket.Arn}/labels/*\"",
+                condition: None,
+            },
         ],
         publishes: Some(<ShippingLabelCreated as Event>::SOURCE),
         replays: Replays::Refused(
@@ -97,6 +100,8 @@ pub const CONSUMERS: &[Consumer] = &[
             // The scheduler delivers a backorder's deadline to this consumer's own queue.
             ("DEADLINE_QUEUE_ARN", "!GetAtt SalesOrderStatusQueue.Arn"),
             ("DEADLINE_ROLE_ARN", "!GetAtt BackorderDeadlineRole.Arn"),
+            // A deadline the scheduler could not deliver lands in this consumer's dead-letter queue.
+            ("DEADLINE_DEAD_LETTER_ARN", "!GetAtt SalesOrderStatusDeadLetterQueue.Arn"),
         ],
         allow: &[
             Allow { actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"], resource: "!GetAtt OrdersTable.Arn", condition: None },

@@ -691,6 +691,17 @@ pub enum CancelledBy {
     BackorderDeadline,
 }
 
+impl CancelledBy {
+    /// The reason Sales writes on the order's `Cancelling` history entry (consumers tell the two
+    /// apart by it).
+    pub fn reason(self) -> &'static str {
+        match self {
+            CancelledBy::Customer => "cancelled by the customer",
+            CancelledBy::BackorderDeadline => "not back in stock by the backorder deadline",
+        }
+    }
+}
+
 /// Sales accepted a cancellation (the order is `Cancelling`). Billing refunds what it charged (or
 /// makes sure nothing will be), Warehouse releases what it allocated and forgets the backorder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

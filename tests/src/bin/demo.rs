@@ -4,10 +4,9 @@
 //! - one that completes:      OrderPlaced -> OrderBilled -> ShippingLabelCreated -> ReadyToShip
 //! - one whose card declines: OrderPlaced -> PaymentDeclined -> PaymentFailed
 //! - one larger than stock:   OrderPlaced -> OrderBilled -> StockAllocationFailed -> Backordered,
-//!                            then an operator's POST /stock -> StockReceived -> ShippingLabelCreated -> ReadyToShip
-//! - one its customer cancels while it waits for stock:
-//!                            ... Backordered, POST /orders/{id}/cancel -> Cancelling, OrderCancelled
-//!                            -> PaymentRefunded -> Cancelled
+//!   then an operator's POST /stock -> StockReceived -> ShippingLabelCreated -> ReadyToShip
+//! - one its customer cancels while it waits for stock: ... Backordered, POST /orders/{id}/cancel
+//!   -> Cancelling, OrderCancelled -> PaymentRefunded -> Cancelled
 //!
 //! Run it with `make demo` (which deploys first).
 

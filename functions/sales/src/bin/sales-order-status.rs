@@ -21,6 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config::required("DEADLINE_SCHEDULE_GROUP")?,
         config::required("DEADLINE_QUEUE_ARN")?,
         config::required("DEADLINE_ROLE_ARN")?,
+        config::required("DEADLINE_DEAD_LETTER_ARN")?,
     );
     let handler = OrderStatusHandler::new(
         Arc::new(DynamoDbOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), orders_table)),
