@@ -30,6 +30,8 @@ pub struct Reported {
     pub total_minor: Option<i64>,
     /// Billed, minor units.
     pub billed_minor: Option<i64>,
+    /// Refunded (a cancelled order), minor units.
+    pub refunded_minor: Option<i64>,
     /// Lines: sku, quantity, line total.
     pub lines: Vec<(String, i32, i64)>,
 }
@@ -78,11 +80,12 @@ impl ReadModels {
 
     /// The reporting row and lines of an order.
     pub async fn reported(&self, order_id: &str) -> Result<Option<Reported>> {
-        let Some(row) =
-            sqlx::query("SELECT version, status, total_minor, billed_minor FROM orders WHERE order_id = $1")
-                .bind(order_id)
-                .fetch_optional(&self.pg)
-                .await?
+        let Some(row) = sqlx::query(
+            "SELECT version, status, total_minor, billed_minor, refunded_minor FROM orders WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .fetch_optional(&self.pg)
+        .await?
         else {
             return Ok(None);
         };
@@ -97,6 +100,7 @@ impl ReadModels {
             status: row.get("status"),
             total_minor: row.get("total_minor"),
             billed_minor: row.get("billed_minor"),
+            refunded_minor: row.get("refunded_minor"),
             lines,
         }))
     }

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use orderflow_contracts::OrderStatus;
+use orderflow_e2e::read_models::ReadModels;
 use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local, Tapped};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -94,6 +95,31 @@ async fn a_charged_backorder_cancelled_by_its_customer_ends_cancelled_with_one_r
     assert_eq!(count(&events, &id, "PaymentRefunded"), 1, "one refund: {events:?}");
     assert_eq!(count(&events, &id, "StockReleased"), 0, "nothing had been allocated");
     assert_eq!(local.stock(&rare).await.unwrap(), Some(1), "the shelf as it was");
+    // The read models keep the outcome: the cache the cancelled order with its refund, reporting
+    // the refund beside the charge, the lake the new events.
+    let models = ReadModels::connect(&local).await.unwrap();
+    let cached = eventually("the cache", WAIT, || async {
+        Ok(models.cached(&id).await?.filter(|c| c.status == OrderStatus::Cancelled))
+    })
+    .await
+    .unwrap();
+    assert_eq!(cached.refunded_minor, Some(total));
+    let reported = eventually("reporting", WAIT, || async {
+        Ok(models
+            .reported(&id)
+            .await?
+            .filter(|r| r.refunded_minor.is_some() && r.status.as_deref() == Some("Cancelled")))
+    })
+    .await
+    .unwrap();
+    assert_eq!((reported.billed_minor, reported.refunded_minor), (Some(total), Some(total)));
+    let lake = eventually("the lake", WAIT, || async {
+        let lines = models.lake_lines(&[id.as_str()]).await?;
+        let has = |t: &str| lines.iter().any(|(key, _)| key.contains(&format!("event_type={t}/")));
+        Ok((has("OrderCancelled") && has("PaymentRefunded")).then_some(lines))
+    })
+    .await;
+    assert!(lake.is_ok(), "the lake keeps OrderCancelled and PaymentRefunded: {lake:?}");
     // The stock that arrives later stays on the shelf: the cancelled order no longer waits.
     assert_eq!(local.receive_stock(&rare, 5).await.unwrap().0, 202);
     eventually("the receipt counted", WAIT, || async { Ok((local.stock(&rare).await? == Some(6)).then_some(())) })

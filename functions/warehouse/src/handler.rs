@@ -88,7 +88,7 @@ impl Warehouse {
     }
 
     async fn billed(&self, billed: OrderBilled, cause: &Metadata) -> Result<(), HandlerError> {
-        let event = match self.stock.allocate(&billed).await? {
+        let event = match self.stock.allocate(&billed, &cause.correlation_id).await? {
             Allocation::Cancelled => {
                 info!(order_id = %billed.order_id, "order cancelled before allocation; nothing to do");
                 return Ok(());
@@ -115,7 +115,7 @@ impl Warehouse {
         // Orders this receipt allocated before a crash: announced again, under the same ids.
         for order_id in &receipt.allocated_before {
             match self.stock.backorder(order_id).await? {
-                Some(backorder) => shipped.push(backorder.billed),
+                Some(backorder) => shipped.push(backorder),
                 None => return Err(HandlerError::permanent(format!("backorder {order_id} lost its record"))),
             }
         }
@@ -127,13 +127,18 @@ impl Warehouse {
             }
             if self.stock.allocate_backorder(&backorder, Some(&received.receipt_id)).await? {
                 info!(order_id = %backorder.billed.order_id, waiting_since = %backorder.waiting_since, "backorder allocated");
-                shipped.push(backorder.billed);
+                shipped.push(backorder);
             }
         }
         let mut events = Vec::with_capacity(shipped.len());
-        for billed in &shipped {
-            let created = self.label(billed).await?;
-            events.push(OutboundEvent::from_envelope(&Envelope::caused_by_for(cause, created, &billed.order_id)));
+        for backorder in &shipped {
+            let created = self.label(&backorder.billed).await?;
+            let mut envelope = Envelope::caused_by_for(cause, created, &backorder.billed.order_id);
+            // Caused by the receipt, part of the order's own flow: its logs and timeline join it.
+            if !backorder.correlation_id.is_empty() {
+                envelope.metadata.correlation_id = backorder.correlation_id.clone();
+            }
+            events.push(OutboundEvent::from_envelope(&envelope));
         }
         if !events.is_empty() {
             self.publisher.publish(events).await?;

@@ -66,6 +66,8 @@ pub enum Allocation {
 pub struct Backorder {
     /// The billed order.
     pub billed: OrderBilled,
+    /// The order's flow (its events' correlation id): the label a restock makes joins it.
+    pub correlation_id: String,
     /// Since when it waits.
     pub waiting_since: DateTime<Utc>,
 }
@@ -92,9 +94,10 @@ pub enum Release {
 /// Stock and the answers given to orders.
 #[async_trait]
 pub trait StockStore: Send + Sync {
-    /// Allocates every line of the billed order, or none (then it is recorded as a backorder); the
-    /// first answer for an order stands until a restock or a cancellation changes it.
-    async fn allocate(&self, billed: &OrderBilled) -> Result<Allocation, StoreError>;
+    /// Allocates every line of the billed order, or none (then it is recorded as a backorder, with
+    /// the order's `correlation_id`); the first answer for an order stands until a restock or a
+    /// cancellation changes it.
+    async fn allocate(&self, billed: &OrderBilled, correlation_id: &str) -> Result<Allocation, StoreError>;
     /// Adds the receipt's units to stock, once per receipt id.
     async fn receive(&self, receipt: &StockReceived) -> Result<Receipt, StoreError>;
     /// The waiting backorders that need `sku`, oldest first.
@@ -244,7 +247,12 @@ impl DynamoDbStockStore {
 
     /// Records a shortage as the order's answer (a waiting backorder), unless another answer was
     /// recorded first (then that one stands).
-    async fn record_short(&self, billed: &OrderBilled, shortages: Vec<Shortage>) -> Result<Allocation, StoreError> {
+    async fn record_short(
+        &self,
+        billed: &OrderBilled,
+        correlation_id: &str,
+        shortages: Vec<Shortage>,
+    ) -> Result<Allocation, StoreError> {
         let now = Utc::now();
         let put = self
             .client
@@ -254,6 +262,7 @@ impl DynamoDbStockStore {
             .item("status", s("SHORT"))
             .item("shortages", s(serde_json::to_string(&shortages).expect("shortages serialise")))
             .item("billed", s(serde_json::to_string(billed).expect("events serialise")))
+            .item("correlationId", s(correlation_id))
             .item("backlog", s(WAITING))
             .item("waitingSince", s(format!("{}#{}", now.to_rfc3339(), billed.order_id)))
             .item("recordedAt", s(now.to_rfc3339()))
@@ -373,13 +382,14 @@ impl DynamoDbStockStore {
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc))
             .ok_or_else(|| unreadable("waitingSince"))?;
-        Ok(Backorder { billed, waiting_since: since })
+        let correlation_id = get_s(item, "correlationId").unwrap_or_default().to_string();
+        Ok(Backorder { billed, correlation_id, waiting_since: since })
     }
 }
 
 #[async_trait]
 impl StockStore for DynamoDbStockStore {
-    async fn allocate(&self, billed: &OrderBilled) -> Result<Allocation, StoreError> {
+    async fn allocate(&self, billed: &OrderBilled, correlation_id: &str) -> Result<Allocation, StoreError> {
         // No read first: the transaction's condition on the shipment record catches a redelivery,
         // and only a cancelled transaction pays for the reads that tell why.
         let demand = demand(&billed.lines)?;
@@ -396,12 +406,16 @@ impl StockStore for DynamoDbStockStore {
             let levels = self.levels(demand.keys().cloned().collect()).await?;
             let shortages = shortages(&demand, &levels);
             if !shortages.is_empty() {
-                let answer = self.record_short(billed, shortages).await?;
+                let answer = self.record_short(billed, correlation_id, shortages).await?;
                 // A receipt counted between the levels read and the backorder recorded looked for
                 // backorders before this one existed: look at the levels again, now that it waits.
                 if matches!(answer, Allocation::Short(_)) {
                     let levels = self.levels(demand.keys().cloned().collect()).await?;
-                    let backorder = Backorder { billed: billed.clone(), waiting_since: Utc::now() };
+                    let backorder = Backorder {
+                        billed: billed.clone(),
+                        correlation_id: correlation_id.to_string(),
+                        waiting_since: Utc::now(),
+                    };
                     if self::shortages(&demand, &levels).is_empty() && self.allocate_backorder(&backorder, None).await?
                     {
                         return Ok(Allocation::Allocated);
@@ -731,7 +745,7 @@ impl InMemoryStockStore {
 
 #[async_trait]
 impl StockStore for InMemoryStockStore {
-    async fn allocate(&self, billed: &OrderBilled) -> Result<Allocation, StoreError> {
+    async fn allocate(&self, billed: &OrderBilled, correlation_id: &str) -> Result<Allocation, StoreError> {
         let demand = demand(&billed.lines)?;
         let mut state = self.state.lock().expect("lock");
         match state.records.get(&billed.order_id) {
@@ -746,7 +760,11 @@ impl StockStore for InMemoryStockStore {
                 Ok(Allocation::Allocated)
             }
             Err(shortages) => {
-                let backorder = Backorder { billed: billed.clone(), waiting_since: Utc::now() };
+                let backorder = Backorder {
+                    billed: billed.clone(),
+                    correlation_id: correlation_id.to_string(),
+                    waiting_since: Utc::now(),
+                };
                 state.backorders.insert(billed.order_id.clone(), backorder);
                 state
                     .records

@@ -108,8 +108,8 @@ fn line(sku: &str, quantity: u32) -> OrderLine {
 async fn an_order_is_allocated_once_however_often_it_is_delivered() {
     let (store, client, stock) = rig(&[("A", 5), ("B", 5)]).await;
     let lines = [line("A", 2), line("B", 1), line("A", 1)];
-    assert_eq!(store.allocate(&billed("ord-1", &lines)).await.unwrap(), Allocation::Allocated);
-    assert_eq!(store.allocate(&billed("ord-1", &lines)).await.unwrap(), Allocation::AlreadyAllocated);
+    assert_eq!(store.allocate(&billed("ord-1", &lines), "c-1").await.unwrap(), Allocation::Allocated);
+    assert_eq!(store.allocate(&billed("ord-1", &lines), "c-1").await.unwrap(), Allocation::AlreadyAllocated);
     assert_eq!((level(&client, &stock, "A").await, level(&client, &stock, "B").await), (2, 4));
 }
 
@@ -117,7 +117,7 @@ async fn an_order_is_allocated_once_however_often_it_is_delivered() {
 #[ignore = "needs the local AWS emulator: run `make test`"]
 async fn a_short_or_unknown_line_allocates_nothing_and_names_the_shortage() {
     let (store, client, stock) = rig(&[("A", 5), ("B", 1)]).await;
-    let short = store.allocate(&billed("ord-2", &[line("A", 2), line("B", 3), line("NOPE", 1)])).await.unwrap();
+    let short = store.allocate(&billed("ord-2", &[line("A", 2), line("B", 3), line("NOPE", 1)]), "c-1").await.unwrap();
     assert_eq!(
         short,
         Allocation::Short(vec![
@@ -136,7 +136,10 @@ async fn a_short_or_unknown_line_allocates_nothing_and_names_the_shortage() {
         .send()
         .await
         .unwrap();
-    assert_eq!(store.allocate(&billed("ord-2", &[line("A", 2), line("B", 3), line("NOPE", 1)])).await.unwrap(), short);
+    assert_eq!(
+        store.allocate(&billed("ord-2", &[line("A", 2), line("B", 3), line("NOPE", 1)]), "c-1").await.unwrap(),
+        short
+    );
     assert_eq!((level(&client, &stock, "A").await, level(&client, &stock, "B").await), (5, 10));
 }
 
@@ -148,7 +151,7 @@ async fn concurrent_orders_on_one_sku_never_oversell_and_all_get_an_answer() {
     let orders: Vec<String> = (0..12).map(|i| format!("ord-hot-{i}")).collect();
     let answers = futures::future::join_all(orders.iter().map(|id| {
         let store = store.clone();
-        async move { store.allocate(&billed(id, &[line("HOT", 1)])).await }
+        async move { store.allocate(&billed(id, &[line("HOT", 1)]), "c-1").await }
     }))
     .await;
     let answers: Vec<Allocation> = answers.into_iter().map(|a| a.expect("every order gets a final answer")).collect();
@@ -159,7 +162,7 @@ async fn concurrent_orders_on_one_sku_never_oversell_and_all_get_an_answer() {
     assert_eq!(level(&client, &stock, "HOT").await, 0, "never negative, nothing lost");
     // And each answer is final: asking again gives the same one.
     for (id, answer) in orders.iter().zip(&answers) {
-        let again = store.allocate(&billed(id, &[line("HOT", 1)])).await.unwrap();
+        let again = store.allocate(&billed(id, &[line("HOT", 1)]), "c-1").await.unwrap();
         let same = match answer {
             Allocation::Allocated => again == Allocation::AlreadyAllocated,
             other => again == *other,
@@ -175,7 +178,7 @@ async fn a_receipt_counts_once_and_ships_waiting_backorders_oldest_first_in_whol
     for (id, lines) in
         [("o-1", vec![line("RARE", 3)]), ("o-2", vec![line("RARE", 1), line("ODD", 1)]), ("o-3", vec![line("RARE", 2)])]
     {
-        assert!(matches!(store.allocate(&billed(id, &lines)).await.unwrap(), Allocation::Short(_)));
+        assert!(matches!(store.allocate(&billed(id, &lines), "c-1").await.unwrap(), Allocation::Short(_)));
     }
     let waiting: Vec<String> = store.backorders("RARE").await.unwrap().into_iter().map(|b| b.billed.order_id).collect();
     assert_eq!(waiting, vec!["o-1", "o-2", "o-3"], "oldest first, through the index");
@@ -200,7 +203,7 @@ async fn a_receipt_counts_once_and_ships_waiting_backorders_oldest_first_in_whol
     let o1 = store.backorders("RARE").await.unwrap();
     assert_eq!(o1.iter().map(|b| b.billed.order_id.as_str()).collect::<Vec<_>>(), vec!["o-2", "o-3"]);
     assert_eq!(store.backorder("o-1").await.unwrap().map(|b| b.billed.customer_name), Some("Ada Lovelace".into()));
-    assert_eq!(store.allocate(&billed("o-1", &[line("RARE", 3)])).await.unwrap(), Allocation::AlreadyAllocated);
+    assert_eq!(store.allocate(&billed("o-1", &[line("RARE", 3)]), "c-1").await.unwrap(), Allocation::AlreadyAllocated);
 }
 
 #[tokio::test]
@@ -208,21 +211,24 @@ async fn a_receipt_counts_once_and_ships_waiting_backorders_oldest_first_in_whol
 async fn cancelling_releases_an_allocation_once_and_a_waiting_or_unbilled_order_never_allocates() {
     let (store, client, stock) = rig(&[("A", 5), ("RARE", 0)]).await;
     // Allocated, then cancelled twice: given back once.
-    assert_eq!(store.allocate(&billed("o-1", &[line("A", 2), line("A", 1)])).await.unwrap(), Allocation::Allocated);
+    assert_eq!(
+        store.allocate(&billed("o-1", &[line("A", 2), line("A", 1)]), "c-1").await.unwrap(),
+        Allocation::Allocated
+    );
     let released = Release::Released(vec![ReleasedLine { sku: "A".into(), quantity: 3 }]);
     assert_eq!(store.release("o-1").await.unwrap(), released);
     assert_eq!(store.release("o-1").await.unwrap(), released, "the same answer");
     assert_eq!(level(&client, &stock, "A").await, 5, "given back once");
-    assert_eq!(store.allocate(&billed("o-1", &[line("A", 3)])).await.unwrap(), Allocation::Cancelled);
+    assert_eq!(store.allocate(&billed("o-1", &[line("A", 3)]), "c-1").await.unwrap(), Allocation::Cancelled);
 
     // Waiting, then cancelled: off the backlog.
-    assert!(matches!(store.allocate(&billed("o-2", &[line("RARE", 1)])).await.unwrap(), Allocation::Short(_)));
+    assert!(matches!(store.allocate(&billed("o-2", &[line("RARE", 1)]), "c-1").await.unwrap(), Allocation::Short(_)));
     assert_eq!(store.release("o-2").await.unwrap(), Release::NothingAllocated);
     assert!(store.backorders("RARE").await.unwrap().is_empty());
 
     // Cancelled before its OrderBilled: never allocated.
     assert_eq!(store.release("o-3").await.unwrap(), Release::NothingAllocated);
-    assert_eq!(store.allocate(&billed("o-3", &[line("A", 1)])).await.unwrap(), Allocation::Cancelled);
+    assert_eq!(store.allocate(&billed("o-3", &[line("A", 1)]), "c-1").await.unwrap(), Allocation::Cancelled);
     assert_eq!(level(&client, &stock, "A").await, 5);
 }
 

@@ -318,3 +318,15 @@ async fn the_same_receipt_id_for_other_goods_is_for_a_human_and_counts_nothing()
     assert!(letters[0].reason.contains("other goods"), "{}", letters[0].reason);
     assert_eq!(rig.stock.level("BOOK-001"), Some(6));
 }
+
+#[tokio::test]
+async fn a_restocked_orders_label_is_caused_by_the_receipt_and_joins_the_orders_own_flow() {
+    let rig = rig(&[("RARE", 0)]);
+    let billed = Envelope::new(billed_order("o-1", &[("RARE", 1)]), Some("order-flow-1".into()));
+    deliver(&rig, vec![eventbridge_body(&billed)]).await;
+    let received = Envelope::new(receipt("r-1", "RARE", 1), Some("receipt-flow".into()));
+    deliver(&rig, vec![eventbridge_body(&received)]).await;
+    let created = rig.published.envelopes::<ShippingLabelCreated>();
+    assert_eq!(created[0].metadata.correlation_id, "order-flow-1", "the order's flow");
+    assert_eq!(created[0].metadata.causation_id, Some(received.metadata.event_id.to_string()), "caused by the receipt");
+}
