@@ -286,50 +286,56 @@ impl DynamoDbStockStore {
         }
     }
 
-    fn take_stock(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, StoreError> {
-        Ok(TransactWriteItem::builder()
-            .update(
-                Update::builder()
-                    .table_name(&self.stock_table)
-                    .key("sku", s(sku))
-                    .update_expression("SET available = available - :q")
-                    .condition_expression("attribute_exists(sku) AND available >= :q")
-                    .expression_attribute_values(":q", n(quantity))
-                    .build()
-                    .map_err(build)?,
-            )
-            .build())
+    /// One SKU's level changed by `quantity` inside a transaction: taken only while that many are on
+    /// hand, given back (a receipt, a release) only while the level stays within `u32`, what a level
+    /// is read as.
+    fn stock_change(&self, sku: &str, quantity: u32, take: bool) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder().table_name(&self.stock_table).key("sku", s(sku));
+        let update = if take {
+            update
+                .update_expression("SET available = available - :q")
+                .condition_expression("attribute_exists(sku) AND available >= :q")
+        } else {
+            update
+                .update_expression("ADD available :q")
+                .condition_expression("attribute_not_exists(available) OR available <= :cap")
+                .expression_attribute_values(":cap", n(u32::MAX - quantity))
+        };
+        let update = update.expression_attribute_values(":q", n(quantity)).build().map_err(build)?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// Adds a receipt's units, only while the level stays within `u32` (what a level is read as).
-    fn give_stock_capped(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, StoreError> {
-        Ok(TransactWriteItem::builder()
-            .update(
-                Update::builder()
-                    .table_name(&self.stock_table)
-                    .key("sku", s(sku))
-                    .update_expression("ADD available :q")
-                    .condition_expression("attribute_not_exists(available) OR available <= :cap")
-                    .expression_attribute_values(":q", n(quantity))
-                    .expression_attribute_values(":cap", n(u32::MAX - quantity))
-                    .build()
-                    .map_err(build)?,
-            )
-            .build())
+    fn take_stock(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, StoreError> {
+        self.stock_change(sku, quantity, true)
     }
 
     fn give_stock(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, StoreError> {
-        Ok(TransactWriteItem::builder()
-            .update(
-                Update::builder()
-                    .table_name(&self.stock_table)
-                    .key("sku", s(sku))
-                    .update_expression("ADD available :q")
-                    .expression_attribute_values(":q", n(quantity))
-                    .build()
-                    .map_err(build)?,
-            )
-            .build())
+        self.stock_change(sku, quantity, false)
+    }
+
+    /// An order's shipment record moved from one status to another (only from it), stamped with
+    /// when, and off the backlog if `stop_waiting`.
+    fn record_move(
+        &self,
+        order_id: &str,
+        (from, to): (&str, &str),
+        stamp: &str,
+        at: &str,
+        stop_waiting: bool,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let remove = if stop_waiting { " REMOVE backlog" } else { "" };
+        let update = Update::builder()
+            .table_name(&self.shipments_table)
+            .key("orderId", s(order_id))
+            .update_expression(format!("SET #status = :to, {stamp} = :at{remove}"))
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(to))
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":at", s(at))
+            .build()
+            .map_err(build)?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
@@ -340,12 +346,19 @@ impl DynamoDbStockStore {
         }
     }
 
-    async fn allocate_new(&self, order_id: &str, demand: &BTreeMap<String, u32>) -> Result<bool, StoreError> {
-        let mut items = Vec::with_capacity(demand.len() + 1);
+    /// The transaction's items that take `demand` off the shelf, and the `allocation` attribute
+    /// (`SKU:quantity,...`) that records it.
+    fn taking(&self, demand: &BTreeMap<String, u32>) -> Result<(Vec<TransactWriteItem>, String), StoreError> {
+        let mut items = Vec::with_capacity(demand.len() + 2);
         for (sku, quantity) in demand {
             items.push(self.take_stock(sku, *quantity)?);
         }
         let allocated: Vec<String> = demand.iter().map(|(sku, q)| format!("{sku}:{q}")).collect();
+        Ok((items, allocated.join(",")))
+    }
+
+    async fn allocate_new(&self, order_id: &str, demand: &BTreeMap<String, u32>) -> Result<bool, StoreError> {
+        let (mut items, allocation) = self.taking(demand)?;
         items.push(
             TransactWriteItem::builder()
                 .put(
@@ -353,7 +366,7 @@ impl DynamoDbStockStore {
                         .table_name(&self.shipments_table)
                         .item("orderId", s(order_id))
                         .item("status", s("ALLOCATED"))
-                        .item("allocation", s(allocated.join(",")))
+                        .item("allocation", s(allocation))
                         .item("allocatedAt", s(Utc::now().to_rfc3339()))
                         .condition_expression("attribute_not_exists(orderId)")
                         .build()
@@ -440,7 +453,7 @@ impl StockStore for DynamoDbStockStore {
     async fn receive(&self, receipt: &StockReceived) -> Result<Receipt, StoreError> {
         let key = receipt_key(&receipt.receipt_id);
         let items = vec![
-            self.give_stock_capped(&receipt.sku, receipt.quantity)?,
+            self.give_stock(&receipt.sku, receipt.quantity)?,
             TransactWriteItem::builder()
                 .put(
                     Put::builder()
@@ -540,11 +553,7 @@ impl StockStore for DynamoDbStockStore {
         let demand = demand(&backorder.billed.lines)?;
         let mut delays = Self::backoff();
         for _ in 1..=ATTEMPTS {
-            let mut items = Vec::with_capacity(demand.len() + 2);
-            for (sku, quantity) in &demand {
-                items.push(self.take_stock(sku, *quantity)?);
-            }
-            let allocated: Vec<String> = demand.iter().map(|(sku, q)| format!("{sku}:{q}")).collect();
+            let (mut items, allocation) = self.taking(&demand)?;
             items.push(
                 TransactWriteItem::builder()
                     .update(
@@ -558,7 +567,7 @@ impl StockStore for DynamoDbStockStore {
                             .condition_expression("#status = :short AND backlog = :waiting")
                             .expression_attribute_names("#status", "status")
                             .expression_attribute_values(":allocated", s("ALLOCATED"))
-                            .expression_attribute_values(":allocation", s(allocated.join(",")))
+                            .expression_attribute_values(":allocation", s(allocation))
                             .expression_attribute_values(":at", s(Utc::now().to_rfc3339()))
                             .expression_attribute_values(":short", s("SHORT"))
                             .expression_attribute_values(":waiting", s(WAITING))
@@ -627,23 +636,9 @@ impl StockStore for DynamoDbStockStore {
                     }
                 }
                 Recorded::Short { waiting: true, .. } => {
-                    let update = self
-                        .client
-                        .update_item()
-                        .table_name(&self.shipments_table)
-                        .key("orderId", s(order_id))
-                        .update_expression("SET #status = :cancelled, cancelledAt = :at REMOVE backlog")
-                        .condition_expression("#status = :short")
-                        .expression_attribute_names("#status", "status")
-                        .expression_attribute_values(":cancelled", s("CANCELLED"))
-                        .expression_attribute_values(":short", s("SHORT"))
-                        .expression_attribute_values(":at", s(&now))
-                        .send()
-                        .await;
-                    match update {
-                        Ok(_) => return Ok(Release::NothingAllocated),
-                        Err(e) if is_conditional_check_failed(&e) => {}
-                        Err(e) => return Err(store_error(STORE, e)),
+                    let stop_waiting = self.record_move(order_id, ("SHORT", "CANCELLED"), "cancelledAt", &now, true)?;
+                    if self.transact(vec![stop_waiting]).await? {
+                        return Ok(Release::NothingAllocated);
                     }
                 }
                 Recorded::Allocated(allocation) => {
@@ -654,23 +649,7 @@ impl StockStore for DynamoDbStockStore {
                     for (sku, quantity) in &allocation {
                         items.push(self.give_stock(sku, *quantity)?);
                     }
-                    items.push(
-                        TransactWriteItem::builder()
-                            .update(
-                                Update::builder()
-                                    .table_name(&self.shipments_table)
-                                    .key("orderId", s(order_id))
-                                    .update_expression("SET #status = :released, releasedAt = :at")
-                                    .condition_expression("#status = :allocated")
-                                    .expression_attribute_names("#status", "status")
-                                    .expression_attribute_values(":released", s("RELEASED"))
-                                    .expression_attribute_values(":allocated", s("ALLOCATED"))
-                                    .expression_attribute_values(":at", s(&now))
-                                    .build()
-                                    .map_err(build)?,
-                            )
-                            .build(),
-                    );
+                    items.push(self.record_move(order_id, ("ALLOCATED", "RELEASED"), "releasedAt", &now, false)?);
                     if self.transact(items).await? {
                         return Ok(Release::Released(released_lines(&allocation)));
                     }
