@@ -13,7 +13,7 @@ pub enum Decision {
     Charge(Charge),
     /// The outcome is recorded: announce it again (a redelivery after a crash before publishing).
     Announce(InvoiceStatus),
-    /// The order was cancelled (voided before billing, or refunded): nothing to charge or announce.
+    /// The order was cancelled before billing (a voided invoice): nothing to charge or announce.
     Cancelled,
     /// Never charge: the reason goes with the record to the dead-letter queue, for a human.
     Refuse(String),
@@ -32,7 +32,7 @@ pub fn unbillable(order: &OrderPlaced) -> Option<String> {
 /// The next step for `order`, whose invoice is `invoice`. Fails closed: an invoice that does not
 /// match the order, or whose status is unknown, is never charged.
 pub fn decide(order: &OrderPlaced, invoice: &Invoice) -> Decision {
-    if matches!(invoice.status, InvoiceStatus::Voided | InvoiceStatus::Refunded { .. }) {
+    if invoice.status == InvoiceStatus::Voided {
         return Decision::Cancelled;
     }
     if invoice.amount_minor != order.totals.total_minor || invoice.currency != order.currency {
@@ -48,8 +48,12 @@ pub fn decide(order: &OrderPlaced, invoice: &Invoice) -> Decision {
             currency: invoice.currency,
             customer_email: order.customer.email.clone(),
         }),
-        settled @ (InvoiceStatus::Paid { .. } | InvoiceStatus::Declined { .. }) => Decision::Announce(settled.clone()),
-        InvoiceStatus::Voided | InvoiceStatus::Refunded { .. } => Decision::Cancelled,
+        // Refunded: announced again as billed and refunded (a redelivery after the refund whose
+        // announcement was lost must not leave the order waiting for it).
+        settled @ (InvoiceStatus::Paid { .. } | InvoiceStatus::Declined { .. } | InvoiceStatus::Refunded { .. }) => {
+            Decision::Announce(settled.clone())
+        }
+        InvoiceStatus::Voided => Decision::Cancelled,
         InvoiceStatus::Unknown(status) => Decision::Refuse(format!(
             "invoice {} has status `{status}`: not charging it again without a human",
             invoice.invoice_id

@@ -170,6 +170,15 @@ impl Billing {
             }
         };
 
+        // Refunded (the order was cancelled, this charge given back): announce the charge for the
+        // books, and the refund again below.
+        let status = match status {
+            InvoiceStatus::Refunded { payment_reference, .. } => {
+                cancel_requested = true;
+                InvoiceStatus::Paid { payment_reference }
+            }
+            other => other,
+        };
         let event = match status {
             InvoiceStatus::Paid { payment_reference } => {
                 info!(order_id = %order.order_id, invoice_id = %invoice.invoice_id, amount_minor = invoice.amount_minor, "order billed");

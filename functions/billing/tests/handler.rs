@@ -445,3 +445,30 @@ async fn a_crash_between_refund_and_record_refunds_once() {
     assert!(matches!(rig.invoices.all()[0].status, InvoiceStatus::Refunded { .. }));
     assert_eq!(rig.published.envelopes::<PaymentRefunded>().len(), 1);
 }
+
+#[tokio::test]
+async fn a_refund_whose_announcement_was_lost_is_announced_when_the_charge_is_redelivered() {
+    let rig = rig(0);
+    let (order, cause) = sample_order();
+    rig.invoices.insert(Invoice {
+        invoice_id: format!("inv-{}", order.order_id),
+        order_id: order.order_id.clone(),
+        amount_minor: order.totals.total_minor,
+        currency: order.currency,
+        status: InvoiceStatus::Pending,
+        cancel_requested: false,
+    });
+    assert!(cancel(&rig, &order).await.is_empty(), "marked in flight");
+    // The charge settles and is refunded, then the bus is down: nothing announced.
+    rig.published.fail_next(1);
+    let placed = eventbridge_body(&Envelope { metadata: cause, data: order.clone() });
+    assert_eq!(rig.billing.failures(sqs_batch(vec![placed.clone()])).await, vec!["m0"]);
+    assert!(matches!(rig.invoices.all()[0].status, InvoiceStatus::Refunded { .. }));
+    assert!(rig.published.published().is_empty());
+    // Its redelivery announces both, and refunds nothing more.
+    assert!(rig.billing.failures(sqs_batch(vec![placed])).await.is_empty());
+    assert_eq!(rig.published.envelopes::<OrderBilled>().len(), 1);
+    assert_eq!(rig.published.envelopes::<PaymentRefunded>()[0].data.amount_minor, order.totals.total_minor);
+    assert_eq!(rig.gateway.refunds.lock().unwrap().len(), 1);
+    assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 1, "the provider asked once");
+}

@@ -102,7 +102,8 @@ pub trait StockStore: Send + Sync {
     async fn receive(&self, receipt: &StockReceived) -> Result<Receipt, StoreError>;
     /// The waiting backorders that need `sku`, oldest first.
     async fn backorders(&self, sku: &str) -> Result<Vec<Backorder>, StoreError>;
-    /// The backorder of `order_id`, waiting or not (its `OrderBilled` stays on the record).
+    /// The backorder of `order_id` while a restock's allocation of it stands (its `OrderBilled` stays
+    /// on the record); none once it was released, or if it never was a backorder.
     async fn backorder(&self, order_id: &str) -> Result<Option<Backorder>, StoreError>;
     /// Allocates every line of a waiting backorder, or none, crediting `receipt_id` (the receipt that
     /// made it possible, if any); false when stock is short or the order no longer waits.
@@ -328,7 +329,12 @@ impl DynamoDbStockStore {
             .table_name(&self.shipments_table)
             .key("orderId", s(order_id))
             .update_expression(format!("SET #status = :to, {stamp} = :at{remove}"))
-            .condition_expression("#status = :from")
+            // Allocation records from before statuses existed have none: they are allocations.
+            .condition_expression(if from == "ALLOCATED" {
+                "#status = :from OR attribute_not_exists(#status)"
+            } else {
+                "#status = :from"
+            })
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(to))
             .expression_attribute_values(":from", s(from))
@@ -543,7 +549,9 @@ impl StockStore for DynamoDbStockStore {
 
     async fn backorder(&self, order_id: &str) -> Result<Option<Backorder>, StoreError> {
         match self.item(&self.shipments_table, ("orderId", order_id)).await? {
-            Some(item) if item.contains_key("billed") => Self::parse_backorder(&item).map(Some),
+            Some(item) if item.contains_key("billed") && get_s(&item, "status") == Some("ALLOCATED") => {
+                Self::parse_backorder(&item).map(Some)
+            }
             _ => Ok(None),
         }
     }
@@ -787,7 +795,11 @@ impl StockStore for InMemoryStockStore {
     }
 
     async fn backorder(&self, order_id: &str) -> Result<Option<Backorder>, StoreError> {
-        Ok(self.state.lock().expect("lock").backorders.get(order_id).cloned())
+        let state = self.state.lock().expect("lock");
+        match state.records.get(order_id) {
+            Some(Record::Allocated(_)) => Ok(state.backorders.get(order_id).cloned()),
+            _ => Ok(None),
+        }
     }
 
     async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: Option<&str>) -> Result<bool, StoreError> {

@@ -132,11 +132,7 @@ async fn a_shortage_is_remembered_so_a_replay_after_restocking_gives_the_same_an
 
 // ------------------------------------------------------------------ restock and cancellation
 
-use async_trait::async_trait;
 use orderflow_contracts::{CancelledBy, Currency, OrderCancelled, ReleasedLine, StockReceived, StockReleased};
-use orderflow_harness::publisher::{FailedEntry, PublishError};
-use orderflow_harness::{EventPublisher, OutboundEvent};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn billed_order(order_id: &str, lines: &[(&str, u32)]) -> OrderBilled {
     let (mut billed, _, _) = sample();
@@ -210,45 +206,17 @@ async fn a_receipt_is_counted_once_however_often_it_is_delivered() {
     assert_eq!(rig.stock.level("BOOK-001"), Some(6));
 }
 
-/// A publisher whose first `fail` calls fail, as EventBridge does in an outage.
-struct Flaky {
-    inner: Arc<InMemoryPublisher>,
-    fail: AtomicUsize,
-}
-
-#[async_trait]
-impl EventPublisher for Flaky {
-    async fn publish(&self, events: Vec<OutboundEvent>) -> Result<(), PublishError> {
-        if self.fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            let total = events.len();
-            let failed = events
-                .into_iter()
-                .map(|e| FailedEntry {
-                    event_id: e.event_id,
-                    detail_type: e.detail_type,
-                    code: "InternalFailure".into(),
-                    message: "bus down".into(),
-                })
-                .collect();
-            return Err(PublishError::NotPublished { failed, total, attempts: 1, retryable: true });
-        }
-        self.inner.publish(events).await
-    }
-}
-
 #[tokio::test]
 async fn a_restock_that_dies_before_announcing_announces_the_same_labels_when_redelivered() {
     let rig = rig(&[("RARE", 0)]);
     deliver(&rig, vec![body(billed_order("o-1", &[("RARE", 1)]))]).await;
-    let flaky = Arc::new(Flaky { inner: rig.published.clone(), fail: AtomicUsize::new(1) });
-    let warehouse: Harnessed<WarehouseInput> =
-        Harnessed::new("warehouse", Arc::new(Warehouse::new(rig.stock.clone(), rig.labels.clone(), flaky)));
+    rig.published.fail_next(1);
     let received = eventbridge_body(&Envelope::new(receipt("r-1", "RARE", 1), None));
-    assert_eq!(warehouse.failures(sqs_batch(vec![received.clone()])).await, vec!["m0"]);
+    assert_eq!(rig.warehouse.failures(sqs_batch(vec![received.clone()])).await, vec!["m0"]);
     assert!(labelled(&rig).is_empty(), "allocated, not announced");
     assert_eq!(rig.stock.level("RARE"), Some(0));
 
-    assert!(warehouse.failures(sqs_batch(vec![received])).await.is_empty());
+    assert!(rig.warehouse.failures(sqs_batch(vec![received])).await.is_empty());
     assert_eq!(labelled(&rig), vec!["o-1"], "announced on the redelivery");
     assert_eq!(rig.stock.level("RARE"), Some(0), "counted once, allocated once");
 }
@@ -329,4 +297,21 @@ async fn a_restocked_orders_label_is_caused_by_the_receipt_and_joins_the_orders_
     let created = rig.published.envelopes::<ShippingLabelCreated>();
     assert_eq!(created[0].metadata.correlation_id, "order-flow-1", "the order's flow");
     assert_eq!(created[0].metadata.causation_id, Some(received.metadata.event_id.to_string()), "caused by the receipt");
+}
+
+#[tokio::test]
+async fn a_restock_redelivered_after_its_order_was_cancelled_does_not_label_it_again() {
+    let rig = rig(&[("RARE", 0)]);
+    deliver(&rig, vec![body(billed_order("o-1", &[("RARE", 1)]))]).await;
+    // The restock allocates o-1, then cannot announce it ...
+    rig.published.fail_next(1);
+    let received = eventbridge_body(&Envelope::new(receipt("r-1", "RARE", 1), None));
+    assert_eq!(rig.warehouse.failures(sqs_batch(vec![received.clone()])).await, vec!["m0"]);
+    // ... meanwhile the customer cancels (Sales still says Backordered): stock back, label gone.
+    deliver(&rig, vec![body(cancelled("o-1"))]).await;
+    assert_eq!(rig.stock.level("RARE"), Some(1));
+    // The receipt's redelivery announces nothing and writes no label.
+    assert!(rig.warehouse.failures(sqs_batch(vec![received])).await.is_empty());
+    assert!(labelled(&rig).is_empty());
+    assert!(rig.labels.get("labels/o-1.json").is_none());
 }

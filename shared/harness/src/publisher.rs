@@ -334,13 +334,20 @@ impl<A: PutEventsApi> EventPublisher for ChunkedPublisher<A> {
     }
 }
 
-/// The in-memory fake: records what was published.
+/// The in-memory fake: records what was published; [`InMemoryPublisher::fail_next`] makes it fail
+/// as EventBridge does in an outage (nothing of the call published, every entry named, retryable).
 #[derive(Debug, Default)]
 pub struct InMemoryPublisher {
     published: Mutex<Vec<OutboundEvent>>,
+    failures: std::sync::atomic::AtomicUsize,
 }
 
 impl InMemoryPublisher {
+    /// Fails the next `calls` publishes.
+    pub fn fail_next(&self, calls: usize) {
+        self.failures.store(calls, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Everything published, in order.
     pub fn published(&self) -> Vec<OutboundEvent> {
         self.published.lock().expect("lock").clone()
@@ -359,6 +366,20 @@ impl InMemoryPublisher {
 #[async_trait]
 impl EventPublisher for InMemoryPublisher {
     async fn publish(&self, events: Vec<OutboundEvent>) -> Result<(), PublishError> {
+        use std::sync::atomic::Ordering;
+        if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            let total = events.len();
+            let failed = events
+                .into_iter()
+                .map(|e| FailedEntry {
+                    event_id: e.event_id,
+                    detail_type: e.detail_type,
+                    code: "InternalFailure".into(),
+                    message: "the bus is down (fake)".into(),
+                })
+                .collect();
+            return Err(PublishError::NotPublished { failed, total, attempts: 1, retryable: true });
+        }
         self.published.lock().expect("lock").extend(events);
         Ok(())
     }
