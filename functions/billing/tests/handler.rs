@@ -122,6 +122,18 @@ fn rig(fail_first: usize) -> Rig {
     Rig { invoices, gateway, published, billing: Harnessed::new("billing", Arc::new(handler)) }
 }
 
+/// The order's invoice (`inv-<order id>`, for its total), in `status`.
+fn invoice_of(order: &OrderPlaced, status: InvoiceStatus) -> Invoice {
+    Invoice {
+        invoice_id: format!("inv-{}", order.order_id),
+        order_id: order.order_id.clone(),
+        amount_minor: order.totals.total_minor,
+        currency: order.currency,
+        status,
+        cancel_requested: false,
+    }
+}
+
 fn sample_order() -> (OrderPlaced, orderflow_contracts::Metadata) {
     let event = sqs_sample("billing/order-placed.sqs.json");
     decode::<OrderPlaced>(event.records[0].body.as_deref()).unwrap()
@@ -254,14 +266,7 @@ async fn a_crash_between_charge_and_settle_takes_the_money_once() {
 async fn an_invoice_of_unknown_status_is_never_charged() {
     let rig = rig(0);
     let (order, _) = sample_order();
-    rig.invoices.insert(Invoice {
-        invoice_id: format!("inv-{}", order.order_id),
-        order_id: order.order_id.clone(),
-        amount_minor: order.totals.total_minor,
-        currency: order.currency,
-        status: InvoiceStatus::Unknown("CHARGEBACK".into()),
-        cancel_requested: false,
-    });
+    rig.invoices.insert(invoice_of(&order, InvoiceStatus::Unknown("CHARGEBACK".into())));
     let event = sqs_sample("billing/order-placed.sqs.json");
     assert!(rig.billing.failures(event).await.is_empty(), "dead-lettered, so acknowledged");
     assert_eq!(rig.gateway.calls.load(Ordering::SeqCst), 0);
@@ -380,14 +385,7 @@ async fn a_cancellation_while_the_charge_is_in_flight_is_refunded_by_the_charge_
     let rig = rig(0);
     let (order, _) = sample_order();
     // GIVEN the invoice exists, its charge not settled yet (in flight, or its process died).
-    rig.invoices.insert(Invoice {
-        invoice_id: format!("inv-{}", order.order_id),
-        order_id: order.order_id.clone(),
-        amount_minor: order.totals.total_minor,
-        currency: order.currency,
-        status: InvoiceStatus::Pending,
-        cancel_requested: false,
-    });
+    rig.invoices.insert(invoice_of(&order, InvoiceStatus::Pending));
     // WHEN the cancellation arrives: acknowledged (however long the charge takes, nothing waits on
     // a retry budget), the cancellation marked on the invoice, nothing refunded yet.
     assert!(cancel(&rig, &order).await.is_empty());
@@ -413,14 +411,7 @@ async fn a_declined_charge_that_was_cancelled_in_flight_says_nothing_was_refunde
     let rig = rig(0);
     let (mut order, _) = sample_order();
     order.customer.email = "ada+decline@example.com".into();
-    rig.invoices.insert(Invoice {
-        invoice_id: format!("inv-{}", order.order_id),
-        order_id: order.order_id.clone(),
-        amount_minor: order.totals.total_minor,
-        currency: order.currency,
-        status: InvoiceStatus::Pending,
-        cancel_requested: false,
-    });
+    rig.invoices.insert(invoice_of(&order, InvoiceStatus::Pending));
     assert!(cancel(&rig, &order).await.is_empty());
     bill(&rig, order).await;
     assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 0);
@@ -450,14 +441,7 @@ async fn a_crash_between_refund_and_record_refunds_once() {
 async fn a_refund_whose_announcement_was_lost_is_announced_when_the_charge_is_redelivered() {
     let rig = rig(0);
     let (order, cause) = sample_order();
-    rig.invoices.insert(Invoice {
-        invoice_id: format!("inv-{}", order.order_id),
-        order_id: order.order_id.clone(),
-        amount_minor: order.totals.total_minor,
-        currency: order.currency,
-        status: InvoiceStatus::Pending,
-        cancel_requested: false,
-    });
+    rig.invoices.insert(invoice_of(&order, InvoiceStatus::Pending));
     assert!(cancel(&rig, &order).await.is_empty(), "marked in flight");
     // The charge settles and is refunded, then the bus is down: nothing announced.
     rig.published.fail_next(1);
