@@ -23,5 +23,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(gateway),
         Arc::new(EventBridgePublisher::eventbridge(aws_sdk_eventbridge::Client::new(&sdk), bus)),
     );
-    Consumer::<handler::BillingInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
+    // The invoice is the idempotency record: created once per order (a conditional write), charged
+    // and refunded under keys derived from it, and what a redelivery finds settled is announced again
+    // with the same event id, which the next consumers drop.
+    Consumer::<handler::BillingInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).without_claims().run().await
 }

@@ -21,6 +21,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let cache = RedisOrderCache::new(&url, ttl, Duration::from_secs(1))?;
     let sdk = aws::sdk_config().await;
     Consumer::<OrderStatusChanged>::from_config(&consumer_config, &sdk, Arc::new(CacheHandler::new(Arc::new(cache))))
+        // Newest version wins in one Redis script: a repeat changes nothing.
+        .without_claims()
         .run()
         .await
 }

@@ -41,6 +41,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         PgReportingStore::with_credentials(options, timeout, Arc::new(secret)).await
     };
     Consumer::<ReportingInput>::from_config(&consumer_config, &sdk, Arc::new(ReportingHandler::new(Arc::new(store))))
+        // Upserts by version, or set (not add) the billed and refunded amounts: a repeat changes nothing.
+        .without_claims()
         .run()
         .await
 }

@@ -68,8 +68,10 @@ pub struct Consumer {
     /// The `source` it publishes its events as (`orderflow.billing`), if it publishes: its
     /// `events:PutEvents` is allowed for that source only.
     pub publishes: Option<&'static str>,
-    /// Whether the harness keeps idempotency records for it (the batch harness does not): it may
-    /// write only the records under its own name (`dynamodb:LeadingKeys`).
+    /// Whether the harness keeps idempotency records for it: it may then write only the records
+    /// under its own name (`dynamodb:LeadingKeys`). Not for the batch harness, nor for a consumer
+    /// whose main runs `without_claims()` because its handler's own writes make a repeat harmless
+    /// (a test holds the row and the main to the same answer).
     pub idempotency: bool,
     /// Whether `orderflow-ops replay` may re-deliver archived events to it.
     pub replays: Replays,

@@ -37,6 +37,7 @@ pub const CONSUMERS: &[Consumer] = &[
             "it charges and refunds customers and announces the outcome: a replay would publish OrderBilled, \
              PaymentDeclined or PaymentRefunded again, as live events, and run the rest of the workflow once more",
         ),
+        idempotency: false,
         ..DEFAULTS
     },
     Consumer {
@@ -82,6 +83,7 @@ pub const CONSUMERS: &[Consumer] = &[
             "it allocates and releases stock and announces the outcome: a replay would publish \
              ShippingLabelCreated, StockAllocationFailed or StockReleased again, as live events",
         ),
+        idempotency: false,
         ..DEFAULTS
     },
     Consumer {
@@ -122,6 +124,7 @@ pub const CONSUMERS: &[Consumer] = &[
         // customer), with an event id derived from its cause, so a repeat is dropped downstream for
         // as long as the consumers remember it (IDEMPOTENCY_TTL_SECONDS, 14 days; the archive keeps 30).
         replays: Replays::Accepted,
+        idempotency: false,
         ..DEFAULTS
     },
     // ------------------------------------------------------------ external integrations
@@ -223,6 +226,7 @@ pub const CONSUMERS: &[Consumer] = &[
         ],
         // No rule feeds it, so no replay reaches it but through the fan-out, which refuses them.
         replays: Replays::Refused(REACHES_PEOPLE),
+        idempotency: false,
         ..DEFAULTS
     },
     // ------------------------------------------------------------ state transfer: the read models
@@ -240,6 +244,7 @@ pub const CONSUMERS: &[Consumer] = &[
         env: &[("REDIS_URL", "!Ref RedisUrl"), ("CACHE_TTL_SECONDS", "!Ref CacheTtlSeconds")],
         allow: &[],
         replays: Replays::Accepted,
+        idempotency: false,
         ..DEFAULTS
     },
     Consumer {
@@ -271,6 +276,7 @@ pub const CONSUMERS: &[Consumer] = &[
             },
         ],
         replays: Replays::Accepted,
+        idempotency: false,
         ..DEFAULTS
     },
     Consumer {

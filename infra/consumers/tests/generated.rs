@@ -102,3 +102,23 @@ fn consumers_that_reach_people_or_other_systems_refuse_replays() {
         assert_eq!(find(name).unwrap().replays, Replays::Accepted, "{name}");
     }
 }
+
+/// The function's `main`, from its row: `src/bin/<binary>.rs` of its crate, or `src/main.rs`.
+fn main_source(code: &str, binary: &str) -> String {
+    let krate: std::path::PathBuf = Path::new(code).components().take(2).collect();
+    let bin = root().join(&krate).join("src/bin").join(format!("{binary}.rs"));
+    let path = if bin.exists() { bin } else { root().join(&krate).join("src/main.rs") };
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_consumer_without_idempotency_records_is_one_whose_main_keeps_no_claims() {
+    // The row decides the permissions on the idempotency table; the main decides whether the
+    // harness claims. A row that says "no records" over a main that claims fails on AWS (access
+    // denied on every record); the reverse grants writes nobody makes.
+    for c in CONSUMERS {
+        let main = main_source(c.code, c.binary);
+        let keeps_none = main.contains(".without_claims()") || main.contains("BatchConsumer::");
+        assert_eq!(!c.idempotency, keeps_none, "{}: the row says idempotency = {}, its main disagrees", c.name, c.idempotency);
+    }
+}

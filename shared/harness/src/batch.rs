@@ -105,9 +105,10 @@ impl<E: Inbound> BatchConsumer<E> {
         lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
             let consumer = Arc::clone(&consumer);
             async move {
+                let started = std::time::Instant::now();
                 let deadline = invocation_deadline(event.context.deadline, consumer.assumed_duration);
                 let result = consumer.process_until(event.payload, deadline).await?;
-                telemetry::emit(&consumer.name, result.counts);
+                telemetry::emit(&consumer.name, result.counts, started);
                 Ok::<_, lambda_runtime::Error>(result.response)
             }
         }))

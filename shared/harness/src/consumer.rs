@@ -7,7 +7,7 @@
 //!   │ any step fails: permanent ─► dead-letter queue now (reason attached) ─► acknowledged
 //!   │                               └─ DLQ send fails ─► batch item failure (SQS redelivers)
 //!   ▼
-//! claim consumer#event_id until the invocation's deadline
+//! claim consumer#event_id until the invocation's deadline (unless the consumer runs `without_claims`)
 //!   │   └► completed already: acknowledged (duplicate)
 //!   │   └► in progress elsewhere: batch item failure · store down: the growing delay, batch item failure
 //!   ▼
@@ -120,7 +120,9 @@ impl Default for ConsumerSettings {
 pub struct Consumer<E> {
     name: String,
     handler: Arc<dyn Handler<E>>,
-    idempotency: Arc<dyn IdempotencyStore>,
+    /// `None`: the handler's own writes make a repeat harmless, and no claim is kept
+    /// ([`Consumer::without_claims`]).
+    idempotency: Option<Arc<dyn IdempotencyStore>>,
     dead_letters: Arc<dyn DeadLetterSink>,
     visibility: Option<Arc<dyn VisibilityPort>>,
     settings: ConsumerSettings,
@@ -135,7 +137,18 @@ impl<E: Inbound> Consumer<E> {
         dead_letters: Arc<dyn DeadLetterSink>,
         settings: ConsumerSettings,
     ) -> Self {
-        Self { name: name.into(), handler, idempotency, dead_letters, visibility: None, settings }
+        Self { name: name.into(), handler, idempotency: Some(idempotency), dead_letters, visibility: None, settings }
+    }
+
+    /// Keeps no claim and no completion mark: every delivery runs the handler. For a handler whose
+    /// own writes already make a repeat harmless (a compare-and-set on a version, a conditional
+    /// write keyed by the event or its order, a content-derived key) and whose events carry ids
+    /// derived from their cause, so what it publishes again is dropped downstream. A claim would
+    /// cost two DynamoDB writes per delivery to prevent what the handler already prevents. Not for
+    /// a handler whose effect is not keyed (an email, a text message): keep the claims there.
+    pub fn without_claims(mut self) -> Self {
+        self.idempotency = None;
+        self
     }
 
     /// Identifies work by the event id *and* this string message attribute (see
@@ -182,9 +195,10 @@ impl<E: Inbound> Consumer<E> {
         lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
             let consumer = Arc::clone(&consumer);
             async move {
+                let started = std::time::Instant::now();
                 let deadline = invocation_deadline(event.context.deadline, consumer.settings.in_progress_expiry);
                 let result = consumer.process_until(event.payload, deadline).await?;
-                telemetry::emit(&consumer.name, result.counts);
+                telemetry::emit(&consumer.name, result.counts, started);
                 Ok::<_, lambda_runtime::Error>(result.response)
             }
         }))
@@ -303,27 +317,34 @@ impl<E: Inbound> Consumer<E> {
             if let Some(replay) = &replay_name {
                 key = format!("{key}#replay:{replay}");
             }
-            let token = match self.idempotency.claim(&key, deadline).await {
-                Ok(Claim::Acquired(token)) => token,
-                Ok(Claim::AlreadyCompleted) => {
-                    info!("duplicate of a completed event: acknowledged without handling");
-                    return Outcome::Duplicate;
-                }
-                Ok(Claim::InProgress) => {
-                    warn!("event is being handled by another invocation: retry later");
-                    return Outcome::Retry(None);
-                }
-                Err(e) => {
-                    warn!(error = %e, "idempotency store unavailable: retry later");
-                    return Outcome::Retry(Some(growing_delay(receive_count)));
-                }
+            let token = match &self.idempotency {
+                None => None,
+                Some(store) => match store.claim(&key, deadline).await {
+                    Ok(Claim::Acquired(token)) => Some((store, token)),
+                    Ok(Claim::AlreadyCompleted) => {
+                        info!("duplicate of a completed event: acknowledged without handling");
+                        return Outcome::Duplicate;
+                    }
+                    Ok(Claim::InProgress) => {
+                        warn!("event is being handled by another invocation: retry later");
+                        return Outcome::Retry(None);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "idempotency store unavailable: retry later");
+                        return Outcome::Retry(Some(growing_delay(receive_count)));
+                    }
+                },
             };
 
             let ctx = RecordContext { message_id: message_id.clone(), metadata, receive_count, scope, replay_name };
             let result = AssertUnwindSafe(self.handler.handle(event, &ctx)).catch_unwind().await;
             let failure = match result {
                 Ok(Ok(())) => {
-                    if let Err(e) = self.idempotency.complete(&key, &token, self.settings.completed_ttl).await {
+                    let completed = match &token {
+                        Some((store, token)) => store.complete(&key, token, self.settings.completed_ttl).await,
+                        None => Ok(()),
+                    };
+                    if let Err(e) = completed {
                         // Handled: acknowledging is right. Until the claim expires a redelivery is
                         // retried; after it (or if the claim was taken over meanwhile), the
                         // handler's own idempotence has to hold.
@@ -335,8 +356,10 @@ impl<E: Inbound> Consumer<E> {
                 Ok(Err(e)) => e,
                 Err(panic) => HandlerError::Retryable(format!("handler panicked: {}", panic_message(&panic))),
             };
-            if let Err(e) = self.idempotency.release(&key, &token).await {
-                warn!(error = %e, "could not release the claim; a redelivery waits for it to expire");
+            if let Some((store, token)) = &token {
+                if let Err(e) = store.release(&key, token).await {
+                    warn!(error = %e, "could not release the claim; a redelivery waits for it to expire");
+                }
             }
             match failure {
                 HandlerError::Retryable(reason) => {

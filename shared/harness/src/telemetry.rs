@@ -3,9 +3,13 @@
 //! Embedded Metric Format lines on stdout: CloudWatch extracts them from the log stream, so counting
 //! costs no API call and no extra latency.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
+
+use crate::aws;
 
 /// The CloudWatch namespace of every Orderflow metric.
 pub const NAMESPACE: &str = "Orderflow";
@@ -31,15 +35,48 @@ pub struct Counts {
 static COLD: AtomicBool = AtomicBool::new(true);
 
 /// The EMF line for one batch of `consumer`; the first call in a process also counts a cold start.
-pub fn emf_line(consumer: &str, counts: Counts, timestamp_ms: i64) -> String {
-    let cold_start = u64::from(COLD.swap(false, Ordering::Relaxed));
+/// `requests` are the AWS requests the invocation sent (`aws::requests::take`): their total is the
+/// metric `AwsRequests`, and each operation's count is a property (`AwsRequestsByOperation`), for
+/// Logs Insights and the benchmark.
+pub fn emf_line(consumer: &str, counts: Counts, work: &Work, timestamp_ms: i64) -> String {
     let values = [
         ("Processed", counts.processed),
         ("Retried", counts.retried),
         ("DeadLettered", counts.dead_lettered),
         ("DuplicatesSkipped", counts.duplicates_skipped),
-        ("ColdStart", cold_start),
     ];
+    line("Consumer", consumer, &values, work, timestamp_ms)
+}
+
+/// What one invocation cost: the AWS requests it sent (`aws::requests::take`) and how long its
+/// handler ran (what Lambda bills, less the runtime's own few microseconds).
+#[derive(Debug, Clone, Default)]
+pub struct Work {
+    /// Requests by `service:Operation`.
+    pub requests: BTreeMap<String, u64>,
+    /// The handler's time.
+    pub elapsed: Duration,
+}
+
+impl Work {
+    /// The requests sent since the last call, and the time since `started`.
+    pub fn since(started: Instant) -> Self {
+        Self { requests: aws::requests::take(), elapsed: started.elapsed() }
+    }
+}
+
+/// The EMF line for one invocation of a function that is not a consumer (an API, the outbox relay):
+/// its cold start and its AWS requests, with the dimension `Function`.
+pub fn invocation_line(function: &str, work: &Work, timestamp_ms: i64) -> String {
+    line("Function", function, &[], work, timestamp_ms)
+}
+
+fn line(dimension: &str, name: &str, values: &[(&str, u64)], work: &Work, timestamp_ms: i64) -> String {
+    let cold_start = u64::from(COLD.swap(false, Ordering::Relaxed));
+    let requests = &work.requests;
+    let total: u64 = requests.values().sum();
+    let values: Vec<(&str, u64)> =
+        values.iter().copied().chain([("ColdStart", cold_start), ("AwsRequests", total)]).collect();
     let mut line = Map::new();
     line.insert(
         "_aws".into(),
@@ -47,21 +84,31 @@ pub fn emf_line(consumer: &str, counts: Counts, timestamp_ms: i64) -> String {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [["Consumer"]],
-                "Metrics": values.iter().map(|(n, _)| json!({"Name": n, "Unit": "Count"})).collect::<Vec<_>>(),
+                "Dimensions": [[dimension]],
+                "Metrics": values.iter().map(|(n, _)| json!({"Name": n, "Unit": "Count"}))
+                    .chain([json!({"Name": "HandlerMs", "Unit": "Milliseconds"})])
+                    .collect::<Vec<_>>(),
             }],
         }),
     );
-    line.insert("Consumer".into(), Value::String(consumer.to_string()));
-    for (name, value) in values {
-        line.insert(name.into(), json!(value));
+    line.insert(dimension.into(), Value::String(name.to_string()));
+    for (metric, value) in values {
+        line.insert(metric.into(), json!(value));
     }
+    line.insert("HandlerMs".into(), json!((work.elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0));
+    line.insert("AwsRequestsByOperation".into(), json!(requests));
     Value::Object(line).to_string()
 }
 
-/// Prints the EMF line for one batch on stdout, where Lambda ships it to CloudWatch Logs.
-pub fn emit(consumer: &str, counts: Counts) {
-    println!("{}", emf_line(consumer, counts, chrono::Utc::now().timestamp_millis()));
+/// Prints the EMF line for one batch that started at `started` on stdout, where Lambda ships it to
+/// CloudWatch Logs.
+pub fn emit(consumer: &str, counts: Counts, started: Instant) {
+    println!("{}", emf_line(consumer, counts, &Work::since(started), chrono::Utc::now().timestamp_millis()));
+}
+
+/// Prints the EMF line for one invocation of `function` (not a consumer) that started at `started`.
+pub fn emit_invocation(function: &str, started: Instant) {
+    println!("{}", invocation_line(function, &Work::since(started), chrono::Utc::now().timestamp_millis()));
 }
 
 #[cfg(test)]
@@ -71,7 +118,9 @@ mod tests {
     #[test]
     fn emf_line_declares_and_carries_every_counter() {
         let counts = Counts { processed: 3, retried: 1, dead_lettered: 2, duplicates_skipped: 4 };
-        let line: Value = serde_json::from_str(&emf_line("billing", counts, 1_700_000_000_000)).unwrap();
+        let requests = BTreeMap::from([("dynamodb:PutItem".to_string(), 3), ("events:PutEvents".to_string(), 1)]);
+        let work = Work { requests, elapsed: Duration::from_micros(2_500) };
+        let line: Value = serde_json::from_str(&emf_line("billing", counts, &work, 1_700_000_000_000)).unwrap();
         assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Orderflow");
         assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000i64);
         let declared: Vec<&str> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
@@ -86,5 +135,8 @@ mod tests {
         assert_eq!(line["Consumer"], "billing");
         assert_eq!((line["Processed"].as_u64(), line["Retried"].as_u64()), (Some(3), Some(1)));
         assert_eq!((line["DeadLettered"].as_u64(), line["DuplicatesSkipped"].as_u64()), (Some(2), Some(4)));
+        assert_eq!(line["AwsRequests"].as_u64(), Some(4));
+        assert_eq!(line["HandlerMs"].as_f64(), Some(2.5));
+        assert_eq!(line["AwsRequestsByOperation"]["dynamodb:PutItem"].as_u64(), Some(3));
     }
 }

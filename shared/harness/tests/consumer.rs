@@ -344,6 +344,34 @@ async fn an_unavailable_idempotency_store_means_retry_never_unchecked_handling()
 }
 
 #[tokio::test]
+async fn without_claims_every_delivery_runs_the_handler_and_the_store_is_never_called() {
+    // GIVEN a consumer whose handler is idempotent by its own writes, over a store that is down
+    // (the store would turn every record into a retry if it were asked)
+    let handler = Arc::new(ScriptedHandler::default());
+    let dlq = Arc::new(InMemoryDeadLetters::default());
+    let consumer = Consumer::new("cache", handler.clone(), Arc::new(DownStore), dlq.clone(), ConsumerSettings::default())
+        .without_claims();
+    // WHEN the same event arrives twice, beside one that fails for good and one that must be retried
+    let body = order_body("ord-1", 1);
+    let result = consumer
+        .process(batch(vec![
+            record("a", &body),
+            record("b", &body),
+            record("c", &order_body("perm-2", 2)),
+            record("d", &order_body("retry-3", 3)),
+        ]))
+        .await
+        .unwrap();
+    // THEN both copies ran the handler, the permanent failure went to the DLQ, the retry came back
+    let mut calls = handler.calls();
+    calls.sort();
+    assert_eq!(calls, vec!["ord-1", "ord-1", "perm-2", "retry-3"]);
+    assert_eq!(failure_ids(&result), vec!["d"]);
+    assert_eq!(dlq.letters().len(), 1);
+    assert_eq!((result.counts.processed, result.counts.duplicates_skipped), (2, 0));
+}
+
+#[tokio::test]
 async fn an_empty_message_id_is_never_reported_the_batch_fails_instead() {
     let rig = rig();
     let mut nameless = record("", &order_body("retry-1", 1));

@@ -39,7 +39,12 @@ async fn main() -> Result<(), Error> {
     let api = Arc::new(api);
     lambda_http::run(service_fn(move |req: Request| {
         let api = Arc::clone(&api);
-        async move { Ok::<_, Error>(api.handle(req).await) }
+        async move {
+            let started = std::time::Instant::now();
+            let response = api.handle(req).await;
+            telemetry::emit_invocation("sales-api", started);
+            Ok::<_, Error>(response)
+        }
     }))
     .await
 }

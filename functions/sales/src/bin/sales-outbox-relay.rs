@@ -21,8 +21,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| {
         let relay = Arc::clone(&relay);
         async move {
+            let started = std::time::Instant::now();
             let ends = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
-            Ok::<_, lambda_runtime::Error>(deadline::within(ends, relay.relay(event.payload)).await)
+            let response = deadline::within(ends, relay.relay(event.payload)).await;
+            telemetry::emit_invocation("sales-outbox-relay", started);
+            Ok::<_, lambda_runtime::Error>(response)
         }
     }))
     .await

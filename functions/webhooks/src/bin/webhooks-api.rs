@@ -26,7 +26,12 @@ async fn main() -> Result<(), Error> {
     ));
     lambda_http::run(service_fn(move |req: Request| {
         let api = Arc::clone(&api);
-        async move { Ok::<_, Error>(api.handle(req).await) }
+        async move {
+            let started = std::time::Instant::now();
+            let response = api.handle(req).await;
+            telemetry::emit_invocation("webhooks-api", started);
+            Ok::<_, Error>(response)
+        }
     }))
     .await
 }
