@@ -66,9 +66,9 @@ redrive:
 replay:
 	eval "$$(infra/local-aws.sh env)" && cargo run --quiet -p orderflow-ops -- replay $(CONSUMER) --from $(FROM)
 
-## Harness records/s beside its serde floor and Powertools (Python), in one run.
+## The README's performance figures in one run: the harness beside its floors, then release binaries on the emulator: latency of one order and of 200 at once, AWS requests per order, cost per million orders, a PNG chart (docs/bench/).
 bench:
-	shared/harness/benches/run.sh
+	tests/bench/run.sh
 
 ## Regenerate events-samples/schemas/ and the README's status diagram from the Rust types.
 schemas:

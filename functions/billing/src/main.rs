@@ -26,5 +26,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // The invoice is the idempotency record: created once per order (a conditional write), charged
     // and refunded under keys derived from it, and what a redelivery finds settled is announced again
     // with the same event id, which the next consumers drop.
-    Consumer::<handler::BillingInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).without_claims().run().await
+    Consumer::<handler::BillingInput>::from_config(&consumer_config, &sdk, Arc::new(handler))
+        .without_claims()
+        .run()
+        .await
 }

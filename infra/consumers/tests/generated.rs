@@ -119,6 +119,10 @@ fn a_consumer_without_idempotency_records_is_one_whose_main_keeps_no_claims() {
     for c in CONSUMERS {
         let main = main_source(c.code, c.binary);
         let keeps_none = main.contains(".without_claims()") || main.contains("BatchConsumer::");
-        assert_eq!(!c.idempotency, keeps_none, "{}: the row says idempotency = {}, its main disagrees", c.name, c.idempotency);
+        assert_eq!(
+            !c.idempotency, keeps_none,
+            "{}: the row says idempotency = {}, its main disagrees",
+            c.name, c.idempotency
+        );
     }
 }

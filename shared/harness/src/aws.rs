@@ -167,9 +167,15 @@ mod tests {
             (request("POST", "http://localhost:4566/", Some("DynamoDB_20120810.PutItem")), "dynamodb:PutItem"),
             (request("POST", "https://sqs.eu-west-1.amazonaws.com/", Some("AmazonSQS.SendMessage")), "sqs:SendMessage"),
             (request("POST", "http://localhost:4566/", Some("AWSEvents.PutEvents")), "events:PutEvents"),
-            (request("POST", "http://localhost:4566/", Some("secretsmanager.GetSecretValue")), "secretsmanager:GetSecretValue"),
+            (
+                request("POST", "http://localhost:4566/", Some("secretsmanager.GetSecretValue")),
+                "secretsmanager:GetSecretValue",
+            ),
             (request("POST", "http://localhost:4566/v2/email/outbound-emails", None), "ses:SendEmail"),
-            (request("GET", "http://localhost:4566/v2/email/identities/shop%40example.com", None), "ses:GetEmailIdentity"),
+            (
+                request("GET", "http://localhost:4566/v2/email/identities/shop%40example.com", None),
+                "ses:GetEmailIdentity",
+            ),
             (request("POST", "http://localhost:4566/schedules/backorder-1?x=1", None), "scheduler:CreateSchedule"),
             (request("DELETE", "http://localhost:4566/schedules/backorder-1", None), "scheduler:DeleteSchedule"),
             (request("PUT", "http://localhost:4566/lake/events/x.gz?x-id=PutObject", None), "s3:PutObject"),

@@ -349,8 +349,9 @@ async fn without_claims_every_delivery_runs_the_handler_and_the_store_is_never_c
     // (the store would turn every record into a retry if it were asked)
     let handler = Arc::new(ScriptedHandler::default());
     let dlq = Arc::new(InMemoryDeadLetters::default());
-    let consumer = Consumer::new("cache", handler.clone(), Arc::new(DownStore), dlq.clone(), ConsumerSettings::default())
-        .without_claims();
+    let consumer =
+        Consumer::new("cache", handler.clone(), Arc::new(DownStore), dlq.clone(), ConsumerSettings::default())
+            .without_claims();
     // WHEN the same event arrives twice, beside one that fails for good and one that must be retried
     let body = order_body("ord-1", 1);
     let result = consumer

@@ -30,5 +30,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // The shipment record is the idempotency record: the allocation transaction is conditional on it
     // and a receipt remembers what it allocated, so a redelivery allocates nothing twice and announces
     // again with the same event id.
-    Consumer::<handler::WarehouseInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).without_claims().run().await
+    Consumer::<handler::WarehouseInput>::from_config(&consumer_config, &sdk, Arc::new(handler))
+        .without_claims()
+        .run()
+        .await
 }

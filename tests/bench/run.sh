@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `make bench`: the figures of the README's "Performance", in one run.
+#  1. the harness on a 10-record SQS batch beside its serde floor and Powertools (Python);
+#  2. release binaries deployed to the local emulator, then the order flow: one order at a time,
+#     ORDERFLOW_BENCH_ORDERS (200) at once, the AWS requests each order made and what a million
+#     orders cost (tests/src/bin/bench.rs);
+#  3. cold start (init, first invoke, peak RSS) of every function beside hello-world
+#     (tests/bench/hello, the same profile; tests/src/bin/coldstart.rs);
+#  4. a PNG chart of the latency distributions (tests/bench/chart.py), in docs/bench/.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+. infra/common.sh
+
+machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+echo "machine: $machine"
+
+echo "== harness"
+shared/harness/benches/run.sh
+
+echo "== order flow: release binaries on the local emulator"
+ORDERFLOW_PROFILE=release infra/deploy-local.sh
+eval "$(infra/local-aws.sh env)"
+echo "== zips (release, $(uname -m)), beside the 4 MB goal"
+for zip in "$CARGO_TARGET_DIR"/lambda/*/bootstrap.zip; do
+  printf '%-22s %6.2f MB%s\n' "$(basename "$(dirname "$zip")")" "$(stat -c %s "$zip" | awk '{print $1/1048576}')" \
+    "$([ "$(stat -c %s "$zip")" -gt 4194304 ] && echo '  over 4 MB' || true)"
+done
+cargo run --quiet -p orderflow-e2e --bin bench -- --orders "${ORDERFLOW_BENCH_ORDERS:-200}"
+
+echo "== cold start: every function beside hello-world, same profile"
+case "$(uname -m)" in x86_64) arch=--x86-64 ;; *) arch=--arm64 ;; esac
+cargo lambda build --quiet --compiler cargo "$arch" --release --output-format zip --bin hello
+# Each function as Lambda runs it: the bootstrap out of its zip.
+unpacked="$ROOT/.local/bench/bootstraps"
+rm -rf "$unpacked"
+for zip in "$CARGO_TARGET_DIR"/lambda/*/bootstrap.zip; do
+  fn=$(basename "$(dirname "$zip")")
+  mkdir -p "$unpacked/$fn"
+  unzip -q -o "$zip" -d "$unpacked/$fn"
+done
+cargo run --quiet -p orderflow-e2e --bin coldstart -- "$unpacked" --runs "${ORDERFLOW_BENCH_COLD_RUNS:-7}"
+
+venv_install .venv-bench infra/requirements-bench.txt
+mkdir -p docs/bench
+.venv-bench/bin/python tests/bench/chart.py .local/bench/orders.json docs/bench/latency.png "$machine"
