@@ -226,7 +226,6 @@ pub const CONSUMERS: &[Consumer] = &[
         ],
         // No rule feeds it, so no replay reaches it but through the fan-out, which refuses them.
         replays: Replays::Refused(REACHES_PEOPLE),
-        idempotency: false,
         ..DEFAULTS
     },
     // ------------------------------------------------------------ state transfer: the read models

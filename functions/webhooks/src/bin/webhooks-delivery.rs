@@ -24,9 +24,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     Consumer::<AnyEvent>::from_config(&consumer_config, &sdk, Arc::new(handler))
         .with_scope_attribute(SUBSCRIPTION_ATTRIBUTE)
         .with_record_budget(webhooks::delivery::RECORD_BUDGET)
-        // A delivery is keyed by itself: one message per event and subscription, signed with the
-        // event id as `webhook-id`, by which Standard Webhooks receivers drop a repeat.
-        .without_claims()
         .run()
         .await
 }
