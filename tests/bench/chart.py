@@ -18,8 +18,8 @@ data = json.load(open(src))
 series = [
     ("one order:\nPOST to its\nOrderPlaced", data["single_announced_ms"]),
     ("one order:\nPOST to\nReadyToShip", data["single_final_ms"]),
-    (f"{len(data['load_final_ms'])} at once:\nthe POST alone", data["load_post_ms"]),
-    (f"{len(data['load_final_ms'])} at once:\nPOST to\nfinal status", data["load_final_ms"]),
+    (f"{len(data['load_final_ms'])} orders,\n{data.get('in_flight', '?')} in flight:\nthe POST alone", data["load_post_ms"]),
+    (f"{len(data['load_final_ms'])} orders,\n{data.get('in_flight', '?')} in flight:\nPOST to final status", data["load_final_ms"]),
 ]
 fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
 labels = [name for name, _ in series]

@@ -37,7 +37,8 @@ rm -rf "$unpacked"
 for zip in "$CARGO_TARGET_DIR"/lambda/*/bootstrap.zip; do
   fn=$(basename "$(dirname "$zip")")
   mkdir -p "$unpacked/$fn"
-  unzip -q -o "$zip" -d "$unpacked/$fn"
+  python3 -m zipfile -e "$zip" "$unpacked/$fn"
+  chmod +x "$unpacked/$fn/bootstrap"
 done
 cargo run --quiet -p orderflow-e2e --bin coldstart -- "$unpacked" --runs "${ORDERFLOW_BENCH_COLD_RUNS:-7}"
 

@@ -76,6 +76,27 @@ impl Local {
         })
     }
 
+    /// The stack's log groups (its functions' logs), from CloudFormation.
+    pub async fn log_groups(&self) -> Result<Vec<String>> {
+        let cfn = aws_sdk_cloudformation::Client::new(&self.sdk);
+        let stack = std::env::var("ORDERFLOW_STACK").unwrap_or_else(|_| "orderflow".into());
+        let mut groups = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = cfn.list_stack_resources().stack_name(&stack).set_next_token(next).send().await?;
+            groups.extend(
+                page.stack_resource_summaries()
+                    .iter()
+                    .filter(|r| r.resource_type() == Some("AWS::Logs::LogGroup"))
+                    .filter_map(|r| r.physical_resource_id().map(str::to_string)),
+            );
+            next = page.next_token().map(str::to_string);
+            if next.is_none() {
+                return Ok(groups);
+            }
+        }
+    }
+
     /// Whether the stack has this output (the LocalStack variant lacks the HTTP API's).
     pub fn has_output(&self, key: &str) -> bool {
         self.outputs.contains_key(key)

@@ -27,24 +27,8 @@ fn personal() -> Vec<(&'static str, Regex)> {
 
 /// Every log event of the stack's log groups.
 async fn log_lines(local: &Local) -> Vec<(String, String)> {
-    let cfn = aws_sdk_cloudformation::Client::new(&local.sdk);
     let logs = aws_sdk_cloudwatchlogs::Client::new(&local.sdk);
-    let stack = std::env::var("ORDERFLOW_STACK").unwrap_or_else(|_| "orderflow".into());
-    let mut groups: Vec<String> = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let page = cfn.list_stack_resources().stack_name(&stack).set_next_token(next).send().await.unwrap();
-        groups.extend(
-            page.stack_resource_summaries()
-                .iter()
-                .filter(|r| r.resource_type() == Some("AWS::Logs::LogGroup"))
-                .filter_map(|r| r.physical_resource_id().map(str::to_string)),
-        );
-        next = page.next_token().map(str::to_string);
-        if next.is_none() {
-            break;
-        }
-    }
+    let groups = local.log_groups().await.unwrap();
     assert!(groups.len() >= 10, "the stack's log groups: {groups:?}");
     let mut lines = Vec::new();
     for group in groups {

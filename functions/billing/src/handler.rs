@@ -122,7 +122,9 @@ impl Billing {
             }
         };
         info!(order_id = %invoice.order_id, invoice_id = %invoice.invoice_id, amount_minor, "cancelled order settled");
-        Ok(OutboundEvent::from_envelope(&Envelope::caused_by(
+        // One PaymentRefunded per invoice, whichever path announces it (the cancellation, or a
+        // redelivered OrderPlaced that finds the invoice refunded): the same event id.
+        Ok(OutboundEvent::from_envelope(&Envelope::once_per(
             cause,
             PaymentRefunded {
                 order_id: invoice.order_id.clone(),
@@ -132,6 +134,7 @@ impl Billing {
                 refund_reference,
                 refunded_at: Utc::now(),
             },
+            &invoice.invoice_id,
         )))
     }
 

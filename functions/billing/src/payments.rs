@@ -59,6 +59,11 @@ pub struct Refund {
 }
 
 /// The port.
+///
+/// Billing keeps no idempotency claims (the invoice is its record), so two copies of one
+/// `OrderPlaced` can reach a provider at once: an adapter must be idempotent per key for *concurrent*
+/// requests too (the provider answers the second with the first's outcome, or with a retryable "in
+/// progress"), as Stripe's and Adyen's idempotency keys are.
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
     /// Charges, idempotently per invoice id.

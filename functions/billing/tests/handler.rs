@@ -343,11 +343,16 @@ async fn a_charged_order_that_is_cancelled_is_refunded_once_however_often_it_is_
         vec![order.totals.total_minor],
         "the whole charge, once"
     );
+    // And the order's OrderPlaced delivered again, after all that (Billing keeps no claims).
+    bill(&rig, order.clone()).await;
+    assert_eq!(rig.gateway.refund_calls.load(Ordering::SeqCst), 1, "still asked once");
     let refunded = rig.published.envelopes::<PaymentRefunded>();
-    assert_eq!(refunded.len(), 2, "each cancellation is answered");
+    assert_eq!(refunded.len(), 3, "each cancellation, and the redelivery, is answered");
     for r in &refunded {
         assert_eq!((r.data.amount_minor, r.data.currency), (order.totals.total_minor, order.currency));
         assert_eq!(r.data.refund_reference.as_deref(), Some(format!("rfd-inv-{}", order.order_id).as_str()));
+        // ... as the one refund it is: the same event, which consumers (and subscribers) drop again.
+        assert_eq!(r.metadata.event_id, refunded[0].metadata.event_id, "one refund, one event id");
     }
     assert!(matches!(rig.invoices.all()[0].status, InvoiceStatus::Refunded { .. }));
 }

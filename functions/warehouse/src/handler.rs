@@ -101,7 +101,9 @@ impl Warehouse {
                 ))
             }
             Allocation::Allocated | Allocation::AlreadyAllocated => {
-                OutboundEvent::from_envelope(&Envelope::caused_by(cause, self.label(&billed).await?))
+                // One ShippingLabelCreated per order, whether its payment or a restock allocated
+                // it: a redelivered OrderBilled announces the same event again.
+                OutboundEvent::from_envelope(&Envelope::once_per(cause, self.label(&billed).await?, &billed.order_id))
             }
         };
         self.publisher.publish(vec![event]).await?;
@@ -134,7 +136,7 @@ impl Warehouse {
         let mut events = Vec::with_capacity(shipped.len());
         for backorder in &shipped {
             let created = self.label(&backorder.billed).await?;
-            let mut envelope = Envelope::caused_by_for(cause, created, &backorder.billed.order_id);
+            let mut envelope = Envelope::once_per(cause, created, &backorder.billed.order_id);
             // Caused by the receipt, part of the order's own flow: its logs and timeline join it.
             if !backorder.correlation_id.is_empty() {
                 envelope.metadata.correlation_id = backorder.correlation_id.clone();

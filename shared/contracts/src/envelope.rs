@@ -78,6 +78,16 @@ impl<E: Event> Envelope<E> {
         envelope
     }
 
+    /// The one event of its type about `subject` (an invoice's refund, an order's label), whatever
+    /// caused it: as [`Envelope::caused_by`], but its id is derived from the type and `subject`
+    /// alone, so every path that can announce it (the cancellation, a redelivered order, a restock)
+    /// announces the *same* event, which consumers drop when it comes again.
+    pub fn once_per(cause: &Metadata, data: E, subject: &str) -> Self {
+        let mut envelope = Self::caused_by(cause, data);
+        envelope.metadata.event_id = Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{}/{subject}", E::NAME).as_bytes());
+        envelope
+    }
+
     fn build(data: E, correlation_id: String, causation_id: Option<String>) -> Self {
         Self {
             metadata: Metadata {
