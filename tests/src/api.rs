@@ -176,6 +176,29 @@ impl Local {
         .await
     }
 
+    /// A webhook subscriber this process runs (answering 204), subscribed by `operator` to every
+    /// event type at `<server>/<path>`: the server and the subscription's id.
+    pub async fn subscribe_to_every_event(
+        &self,
+        operator: &SignedIn,
+        path: &str,
+    ) -> Result<(wiremock::MockServer, String)> {
+        let subscriber = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(wiremock::ResponseTemplate::new(204))
+            .mount(&subscriber)
+            .await;
+        let every_type = <orderflow_contracts::AnyEvent as orderflow_contracts::Inbound>::DETAIL_TYPES;
+        let url = format!("{}/{path}", subscriber.uri());
+        let body = json!({"url": url, "eventTypes": every_type});
+        let (status, created) =
+            self.webhooks_api(reqwest::Method::POST, "/webhooks", Some(operator), Some(body)).await?;
+        if status != 201 {
+            bail!("POST /webhooks answered {status}: {}", created["errors"]);
+        }
+        Ok((subscriber, created["id"].as_str().unwrap_or_default().to_string()))
+    }
+
     /// A request to the HTTP API (the webhooks and stock routes) as `caller` (none: no token), as JSON
     /// status and body.
     pub async fn webhooks_api(

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use orderflow_contracts::Inbound as _;
 use orderflow_e2e::{order_request, unique, Local, Placed, SignedIn};
 
 /// POSTs answered 503 and sent again.
@@ -57,11 +56,6 @@ async fn main() -> Result<()> {
     }
     let started_ms = chrono::Utc::now().timestamp_millis();
     // A webhook subscriber for every event type, as in the demo: deliveries are part of an order's cost.
-    let subscriber = wiremock::MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(wiremock::ResponseTemplate::new(204))
-        .mount(&subscriber)
-        .await;
     let operator = local.operator().await?;
     // A subscription an earlier run left behind (it stopped before removing it) points at a server
     // that is gone: its deliveries would fail and retry through this run.
@@ -72,18 +66,7 @@ async fn main() -> Result<()> {
             local.webhooks_api(reqwest::Method::DELETE, &format!("/webhooks/{id}"), Some(&operator), None).await?;
         }
     }
-    let (status, created) = local
-        .webhooks_api(
-            reqwest::Method::POST,
-            "/webhooks",
-            Some(&operator),
-            Some(json!({"url": format!("{}/bench", subscriber.uri()), "eventTypes": orderflow_contracts::AnyEvent::DETAIL_TYPES})),
-        )
-        .await?;
-    if status != 201 {
-        bail!("POST /webhooks answered {status}: {created}");
-    }
-    let subscription = created["id"].as_str().unwrap_or_default().to_string();
+    let (_subscriber, subscription) = local.subscribe_to_every_event(&operator, "bench").await?;
     local.stock_product("BENCH-BOOK", 1999, 1_000_000).await?;
     local.stock_product("BENCH-MUG", 1250, 1_000_000).await?;
 

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use orderflow_contracts::Inbound as _;
 use orderflow_contracts::OrderStatus;
 use orderflow_e2e::read_models::{query, ReadModels};
 use orderflow_e2e::twilio::TwilioStandIn;
@@ -33,25 +32,8 @@ async fn main() -> Result<()> {
     let twilio = TwilioStandIn::shared().await?;
     // A webhook subscriber: an HTTP server this program runs, subscribed (by an operator) to every
     // event type.
-    let subscriber = wiremock::MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(wiremock::ResponseTemplate::new(204))
-        .mount(&subscriber)
-        .await;
     let operator = local.operator().await?;
-    let every_type = orderflow_contracts::AnyEvent::DETAIL_TYPES;
-    let (status, created) = local
-        .webhooks_api(
-            reqwest::Method::POST,
-            "/webhooks",
-            Some(&operator),
-            Some(serde_json::json!({"url": format!("{}/orderflow", subscriber.uri()), "eventTypes": every_type})),
-        )
-        .await?;
-    if status != 201 {
-        bail!("POST /webhooks answered {status}: {}", created["errors"]);
-    }
-    let subscription_id = created["id"].as_str().unwrap_or_default().to_string();
+    let (subscriber, subscription_id) = local.subscribe_to_every_event(&operator, "orderflow").await?;
     // The shop: what it sells, at its prices, and what is on the shelf (nothing of the lamp, one of
     // the rare book).
     local.stock_product("DEMO-BOOK", 1999, 100).await?;
