@@ -4,6 +4,8 @@
 
 # One default for Cargo's build cache, shared with every script (infra/common.sh).
 export CARGO_TARGET_DIR ?= $(shell ROOT=$(CURDIR) bash -c '. infra/common.sh && echo $$CARGO_TARGET_DIR')
+# The target triple every build names (infra/common.sh says why: one compile for tests and deployment).
+export CARGO_BUILD_TARGET ?= $(shell ROOT=$(CURDIR) bash -c '. infra/common.sh && echo $$CARGO_BUILD_TARGET')
 
 .PHONY: help demo test unit deploy up down lint deny fuzz generate bench schemas redrive replay
 
@@ -52,7 +54,7 @@ deny:
 
 ## Fuzz the API's request body and the harness's SQS record path, 5 minutes a target (FUZZ_SECONDS to change; nightly).
 fuzz:
-	tests/fuzz/run.sh
+	shared/fuzz/run.sh
 
 ## Write the consumers' blocks of infra/template.yaml and the README's flow diagram from the consumer table.
 generate:

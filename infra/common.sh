@@ -5,6 +5,12 @@
 # every script (tests, local deploy, release deploy, benchmark) shares the one cache.
 : "${CARGO_TARGET_DIR:=$HOME/.cache/orderflow/target}"
 export CARGO_TARGET_DIR
+# Every build names the machine's target triple, as `cargo lambda build --x86-64` (or `--arm64`) does
+# for the local deployment: cargo then keeps one set of artifacts for both, in
+# $CARGO_TARGET_DIR/<triple>/, so the tests and the deployed functions share one compile of the AWS
+# SDK instead of two (without a --target, cargo builds into $CARGO_TARGET_DIR/debug/ apart).
+: "${CARGO_BUILD_TARGET:=$(rustc -vV | sed -n 's/^host: //p')}"
+export CARGO_BUILD_TARGET
 
 # The Lambda binaries, as infra/template.yaml names them (Metadata.BuildProperties.Binary).
 template_binaries() {
@@ -28,7 +34,7 @@ cargo_tool() {
   local bin="$root/$name-$version/bin/$name"
   if [ ! -x "$bin" ]; then
     echo "installing $name $version (cargo install, a few minutes the first time)" >&2
-    env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$root/$name-$version" "$name" --version "$version" >&2
+    env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET cargo install --quiet --locked --root "$root/$name-$version" "$name" --version "$version" >&2
   fi
   echo "$bin"
 }

@@ -7,7 +7,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 . infra/common.sh
-step() { printf '\n== %s\n' "$*"; }
+# Each step says when it starts, in seconds since the run began: where a run's time went, read from
+# its own log (README, "Build and test time").
+step() { printf '\n== [%4d s] %s\n' "$SECONDS" "$*"; }
+SECONDS=0
 
 step "formatting"
 cargo fmt --all -- --check
@@ -71,10 +74,11 @@ step "what the run left in the logs and dead letters: no personal data, no secre
 cargo test -p orderflow-e2e --test privacy -- --include-ignored --show-output --exact "$privacy" 2>&1 | tee -a "$log" || status=$?
 
 step "fuzz targets, a short bounded run (make fuzz for a longer one)"
-FUZZ_SECONDS="${ORDERFLOW_FUZZ_SECONDS:-20}" tests/fuzz/run.sh || status=$?
+FUZZ_SECONDS="${ORDERFLOW_FUZZ_SECONDS:-20}" shared/fuzz/run.sh || status=$?
 
 # One closing line for the whole run (cargo prints one per test binary, the last often a doc-test
 # binary with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
      END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+step "done"
 exit "$status"

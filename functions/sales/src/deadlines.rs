@@ -169,12 +169,18 @@ impl Deadlines for SchedulerDeadlines {
 #[derive(Debug, Default)]
 pub struct InMemoryDeadlines {
     schedules: Mutex<HashMap<String, (DateTime<Utc>, String)>>,
+    deletes: std::sync::atomic::AtomicUsize,
 }
 
 impl InMemoryDeadlines {
     /// The order's schedule: when, and the message it delivers.
     pub fn of(&self, order_id: &str) -> Option<(DateTime<Utc>, String)> {
         self.schedules.lock().expect("lock").get(order_id).cloned()
+    }
+
+    /// How many deletes were asked for, found or not: each is a billed DeleteSchedule on AWS.
+    pub fn deletes(&self) -> usize {
+        self.deletes.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -186,6 +192,7 @@ impl Deadlines for InMemoryDeadlines {
     }
 
     async fn clear(&self, order_id: &str) -> Result<(), StoreError> {
+        self.deletes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.schedules.lock().expect("lock").remove(order_id);
         Ok(())
     }

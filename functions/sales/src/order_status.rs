@@ -25,8 +25,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use orderflow_contracts::{
-    display_amount, inbound, CancelledBy, Envelope, OrderStatus, OrderStatusChanged, PaymentDeclined, PaymentRefunded,
-    ShippingLabelCreated, StockAllocationFailed,
+    display_amount, inbound, CancelledBy, Envelope, OrderState, OrderStatus, OrderStatusChanged, PaymentDeclined,
+    PaymentRefunded, ShippingLabelCreated, StockAllocationFailed,
 };
 use orderflow_harness::{Handler, HandlerError, OutboundEvent, RecordContext};
 use tracing::{info, warn};
@@ -98,6 +98,12 @@ impl OrderStatusHandler {
     }
 }
 
+/// Whether the order was ever backordered: only those have a deadline to delete. (Every other order
+/// reaching ReadyToShip or Cancelled would otherwise cost a DeleteSchedule that finds nothing.)
+fn was_backordered(state: &OrderState) -> bool {
+    state.history.iter().any(|h| h.status == OrderStatus::Backordered)
+}
+
 #[async_trait]
 impl Handler<StatusInput> for OrderStatusHandler {
     async fn handle(&self, event: StatusInput, ctx: &RecordContext) -> Result<(), HandlerError> {
@@ -134,7 +140,9 @@ impl Handler<StatusInput> for OrderStatusHandler {
             if current == next {
                 // Moved by an earlier delivery; that write carried its announcement.
                 info!(order_id = %order_id, status = next.as_str(), "already in this status");
-                if matches!(next, OrderStatus::ReadyToShip | OrderStatus::Cancelled) {
+                // The earlier delivery may have died before deleting the deadline: delete it again,
+                // but only for an order that was ever backordered (only those have one).
+                if matches!(next, OrderStatus::ReadyToShip | OrderStatus::Cancelled) && was_backordered(&order.state) {
                     self.clear_deadline(&order_id).await;
                 }
                 return Ok(());
@@ -169,8 +177,7 @@ impl Handler<StatusInput> for OrderStatusHandler {
             match self.orders.change_status(&state, order.state.version, &[announcement]).await? {
                 Saved::Saved => {
                     info!(order_id = %order_id, from = current.as_str(), status = next.as_str(), version = state.version, "order status changed");
-                    let had_deadline = state.history.iter().any(|h| h.status == OrderStatus::Backordered);
-                    if matches!(next, OrderStatus::ReadyToShip | OrderStatus::Cancelled) && had_deadline {
+                    if matches!(next, OrderStatus::ReadyToShip | OrderStatus::Cancelled) && was_backordered(&state) {
                         self.clear_deadline(&order_id).await;
                     }
                     return Ok(());

@@ -274,6 +274,26 @@ async fn a_restocked_backorder_ships_its_deadline_is_deleted_and_a_late_firing_c
 }
 
 #[tokio::test]
+async fn only_an_order_that_was_backordered_pays_for_deleting_a_deadline() {
+    // Shipped straight away, delivered twice: no schedule exists, so no DeleteSchedule is asked for.
+    let shipped = rig(OrderStatus::Placed);
+    deliver(&shipped, label()).await;
+    deliver(&shipped, label()).await;
+    assert_eq!(status(&shipped).await.status, OrderStatus::ReadyToShip);
+    assert_eq!(shipped.deadlines.deletes(), 0);
+
+    // Backordered, then shipped, then the label again: the repeat deletes again (its first delivery
+    // may have died before the delete), once each.
+    let backordered = rig(OrderStatus::Placed);
+    deliver(&backordered, short()).await;
+    deliver(&backordered, label()).await;
+    assert_eq!(backordered.deadlines.deletes(), 1);
+    deliver(&backordered, label()).await;
+    assert_eq!(backordered.deadlines.deletes(), 2);
+    assert!(backordered.deadlines.of(ORDER).is_none());
+}
+
+#[tokio::test]
 async fn a_cancelled_order_ends_cancelled_once_the_refund_is_known_with_the_refund_on_it() {
     let rig = rig(OrderStatus::Cancelling);
     deliver(&rig, refunded(3998)).await;

@@ -1,11 +1,20 @@
-//! The EventBridge adapter against recorded PutEvents answers (the SDK's `StaticReplayClient`): the
-//! emulator cannot be made to fail one entry of a request, AWS can. Checks that per-entry failures
-//! in a successful response are read right and that only those entries are sent again.
+//! The EventBridge adapter against scripted PutEvents answers: the emulator cannot be made to fail
+//! one entry of a request, AWS can. Checks that per-entry failures in a successful response are read
+//! right and that only those entries are sent again.
+//!
+//! The script is a connector of the SDK's own HTTP interface, not the SDK's `StaticReplayClient`:
+//! that one needs `aws-smithy-http-client/test-util`, which turns on serde_json's `preserve_order`
+//! for the whole workspace's test build, so the tests and the deployed binaries could not share one
+//! compile of the SDK (`make test` would build it twice).
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_eventbridge::config::{BehaviorVersion, Credentials, Region};
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+use aws_smithy_runtime_api::client::http::{http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_types::body::SdkBody;
 use orderflow_harness::publisher::{ChunkedPublisher, EventBridgeApi, PublishError};
 use orderflow_harness::{EventPublisher, OutboundEvent};
 use serde_json::{json, Value};
@@ -20,26 +29,43 @@ fn event(i: usize) -> OutboundEvent {
     }
 }
 
-fn answer(body: Value) -> ReplayEvent {
-    ReplayEvent::new(
-        http::Request::builder()
-            .uri("https://events.us-east-1.amazonaws.com/")
-            .body(aws_smithy_types::body::SdkBody::empty())
-            .unwrap(),
-        http::Response::builder()
-            .status(200)
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(aws_smithy_types::body::SdkBody::from(body.to_string()))
-            .unwrap(),
-    )
+/// EventBridge's endpoint, scripted: each request gets the next answer (HTTP 200 with that JSON
+/// body), and each request's body is kept. A request beyond the script fails the test.
+#[derive(Debug, Clone, Default)]
+struct Script {
+    answers: Arc<Mutex<VecDeque<Value>>>,
+    sent: Arc<Mutex<Vec<Value>>>,
 }
 
-fn publisher(replay: &StaticReplayClient) -> ChunkedPublisher<EventBridgeApi> {
+impl Script {
+    fn new(answers: Vec<Value>) -> Self {
+        Self { answers: Arc::new(Mutex::new(answers.into())), ..Self::default() }
+    }
+
+    /// The `Entries` of each request sent, in order.
+    fn sent_entries(&self) -> Vec<Vec<Value>> {
+        self.sent.lock().unwrap().iter().map(|body| body["Entries"].as_array().unwrap().clone()).collect()
+    }
+}
+
+impl HttpConnector for Script {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let body: Value = serde_json::from_slice(request.body().bytes().unwrap()).unwrap();
+        self.sent.lock().unwrap().push(body);
+        let answer = self.answers.lock().unwrap().pop_front().expect("a request beyond the script");
+        let mut response = HttpResponse::new(200.try_into().unwrap(), SdkBody::from(answer.to_string()));
+        response.headers_mut().insert("content-type", "application/x-amz-json-1.1");
+        HttpConnectorFuture::ready(Ok(response))
+    }
+}
+
+fn publisher(script: &Script) -> ChunkedPublisher<EventBridgeApi> {
+    let connector = script.clone();
     let config = aws_sdk_eventbridge::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
-        .http_client(replay.clone())
+        .http_client(http_client_fn(move |_, _| SharedHttpConnector::new(connector.clone())))
         .build();
     ChunkedPublisher::with_policy(
         EventBridgeApi::new(aws_sdk_eventbridge::Client::from_conf(config), "orderflow-bus"),
@@ -48,29 +74,19 @@ fn publisher(replay: &StaticReplayClient) -> ChunkedPublisher<EventBridgeApi> {
     )
 }
 
-fn sent_entries(replay: &StaticReplayClient) -> Vec<Vec<Value>> {
-    replay
-        .actual_requests()
-        .map(|r| {
-            let body: Value = serde_json::from_slice(r.body().bytes().unwrap()).unwrap();
-            body["Entries"].as_array().unwrap().clone()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_partially_failed_put_events_resends_only_the_failed_entry() {
-    let replay = StaticReplayClient::new(vec![
-        answer(json!({"FailedEntryCount": 1, "Entries": [
+    let script = Script::new(vec![
+        json!({"FailedEntryCount": 1, "Entries": [
             {"EventId": "a"},
             {"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"},
             {"EventId": "c"}
-        ]})),
-        answer(json!({"FailedEntryCount": 0, "Entries": [{"EventId": "b"}]})),
+        ]}),
+        json!({"FailedEntryCount": 0, "Entries": [{"EventId": "b"}]}),
     ]);
-    publisher(&replay).publish((0..3).map(event).collect()).await.unwrap();
+    publisher(&script).publish((0..3).map(event).collect()).await.unwrap();
 
-    let sent = sent_entries(&replay);
+    let sent = script.sent_entries();
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0].len(), 3);
     assert_eq!(sent[1].len(), 1, "only the failed entry is sent again");
@@ -84,19 +100,19 @@ async fn a_partially_failed_put_events_resends_only_the_failed_entry() {
 #[tokio::test]
 async fn entries_failing_every_attempt_are_named() {
     let failing = || {
-        answer(json!({"FailedEntryCount": 1, "Entries": [
+        json!({"FailedEntryCount": 1, "Entries": [
             {"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}
-        ]}))
+        ]})
     };
-    let replay = StaticReplayClient::new(vec![
-        answer(json!({"FailedEntryCount": 1, "Entries": [
+    let script = Script::new(vec![
+        json!({"FailedEntryCount": 1, "Entries": [
             {"EventId": "a"},
             {"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}
-        ]})),
+        ]}),
         failing(),
         failing(),
     ]);
-    let err = publisher(&replay).publish((0..2).map(event).collect()).await.unwrap_err();
+    let err = publisher(&script).publish((0..2).map(event).collect()).await.unwrap_err();
     match err {
         PublishError::NotPublished { failed, total, attempts, .. } => {
             assert_eq!((total, attempts), (2, 3));
@@ -105,5 +121,5 @@ async fn entries_failing_every_attempt_are_named() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(sent_entries(&replay).iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 1, 1]);
+    assert_eq!(script.sent_entries().iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 1, 1]);
 }

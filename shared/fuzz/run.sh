@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the fuzz targets (tests/fuzz/fuzz_targets/) for FUZZ_SECONDS each (default 300; `make test`
+# Runs the fuzz targets (shared/fuzz/fuzz_targets/) for FUZZ_SECONDS each (default 300; `make test`
 # runs 20). Needs the machine's nightly toolchain; cargo-fuzz is installed, pinned, by the script.
 #
 #   make fuzz                          every target, 5 minutes each
@@ -46,16 +46,16 @@ for path in sorted(glob.glob("events-samples/**/*.sqs.json", recursive=True)):
 PY
 
 log "building the targets (nightly, libFuzzer; the first build takes minutes)"
-"$FUZZ" fuzz build --fuzz-dir tests/fuzz -s none -O -a
+"$FUZZ" fuzz build --fuzz-dir shared/fuzz -s none -O -a
 for target in $TARGETS; do
   mkdir -p "$STATE/corpus/$target" "$STATE/artifacts/$target"
   log "$target: $SECONDS_EACH s from $(ls "$STATE/corpus/$target" | wc -l) inputs"
-  if ! "$FUZZ" fuzz run --fuzz-dir tests/fuzz -s none -O -a "$target" "$STATE/corpus/$target" -- \
+  if ! "$FUZZ" fuzz run --fuzz-dir shared/fuzz -s none -O -a "$target" "$STATE/corpus/$target" -- \
       -max_total_time="$SECONDS_EACH" -max_len=20000 -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="$STATE/artifacts/$target/" -print_final_stats=1 2>"$STATE/$target.log"; then
     tail -40 "$STATE/$target.log" >&2
     log "$target crashed: the input is in $STATE/artifacts/$target/; replay it with"
-    log "  RUSTUP_TOOLCHAIN=nightly $FUZZ fuzz run --fuzz-dir tests/fuzz -s none -O -a $target <that file>"
+    log "  RUSTUP_TOOLCHAIN=nightly $FUZZ fuzz run --fuzz-dir shared/fuzz -s none -O -a $target <that file>"
     exit 1
   fi
   grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "$STATE/$target.log" | sed "s/^/[fuzz] $target /" >&2
