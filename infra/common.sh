@@ -109,3 +109,39 @@ venv_install() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
   echo "$want" > "$stamp"
 }
+
+# Packages the emulator's template $1 (its zips uploaded to the bucket <stack>-artifacts, made if
+# missing) and deploys it as stack $2; the further arguments are its parameter overrides.
+# Needs the emulator's environment (infra/local-aws.sh env).
+deploy_template() {
+  local template="$1" stack="$2" state="$ROOT/.local"
+  shift 2
+  local artifacts="${stack}-artifacts"
+  mkdir -p "$state"
+  aws s3api head-bucket --bucket "$artifacts" >/dev/null 2>&1 || aws s3 mb "s3://$artifacts" >/dev/null
+  log "packaging"
+  aws cloudformation package --template-file "$template" --s3-bucket "$artifacts" \
+    --output-template-file "$state/$stack.packaged.yaml" >"$state/$stack.package.log" 2>&1 ||
+    { cat "$state/$stack.package.log" >&2; exit 1; }
+  log "deploying stack $stack"
+  aws cloudformation deploy --template-file "$state/$stack.packaged.yaml" --stack-name "$stack" \
+    --s3-bucket "$artifacts" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+    --parameter-overrides "$@" >&2
+}
+
+# The outputs of stack $1 as a JSON object in file $2, with the emulator's endpoint (EndpointUrl)
+# and, for a stack with an HTTP API (output ApiId), where MiniStack serves it (LocalApiUrl).
+write_stack_outputs() {
+  aws cloudformation describe-stacks --stack-name "$1" --query 'Stacks[0].Outputs' --output json |
+    python3 -c '
+import json, sys
+outputs = {o["OutputKey"]: o["OutputValue"] for o in json.load(sys.stdin)}
+endpoint = sys.argv[1].rstrip("/")
+if "ApiId" in outputs:
+    # MiniStack serves every HTTP API under one path on its own port. (LocalStack: no HTTP API.)
+    api_id = outputs["ApiId"]
+    outputs["LocalApiUrl"] = f"{endpoint}/_aws/execute-api/{api_id}/$default"
+outputs["EndpointUrl"] = endpoint
+json.dump(outputs, open(sys.argv[2], "w"), indent=2)
+' "$AWS_ENDPOINT_URL" "$2"
+}

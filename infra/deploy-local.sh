@@ -102,35 +102,16 @@ local_template() {
 }
 
 deploy_stack() {
-  local artifacts="${STACK}-artifacts"
-  aws s3api head-bucket --bucket "$artifacts" >/dev/null 2>&1 || aws s3 mb "s3://$artifacts" >/dev/null
-  log "packaging"
-  aws cloudformation package --template-file "$STATE/template.local.yaml" --s3-bucket "$artifacts" \
-    --output-template-file "$STATE/template.packaged.yaml" >"$STATE/package.log" 2>&1 ||
-    { cat "$STATE/package.log" >&2; exit 1; }
-  log "deploying stack $STACK"
-  aws cloudformation deploy --template-file "$STATE/template.packaged.yaml" --stack-name "$STACK" \
-    --s3-bucket "$artifacts" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-    --parameter-overrides "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" WebhooksAllowLocal=true \
+  deploy_template "$STATE/template.local.yaml" "$STACK" \
+    "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" WebhooksAllowLocal=true \
     OrdersPerCallerPerHour="${ORDERFLOW_ORDERS_PER_CALLER_PER_HOUR:-1000}" \
     BackorderDeadlineSeconds="${ORDERFLOW_BACKORDER_DEADLINE_SECONDS:-60}" \
-    "${read_model_params[@]}" >&2
+    "${read_model_params[@]}"
 }
 
 # The stack's outputs, with where the API answers locally and the emulator's endpoint, in $OUTPUTS.
 write_outputs() {
-  aws cloudformation describe-stacks --stack-name "$STACK" --query 'Stacks[0].Outputs' --output json |
-    python3 -c '
-import json, sys
-outputs = {o["OutputKey"]: o["OutputValue"] for o in json.load(sys.stdin)}
-endpoint = sys.argv[1].rstrip("/")
-if "ApiId" in outputs:
-    # MiniStack serves every HTTP API under one path on its own port. (LocalStack: no HTTP API.)
-    api_id = outputs["ApiId"]
-    outputs["LocalApiUrl"] = f"{endpoint}/_aws/execute-api/{api_id}/$default"
-outputs["EndpointUrl"] = endpoint
-json.dump(outputs, open(sys.argv[2], "w"), indent=2)
-' "$AWS_ENDPOINT_URL" "$OUTPUTS"
+  write_stack_outputs "$STACK" "$OUTPUTS"
 }
 
 # The archive the AWS template declares, made through the EventBridge API (see local-overlay.py).

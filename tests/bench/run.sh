@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: the figures of the README's "Performance", in one run.
 #  1. the harness on a 10-record SQS batch beside its serde floor and Powertools (Python);
-#  2. release binaries deployed to the local emulator, then the order flow: one order at a time,
-#     ORDERFLOW_BENCH_ORDERS (200) at once, the AWS requests each order made and what a million
-#     orders cost (tests/src/bin/bench.rs);
+#  2. release binaries deployed to the local emulator, and beside them the floor (the same hops with
+#     no logic, tests/bench/floor.yaml); then the order flow and the floor, each one at a time and
+#     ORDERFLOW_BENCH_ORDERS (200) at once, every latency beside the floor's and their ratio, the
+#     AWS requests each order made and what a million orders cost (tests/src/bin/bench.rs);
 #  3. cold start (init, first invoke, peak RSS) of every function beside hello-world
 #     (tests/bench/hello, the same profile; tests/src/bin/coldstart.rs);
 #  4. a PNG chart of the latency distributions (tests/bench/chart.py), in docs/bench/.
@@ -20,6 +21,8 @@ shared/harness/benches/run.sh
 
 echo "== order flow: release binaries on the local emulator"
 ORDERFLOW_PROFILE=release infra/deploy-local.sh
+echo "== the floor: the same hops with no logic (tests/bench/floor.yaml), deployed beside it"
+tests/bench/deploy-floor.sh
 eval "$(infra/local-aws.sh env)"
 echo "== zips (release, $(uname -m)), beside the 4 MB goal"
 for zip in "$CARGO_TARGET_DIR"/lambda/*/bootstrap.zip; do

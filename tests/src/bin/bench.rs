@@ -79,7 +79,7 @@ async fn main() -> Result<()> {
         }))
         .await?;
     let timelines: Timelines = Arc::default();
-    let watching = tokio::spawn(watch(Arc::clone(&local), tap.queue_url.clone(), Arc::clone(&timelines)));
+    let watching = watchers(&local, &tap.queue_url, &timelines, order_stage);
 
     // 1. Warm-up.
     let mut placed = 0usize;
@@ -113,7 +113,7 @@ async fn main() -> Result<()> {
     placed += ids.len();
     wait_final(&timelines, &ids, Duration::from_secs(600)).await?;
     let loaded: Vec<Timeline> = ids.iter().map(|id| timelines.lock().unwrap()[id].clone()).collect();
-    watching.abort();
+    watching.iter().for_each(|w| w.abort());
     local.close(tap).await?;
     // The subscriber goes away with this process: so does its subscription.
     local.webhooks_api(reqwest::Method::DELETE, &format!("/webhooks/{subscription}"), Some(&operator), None).await?;
@@ -126,7 +126,10 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let invocations = metrics_lines(&local, started_ms).await?;
 
-    let report = Report { single, loaded, all_placed, orders: placed, invocations, in_flight };
+    // 5. The floor, in the same emulator, once the orders' work is done: the same measurements.
+    let floor = floor(Arc::clone(&local), sequential, load, in_flight).await?;
+
+    let report = Report { single, loaded, all_placed, orders: placed, invocations, in_flight, floor };
     report.print();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/bench");
     std::fs::create_dir_all(&dir)?;
@@ -163,8 +166,61 @@ async fn place(local: &Local, customer: &SignedIn, correlation: &str, timelines:
     Ok(order_id)
 }
 
-/// Reads the tap as fast as it fills, stamping each order's first and final status change.
-async fn watch(local: Arc<Local>, queue_url: String, timelines: Timelines) -> Result<()> {
+/// What an event on a tap says of a timeline: whose it is, and whether it is the first
+/// announcement or the end (with the final status).
+enum Stage {
+    Announced(String),
+    Finished(String, String),
+}
+
+/// An order's events: `OrderPlaced` announces it; a final status ends it.
+fn order_stage(event: &Value) -> Option<Stage> {
+    if event["detail-type"] == "OrderPlaced" {
+        return Some(Stage::Announced(event["detail"]["data"]["orderId"].as_str()?.to_string()));
+    }
+    let order = &event["detail"]["data"]["order"];
+    let (id, status) = (order["orderId"].as_str()?, order["status"].as_str()?);
+    matches!(status, "ReadyToShip" | "PaymentFailed" | "Cancelled" | "Backordered")
+        .then(|| Stage::Finished(id.to_string(), status.to_string()))
+}
+
+/// A floor chain's events (tests/bench/floor): `FloorPlaced` announces it, `FloorDone` ends it.
+fn floor_stage(event: &Value) -> Option<Stage> {
+    let id = event["detail"]["id"].as_str()?.to_string();
+    match event["detail-type"].as_str()? {
+        "FloorPlaced" => Some(Stage::Announced(id)),
+        "FloorDone" => Some(Stage::Finished(id, "done".into())),
+        _ => None,
+    }
+}
+
+/// Readers of one tap, started 20 ms apart: the emulator answers a long poll only when it next looks
+/// at the queue, every 100 ms (MiniStack's `ReceiveMessage`), so one reader would stamp events up
+/// to 100 ms late; five staggered ones, at most about 20 ms. Abort them when done.
+fn watchers(
+    local: &Arc<Local>,
+    queue_url: &str,
+    timelines: &Timelines,
+    stage: fn(&Value) -> Option<Stage>,
+) -> Vec<tokio::task::JoinHandle<Result<()>>> {
+    (0..5u64)
+        .map(|i| {
+            let (local, queue_url, timelines) = (Arc::clone(local), queue_url.to_string(), Arc::clone(timelines));
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20 * i)).await;
+                watch(local, queue_url, timelines, stage).await
+            })
+        })
+        .collect()
+}
+
+/// Reads a tap as fast as it fills, stamping each timeline's announcement and end.
+async fn watch(
+    local: Arc<Local>,
+    queue_url: String,
+    timelines: Timelines,
+    stage: fn(&Value) -> Option<Stage>,
+) -> Result<()> {
     loop {
         let out = local
             .sqs
@@ -179,18 +235,17 @@ async fn watch(local: Arc<Local>, queue_url: String, timelines: Timelines) -> Re
         let mut delete = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let event: Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_default();
-            if event["detail-type"] == "OrderPlaced" {
-                if let Some(id) = event["detail"]["data"]["orderId"].as_str() {
-                    timelines.lock().unwrap().entry(id.to_string()).or_default().announced.get_or_insert(now);
+            match stage(&event) {
+                Some(Stage::Announced(id)) => {
+                    timelines.lock().unwrap().entry(id).or_default().announced.get_or_insert(now);
                 }
-            }
-            let order = &event["detail"]["data"]["order"];
-            let (Some(id), Some(status)) = (order["orderId"].as_str(), order["status"].as_str()) else { continue };
-            let mut all = timelines.lock().unwrap();
-            let t = all.entry(id.to_string()).or_default();
-            if matches!(status, "ReadyToShip" | "PaymentFailed" | "Cancelled" | "Backordered") {
-                t.finished.get_or_insert(now);
-                t.final_status = Some(status.to_string());
+                Some(Stage::Finished(id, status)) => {
+                    let mut all = timelines.lock().unwrap();
+                    let t = all.entry(id).or_default();
+                    t.finished.get_or_insert(now);
+                    t.final_status = Some(status);
+                }
+                None => {}
             }
             if let Some(handle) = m.receipt_handle() {
                 delete.push(
@@ -205,6 +260,84 @@ async fn watch(local: Arc<Local>, queue_url: String, timelines: Timelines) -> Re
             local.sqs.delete_message_batch().queue_url(&queue_url).set_entries(Some(delete)).send().await?;
         }
     }
+}
+
+/// The floor's runs, measured as the orders were: one chain at a time, then as many as the orders'
+/// load, as many in flight.
+struct FloorRun {
+    single: Vec<Timeline>,
+    loaded: Vec<Timeline>,
+    all_placed: Duration,
+}
+
+/// The floor (tests/bench/floor.yaml, deployed by tests/bench/deploy-floor.sh): `None` if it is not
+/// deployed.
+async fn floor(local: Arc<Local>, sequential: usize, load: usize, in_flight: usize) -> Result<Option<FloorRun>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/floor-outputs.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("no floor: {} is missing (tests/bench/deploy-floor.sh deploys it)", path.display());
+        return Ok(None);
+    };
+    let outputs: HashMap<String, String> = serde_json::from_str(&text)?;
+    let output = |k: &str| outputs.get(k).cloned().with_context(|| format!("{k} in {}", path.display()));
+    let (api, tap) = (format!("{}/chains", output("LocalApiUrl")?), output("TapQueueUrl")?);
+    let timelines: Timelines = Arc::default();
+    let watching = watchers(&local, &tap, &timelines, floor_stage);
+    let start = |local: Arc<Local>, api: String, timelines: Timelines| async move {
+        let posted = Instant::now();
+        let id = retrying(|| async {
+            let response = local.http.post(&api).send().await?;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or_default();
+            Ok((status, body["id"].as_str().map(str::to_string)))
+        })
+        .await
+        .context("POST /chains")?;
+        let mut all = timelines.lock().unwrap();
+        let t = all.entry(id.clone()).or_default();
+        (t.posted, t.answered) = (Some(posted), Some(Instant::now()));
+        Ok::<_, anyhow::Error>(id)
+    };
+    let mut single = Vec::new();
+    for i in 0..3 + sequential {
+        let id = start(Arc::clone(&local), api.clone(), Arc::clone(&timelines)).await?;
+        wait_final(&timelines, std::slice::from_ref(&id), Duration::from_secs(60)).await?;
+        if i >= 3 {
+            single.push(timelines.lock().unwrap()[&id].clone());
+        }
+    }
+    let load_started = Instant::now();
+    let ids: Vec<String> = {
+        use futures::StreamExt as _;
+        let posts = (0..load).map(|_| start(Arc::clone(&local), api.clone(), Arc::clone(&timelines)));
+        futures::stream::iter(posts).buffered(in_flight).collect::<Vec<_>>().await.into_iter().collect::<Result<_>>()?
+    };
+    let all_placed = load_started.elapsed();
+    wait_final(&timelines, &ids, Duration::from_secs(600)).await?;
+    watching.iter().for_each(|w| w.abort());
+    let loaded = ids.iter().map(|id| timelines.lock().unwrap()[id].clone()).collect();
+    Ok(Some(FloorRun { single, loaded, all_placed }))
+}
+
+/// Sends a request until it is answered other than 502-504 (the function or a dependency did not
+/// answer in time: the emulator under load), at most 10 times, pausing longer each time. The id
+/// an answer 2xx carries, or the error.
+async fn retrying<F, Fut>(send: F) -> Result<String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(u16, Option<String>)>>,
+{
+    for attempt in 1..=10u64 {
+        match send().await? {
+            (200..=299, Some(id)) => return Ok(id),
+            (502..=504, _) if attempt < 10 => {
+                RETRIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            (status, _) => bail!("answered {status}"),
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 async fn wait_final(timelines: &Timelines, ids: &[String], timeout: Duration) -> Result<()> {
@@ -282,6 +415,7 @@ struct Report {
     orders: usize,
     invocations: Vec<Invocation>,
     in_flight: usize,
+    floor: Option<FloorRun>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -296,6 +430,15 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     let rank = ((p / 100.0) * values.len() as f64).ceil().max(1.0) as usize;
     values[rank.min(values.len()) - 1]
+}
+
+/// Milliseconds as the tables print them: `748ms`, `29.1s`.
+fn show_ms(ms: f64) -> String {
+    match ms {
+        m if m.is_nan() => "-".into(),
+        m if m >= 10_000.0 => format!("{:.1}s", m / 1000.0),
+        m => format!("{m:.0}ms"),
+    }
 }
 
 fn span(t: &Timeline, to: Option<Instant>) -> Option<f64> {
@@ -353,51 +496,78 @@ impl Report {
     }
 
     fn print(&self) {
-        let first: Vec<f64> = self.single.iter().filter_map(|t| span(t, t.announced)).collect();
-        let whole: Vec<f64> = self.single.iter().filter_map(|t| span(t, t.finished)).collect();
-        let mut loaded: Vec<f64> = self.loaded.iter().filter_map(|t| span(t, t.finished)).collect();
-        let mut posts: Vec<f64> = self.loaded.iter().filter_map(|t| span(t, t.answered)).collect();
-        let first_post = self.loaded.iter().filter_map(|t| t.posted).min();
-        let last_end = self.loaded.iter().filter_map(|t| t.finished).max();
-        let wall = match (first_post, last_end) {
-            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
-            _ => f64::NAN,
+        let floor = self.floor.as_ref();
+        let ends = |ts: &[Timeline], f: fn(&Timeline) -> Option<Instant>| -> Vec<f64> {
+            ts.iter().filter_map(|t| span(t, f(t))).collect()
         };
-        println!("\n== latency (release binaries on the local emulator)");
-        println!("{:<58} {:>10} {:>10}", "", "p50", "max");
-        let (mut f, mut w) = (first.clone(), whole.clone());
+        type End = fn(&Timeline) -> Option<Instant>;
+        let (announced, finished, answered): (End, End, End) = (|t| t.announced, |t| t.finished, |t| t.answered);
+        println!("\n== latency (release binaries on the local emulator), each beside its floor (tests/bench/floor: the same hops, no logic)");
+        println!("{:<62} {:>9} {:>9} | {:>9} {:>9} | {:>6}", "", "p50", "p90", "floor p50", "floor p90", "ratio");
+        let rows = [
+            (
+                format!("one order: POST to OrderPlaced on the bus ({})", self.single.len()),
+                &self.single,
+                announced,
+                floor.map(|f| &f.single),
+            ),
+            (
+                "one order: POST to OrderStatusChanged ReadyToShip".to_string(),
+                &self.single,
+                finished,
+                floor.map(|f| &f.single),
+            ),
+            (
+                format!("{} orders, {} POSTs in flight: POST to final status", self.loaded.len(), self.in_flight),
+                &self.loaded,
+                finished,
+                floor.map(|f| &f.loaded),
+            ),
+            ("  their POSTs alone".to_string(), &self.loaded, answered, floor.map(|f| &f.loaded)),
+        ];
+        for (label, ours, end, theirs) in rows {
+            let mut ours = ends(ours, end);
+            let mut theirs = theirs.map(|t| ends(t, end)).unwrap_or_default();
+            let (p50, floor50) = (percentile(&mut ours, 50.0), percentile(&mut theirs, 50.0));
+            println!(
+                "{label:<62} {:>9} {:>9} | {:>9} {:>9} | {:>5.1}x",
+                show_ms(p50),
+                show_ms(percentile(&mut ours, 90.0)),
+                show_ms(floor50),
+                show_ms(percentile(&mut theirs, 90.0)),
+                p50 / floor50
+            );
+        }
+        let throughput = |ts: &[Timeline]| {
+            let first_post = ts.iter().filter_map(|t| t.posted).min();
+            let last_end = ts.iter().filter_map(|t| t.finished).max();
+            match (first_post, last_end) {
+                (Some(a), Some(b)) => ts.len() as f64 / b.duration_since(a).as_secs_f64(),
+                _ => f64::NAN,
+            }
+        };
+        let (ours, theirs) = (throughput(&self.loaded), floor.map_or(f64::NAN, |f| throughput(&f.loaded)));
         println!(
-            "{:<58} {:>8.0}ms {:>8.0}ms",
-            format!("one order: POST to its OrderPlaced on the bus ({})", first.len()),
-            percentile(&mut f, 50.0),
-            percentile(&mut f, 100.0)
+            "{:<62} {:>8.1}/s {:>9} | {:>8.1}/s {:>9} | {:>5.2}x",
+            "  throughput (ended per second)",
+            ours,
+            "",
+            theirs,
+            "",
+            ours / theirs
         );
         println!(
-            "{:<58} {:>8.0}ms {:>8.0}ms",
-            format!("one order: POST to OrderStatusChanged ReadyToShip on the bus ({})", whole.len()),
-            percentile(&mut w, 50.0),
-            percentile(&mut w, 100.0)
-        );
-        println!("{:<58} {:>10} {:>10}", "", "p50", "p90");
-        println!(
-            "{:<58} {:>9.2}s {:>9.2}s",
-            format!("{} orders, {} POSTs in flight: POST to final status", self.loaded.len(), self.in_flight),
-            percentile(&mut loaded, 50.0) / 1000.0,
-            percentile(&mut loaded, 90.0) / 1000.0
+            "{:<62} {:>8.2}s {:>9} | {:>8.2}s",
+            "  all placed in",
+            self.all_placed.as_secs_f64(),
+            "",
+            floor.map_or(f64::NAN, |f| f.all_placed.as_secs_f64())
         );
         println!(
-            "{:<58} {:>8.0}ms {:>8.0}ms",
-            "  their POSTs alone",
-            percentile(&mut posts, 50.0),
-            percentile(&mut posts, 90.0)
-        );
-        println!("{:<58} {:>9.2}s", "  all placed in", self.all_placed.as_secs_f64());
-        println!(
-            "{:<58} {:>10}",
-            "  POSTs answered 502-504 and sent again (same idempotency key)",
+            "{:<62} {:>9}",
+            "  POSTs answered 502-504 and sent again (orders and floor)",
             RETRIED.load(std::sync::atomic::Ordering::Relaxed)
         );
-        println!("{:<58} {:>7.1}/s", "  throughput (orders ended per second)", self.loaded.len() as f64 / wall);
 
         // Requests by function and operation, per order.
         // By function: invocations, requests by operation, handler milliseconds, records.
@@ -486,6 +656,12 @@ impl Report {
             "single_final_ms": lat(&self.single, |t| span(t, t.finished)),
             "load_final_ms": lat(&self.loaded, |t| span(t, t.finished)),
             "load_post_ms": lat(&self.loaded, |t| span(t, t.answered)),
+            "floor": self.floor.as_ref().map(|f| json!({
+                "single_announced_ms": lat(&f.single, |t| span(t, t.announced)),
+                "single_final_ms": lat(&f.single, |t| span(t, t.finished)),
+                "load_final_ms": lat(&f.loaded, |t| span(t, t.finished)),
+                "load_post_ms": lat(&f.loaded, |t| span(t, t.answered)),
+            })),
             "orders": self.orders,
             "in_flight": self.in_flight,
         })
