@@ -24,23 +24,27 @@ ORDERFLOW_PROFILE=release infra/deploy-local.sh
 echo "== the floor: the same hops with no logic (tests/bench/floor.yaml), deployed beside it"
 tests/bench/deploy-floor.sh
 eval "$(infra/local-aws.sh env)"
+case "$(uname -m)" in x86_64) arch=--x86-64 ;; *) arch=--arm64 ;; esac
+cargo lambda build --quiet --compiler cargo "$arch" --release --output-format zip --bin hello
+# The deployed functions, the floor and hello-world: what this run built, not what an earlier
+# build (a debug one) left in the same folder.
+binaries="$(template_binaries | sort -u) floor hello"
 echo "== zips (release, $(uname -m)), beside the 4 MB goal"
-for zip in "$CARGO_TARGET_DIR"/lambda/*/bootstrap.zip; do
-  printf '%-22s %6.2f MB%s\n' "$(basename "$(dirname "$zip")")" "$(stat -c %s "$zip" | awk '{print $1/1048576}')" \
+for fn in $binaries; do
+  zip="$CARGO_TARGET_DIR/lambda/$fn/bootstrap.zip"
+  printf '%-22s %6.2f MB%s\n' "$fn" "$(stat -c %s "$zip" | awk '{print $1/1048576}')" \
     "$([ "$(stat -c %s "$zip")" -gt 4194304 ] && echo '  over 4 MB' || true)"
 done
 cargo run --quiet -p orderflow-e2e --bin bench -- --orders "${ORDERFLOW_BENCH_ORDERS:-200}"
 
 echo "== cold start: every function beside hello-world, same profile"
-case "$(uname -m)" in x86_64) arch=--x86-64 ;; *) arch=--arm64 ;; esac
-cargo lambda build --quiet --compiler cargo "$arch" --release --output-format zip --bin hello
 # Each function as Lambda runs it: the bootstrap out of its zip.
 unpacked="$ROOT/.local/bench/bootstraps"
 rm -rf "$unpacked"
-for zip in "$CARGO_TARGET_DIR"/lambda/*/bootstrap.zip; do
-  fn=$(basename "$(dirname "$zip")")
+for fn in $binaries; do
+  [ "$fn" = floor ] && continue
   mkdir -p "$unpacked/$fn"
-  python3 -m zipfile -e "$zip" "$unpacked/$fn"
+  python3 -m zipfile -e "$CARGO_TARGET_DIR/lambda/$fn/bootstrap.zip" "$unpacked/$fn"
   chmod +x "$unpacked/$fn/bootstrap"
 done
 cargo run --quiet -p orderflow-e2e --bin coldstart -- "$unpacked" --runs "${ORDERFLOW_BENCH_COLD_RUNS:-7}"

@@ -33,6 +33,9 @@ struct Timeline {
     announced: Option<Instant>,
     finished: Option<Instant>,
     final_status: Option<String>,
+    /// From the final status's write (its envelope's `occurredAt`, stamped just before the write)
+    /// to the event on the tap: the second stream hop (stream, relay, bus, tap), in ms.
+    last_hop_ms: Option<f64>,
 }
 
 type Timelines = Arc<Mutex<HashMap<String, Timeline>>>;
@@ -170,7 +173,8 @@ async fn place(local: &Local, customer: &SignedIn, correlation: &str, timelines:
 /// announcement or the end (with the final status).
 enum Stage {
     Announced(String),
-    Finished(String, String),
+    /// Whose, the final status, and when its producer stamped it (`occurredAt`), if it says.
+    Finished(String, String, Option<chrono::DateTime<chrono::Utc>>),
 }
 
 /// An order's events: `OrderPlaced` announces it; a final status ends it.
@@ -180,8 +184,10 @@ fn order_stage(event: &Value) -> Option<Stage> {
     }
     let order = &event["detail"]["data"]["order"];
     let (id, status) = (order["orderId"].as_str()?, order["status"].as_str()?);
-    matches!(status, "ReadyToShip" | "PaymentFailed" | "Cancelled" | "Backordered")
-        .then(|| Stage::Finished(id.to_string(), status.to_string()))
+    matches!(status, "ReadyToShip" | "PaymentFailed" | "Cancelled" | "Backordered").then(|| {
+        let stamped = event["detail"]["metadata"]["occurredAt"].as_str().and_then(|t| t.parse().ok());
+        Stage::Finished(id.to_string(), status.to_string(), stamped)
+    })
 }
 
 /// A floor chain's events (tests/bench/floor): `FloorPlaced` announces it, `FloorDone` ends it.
@@ -189,7 +195,7 @@ fn floor_stage(event: &Value) -> Option<Stage> {
     let id = event["detail"]["id"].as_str()?.to_string();
     match event["detail-type"].as_str()? {
         "FloorPlaced" => Some(Stage::Announced(id)),
-        "FloorDone" => Some(Stage::Finished(id, "done".into())),
+        "FloorDone" => Some(Stage::Finished(id, "done".into(), None)),
         _ => None,
     }
 }
@@ -230,7 +236,7 @@ async fn watch(
             .wait_time_seconds(1)
             .send()
             .await?;
-        let now = Instant::now();
+        let (now, received_at) = (Instant::now(), chrono::Utc::now());
         let messages = out.messages.unwrap_or_default();
         let mut delete = Vec::new();
         for (i, m) in messages.iter().enumerate() {
@@ -239,9 +245,13 @@ async fn watch(
                 Some(Stage::Announced(id)) => {
                     timelines.lock().unwrap().entry(id).or_default().announced.get_or_insert(now);
                 }
-                Some(Stage::Finished(id, status)) => {
+                Some(Stage::Finished(id, status, stamped)) => {
                     let mut all = timelines.lock().unwrap();
                     let t = all.entry(id).or_default();
+                    if t.finished.is_none() {
+                        t.last_hop_ms =
+                            stamped.map(|at| (received_at - at).num_microseconds().unwrap_or(0) as f64 / 1e3);
+                    }
                     t.finished.get_or_insert(now);
                     t.final_status = Some(status);
                 }
@@ -538,6 +548,22 @@ impl Report {
                 p50 / floor50
             );
         }
+        // The outbox's two stream hops in one order's time: POST answered to OrderPlaced on the
+        // tap (the order's write: stream, relay, bus), and the final status's write to its event
+        // on the tap (the same hops again).
+        let mut first_hop: Vec<f64> =
+            self.single.iter().filter_map(|t| Some(ms(t.announced?.checked_duration_since(t.answered?)?))).collect();
+        let mut last_hop: Vec<f64> = self.single.iter().filter_map(|t| t.last_hop_ms).collect();
+        let mut whole = ends(&self.single, finished);
+        let (h1, h2, all) =
+            (percentile(&mut first_hop, 50.0), percentile(&mut last_hop, 50.0), percentile(&mut whole, 50.0));
+        println!(
+            "  the outbox's two stream hops, p50: {} (the order's write to OrderPlaced) + {} (the final status's write to its event) = {:.0} % of one order's {}",
+            show_ms(h1),
+            show_ms(h2),
+            100.0 * (h1 + h2) / all,
+            show_ms(all)
+        );
         let throughput = |ts: &[Timeline]| {
             let first_post = ts.iter().filter_map(|t| t.posted).min();
             let last_end = ts.iter().filter_map(|t| t.finished).max();
