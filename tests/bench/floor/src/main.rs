@@ -93,7 +93,9 @@ impl Floor {
         let mut ids = Vec::new();
         for record in &event.records {
             let body: Value = serde_json::from_str(record.body.as_deref().unwrap_or("{}"))?;
-            ids.push(body.pointer("/detail/id").and_then(Value::as_str).ok_or("an event without detail.id")?.to_string());
+            ids.push(
+                body.pointer("/detail/id").and_then(Value::as_str).ok_or("an event without detail.id")?.to_string(),
+            );
         }
         if self.next == "write" {
             for id in &ids {
@@ -125,36 +127,29 @@ async fn main() -> Result<(), Error> {
         bus: config::required(config::vars::EVENT_BUS_NAME)?,
         next: std::env::var("FLOOR_NEXT").unwrap_or_default(),
     }));
-    let name = format!("floor-{role}");
-    let name: &'static str = Box::leak(name.into_boxed_str());
+    let name: &'static str = Box::leak(format!("floor-{role}").into_boxed_str());
     match role.as_str() {
-        "api" => {
-            lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-                let started = Instant::now();
-                let response = floor.api(event.payload).await;
-                telemetry::emit_invocation(name, started);
-                response
-            }))
-            .await
-        }
-        "relay" => {
-            lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
-                let started = Instant::now();
-                let response = floor.relay(event.payload).await;
-                telemetry::emit_invocation(name, started);
-                response
-            }))
-            .await
-        }
-        "consumer" => {
-            lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-                let started = Instant::now();
-                let response = floor.consume(event.payload).await;
-                telemetry::emit_invocation(name, started);
-                response
-            }))
-            .await
-        }
+        "api" => serve(name, |event| floor.api(event)).await,
+        "relay" => serve(name, |event| floor.relay(event)).await,
+        "consumer" => serve(name, |event| floor.consume(event)).await,
         other => Err(format!("FLOOR_ROLE must be api, relay or consumer, not {other}").into()),
     }
+}
+
+/// Runs `handler` as the function, each invocation followed by its metrics line (as every
+/// Orderflow function's is).
+async fn serve<E, R, F, Fut>(name: &'static str, handler: F) -> Result<(), Error>
+where
+    E: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+    F: Fn(E) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = Result<R, Error>> + Send,
+{
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| async move {
+        let started = Instant::now();
+        let response = handler(event.payload).await;
+        telemetry::emit_invocation(name, started);
+        response
+    }))
+    .await
 }
