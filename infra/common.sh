@@ -9,8 +9,10 @@ export CARGO_TARGET_DIR
 # for the local deployment: cargo then keeps one set of artifacts for both, in
 # $CARGO_TARGET_DIR/<triple>/, so the tests and the deployed functions share one compile of the AWS
 # SDK instead of two (without a --target, cargo builds into $CARGO_TARGET_DIR/debug/ apart).
-: "${CARGO_BUILD_TARGET:=$(rustc -vV | sed -n 's/^host: //p')}"
-export CARGO_BUILD_TARGET
+if [ -z "${CARGO_BUILD_TARGET:-}" ] && command -v rustc >/dev/null 2>&1; then
+  CARGO_BUILD_TARGET=$(rustc -vV | sed -n 's/^host: //p')
+  export CARGO_BUILD_TARGET
+fi
 
 # The Lambda binaries, as infra/template.yaml names them (Metadata.BuildProperties.Binary).
 template_binaries() {
@@ -116,6 +118,12 @@ venv_install() {
 deploy_template() {
   local template="$1" stack="$2" state="$ROOT/.local"
   shift 2
+  # The emulator only: without an endpoint the AWS CLI would deploy to a real account (infra/sam.sh
+  # deploys to AWS, from infra/template.yaml only).
+  if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
+    log "refusing to deploy $stack: AWS_ENDPOINT_URL is not set (eval \"\$(infra/local-aws.sh env)\" first)"
+    exit 1
+  fi
   local artifacts="${stack}-artifacts"
   mkdir -p "$state"
   aws s3api head-bucket --bucket "$artifacts" >/dev/null 2>&1 || aws s3 mb "s3://$artifacts" >/dev/null

@@ -14,7 +14,8 @@ infra/local-aws.sh up
 eval "$(infra/local-aws.sh env)"
 case "$(uname -m)" in
   x86_64) target_flag=--x86-64; arch=x86_64 ;;
-  *) target_flag=--arm64; arch=arm64 ;;
+  aarch64) target_flag=--arm64; arch=arm64 ;;
+  *) log "unsupported machine architecture $(uname -m)"; exit 1 ;;
 esac
 profile_flag=(--release)
 [ "${ORDERFLOW_PROFILE:-release}" = debug ] && profile_flag=()

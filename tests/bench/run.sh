@@ -22,7 +22,8 @@ shared/harness/benches/run.sh
 echo "== order flow: release binaries on the local emulator"
 ORDERFLOW_PROFILE=release infra/deploy-local.sh
 echo "== the floor: the same hops with no logic (tests/bench/floor.yaml), deployed beside it"
-tests/bench/deploy-floor.sh
+# Built with the functions' profile, whatever ORDERFLOW_PROFILE the shell has.
+ORDERFLOW_PROFILE=release tests/bench/deploy-floor.sh
 eval "$(infra/local-aws.sh env)"
 case "$(uname -m)" in x86_64) arch=--x86-64 ;; *) arch=--arm64 ;; esac
 cargo lambda build --quiet --compiler cargo "$arch" --release --output-format zip --bin hello

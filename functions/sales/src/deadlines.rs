@@ -178,7 +178,7 @@ impl InMemoryDeadlines {
         self.schedules.lock().expect("lock").get(order_id).cloned()
     }
 
-    /// How many deletes were asked for, found or not: each is a billed DeleteSchedule on AWS.
+    /// How many deletes were asked for, found or not: each is a DeleteSchedule request on AWS.
     pub fn deletes(&self) -> usize {
         self.deletes.load(std::sync::atomic::Ordering::SeqCst)
     }

@@ -98,8 +98,10 @@ impl OrderStatusHandler {
     }
 }
 
-/// Whether the order was ever backordered: only those have a deadline to delete. (Every other order
-/// reaching ReadyToShip or Cancelled would otherwise cost a DeleteSchedule that finds nothing.)
+/// Whether the order was ever backordered: the orders whose deadline may still be scheduled when they
+/// reach ReadyToShip or Cancelled. (Every other order would cost a DeleteSchedule that finds nothing;
+/// the one other way to leave a schedule behind, a deadline set before a write that then lost a
+/// version conflict, is cleared where it happens, in `handle`.)
 fn was_backordered(state: &OrderState) -> bool {
     state.history.iter().any(|h| h.status == OrderStatus::Backordered)
 }
@@ -130,6 +132,9 @@ impl Handler<StatusInput> for OrderStatusHandler {
                 (e.order_id, OrderStatus::Cancelled, Some(reason), None)
             }
         };
+        // Whether this delivery scheduled the deadline (before its write, which may then lose a
+        // version conflict to a write that leaves the order not backordered).
+        let mut scheduled = false;
         for _ in 0..MAX_CONFLICTS {
             let order = self
                 .orders
@@ -141,7 +146,7 @@ impl Handler<StatusInput> for OrderStatusHandler {
                 // Moved by an earlier delivery; that write carried its announcement.
                 info!(order_id = %order_id, status = next.as_str(), "already in this status");
                 // The earlier delivery may have died before deleting the deadline: delete it again,
-                // but only for an order that was ever backordered (only those have one).
+                // for an order that was ever backordered.
                 if matches!(next, OrderStatus::ReadyToShip | OrderStatus::Cancelled) && was_backordered(&order.state) {
                     self.clear_deadline(&order_id).await;
                 }
@@ -151,11 +156,17 @@ impl Handler<StatusInput> for OrderStatusHandler {
                 // A step that was under way when the order was cancelled: Billing and Warehouse
                 // compensate for it, so it changes nothing here.
                 info!(order_id = %order_id, status = current.as_str(), superseded = next.as_str(), "outcome superseded by the cancellation");
+                if scheduled {
+                    self.clear_deadline(&order_id).await;
+                }
                 return Ok(());
             }
             if (current, next) == (OrderStatus::ReadyToShip, OrderStatus::Backordered) {
                 // A shortage delivered late, after a restock already shipped the order.
                 info!(order_id = %order_id, "a shortage overtaken by the restock that shipped the order");
+                if scheduled {
+                    self.clear_deadline(&order_id).await;
+                }
                 return Ok(());
             }
             let now = Utc::now();
@@ -167,6 +178,7 @@ impl Handler<StatusInput> for OrderStatusHandler {
                 let at =
                     now + chrono::Duration::from_std(self.backorder_deadline).unwrap_or(chrono::Duration::days(14));
                 self.deadlines.set(&order_id, at, deadlines::message(&order_id, at, &ctx.metadata)).await?;
+                scheduled = true;
                 info!(order_id = %order_id, deadline = %deadlines::show(at), "backorder deadline set");
             }
             if next == OrderStatus::Cancelled {

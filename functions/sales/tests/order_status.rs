@@ -14,7 +14,7 @@ use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnes
 use pretty_assertions::assert_eq;
 use sales::deadlines::InMemoryDeadlines;
 use sales::order_status::{OrderStatusHandler, StatusInput};
-use sales::orders::{InMemoryOrderStore, OrderStore, StoredOrder};
+use sales::orders::{Created, InMemoryOrderStore, OrderStore, Saved, StoredOrder};
 
 const ORDER: &str = "ord-7f3a2c";
 
@@ -291,6 +291,76 @@ async fn only_an_order_that_was_backordered_pays_for_deleting_a_deadline() {
     deliver(&backordered, label()).await;
     assert_eq!(backordered.deadlines.deletes(), 2);
     assert!(backordered.deadlines.of(ORDER).is_none());
+}
+
+/// The order store with a competing write: the first status change finds that a restock's label
+/// moved the order to ReadyToShip just before, and loses the version conflict.
+struct ShippedMeanwhile {
+    inner: Arc<InMemoryOrderStore>,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl OrderStore for ShippedMeanwhile {
+    async fn create(
+        &self,
+        order: &StoredOrder,
+        announcement: &orderflow_harness::OutboundEvent,
+    ) -> Result<Created, orderflow_harness::StoreError> {
+        self.inner.create(order, announcement).await
+    }
+
+    async fn get(&self, order_id: &str) -> Result<Option<StoredOrder>, orderflow_harness::StoreError> {
+        self.inner.get(order_id).await
+    }
+
+    async fn change_status(
+        &self,
+        state: &OrderState,
+        expected_version: u64,
+        announcements: &[orderflow_harness::OutboundEvent],
+    ) -> Result<Saved, orderflow_harness::StoreError> {
+        if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut shipped = self.inner.get(&state.order_id).await?.unwrap().state;
+            shipped.status = OrderStatus::ReadyToShip;
+            shipped.version += 1;
+            self.inner.change_status(&shipped, expected_version, &[]).await?;
+        }
+        self.inner.change_status(state, expected_version, announcements).await
+    }
+}
+
+#[tokio::test]
+async fn a_deadline_set_by_a_shortage_that_lost_the_race_to_a_shipment_is_deleted() {
+    let inner = Arc::new(InMemoryOrderStore::default());
+    inner.insert(placed(ORDER, OrderStatus::Placed));
+    let store = Arc::new(ShippedMeanwhile { inner: inner.clone(), raced: Default::default() });
+    let deadlines = Arc::new(InMemoryDeadlines::default());
+    let consumer =
+        Harnessed::new("sales-order-status", Arc::new(OrderStatusHandler::new(store, deadlines.clone(), DEADLINE)));
+    let body = eventbridge_body(&Envelope::new(short(), None));
+    assert!(consumer.failures(sqs_batch(vec![body])).await.is_empty());
+    let order = inner.get(ORDER).await.unwrap().unwrap().state;
+    assert_eq!(order.status, OrderStatus::ReadyToShip, "the shipment's write stands");
+    assert!(deadlines.of(ORDER).is_none(), "no deadline left for a shipped order");
+    assert_eq!(deadlines.deletes(), 1);
+}
+
+#[tokio::test]
+async fn a_backorder_cancelled_by_its_customer_deletes_its_deadline_once_cancelled() {
+    let rig = rig(OrderStatus::Placed);
+    deliver(&rig, short()).await;
+    assert!(rig.deadlines.of(ORDER).is_some());
+    let mut cancelling = status(&rig).await;
+    cancelling.status = OrderStatus::Cancelling;
+    cancelling.history.push(StatusEntry { status: OrderStatus::Cancelling, at: Utc::now(), reason: None });
+    let version = cancelling.version;
+    cancelling.version += 1;
+    rig.orders.change_status(&cancelling, version, &[]).await.unwrap();
+    deliver(&rig, refunded(3998)).await;
+    assert_eq!(status(&rig).await.status, OrderStatus::Cancelled);
+    assert!(rig.deadlines.of(ORDER).is_none(), "deleted");
+    assert_eq!(rig.deadlines.deletes(), 1);
 }
 
 #[tokio::test]
