@@ -71,7 +71,9 @@ privacy=logs_and_dead_letters_hold_no_personal_data_or_secrets
 cargo test --workspace --no-fail-fast -- --include-ignored --show-output --skip "$privacy" 2>&1 | tee "$log" || status=$?
 
 step "what the run left in the logs and dead letters: no personal data, no secret (tests/tests/privacy.rs)"
-cargo test -p orderflow-e2e --test privacy -- --include-ignored --show-output --exact "$privacy" 2>&1 | tee -a "$log" || status=$?
+# --workspace, as above: the same feature set, so the test binary is the one already built (with
+# -p alone cargo resolves features for one package and compiles for two minutes more).
+cargo test --workspace --test privacy -- --include-ignored --show-output --exact "$privacy" 2>&1 | tee -a "$log" || status=$?
 
 step "fuzz targets, a short bounded run (make fuzz for a longer one)"
 FUZZ_SECONDS="${ORDERFLOW_FUZZ_SECONDS:-20}" shared/fuzz/run.sh || status=$?
