@@ -153,6 +153,16 @@ pub struct InMemoryCatalogue {
 }
 
 impl InMemoryCatalogue {
+    /// The catalogue the request samples (`events-samples/sales-api/`) order from: BOOK-001 at 19.99
+    /// and MUG-002 at 12.50 (GBP), RING-9 at 9 999.00 EUR. The API's tests and its fuzz target use it.
+    pub fn of_the_samples() -> Self {
+        Self::with(&[
+            ("BOOK-001", 1999, Currency::GBP),
+            ("MUG-002", 1250, Currency::GBP),
+            ("RING-9", 999_900, Currency::EUR),
+        ])
+    }
+
     /// A catalogue of `(sku, unit price, currency)`.
     pub fn with(products: &[(&str, i64, Currency)]) -> Self {
         let c = Self::default();

@@ -60,15 +60,10 @@ struct Rig {
     api: SalesApi,
 }
 
-/// The shop's catalogue of the samples: BOOK-001 at 19.99 and MUG-002 at 12.50 (GBP), RING-9 at
-/// 9 999.00 EUR; shipping 4.95.
+/// The shop of the samples (`InMemoryCatalogue::of_the_samples`); shipping 4.95.
 fn rig() -> Rig {
     let orders = Arc::new(InMemoryOrderStore::default());
-    let catalogue = Arc::new(InMemoryCatalogue::with(&[
-        ("BOOK-001", 1999, Currency::GBP),
-        ("MUG-002", 1250, Currency::GBP),
-        ("RING-9", 999_900, Currency::EUR),
-    ]));
+    let catalogue = Arc::new(InMemoryCatalogue::of_the_samples());
     let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495);
     Rig { orders, api }
 }

@@ -14,7 +14,7 @@ use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnes
 use pretty_assertions::assert_eq;
 use sales::deadlines::InMemoryDeadlines;
 use sales::order_status::{OrderStatusHandler, StatusInput};
-use sales::orders::{Created, InMemoryOrderStore, OrderStore, Saved, StoredOrder};
+use sales::orders::{cancel, Cancellation, Created, InMemoryOrderStore, OrderStore, Saved, StoredOrder};
 
 const ORDER: &str = "ord-7f3a2c";
 
@@ -351,12 +351,8 @@ async fn a_backorder_cancelled_by_its_customer_deletes_its_deadline_once_cancell
     let rig = rig(OrderStatus::Placed);
     deliver(&rig, short()).await;
     assert!(rig.deadlines.of(ORDER).is_some());
-    let mut cancelling = status(&rig).await;
-    cancelling.status = OrderStatus::Cancelling;
-    cancelling.history.push(StatusEntry { status: OrderStatus::Cancelling, at: Utc::now(), reason: None });
-    let version = cancelling.version;
-    cancelling.version += 1;
-    rig.orders.change_status(&cancelling, version, &[]).await.unwrap();
+    let cancelled = cancel(rig.orders.as_ref(), ORDER, CancelledBy::Customer, None, "c0rr").await.unwrap();
+    assert!(matches!(cancelled, Cancellation::Accepted(_)), "{cancelled:?}");
     deliver(&rig, refunded(3998)).await;
     assert_eq!(status(&rig).await.status, OrderStatus::Cancelled);
     assert!(rig.deadlines.of(ORDER).is_none(), "deleted");

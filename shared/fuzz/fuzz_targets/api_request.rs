@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use orderflow_contracts::{Currency, Envelope, Event as _, OrderPlaced};
+use orderflow_contracts::{Envelope, Event as _, OrderPlaced};
 use sales::api::SalesApi;
 use sales::callers::InMemoryCallerRecords;
 use sales::catalogue::InMemoryCatalogue;
@@ -49,11 +49,7 @@ fuzz_target!(|data: &[u8]| {
     let (Ok(key), Ok(body)) = (std::str::from_utf8(key), std::str::from_utf8(body)) else { return };
     let key = (len > 0).then_some(key);
     let orders = Arc::new(InMemoryOrderStore::default());
-    let catalogue = Arc::new(InMemoryCatalogue::with(&[
-        ("BOOK-001", 1999, Currency::GBP),
-        ("MUG-002", 1250, Currency::GBP),
-        ("RING-9", 999_900, Currency::EUR),
-    ]));
+    let catalogue = Arc::new(InMemoryCatalogue::of_the_samples());
     let api = SalesApi::new(orders.clone(), Arc::new(InMemoryCallerRecords::default()), catalogue, 495);
     let Some(request) = request(key, body) else { return };
     let response = runtime().block_on(api.handle(request));

@@ -156,18 +156,15 @@ async fn place(local: &Local, customer: &SignedIn, correlation: &str, timelines:
     let posted = Instant::now();
     // As a client should: a 502-504 (the function or a dependency did not answer in time) is retried
     // after a pause, under the same idempotency key, so a retry never places a second order.
-    let mut attempt = 0;
-    let order_id = loop {
-        attempt += 1;
+    let order_id = retrying(|| async {
         match local.place_order_as(customer, &body, correlation, Some(correlation)).await? {
-            Placed::Created(order) | Placed::Repeated(order) => break order.order_id,
-            Placed::Refused { status: 502..=504, .. } if attempt < 10 => {
-                RETRIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-            }
-            other => bail!("POST /orders ({correlation}): {other:?}"),
+            Placed::Created(order) | Placed::Repeated(order) => Ok((201, Some(order.order_id))),
+            Placed::Refused { status: status @ 502..=504, .. } => Ok((status, None)),
+            other => bail!("{other:?}"),
         }
-    };
+    })
+    .await
+    .with_context(|| format!("POST /orders ({correlation})"))?;
     let answered = Instant::now();
     let mut all = timelines.lock().unwrap();
     let t = all.entry(order_id.clone()).or_default();
