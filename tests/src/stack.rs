@@ -148,6 +148,42 @@ impl Local {
         Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     }
 
+    /// Runs `body` with the function behind `function_output` configured with `name=value` in its
+    /// environment (the emulator starts a new process for it, as Lambda would), and puts the old
+    /// environment back afterwards, also when `body` panics.
+    pub async fn with_function_env<T>(
+        &self,
+        function_output: &str,
+        name: &str,
+        value: &str,
+        body: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        use aws_sdk_lambda::types::Environment;
+        use futures::FutureExt;
+        let function = self.output(function_output).to_string();
+        let before = self.lambda.get_function_configuration().function_name(&function).send().await?;
+        let old = before.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
+        let mut new = old.clone();
+        new.insert(name.to_string(), value.to_string());
+        let set = |vars: std::collections::HashMap<String, String>| {
+            let function = function.clone();
+            async move {
+                let env = Environment::builder().set_variables(Some(vars)).build();
+                self.lambda.update_function_configuration().function_name(&function).environment(env).send().await?;
+                eventually(&format!("{function} updated"), Duration::from_secs(30), || async {
+                    let now = self.lambda.get_function_configuration().function_name(&function).send().await?;
+                    let done = now.last_update_status().map(|s| s.as_str()) == Some("Successful");
+                    Ok(done.then_some(()))
+                })
+                .await
+            }
+        };
+        set(new).await?;
+        let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+        set(old).await?;
+        Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    }
+
     /// The emails SES sent to `to`, as the emulator recorded them (`GET /_ministack/ses/messages`:
     /// `Subject`, `BodyText`, `BodyHtml`, `Source`, ...).
     pub async fn emails_to(&self, to: &str) -> Result<Vec<Value>> {
@@ -205,6 +241,26 @@ impl Local {
         if out.failed_entry_count() > 0 {
             bail!("sentinel not published: {:?}", out.entries());
         }
+        Ok(())
+    }
+
+    /// A marker that only the outbox relay publishes: an item of its own in the orders table whose
+    /// outbox holds a `Sentinel` event. Once a tap has it, the relay has read the table's stream up
+    /// to that write (one shard here, in order), so a test can check what the relay did *not*
+    /// publish about earlier writes.
+    pub async fn relay_sentinel(&self, correlation_id: &str) -> Result<()> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let id = format!("sentinel-{}", uuid::Uuid::new_v4());
+        let detail = json!({"metadata": {"correlationId": correlation_id}, "data": {"orderId": "sentinel"}});
+        let outbox =
+            json!({"eventId": id, "source": "orderflow.sales", "detailType": "Sentinel", "detail": detail.to_string()});
+        self.dynamo
+            .put_item()
+            .table_name(self.output("OrdersTableName"))
+            .item("orderId", AttributeValue::S(id))
+            .item("outbox", AttributeValue::S(outbox.to_string()))
+            .send()
+            .await?;
         Ok(())
     }
 

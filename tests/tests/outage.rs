@@ -85,7 +85,7 @@ async fn a_consumer_that_is_down_loses_nothing_and_catches_up_when_it_returns() 
 
 #[tokio::test]
 #[ignore = "needs the stack on the local emulator: run `make test`"]
-async fn orders_stored_while_the_outbox_relay_is_down_are_announced_once_when_it_returns() {
+async fn with_the_outbox_relay_down_orders_still_flow_and_the_relay_back_publishes_none_of_them_again() {
     let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
     let local = Local::connect().await.unwrap();
     let sku = unique_sku("BOOK");
@@ -93,7 +93,7 @@ async fn orders_stored_while_the_outbox_relay_is_down_are_announced_once_when_it
     let run = unique("e2e-relay-down");
     let tap = local.tap(&run).await.unwrap();
 
-    // The publish path is down: the relay receives nothing from the orders table's stream.
+    // The stream's relay is down: the writers' own publishes (sales::announce) carry every order.
     let ids = local
         .with_consumer_down("SalesOutboxRelayFunctionName", async {
             let mut ids = Vec::new();
@@ -102,31 +102,72 @@ async fn orders_stored_while_the_outbox_relay_is_down_are_announced_once_when_it
                     .place_order(&order_request("ada@example.com", &[(&sku, 1)]), &format!("{run}-{i}"), None)
                     .await
                     .unwrap();
-                assert_eq!(placed.status(), 201, "the order is taken: storing it is what counts");
+                assert_eq!(placed.status(), 201);
                 ids.push(placed.order_id());
             }
-            // Nothing announced yet: a sentinel passes the bus, no OrderPlaced of ours before it.
-            local.sentinel(&run).await.unwrap();
-            let seen = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "Sentinel")).await.unwrap();
-            assert!(seen.iter().all(|e| e.detail_type == "Sentinel"), "announced while the relay was down: {seen:?}");
+            for id in &ids {
+                let status = local.wait_final(id, WAIT).await.unwrap().status;
+                assert_eq!(status, OrderStatus::ReadyToShip, "{id} shipped without the relay");
+            }
             ids
         })
         .await
         .unwrap();
 
+    // Back, the relay reads every write of those orders from the stream: all marked, none published
+    // again. Its own sentinel, written after them, says it has read that far.
+    local.relay_sentinel(&run).await.unwrap();
+    let seen = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "Sentinel")).await.unwrap();
+    for id in &ids {
+        assert_eq!(count(&seen, id, "OrderPlaced"), 1, "{id}: published once, by the API");
+        assert_eq!(count(&seen, id, "OrderStatusChanged"), 1, "{id}: published once, by the status consumer");
+    }
+    local.close(tap).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the stack on the local emulator: run `make test`"]
+async fn orders_whose_writer_never_published_them_are_announced_once_by_the_relay_when_it_returns() {
+    let _alone = ONE_OUTAGE_AT_A_TIME.lock().await;
+    let local = Local::connect().await.unwrap();
+    let sku = unique_sku("BOOK");
+    local.stock_product(&sku, 1999, 10).await.unwrap();
+    let run = unique("e2e-no-fast-path");
+    let tap = local.tap(&run).await.unwrap();
+
+    // The API stores each order and publishes nothing (as if it died right after the write: the
+    // fast path off), and the relay is down: nothing may be announced, and nothing may be lost.
+    let ids = local
+        .with_function_env("SalesApiFunctionName", "OUTBOX_PUBLISH_ON_WRITE", "false", async {
+            local
+                .with_consumer_down("SalesOutboxRelayFunctionName", async {
+                    let mut ids = Vec::new();
+                    for i in 0..2 {
+                        let request = order_request("ada@example.com", &[(&sku, 1)]);
+                        let placed = local.place_order(&request, &format!("{run}-{i}"), None).await.unwrap();
+                        assert_eq!(placed.status(), 201, "the order is taken: storing it is what counts");
+                        ids.push(placed.order_id());
+                    }
+                    // Nothing announced yet: a sentinel passes the bus, no OrderPlaced of ours before it.
+                    local.sentinel(&run).await.unwrap();
+                    let seen =
+                        local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "Sentinel")).await.unwrap();
+                    assert!(seen.iter().all(|e| e.detail_type == "Sentinel"), "announced: {seen:?}");
+                    ids
+                })
+                .await
+        })
+        .await
+        .unwrap()
+        .unwrap();
+
     for id in &ids {
         assert_eq!(local.wait_final(id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip, "{id} announced");
     }
-    local.sentinel(&run).await.unwrap();
-    let seen = local
-        .collect(&tap, WAIT, |s| {
-            ids.iter().all(|id| count(s, id, "OrderStatusChanged") == 1)
-                && s.iter().any(|e| e.detail_type == "Sentinel")
-        })
-        .await
-        .unwrap();
+    local.relay_sentinel(&run).await.unwrap();
+    let seen = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "Sentinel")).await.unwrap();
     for id in &ids {
-        assert_eq!(count(&seen, id, "OrderPlaced"), 1, "{id}: announced exactly once");
+        assert_eq!(count(&seen, id, "OrderPlaced"), 1, "{id}: announced exactly once, by the relay");
     }
     local.close(tap).await.unwrap();
 }

@@ -12,6 +12,7 @@
 //! Sales never calls Billing or Warehouse, and they never call Sales: the workflow is the sum of
 //! each service reacting to the events it subscribes to (choreography).
 
+pub mod announce;
 pub mod api;
 pub mod callers;
 pub mod catalogue;

@@ -13,10 +13,16 @@
 //! published, and the stream's retry policy (bounded in the template, with bisection) finally hands
 //! that record's position to the relay's on-failure queue, from which an operator republishes.
 //!
+//! With the fast path ([`crate::announce`]), the writer has usually published a write's events
+//! already and marked them sent: the relay reads the marks of the batch's orders (consistently, one
+//! read per order) and publishes only what is unmarked. A mark it cannot read counts as none: the
+//! worst a relay does is publish an event twice, never not at all.
+//!
 //! The event ids in the outbox are derived (from the order id, or from the cause), so a record the
 //! stream delivers twice is published twice as the *same* event, which every consumer drops as a
 //! duplicate: each write is announced exactly once as far as consumers can tell.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
@@ -26,9 +32,18 @@ use orderflow_harness::{EventPublisher, OutboundEvent};
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-/// The relay: a publisher.
+use crate::orders::SentMarks;
+
+/// The relay: a publisher, and the fast path's marks if writers publish too.
 pub struct OutboxRelay {
     publisher: Arc<dyn EventPublisher>,
+    marks: Option<Arc<dyn SentMarks>>,
+}
+
+/// The order a stream record is about (its key `orderId`).
+fn order_id_of(record: &EventRecord) -> Option<String> {
+    let keys = serde_json::to_value(&record.change.keys).ok()?;
+    keys.get("orderId").and_then(|a| a.get("S")).and_then(Value::as_str).map(str::to_string)
 }
 
 /// The `outbox` attribute of a stream image (`{"outbox": {"S": "<json>"}}`): one event (a JSON
@@ -55,7 +70,29 @@ pub fn announcement(record: &EventRecord) -> Result<Vec<OutboundEvent>, String> 
 impl OutboxRelay {
     /// The relay over its publisher.
     pub fn new(publisher: Arc<dyn EventPublisher>) -> Self {
-        Self { publisher }
+        Self { publisher, marks: None }
+    }
+
+    /// Leaves out the events their writer already published and marked ([`crate::announce`]).
+    pub fn with_sent_marks(mut self, marks: Arc<dyn SentMarks>) -> Self {
+        self.marks = Some(marks);
+        self
+    }
+
+    /// The marked event ids of the orders `records` announce something for, read concurrently; an
+    /// order whose marks cannot be read has none (its events are published, perhaps again).
+    async fn marked(&self, orders: HashSet<String>) -> HashSet<String> {
+        let Some(marks) = &self.marks else { return HashSet::new() };
+        let reads = orders.iter().map(|order_id| async move {
+            match marks.sent(order_id).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    warn!(order_id = %order_id, error = %e, "fast-path marks unreadable: publishing the order's outbox");
+                    vec![]
+                }
+            }
+        });
+        futures::future::join_all(reads).await.into_iter().flatten().collect()
     }
 
     /// Publishes every new announcement of the batch; reports the first record that could not be
@@ -87,6 +124,15 @@ impl OutboxRelay {
         }
         if let Some(stop) = first_failure {
             pending.retain(|(i, _)| *i < stop);
+        }
+        if self.marks.is_some() && !pending.is_empty() {
+            let orders = pending.iter().filter_map(|(i, _)| order_id_of(&event.records[*i])).collect();
+            let marked = self.marked(orders).await;
+            let before = pending.len();
+            pending.retain(|(_, e)| !marked.contains(&e.event_id));
+            if before > pending.len() {
+                info!(skipped = before - pending.len(), "already published by their writer");
+            }
         }
         let events: Vec<OutboundEvent> = pending.iter().map(|(_, e)| e.clone()).collect();
         let count = events.len();

@@ -104,6 +104,8 @@ pub const CONSUMERS: &[Consumer] = &[
             ("DEADLINE_ROLE_ARN", "!GetAtt BackorderDeadlineRole.Arn"),
             // A deadline the scheduler could not deliver lands in this consumer's dead-letter queue.
             ("DEADLINE_DEAD_LETTER_ARN", "!GetAtt SalesOrderStatusDeadLetterQueue.Arn"),
+            // The outbox's fast path (functions/sales/src/announce.rs), as the Sales API.
+            ("OUTBOX_PUBLISH_ON_WRITE", "!Ref OutboxPublishOnWrite"),
         ],
         allow: &[
             Allow { actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"], resource: "!GetAtt OrdersTable.Arn", condition: None },
@@ -118,6 +120,8 @@ pub const CONSUMERS: &[Consumer] = &[
                 condition: Some("{StringEquals: {iam:PassedToService: scheduler.amazonaws.com}}"),
             },
         ],
+        // The events of its own writes, on the outbox's fast path (the relay publishes the rest).
+        publishes: Some(<OrderStatusChanged as Event>::SOURCE),
         // An order already in the status an event asks for is left alone, so a replay changes nothing
         // and announces nothing; it can repair an order whose status change was lost. Such a repair
         // announces OrderStatusChanged as a live event (email, SMS and webhooks then tell the

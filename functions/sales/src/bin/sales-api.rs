@@ -6,10 +6,10 @@ use std::time::Duration;
 use lambda_http::{service_fn, Error, Request};
 use orderflow_harness::{aws, config, telemetry};
 use orderflow_order_cache::RedisOrderCache;
+use sales::announce::writer_store;
 use sales::api::{SalesApi, ORDERS_PER_CALLER_PER_HOUR};
 use sales::callers::DynamoDbCallerRecords;
 use sales::catalogue::DynamoDbCatalogue;
-use sales::orders::DynamoDbOrderStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let mut api = SalesApi::new(
-        Arc::new(DynamoDbOrderStore::new(dynamo.clone(), orders_table)),
+        writer_store(&sdk, orders_table)?,
         Arc::new(DynamoDbCallerRecords::new(dynamo.clone(), callers_table)),
         Arc::new(DynamoDbCatalogue::new(dynamo, catalogue_table)),
         shipping_minor,

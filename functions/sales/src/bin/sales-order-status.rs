@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::{aws, telemetry, Consumer};
+use sales::announce::writer_store;
 use sales::deadlines::SchedulerDeadlines;
 use sales::order_status::{OrderStatusHandler, StatusInput, BACKORDER_DEADLINE};
-use sales::orders::DynamoDbOrderStore;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -23,11 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config::required("DEADLINE_ROLE_ARN")?,
         config::required("DEADLINE_DEAD_LETTER_ARN")?,
     );
-    let handler = OrderStatusHandler::new(
-        Arc::new(DynamoDbOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), orders_table)),
-        Arc::new(deadlines),
-        deadline,
-    );
+    let handler = OrderStatusHandler::new(writer_store(&sdk, orders_table)?, Arc::new(deadlines), deadline);
     // Each move is conditional on the order's version, and an order already where an event would put
     // it is left alone: a repeat changes and announces nothing.
     Consumer::<StatusInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).without_claims().run().await
