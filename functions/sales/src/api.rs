@@ -8,8 +8,9 @@
 //!              ─► the customer from the caller's sign-in (403 without a verified email)
 //!              ─► Idempotency-Key? claim it for this caller (422: used for another request)
 //!              ─► count it against the caller's orders this hour (429 with Retry-After past the limit)
-//!              ─► store as Placed with OrderPlaced in the item's outbox (one conditional put) ─► 201
-//!                        └─ the table's stream ─► outbox relay ─► OrderPlaced on the bus
+//!              ─► store as Placed with OrderPlaced in the item's outbox (one conditional put)
+//!              ─► OrderPlaced on the bus, marked sent (crate::announce; within a second) ─► 201
+//!                        └─ the table's stream ─► outbox relay ─► OrderPlaced, if not marked
 //! (first: Content-Type application/json or 415, a body of at most MAX_BODY_BYTES or 413, a
 //! printable ASCII Idempotency-Key or 400)
 //! POST /orders/{id}/cancel ─► not the caller's order: 404 ─► Placed or Backordered: Cancelling, with

@@ -7,7 +7,8 @@
 //!   `StockAllocationFailed` it moves the order to `ReadyToShip`, `PaymentFailed` or `Backordered`,
 //!   with `OrderStatusChanged` (the order's full state) in the same write.
 //! - `sales-outbox-relay` ([`outbox`]): reads the orders table's stream and publishes what each write
-//!   stored in its outbox (transactional outbox).
+//!   stored in its outbox (transactional outbox) and its writer did not publish already: the API and
+//!   the status consumer publish their own writes right after them ([`announce`], the fast path).
 //!
 //! Sales never calls Billing or Warehouse, and they never call Sales: the workflow is the sum of
 //! each service reacting to the events it subscribes to (choreography).

@@ -7,7 +7,7 @@
 //! BackorderDeadlinePassed ─► Cancelling    (still Backordered? OrderCancelled: BackorderDeadline)
 //! PaymentRefunded         ─► Cancelled     (from Cancelling; the refund recorded on the order)
 //!        every change: a versioned update, OrderStatusChanged (full order) in the same write's outbox
-//!                      ─► stream ─► relay ─► bus
+//!                      ─► bus at once (crate::announce), and ─► stream ─► relay ─► bus if not marked
 //! ```
 //!
 //! Only legal transitions are written ([`OrderStatus::TRANSITIONS`]); an event that contradicts the
