@@ -39,6 +39,7 @@ async fn sdk() -> aws_config::SdkConfig {
         .expect("ORDERFLOW_LOCALSTACK_URL is not set: run `make test` (it starts LocalStack with infra/localstack.sh)");
     assert!(endpoint.contains("127.0.0.1") || endpoint.contains("localhost"), "refusing to run against {endpoint}");
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(orderflow_harness::aws::https_client())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "localstack"))

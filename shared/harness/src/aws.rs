@@ -30,16 +30,21 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// The shared SDK configuration every client is built from: the SDK's own HTTPS client (rustls on
-/// aws-lc, as `default-https-client` builds it), with every request counted.
+/// The SDK's own HTTPS client on rustls with ring: the one TLS stack of every binary (reqwest and
+/// sqlx use ring too; the SDK's default would add aws-lc beside it). Every SDK configuration of the
+/// workspace is given this client: the SDK crates are built without a default one.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
+/// The shared SDK configuration every client is built from: [`https_client`], with every request
+/// counted.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts())
-        .http_client(counting(
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
-                .build_https(),
-        ))
+        .http_client(counting(https_client()))
         .load()
         .await
 }
