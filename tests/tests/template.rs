@@ -257,6 +257,16 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
                     assert_eq!(only, Some("StockReceived"), "{id}: receipts only");
                     Some("orderflow.warehouse")
                 }
+                // Sales' API publishes the events of its own writes (the outbox's fast path), and
+                // Sales' only.
+                (None, "SalesApiFunction") => {
+                    let only = get(statement, &["Condition", "StringEquals", "events:detail-type"])
+                        .and_then(Value::as_sequence)
+                        .map(|k| k.iter().filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>());
+                    let writes = ["OrderPlaced", "OrderStatusChanged", "OrderCancelled"].map(String::from).to_vec();
+                    assert_eq!(only, Some(writes), "{id}: the events its writes store, only");
+                    Some("orderflow.sales")
+                }
                 // The outbox relay publishes what Sales stored.
                 (None, _) => Some("orderflow.sales"),
             };
@@ -277,7 +287,10 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
             assert!(get(statement, &["Condition"]).is_some(), "{id}: SES only as the suite's sender");
         }
     }
-    assert_eq!(publishers, 4, "billing, warehouse, its stock route and the outbox relay publish");
+    assert_eq!(
+        publishers, 6,
+        "billing, warehouse, its stock route, the outbox relay, and Sales' two writers (the API and the status consumer, the outbox's fast path) publish"
+    );
     assert_eq!(idempotent, CONSUMERS.iter().filter(|c| c.idempotency).count());
 }
 

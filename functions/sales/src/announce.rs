@@ -108,23 +108,20 @@ impl OrderStore for PublishOnWrite {
 pub const PUBLISH_ON_WRITE: bool = true;
 
 /// The order store a writer (the API, the status consumer) uses: the DynamoDB table, with the fast
-/// path over the bus unless `OUTBOX_PUBLISH_ON_WRITE` is `false` (then the relay alone publishes).
+/// path over `bus` when `publish_on_write` (else the relay alone publishes).
 pub fn writer_store(
     sdk: &aws_config::SdkConfig,
     table: String,
-) -> Result<Arc<dyn OrderStore>, orderflow_harness::config::ConfigError> {
-    use orderflow_harness::config;
+    bus: String,
+    publish_on_write: bool,
+) -> Arc<dyn OrderStore> {
     use orderflow_harness::publisher::{ChunkedPublisher, EventBridgeApi};
     let store = Arc::new(crate::orders::DynamoDbOrderStore::new(aws_sdk_dynamodb::Client::new(sdk), table));
-    if !config::parsed_or("OUTBOX_PUBLISH_ON_WRITE", PUBLISH_ON_WRITE)? {
-        return Ok(store);
+    if !publish_on_write {
+        return store;
     }
-    let bus = config::required(config::vars::EVENT_BUS_NAME)?;
     // One attempt: a failed publish is the relay's to repeat, not the caller's to wait for.
-    let publisher = ChunkedPublisher::with_policy(
-        EventBridgeApi::new(aws_sdk_eventbridge::Client::new(sdk), bus),
-        1,
-        Duration::ZERO,
-    );
-    Ok(Arc::new(PublishOnWrite::new(store.clone(), store, Arc::new(publisher))))
+    let api = EventBridgeApi::new(aws_sdk_eventbridge::Client::new(sdk), bus);
+    let publisher = ChunkedPublisher::with_policy(api, 1, Duration::ZERO);
+    Arc::new(PublishOnWrite::new(store.clone(), store, Arc::new(publisher)))
 }

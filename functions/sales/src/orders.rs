@@ -355,6 +355,8 @@ struct StreamRecord {
     order_id: String,
     old: Option<Vec<OutboundEvent>>,
     new: Vec<OutboundEvent>,
+    /// When the write happened (the stream's ApproximateCreationDateTime).
+    at: DateTime<Utc>,
 }
 
 impl InMemoryOrderStore {
@@ -392,7 +394,8 @@ impl InMemoryOrderStore {
                     "NewImage": image(&r.order_id, &r.new),
                     "SequenceNumber": format!("{:020}", i + 1),
                     "SizeBytes": 900,
-                    "ApproximateCreationDateTime": 1_795_860_001.0,
+                    // Whole seconds, rounded down, as DynamoDB Streams stamps its records.
+                    "ApproximateCreationDateTime": r.at.timestamp() as f64,
                     "StreamViewType": "NEW_AND_OLD_IMAGES",
                 });
                 if let Some(old) = &r.old {
@@ -432,6 +435,7 @@ impl OrderStore for InMemoryOrderStore {
             order_id: id,
             old: None,
             new: vec![announcement.clone()],
+            at: Utc::now(),
         });
         Ok(Created::New)
     }
@@ -452,7 +456,8 @@ impl OrderStore for InMemoryOrderStore {
                 current.state = state.clone();
                 self.stream.lock().expect("lock").extend(announcements.iter().cloned());
                 let old = self.outbox_now(&state.order_id).or_else(|| Some(vec![]));
-                let record = StreamRecord { order_id: state.order_id.clone(), old, new: announcements.to_vec() };
+                let record =
+                    StreamRecord { order_id: state.order_id.clone(), old, new: announcements.to_vec(), at: Utc::now() };
                 self.records.lock().expect("lock").push(record);
                 Ok(Saved::Saved)
             }
@@ -479,7 +484,8 @@ impl SentMarks for InMemoryOrderStore {
         drop(sent);
         // The mark is a write too: the stream records it, its outbox unchanged.
         if let Some(outbox) = self.outbox_now(order_id) {
-            let record = StreamRecord { order_id: order_id.to_string(), old: Some(outbox.clone()), new: outbox };
+            let record =
+                StreamRecord { order_id: order_id.to_string(), old: Some(outbox.clone()), new: outbox, at: Utc::now() };
             self.records.lock().expect("lock").push(record);
         }
         Ok(())

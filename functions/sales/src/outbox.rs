@@ -15,8 +15,10 @@
 //!
 //! With the fast path ([`crate::announce`]), the writer has usually published a write's events
 //! already and marked them sent: the relay reads the marks of the batch's orders (consistently, one
-//! read per order) and publishes only what is unmarked. A mark it cannot read counts as none: the
-//! worst a relay does is publish an event twice, never not at all.
+//! read per order) and publishes only what is unmarked. A write younger than [`WRITER_GRACE`] whose
+//! events are unmarked is looked at again (25 ms, doubling) until they are marked or the grace is
+//! over, so a relay quicker than the writer does not publish them a second time. A mark it cannot
+//! read counts as none: the worst a relay does is publish an event twice, never not at all.
 //!
 //! The event ids in the outbox are derived (from the order id, or from the cause), so a record the
 //! stream delivers twice is published twice as the *same* event, which every consumer drops as a
@@ -24,9 +26,11 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use chrono::{TimeDelta, Utc};
 use orderflow_harness::publisher::{PublishError, MAX_REQUEST_BYTES};
 use orderflow_harness::{EventPublisher, OutboundEvent};
 use serde_json::Value;
@@ -38,7 +42,14 @@ use crate::orders::SentMarks;
 pub struct OutboxRelay {
     publisher: Arc<dyn EventPublisher>,
     marks: Option<Arc<dyn SentMarks>>,
+    grace: Duration,
 }
+
+/// How long after a write the relay leaves its events to their writer: the writer's publish budget,
+/// the mark after it, and the second the stream's creation time is rounded down to. A record this
+/// young with unmarked events is looked at again until they are marked or the grace is over, so a
+/// relay that is quicker than the writer's mark does not publish the same events a second time.
+pub const WRITER_GRACE: Duration = Duration::from_millis(2_500);
 
 /// The order a stream record is about (its key `orderId`).
 fn order_id_of(record: &EventRecord) -> Option<String> {
@@ -70,7 +81,13 @@ pub fn announcement(record: &EventRecord) -> Result<Vec<OutboundEvent>, String> 
 impl OutboxRelay {
     /// The relay over its publisher.
     pub fn new(publisher: Arc<dyn EventPublisher>) -> Self {
-        Self { publisher, marks: None }
+        Self { publisher, marks: None, grace: WRITER_GRACE }
+    }
+
+    /// Waits at most `grace` after a write for its writer's mark (tests: zero).
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     /// Leaves out the events their writer already published and marked ([`crate::announce`]).
@@ -126,10 +143,26 @@ impl OutboxRelay {
             pending.retain(|(i, _)| *i < stop);
         }
         if self.marks.is_some() && !pending.is_empty() {
-            let orders = pending.iter().filter_map(|(i, _)| order_id_of(&event.records[*i])).collect();
-            let marked = self.marked(orders).await;
             let before = pending.len();
-            pending.retain(|(_, e)| !marked.contains(&e.event_id));
+            let mut pause = Duration::from_millis(25);
+            loop {
+                let orders = pending.iter().filter_map(|(i, _)| order_id_of(&event.records[*i])).collect();
+                let marked = self.marked(orders).await;
+                pending.retain(|(_, e)| !marked.contains(&e.event_id));
+                // The youngest write still unmarked: its writer may be about to mark it.
+                let youngest =
+                    pending.iter().map(|(i, _)| event.records[*i].change.approximate_creation_date_time).max();
+                let Some(until) = youngest.and_then(|t| t.checked_add_signed(TimeDelta::from_std(self.grace).ok()?))
+                else {
+                    break;
+                };
+                let left = (until - Utc::now()).to_std().unwrap_or_default();
+                if left.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(pause.min(left)).await;
+                pause = (pause * 2).min(Duration::from_millis(400));
+            }
             if before > pending.len() {
                 info!(skipped = before - pending.len(), "already published by their writer");
             }

@@ -43,7 +43,7 @@ async fn place(api: &SalesApi) -> OrderState {
 
 /// Runs the relay over everything the table's stream holds now; nothing may be left to retry.
 async fn relay_the_stream(orders: &Arc<InMemoryOrderStore>, bus: Arc<dyn EventPublisher>) {
-    let relay = OutboxRelay::new(bus).with_sent_marks(orders.clone());
+    let relay = OutboxRelay::new(bus).with_sent_marks(orders.clone()).with_grace(Duration::ZERO);
     let response = relay.relay(orders.take_stream()).await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
 }
@@ -200,7 +200,60 @@ async fn marks_that_cannot_be_read_make_the_relay_publish_rather_than_skip() {
     let orders = Arc::new(InMemoryOrderStore::default());
     let bus = Arc::new(InMemoryPublisher::default());
     place(&api(&orders, orders.clone(), bus.clone())).await;
-    let relay = OutboxRelay::new(bus.clone()).with_sent_marks(Arc::new(Unreadable));
+    let relay = OutboxRelay::new(bus.clone()).with_sent_marks(Arc::new(Unreadable)).with_grace(Duration::ZERO);
     assert!(relay.relay(orders.take_stream()).await.batch_item_failures.is_empty());
     assert_eq!(kinds(&bus), vec!["OrderPlaced", "OrderPlaced"]);
+}
+
+/// Marks written `late` after the publish, as a writer slower than the relay would.
+struct SlowMarks {
+    inner: Arc<InMemoryOrderStore>,
+    late: Duration,
+}
+
+#[async_trait]
+impl SentMarks for SlowMarks {
+    async fn mark_sent(&self, order_id: &str, event_ids: &[String]) -> Result<(), StoreError> {
+        tokio::time::sleep(self.late).await;
+        self.inner.mark_sent(order_id, event_ids).await
+    }
+    async fn sent(&self, order_id: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.sent(order_id).await
+    }
+}
+
+#[tokio::test]
+async fn a_relay_quicker_than_the_writers_mark_waits_for_it_and_publishes_nothing_again() {
+    let orders = Arc::new(InMemoryOrderStore::default());
+    let bus = Arc::new(InMemoryPublisher::default());
+    let slow = Arc::new(SlowMarks { inner: orders.clone(), late: Duration::from_millis(300) });
+    let api = api(&orders, slow, bus.clone());
+    // The relay reads the stream while the writer is still between its publish and its mark.
+    let writer = async { place(&api).await };
+    let relay = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let relay = OutboxRelay::new(bus.clone()).with_sent_marks(orders.clone()).with_grace(Duration::from_secs(2));
+        let started = std::time::Instant::now();
+        assert!(relay.relay(orders.take_stream()).await.batch_item_failures.is_empty());
+        started.elapsed()
+    };
+    let (_, waited) = tokio::join!(writer, relay);
+    assert_eq!(kinds(&bus), vec!["OrderPlaced"], "published once, by the writer");
+    assert!(waited >= Duration::from_millis(150) && waited < Duration::from_secs(1), "waited {waited:?} for the mark");
+}
+
+#[tokio::test]
+async fn a_young_write_left_unmarked_is_published_once_its_writers_grace_is_over() {
+    let orders = Arc::new(InMemoryOrderStore::default());
+    let bus = Arc::new(InMemoryPublisher::default());
+    bus.fail_next(1);
+    place(&api(&orders, orders.clone(), bus.clone())).await;
+    // The stream stamps whole seconds, rounded down: a grace of 1.4 s from that stamp ends 0.4 to
+    // 1.4 s from now.
+    let relay = OutboxRelay::new(bus.clone()).with_sent_marks(orders.clone()).with_grace(Duration::from_millis(1400));
+    let started = std::time::Instant::now();
+    assert!(relay.relay(orders.take_stream()).await.batch_item_failures.is_empty());
+    let waited = started.elapsed();
+    assert_eq!(kinds(&bus), vec!["OrderPlaced"]);
+    assert!(waited >= Duration::from_millis(350) && waited < Duration::from_millis(1900), "waited {waited:?}");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use lambda_http::{service_fn, Error, Request};
 use orderflow_harness::{aws, config, telemetry};
 use orderflow_order_cache::RedisOrderCache;
-use sales::announce::writer_store;
+use sales::announce::{writer_store, PUBLISH_ON_WRITE};
 use sales::api::{SalesApi, ORDERS_PER_CALLER_PER_HOUR};
 use sales::callers::DynamoDbCallerRecords;
 use sales::catalogue::DynamoDbCatalogue;
@@ -15,6 +15,9 @@ use sales::catalogue::DynamoDbCatalogue;
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let orders_table = config::required("ORDERS_TABLE")?;
+    // The outbox's fast path (sales::announce): publish each write's events right after it.
+    let bus = config::required(config::vars::EVENT_BUS_NAME)?;
+    let publish_on_write = config::parsed_or("OUTBOX_PUBLISH_ON_WRITE", PUBLISH_ON_WRITE)?;
     let catalogue_table = config::required("CATALOGUE_TABLE")?;
     let callers_table = config::required("CALLERS_TABLE")?;
     let orders_per_hour: u32 = config::parsed_or("ORDERS_PER_CALLER_PER_HOUR", ORDERS_PER_CALLER_PER_HOUR)?;
@@ -23,7 +26,7 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let mut api = SalesApi::new(
-        writer_store(&sdk, orders_table)?,
+        writer_store(&sdk, orders_table, bus, publish_on_write),
         Arc::new(DynamoDbCallerRecords::new(dynamo.clone(), callers_table)),
         Arc::new(DynamoDbCatalogue::new(dynamo, catalogue_table)),
         shipping_minor,
