@@ -7,6 +7,7 @@ use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{aws, config, deadline, telemetry};
+use sales::announce::PUBLISH_ON_WRITE;
 use sales::orders::DynamoDbOrderStore;
 use sales::outbox::OutboxRelay;
 
@@ -14,12 +15,17 @@ use sales::outbox::OutboxRelay;
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let bus = config::required(config::vars::EVENT_BUS_NAME)?;
-    let orders_table = config::required("ORDERS_TABLE")?;
     let sdk = aws::sdk_config().await;
-    // The writers' marks: what they published themselves is not published again (sales::announce).
-    let marks = Arc::new(DynamoDbOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), orders_table));
     let publisher = EventBridgePublisher::eventbridge(aws_sdk_eventbridge::Client::new(&sdk), bus);
-    let relay = Arc::new(OutboxRelay::new(Arc::new(publisher)).with_sent_marks(marks));
+    let mut relay = OutboxRelay::new(Arc::new(publisher));
+    // With the fast path on, the writers' marks: what they published themselves is not published
+    // again (sales::announce). Off, the relay publishes every write at once, as it did alone.
+    if config::parsed_or("OUTBOX_PUBLISH_ON_WRITE", PUBLISH_ON_WRITE)? {
+        let orders_table = config::required("ORDERS_TABLE")?;
+        relay =
+            relay.with_sent_marks(Arc::new(DynamoDbOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), orders_table)));
+    }
+    let relay = Arc::new(relay);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| {
         let relay = Arc::clone(&relay);
         async move {
