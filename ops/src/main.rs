@@ -5,12 +5,8 @@
 async fn main() -> anyhow::Result<()> {
     // The SDK's defaults, not the functions' 5 s per call (harness::aws): an operator's command may
     // list a whole stack and move thousands of messages, and nobody's deadline is at stake.
-    // The SDK crates carry no HTTPS client of their own (the workspace's Cargo.toml says why).
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
+    // The SDK crates carry no HTTPS client of their own: the harness's (the workspace's Cargo.toml says why).
+    let https = orderflow_harness::aws::https_client();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https).load().await;
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // --help and --version are not errors: clap prints them and exits.

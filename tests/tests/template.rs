@@ -249,7 +249,17 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
             publishers += 1;
             let source = get(statement, &["Condition", "StringEquals", "events:source"]).and_then(Value::as_str);
             let expected = match (consumer.as_deref(), id.as_str()) {
-                (Some(name), _) => find(name).unwrap().publishes,
+                (Some(name), _) => {
+                    let row = find(name).unwrap();
+                    if !row.publishes_only.is_empty() {
+                        let only = get(statement, &["Condition", "StringEquals", "events:detail-type"])
+                            .and_then(Value::as_sequence)
+                            .map(|k| k.iter().filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>());
+                        let row_only = row.publishes_only.iter().map(|s| s.to_string()).collect();
+                        assert_eq!(only, Some(row_only), "{id}: only the detail types its row names");
+                    }
+                    row.publishes
+                }
                 // Warehouse's stock route announces receipts, and nothing else.
                 (None, "WarehouseApiFunction") => {
                     let only =

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! write (state + outbox, one item) ─► publish the outbox now (one attempt, within PUBLISH_BUDGET)
-//!       │                                 ├─ on the bus ─► add their ids to sentIds ─► the relay
+//!       │                                 ├─ on the bus ─► mark them (marks table) ─► the relay
 //!       │                                 │                skips them
 //!       │                                 └─ failed, slow, or the process died ─► no mark
 //!       └─ the table's stream ─► relay ─► consistent read of sentIds ─► publishes what is unmarked
@@ -28,9 +28,104 @@ use orderflow_contracts::OrderState;
 use orderflow_harness::{EventPublisher, OutboundEvent, StoreError};
 use tracing::{info, warn};
 
-use crate::orders::{Created, OrderStore, Saved, SentMarks, StoredOrder};
+use crate::orders::{Created, OrderStore, Saved, StoredOrder};
 
-/// How long a writer waits for its own publish before leaving it to the relay.
+/// The marks of the fast path: which of an order's outbox events its writer already published. A
+/// mark only saves the relay a publish; a missing mark costs a duplicate, which every consumer drops
+/// (the events' ids are derived). Kept apart from the orders table (whose stream would hand every
+/// mark to the relay as one more write, and whose items hold the customer's details).
+#[async_trait]
+pub trait SentMarks: Send + Sync {
+    /// Adds `event_ids` (a write's outbox, published) to the order's marks. Every write's marks are
+    /// kept (a few per order), so a late mark still spares the relay, whatever was written since.
+    async fn mark_sent(&self, order_id: &str, event_ids: &[String]) -> Result<(), StoreError>;
+    /// The event ids marked sent for the order (strongly consistent); none if it has no marks.
+    async fn sent(&self, order_id: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// How long marks are kept: far beyond any stream record's life (24 h) and the relay's retries.
+pub const MARKS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The DynamoDB adapter. Table: partition key `orderId` (S); `sentIds` (SS); TTL `expiresAt`.
+#[derive(Debug, Clone)]
+pub struct DynamoDbSentMarks {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoDbSentMarks {
+    /// Uses `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+}
+
+const MARKS: &str = "outbox marks";
+
+#[async_trait]
+impl SentMarks for DynamoDbSentMarks {
+    async fn mark_sent(&self, order_id: &str, event_ids: &[String]) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        use orderflow_harness::dynamo::{n, s, store_error};
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        let expires = std::time::SystemTime::now() + MARKS_KEPT;
+        let expires = expires.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("orderId", s(order_id))
+            .update_expression("ADD sentIds :ids SET expiresAt = :expires")
+            .expression_attribute_values(":ids", AttributeValue::Ss(event_ids.to_vec()))
+            .expression_attribute_values(":expires", n(expires))
+            .send()
+            .await
+            .map_err(|e| store_error(MARKS, e))?;
+        Ok(())
+    }
+
+    async fn sent(&self, order_id: &str) -> Result<Vec<String>, StoreError> {
+        use orderflow_harness::dynamo::{s, store_error};
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("orderId", s(order_id))
+            .projection_expression("sentIds")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(MARKS, e))?;
+        Ok(out.item().and_then(|i| i.get("sentIds")).and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default())
+    }
+}
+
+/// The in-memory fake: a string set per order.
+#[derive(Debug, Default)]
+pub struct InMemorySentMarks {
+    sent: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+}
+
+#[async_trait]
+impl SentMarks for InMemorySentMarks {
+    async fn mark_sent(&self, order_id: &str, event_ids: &[String]) -> Result<(), StoreError> {
+        let mut sent = self.sent.lock().expect("lock");
+        let marks = sent.entry(order_id.to_string()).or_default();
+        for id in event_ids {
+            if !marks.contains(id) {
+                marks.push(id.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn sent(&self, order_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.sent.lock().expect("lock").get(order_id).cloned().unwrap_or_default())
+    }
+}
+
+/// How long a writer waits for its own publish and mark before leaving them to the relay.
 pub const PUBLISH_BUDGET: Duration = Duration::from_secs(1);
 
 /// An [`OrderStore`] whose writes are published on the writer's path as well as by the relay.
@@ -42,8 +137,7 @@ pub struct PublishOnWrite {
 }
 
 impl PublishOnWrite {
-    /// `orders` and `marks` are the same table (the DynamoDB adapter implements both); `publisher`
-    /// should make one attempt: the relay is the retry.
+    /// The orders, the marks, and a `publisher` that makes one attempt: the relay is the retry.
     pub fn new(orders: Arc<dyn OrderStore>, marks: Arc<dyn SentMarks>, publisher: Arc<dyn EventPublisher>) -> Self {
         Self { orders, marks, publisher, budget: PUBLISH_BUDGET }
     }
@@ -54,24 +148,22 @@ impl PublishOnWrite {
         self
     }
 
-    /// Publishes what a write stored, then marks it. Never fails the write: the relay publishes
-    /// whatever is not marked.
+    /// Publishes what a write stored, then marks it, both within the budget (a mark later than the
+    /// relay's grace would spare nothing). Never fails the write: the relay publishes whatever is
+    /// not marked. The mark comes only after the bus took every event: a mark is the relay's reason
+    /// to skip one.
     async fn announce(&self, order_id: &str, events: &[OutboundEvent]) {
         let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-        match tokio::time::timeout(self.budget, self.publisher.publish(events.to_vec())).await {
-            Ok(Ok(())) => match self.marks.mark_sent(order_id, &ids).await {
-                Ok(()) => info!(order_id, published = ids.len(), "outbox published on the write's path"),
-                Err(e) => warn!(order_id, error = %e,
-                    "outbox published on the write's path but not marked: the relay publishes it again, consumers drop the repeat"),
-            },
-            Ok(Err(e)) => {
-                warn!(order_id, error = %e, "outbox not published on the write's path: the relay publishes it")
-            }
-            Err(_) => warn!(
-                order_id,
-                budget_ms = self.budget.as_millis() as u64,
-                "outbox publish on the write's path too slow: the relay publishes it"
-            ),
+        let publish_then_mark = async {
+            self.publisher.publish(events.to_vec()).await.map_err(|e| ("not published", e.to_string()))?;
+            self.marks.mark_sent(order_id, &ids).await.map_err(|e| ("published but not marked", e.to_string()))
+        };
+        match tokio::time::timeout(self.budget, publish_then_mark).await {
+            Ok(Ok(())) => info!(order_id, published = ids.len(), "outbox published on the write's path"),
+            Ok(Err((what, error))) => warn!(order_id, error = %error,
+                "outbox {what} on the write's path: the relay publishes it (a repeat, if it was published, is dropped by consumers)"),
+            Err(_) => warn!(order_id, budget_ms = self.budget.as_millis() as u64,
+                "outbox publish and mark on the write's path too slow: the relay publishes it (a repeat, if it was published, is dropped by consumers)"),
         }
     }
 }
@@ -108,10 +200,11 @@ impl OrderStore for PublishOnWrite {
 pub const PUBLISH_ON_WRITE: bool = true;
 
 /// The order store a writer (the API, the status consumer) uses: the DynamoDB table, with the fast
-/// path over `bus` when `publish_on_write` (else the relay alone publishes).
+/// path over `bus`, marked in `marks_table`, when `publish_on_write` (else the relay alone publishes).
 pub fn writer_store(
     sdk: &aws_config::SdkConfig,
     table: String,
+    marks_table: String,
     bus: String,
     publish_on_write: bool,
 ) -> Arc<dyn OrderStore> {
@@ -123,5 +216,6 @@ pub fn writer_store(
     // One attempt: a failed publish is the relay's to repeat, not the caller's to wait for.
     let api = EventBridgeApi::new(aws_sdk_eventbridge::Client::new(sdk), bus);
     let publisher = ChunkedPublisher::with_policy(api, 1, Duration::ZERO);
-    Arc::new(PublishOnWrite::new(store.clone(), store, Arc::new(publisher)))
+    let marks = DynamoDbSentMarks::new(aws_sdk_dynamodb::Client::new(sdk), marks_table);
+    Arc::new(PublishOnWrite::new(store, Arc::new(marks), Arc::new(publisher)))
 }

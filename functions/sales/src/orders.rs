@@ -6,8 +6,8 @@
 //! (for idempotent POST replays), and `outbox`: the event announcing the write, stored by the very
 //! same write. The table's stream feeds the outbox relay ([`crate::outbox`]), which publishes each new
 //! `outbox` event; so an order is never stored without being announced, nor announced without being
-//! stored. `sentIds` holds the ids of the events the writer published itself right after its write
-//! ([`crate::announce`]: the fast path), which the relay then leaves out ([`SentMarks`]).
+//! stored. What the writer published itself right after its write ([`crate::announce`], the fast
+//! path) is marked in a table of its own, which the relay reads to leave it out.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -68,18 +68,6 @@ pub trait OrderStore: Send + Sync {
         expected_version: u64,
         announcements: &[OutboundEvent],
     ) -> Result<Saved, StoreError>;
-}
-
-/// The marks of the fast path ([`crate::announce`]): which of an order's outbox events its writer
-/// already published. A mark only saves the relay a publish; a missing mark costs a duplicate, which
-/// every consumer drops (the events' ids are derived).
-#[async_trait]
-pub trait SentMarks: Send + Sync {
-    /// Adds `event_ids` (a write's outbox, published) to the order's marks. The marks of every write
-    /// are kept (a few per order), so a late mark still spares the relay, whatever was written since.
-    async fn mark_sent(&self, order_id: &str, event_ids: &[String]) -> Result<(), StoreError>;
-    /// The event ids marked sent on the order (strongly consistent); none for no order.
-    async fn sent(&self, order_id: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// Why a status change is refused: permanent, the event contradicts the order's history.
@@ -298,45 +286,6 @@ impl OrderStore for DynamoDbOrderStore {
     }
 }
 
-#[async_trait]
-impl SentMarks for DynamoDbOrderStore {
-    async fn mark_sent(&self, order_id: &str, event_ids: &[String]) -> Result<(), StoreError> {
-        if event_ids.is_empty() {
-            return Ok(());
-        }
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("orderId", s(order_id))
-            .update_expression("ADD sentIds :ids")
-            .condition_expression("attribute_exists(orderId)")
-            .expression_attribute_values(":ids", AttributeValue::Ss(event_ids.to_vec()))
-            .send()
-            .await;
-        match update {
-            Ok(_) => Ok(()),
-            // No such order: never create an item of marks alone.
-            Err(e) if is_conditional_check_failed(&e) => Ok(()),
-            Err(e) => Err(store_error(STORE, e)),
-        }
-    }
-
-    async fn sent(&self, order_id: &str) -> Result<Vec<String>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("orderId", s(order_id))
-            .projection_expression("sentIds")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error(STORE, e))?;
-        Ok(out.item().and_then(|i| i.get("sentIds")).and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default())
-    }
-}
-
 /// The in-memory fake, with the adapter's semantics. It keeps, in order, every announcement a write
 /// stored, as the table's stream would deliver them to the relay.
 #[derive(Debug, Default)]
@@ -345,8 +294,6 @@ pub struct InMemoryOrderStore {
     stream: Mutex<Vec<OutboundEvent>>,
     /// Every write, as the table's stream records it: the order, the outbox before and after.
     records: Mutex<Vec<StreamRecord>>,
-    /// `sentIds` by order.
-    sent: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// One write as the fake's stream keeps it.
@@ -463,35 +410,5 @@ impl OrderStore for InMemoryOrderStore {
             }
             _ => Ok(Saved::VersionConflict),
         }
-    }
-}
-
-#[async_trait]
-impl SentMarks for InMemoryOrderStore {
-    async fn mark_sent(&self, order_id: &str, event_ids: &[String]) -> Result<(), StoreError> {
-        let orders = self.orders.lock().expect("lock");
-        if event_ids.is_empty() || !orders.contains_key(order_id) {
-            return Ok(());
-        }
-        // A string set: ADD keeps each id once.
-        let mut sent = self.sent.lock().expect("lock");
-        let marks = sent.entry(order_id.to_string()).or_default();
-        for id in event_ids {
-            if !marks.contains(id) {
-                marks.push(id.clone());
-            }
-        }
-        drop(sent);
-        // The mark is a write too: the stream records it, its outbox unchanged.
-        if let Some(outbox) = self.outbox_now(order_id) {
-            let record =
-                StreamRecord { order_id: order_id.to_string(), old: Some(outbox.clone()), new: outbox, at: Utc::now() };
-            self.records.lock().expect("lock").push(record);
-        }
-        Ok(())
-    }
-
-    async fn sent(&self, order_id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self.sent.lock().expect("lock").get(order_id).cloned().unwrap_or_default())
     }
 }

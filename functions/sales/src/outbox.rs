@@ -17,8 +17,10 @@
 //! already and marked them sent: the relay reads the marks of the batch's orders (consistently, one
 //! read per order) and publishes only what is unmarked. A write younger than [`WRITER_GRACE`] whose
 //! events are unmarked is looked at again (25 ms, doubling) until they are marked or the grace is
-//! over, so a relay quicker than the writer does not publish them a second time. A mark it cannot
-//! read counts as none: the worst a relay does is publish an event twice, never not at all.
+//! over (never into the last [`PUBLISH_RESERVE`] of the invocation), so a relay quicker than the
+//! writer does not publish them a second time. Marks it cannot read (an error, or slower than
+//! [`MARKS_READ_TIMEOUT`]) end the wait: it publishes. The worst a relay does is publish an event
+//! twice, never not at all.
 //!
 //! The event ids in the outbox are derived (from the order id, or from the cause), so a record the
 //! stream delivers twice is published twice as the *same* event, which every consumer drops as a
@@ -32,11 +34,11 @@ use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{TimeDelta, Utc};
 use orderflow_harness::publisher::{PublishError, MAX_REQUEST_BYTES};
-use orderflow_harness::{EventPublisher, OutboundEvent};
+use orderflow_harness::{deadline, EventPublisher, OutboundEvent};
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use crate::orders::SentMarks;
+use crate::announce::SentMarks;
 
 /// The relay: a publisher, and the fast path's marks if writers publish too.
 pub struct OutboxRelay {
@@ -50,6 +52,13 @@ pub struct OutboxRelay {
 /// young with unmarked events is looked at again until they are marked or the grace is over, so a
 /// relay that is quicker than the writer's mark does not publish the same events a second time.
 pub const WRITER_GRACE: Duration = Duration::from_millis(2_500);
+
+/// How long one read of an order's marks may take before the relay stops waiting and publishes.
+pub const MARKS_READ_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What the relay keeps of its invocation for publishing (the publisher's resends) when it waits
+/// for writers' marks: it never waits into it.
+pub const PUBLISH_RESERVE: Duration = Duration::from_secs(5);
 
 /// The order a stream record is about (its key `orderId`).
 fn order_id_of(record: &EventRecord) -> Option<String> {
@@ -96,20 +105,25 @@ impl OutboxRelay {
         self
     }
 
-    /// The marked event ids of the orders `records` announce something for, read concurrently; an
-    /// order whose marks cannot be read has none (its events are published, perhaps again).
-    async fn marked(&self, orders: HashSet<String>) -> HashSet<String> {
-        let Some(marks) = &self.marks else { return HashSet::new() };
+    /// The marked event ids of these orders, read concurrently, each read within
+    /// [`MARKS_READ_TIMEOUT`]; `None` if any could not be read (then nothing is known to be sent).
+    async fn marked(&self, orders: HashSet<String>) -> Option<HashSet<String>> {
+        let marks = self.marks.as_ref()?;
         let reads = orders.iter().map(|order_id| async move {
-            match marks.sent(order_id).await {
-                Ok(ids) => ids,
-                Err(e) => {
-                    warn!(order_id = %order_id, error = %e, "fast-path marks unreadable: publishing the order's outbox");
-                    vec![]
+            match tokio::time::timeout(MARKS_READ_TIMEOUT, marks.sent(order_id)).await {
+                Ok(Ok(ids)) => Some(ids),
+                Ok(Err(e)) => {
+                    warn!(order_id = %order_id, error = %e, "fast-path marks unreadable");
+                    None
+                }
+                Err(_) => {
+                    warn!(order_id = %order_id, "fast-path marks not read in time");
+                    None
                 }
             }
         });
-        futures::future::join_all(reads).await.into_iter().flatten().collect()
+        let all: Option<Vec<Vec<String>>> = futures::future::join_all(reads).await.into_iter().collect();
+        all.map(|ids| ids.into_iter().flatten().collect())
     }
 
     /// Publishes every new announcement of the batch; reports the first record that could not be
@@ -147,7 +161,13 @@ impl OutboxRelay {
             let mut pause = Duration::from_millis(25);
             loop {
                 let orders = pending.iter().filter_map(|(i, _)| order_id_of(&event.records[*i])).collect();
-                let marked = self.marked(orders).await;
+                let Some(marked) = self.marked(orders).await else {
+                    warn!(
+                        pending = pending.len(),
+                        "publishing without the writers' marks: some events may go out twice"
+                    );
+                    break;
+                };
                 pending.retain(|(_, e)| !marked.contains(&e.event_id));
                 // The youngest write still unmarked: its writer may be about to mark it.
                 let youngest =
@@ -157,6 +177,8 @@ impl OutboxRelay {
                     break;
                 };
                 let left = (until - Utc::now()).to_std().unwrap_or_default();
+                // Never into the time the publish needs.
+                let left = deadline::remaining().map_or(left, |r| left.min(r.saturating_sub(PUBLISH_RESERVE)));
                 if left.is_zero() {
                     break;
                 }

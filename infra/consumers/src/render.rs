@@ -255,7 +255,14 @@ fn consumer_resources(out: &mut String, c: &Consumer) {
             w,
             &["events:PutEvents"],
             "!GetAtt EventBus.Arn",
-            Some(format!("{{StringEquals: {{events:source: {source}}}}}")),
+            Some(if c.publishes_only.is_empty() {
+                format!("{{StringEquals: {{events:source: {source}}}}}")
+            } else {
+                format!(
+                    "{{StringEquals: {{events:source: {source}, events:detail-type: [{}]}}}}",
+                    c.publishes_only.join(", ")
+                )
+            }),
         );
     }
     statement(w, &["sqs:SendMessage"], &format!("!GetAtt {id}DeadLetterQueue.Arn"), None);

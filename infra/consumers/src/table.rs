@@ -106,9 +106,11 @@ pub const CONSUMERS: &[Consumer] = &[
             ("DEADLINE_DEAD_LETTER_ARN", "!GetAtt SalesOrderStatusDeadLetterQueue.Arn"),
             // The outbox's fast path (functions/sales/src/announce.rs), as the Sales API.
             ("OUTBOX_PUBLISH_ON_WRITE", "!Ref OutboxPublishOnWrite"),
+            ("OUTBOX_MARKS_TABLE", "!Ref OutboxMarksTable"),
         ],
         allow: &[
             Allow { actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"], resource: "!GetAtt OrdersTable.Arn", condition: None },
+            Allow { actions: &["dynamodb:UpdateItem"], resource: "!GetAtt OutboxMarksTable.Arn", condition: None },
             Allow {
                 actions: &["scheduler:CreateSchedule", "scheduler:DeleteSchedule"],
                 resource: "!Sub \"arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${BackorderDeadlineGroup}/backorder-*\"",
@@ -122,6 +124,7 @@ pub const CONSUMERS: &[Consumer] = &[
         ],
         // The events of its own writes, on the outbox's fast path (the relay publishes the rest).
         publishes: Some(<OrderStatusChanged as Event>::SOURCE),
+        publishes_only: &["OrderStatusChanged", "OrderCancelled"],
         // An order already in the status an event asks for is left alone, so a replay changes nothing
         // and announces nothing; it can repair an order whose status change was lost. Such a repair
         // announces OrderStatusChanged as a live event (email, SMS and webhooks then tell the

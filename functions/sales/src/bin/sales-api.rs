@@ -18,6 +18,7 @@ async fn main() -> Result<(), Error> {
     // The outbox's fast path (sales::announce): publish each write's events right after it.
     let bus = config::required(config::vars::EVENT_BUS_NAME)?;
     let publish_on_write = config::parsed_or("OUTBOX_PUBLISH_ON_WRITE", PUBLISH_ON_WRITE)?;
+    let marks_table = config::required("OUTBOX_MARKS_TABLE")?;
     let catalogue_table = config::required("CATALOGUE_TABLE")?;
     let callers_table = config::required("CALLERS_TABLE")?;
     let orders_per_hour: u32 = config::parsed_or("ORDERS_PER_CALLER_PER_HOUR", ORDERS_PER_CALLER_PER_HOUR)?;
@@ -26,7 +27,7 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let mut api = SalesApi::new(
-        writer_store(&sdk, orders_table, bus, publish_on_write),
+        writer_store(&sdk, orders_table, marks_table, bus, publish_on_write),
         Arc::new(DynamoDbCallerRecords::new(dynamo.clone(), callers_table)),
         Arc::new(DynamoDbCatalogue::new(dynamo, catalogue_table)),
         shipping_minor,

@@ -17,6 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // The outbox's fast path (sales::announce): publish each write's events right after it.
     let bus = config::required(config::vars::EVENT_BUS_NAME)?;
     let publish_on_write = config::parsed_or("OUTBOX_PUBLISH_ON_WRITE", PUBLISH_ON_WRITE)?;
+    let marks_table = config::required("OUTBOX_MARKS_TABLE")?;
     let deadline = Duration::from_secs(config::parsed_or("BACKORDER_DEADLINE_SECONDS", BACKORDER_DEADLINE.as_secs())?);
     let sdk = aws::sdk_config().await;
     let deadlines = SchedulerDeadlines::new(
@@ -26,8 +27,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config::required("DEADLINE_ROLE_ARN")?,
         config::required("DEADLINE_DEAD_LETTER_ARN")?,
     );
-    let handler =
-        OrderStatusHandler::new(writer_store(&sdk, orders_table, bus, publish_on_write), Arc::new(deadlines), deadline);
+    let handler = OrderStatusHandler::new(
+        writer_store(&sdk, orders_table, marks_table, bus, publish_on_write),
+        Arc::new(deadlines),
+        deadline,
+    );
     // Each move is conditional on the order's version, and an order already where an event would put
     // it is left alone: a repeat changes and announces nothing.
     Consumer::<StatusInput>::from_config(&consumer_config, &sdk, Arc::new(handler)).without_claims().run().await

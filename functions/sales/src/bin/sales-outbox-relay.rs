@@ -7,8 +7,7 @@ use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{aws, config, deadline, telemetry};
-use sales::announce::PUBLISH_ON_WRITE;
-use sales::orders::DynamoDbOrderStore;
+use sales::announce::{DynamoDbSentMarks, PUBLISH_ON_WRITE};
 use sales::outbox::OutboxRelay;
 
 #[tokio::main]
@@ -21,9 +20,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // With the fast path on, the writers' marks: what they published themselves is not published
     // again (sales::announce). Off, the relay publishes every write at once, as it did alone.
     if config::parsed_or("OUTBOX_PUBLISH_ON_WRITE", PUBLISH_ON_WRITE)? {
-        let orders_table = config::required("ORDERS_TABLE")?;
+        let marks_table = config::required("OUTBOX_MARKS_TABLE")?;
         relay =
-            relay.with_sent_marks(Arc::new(DynamoDbOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), orders_table)));
+            relay.with_sent_marks(Arc::new(DynamoDbSentMarks::new(aws_sdk_dynamodb::Client::new(&sdk), marks_table)));
     }
     let relay = Arc::new(relay);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| {
