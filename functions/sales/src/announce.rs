@@ -125,7 +125,8 @@ impl SentMarks for InMemorySentMarks {
     }
 }
 
-/// How long a writer waits for its own publish and mark before leaving them to the relay.
+/// How long a writer waits for its own publish, and then for its mark, before leaving them to the
+/// relay.
 pub const PUBLISH_BUDGET: Duration = Duration::from_secs(1);
 
 /// An [`OrderStore`] whose writes are published on the writer's path as well as by the relay.
@@ -148,22 +149,24 @@ impl PublishOnWrite {
         self
     }
 
-    /// Publishes what a write stored, then marks it, both within the budget (a mark later than the
-    /// relay's grace would spare nothing). Never fails the write: the relay publishes whatever is
-    /// not marked. The mark comes only after the bus took every event: a mark is the relay's reason
-    /// to skip one.
+    /// Publishes what a write stored, then marks it, each within the budget (so the mark lands
+    /// inside the relay's grace, [`crate::outbox::WRITER_GRACE`], or not at all). Never fails the
+    /// write: the relay publishes whatever is not marked. The mark comes only after the bus took
+    /// every event: a mark is the relay's reason to skip one.
     async fn announce(&self, order_id: &str, events: &[OutboundEvent]) {
         let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-        let publish_then_mark = async {
-            self.publisher.publish(events.to_vec()).await.map_err(|e| ("not published", e.to_string()))?;
-            self.marks.mark_sent(order_id, &ids).await.map_err(|e| ("published but not marked", e.to_string()))
-        };
-        match tokio::time::timeout(self.budget, publish_then_mark).await {
-            Ok(Ok(())) => info!(order_id, published = ids.len(), "outbox published on the write's path"),
-            Ok(Err((what, error))) => warn!(order_id, error = %error,
+        let over = |what: &'static str| move |_| (what, format!("over the budget of {:?}", self.budget));
+        let outcome: Result<(), (&str, String)> = async {
+            let published = tokio::time::timeout(self.budget, self.publisher.publish(events.to_vec())).await;
+            published.map_err(over("not published"))?.map_err(|e| ("not published", e.to_string()))?;
+            let marked = tokio::time::timeout(self.budget, self.marks.mark_sent(order_id, &ids)).await;
+            marked.map_err(over("published but not marked"))?.map_err(|e| ("published but not marked", e.to_string()))
+        }
+        .await;
+        match outcome {
+            Ok(()) => info!(order_id, published = ids.len(), "outbox published on the write's path"),
+            Err((what, error)) => warn!(order_id, error = %error,
                 "outbox {what} on the write's path: the relay publishes it (a repeat, if it was published, is dropped by consumers)"),
-            Err(_) => warn!(order_id, budget_ms = self.budget.as_millis() as u64,
-                "outbox publish and mark on the write's path too slow: the relay publishes it (a repeat, if it was published, is dropped by consumers)"),
         }
     }
 }

@@ -51,7 +51,7 @@ pub struct OutboxRelay {
 /// the mark after it, and the second the stream's creation time is rounded down to. A record this
 /// young with unmarked events is looked at again until they are marked or the grace is over, so a
 /// relay that is quicker than the writer's mark does not publish the same events a second time.
-pub const WRITER_GRACE: Duration = Duration::from_millis(2_500);
+pub const WRITER_GRACE: Duration = Duration::from_secs(3);
 
 /// How long one read of an order's marks may take before the relay stops waiting and publishes.
 pub const MARKS_READ_TIMEOUT: Duration = Duration::from_millis(500);
