@@ -51,7 +51,7 @@ pub struct OutboxRelay {
 /// the mark after it, and the second the stream's creation time is rounded down to. A record this
 /// young with unmarked events is looked at again until they are marked or the grace is over, so a
 /// relay that is quicker than the writer's mark does not publish the same events a second time.
-pub const WRITER_GRACE: Duration = Duration::from_secs(3);
+pub const WRITER_GRACE: Duration = Duration::from_millis(3_500);
 
 /// How long one read of an order's marks may take before the relay stops waiting and publishes.
 pub const MARKS_READ_TIMEOUT: Duration = Duration::from_millis(500);
@@ -170,15 +170,20 @@ impl OutboxRelay {
                 };
                 pending.retain(|(_, e)| !marked.contains(&e.event_id));
                 // The youngest write still unmarked: its writer may be about to mark it.
-                let youngest =
-                    pending.iter().map(|(i, _)| event.records[*i].change.approximate_creation_date_time).max();
+                // (A record that names no order has no marks to wait for.)
+                let youngest = pending
+                    .iter()
+                    .filter(|(i, _)| order_id_of(&event.records[*i]).is_some())
+                    .map(|(i, _)| event.records[*i].change.approximate_creation_date_time)
+                    .max();
                 let Some(until) = youngest.and_then(|t| t.checked_add_signed(TimeDelta::from_std(self.grace).ok()?))
                 else {
                     break;
                 };
                 let left = (until - Utc::now()).to_std().unwrap_or_default();
                 // Never into the time the publish needs.
-                let left = deadline::remaining().map_or(left, |r| left.min(r.saturating_sub(PUBLISH_RESERVE)));
+                let reserve = PUBLISH_RESERVE + MARKS_READ_TIMEOUT;
+                let left = deadline::remaining().map_or(left, |r| left.min(r.saturating_sub(reserve)));
                 if left.is_zero() {
                     break;
                 }
