@@ -27,8 +27,14 @@ const STORE: &str = "idempotency store";
 pub struct ClaimToken(String);
 
 impl ClaimToken {
+    /// Unique across processes (a random id drawn once per process) and within one (a counter):
+    /// one draw from the system's random source per process, not one per claim.
     fn new() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
+        static PROCESS: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(format!("{}-{n}", *PROCESS))
     }
 }
 
