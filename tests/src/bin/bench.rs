@@ -28,6 +28,8 @@ use serde_json::{json, Value};
 /// first and its final status change reached the bus.
 #[derive(Debug, Clone, Default)]
 struct Timeline {
+    /// The order's correlation id (its spans' `correlation_id`).
+    correlation: String,
     posted: Option<Instant>,
     answered: Option<Instant>,
     announced: Option<Instant>,
@@ -129,7 +131,7 @@ async fn main() -> Result<()> {
         local.output_names().into_iter().filter(|k| k.ends_with("QueueUrl") && !k.contains("DeadLetter")).collect();
     local.drained(&queues.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let invocations = metrics_lines(&local, started_ms).await?;
+    let (invocations, spans) = metrics_lines(&local, started_ms).await?;
 
     // 5. The floor, in the same emulator, once the orders' work is done: the same measurements.
     // A floor that fails (not deployed in this emulator's life, its API refusing) costs its
@@ -139,7 +141,7 @@ async fn main() -> Result<()> {
         None
     });
 
-    let report = Report { single, loaded, all_placed, orders: placed, invocations, in_flight, floor };
+    let report = Report { single, loaded, all_placed, orders: placed, invocations, spans, in_flight, floor };
     report.print();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/bench");
     std::fs::create_dir_all(&dir)?;
@@ -170,6 +172,7 @@ async fn place(local: &Local, customer: &SignedIn, correlation: &str, timelines:
     let t = all.entry(order_id.clone()).or_default();
     t.posted = Some(posted);
     t.answered = Some(answered);
+    t.correlation = correlation.to_string();
     Ok(order_id)
 }
 
@@ -393,11 +396,35 @@ struct Invocation {
     records: u64,
 }
 
-/// Every metrics line the stack's functions logged since `since_ms`.
-async fn metrics_lines(local: &Local, since_ms: i64) -> Result<Vec<Invocation>> {
+/// One span's end as its function logged it: the API's "order placed" and each consumer's
+/// "handled" (`orderflow_harness::consumer`), with the trace the span belongs to.
+#[derive(Debug, Clone)]
+struct SpanLine {
+    function: String,
+    correlation_id: String,
+    trace_id: String,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A log line (JSON, as the template's LoggingConfig asks) that ends a span of an order.
+fn span_line(line: &Value) -> Option<SpanLine> {
+    let at = line["timestamp"].as_str()?.parse().ok()?;
+    let span = &line["span"];
+    let (function, trace_id) = match line["fields"]["message"].as_str()? {
+        "handled" if span["name"] == "record" => (span["consumer"].as_str()?, span["trace_id"].as_str()?),
+        "order placed" => ("sales-api", line["fields"]["trace_id"].as_str()?),
+        _ => return None,
+    };
+    let correlation_id = span["correlation_id"].as_str()?.to_string();
+    Some(SpanLine { function: function.to_string(), correlation_id, trace_id: trace_id.to_string(), at })
+}
+
+/// Every metrics line the stack's functions logged since `since_ms`, and every span line.
+async fn metrics_lines(local: &Local, since_ms: i64) -> Result<(Vec<Invocation>, Vec<SpanLine>)> {
     let logs = aws_sdk_cloudwatchlogs::Client::new(&local.sdk);
     let groups = local.log_groups().await?;
     let mut out = Vec::new();
+    let mut spans = Vec::new();
     for group in groups {
         let mut token: Option<String> = None;
         for _ in 0..100_000 {
@@ -410,6 +437,10 @@ async fn metrics_lines(local: &Local, since_ms: i64) -> Result<Vec<Invocation>> 
                 .await?;
             for message in page.events().iter().filter_map(|e| e.message()) {
                 let Ok(line) = serde_json::from_str::<Value>(message.trim()) else { continue };
+                if let Some(span) = span_line(&line) {
+                    spans.push(span);
+                    continue;
+                }
                 let Some(by_op) = line.get("AwsRequestsByOperation") else { continue };
                 let function = line["Consumer"].as_str().or(line["Function"].as_str()).unwrap_or("?").to_string();
                 let requests = serde_json::from_value(by_op.clone()).unwrap_or_default();
@@ -427,7 +458,7 @@ async fn metrics_lines(local: &Local, since_ms: i64) -> Result<Vec<Invocation>> 
             token = next;
         }
     }
-    Ok(out)
+    Ok((out, spans))
 }
 
 struct Report {
@@ -436,6 +467,7 @@ struct Report {
     all_placed: Duration,
     orders: usize,
     invocations: Vec<Invocation>,
+    spans: Vec<SpanLine>,
     in_flight: usize,
     floor: Option<FloorRun>,
 }
@@ -527,6 +559,46 @@ fn unit_price(operation: &str) -> f64 {
 }
 
 impl Report {
+    /// Where one order's time goes, from its spans (the log line that ends each: the API's "order
+    /// placed", each consumer's "handled"), joined by the trace they share: the order's write and
+    /// publish to Billing's handling, to Warehouse's, to Sales' status consumer's. Also says
+    /// whether every span of each order was in one trace (the trace context carried across hops).
+    fn print_stages(&self) {
+        let stages = [("sales-api", "billing"), ("billing", "warehouse"), ("warehouse", "sales-order-status")];
+        println!("\n== per stage, from the spans (their log lines' times, joined by trace id): p50 / p90");
+        for (label, ts) in [("one at a time", &self.single), ("under the load", &self.loaded)] {
+            let mut gaps: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
+            let (mut one_trace, mut traced) = (0, 0);
+            for t in ts.iter() {
+                let mine: Vec<&SpanLine> = self.spans.iter().filter(|s| s.correlation_id == t.correlation).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                traced += 1;
+                let traces: std::collections::BTreeSet<&str> = mine.iter().map(|s| s.trace_id.as_str()).collect();
+                if traces.len() == 1 && stages.iter().all(|(a, _)| mine.iter().any(|s| s.function == *a)) {
+                    one_trace += 1;
+                }
+                // A function's span of this order: its last (a redelivery handles it again).
+                let at = |f: &str| mine.iter().filter(|s| s.function == f).map(|s| s.at).max();
+                for (i, (from, to)) in stages.iter().enumerate() {
+                    if let (Some(a), Some(b)) = (at(from), at(to)) {
+                        gaps[i].push(since(a, b));
+                    }
+                }
+            }
+            println!("  {label}: {one_trace} of {traced} orders with every span in one trace");
+            for ((from, to), mut gap) in stages.iter().zip(gaps) {
+                println!(
+                    "    {:<58} {:>9} {:>9}",
+                    format!("{from} -> {to} ({} orders)", gap.len()),
+                    show_ms(percentile(&mut gap, 50.0)),
+                    show_ms(percentile(&mut gap, 90.0))
+                );
+            }
+        }
+    }
+
     fn per_order(&self, n: f64) -> f64 {
         n / self.orders as f64
     }
@@ -623,6 +695,8 @@ impl Report {
             "  POSTs answered 502-504 and sent again (orders and floor)",
             RETRIED.load(std::sync::atomic::Ordering::Relaxed)
         );
+
+        self.print_stages();
 
         // Requests by function and operation, per order.
         // By function: invocations, requests by operation, handler milliseconds, records.
