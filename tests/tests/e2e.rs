@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use orderflow_contracts::OrderStatus;
+use orderflow_contracts::{Metadata, OrderStatus, TraceContext};
 use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local, Placed, Tapped};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -79,6 +79,36 @@ async fn twenty_concurrent_orders_all_reach_ready_to_ship_with_one_invoice_each_
     for (id, evs) in by_order {
         let first = &evs[0].correlation_id;
         assert!(evs.iter().all(|e| &e.correlation_id == first), "{id}: one correlation id across the flow");
+    }
+    // One trace per order across every hop: each event names as parent the span of the consumer that
+    // handled its cause (the API, then Billing, Warehouse, Sales' status consumer), whose id the
+    // harness derives from the cause and the consumer.
+    let metadata = |e: &Tapped| -> Metadata {
+        let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+        serde_json::from_value(body["detail"]["metadata"].clone()).unwrap()
+    };
+    for id in &ids {
+        let of = |detail_type: &str| {
+            metadata(events.iter().find(|e| &e.order_id == id && e.detail_type == detail_type).unwrap())
+        };
+        let placed = of("OrderPlaced");
+        assert!(placed.traceparent.is_some(), "{id}: the API starts the trace");
+        let chain = [
+            ("billing", of("OrderBilled")),
+            ("warehouse", of("ShippingLabelCreated")),
+            ("sales-order-status", of("OrderStatusChanged")),
+        ];
+        let mut cause = placed;
+        for (consumer, event) in chain {
+            assert_eq!(
+                TraceContext::parse(event.traceparent.as_deref().unwrap()),
+                Some(cause.trace().child(&cause.event_id, consumer)),
+                "{id}: {} is a child of {consumer}'s handling of {}",
+                event.event_type,
+                cause.event_type
+            );
+            cause = event;
+        }
     }
     // The label document is in S3 where the event says.
     let label = events.iter().find(|e| e.detail_type == "ShippingLabelCreated").unwrap();

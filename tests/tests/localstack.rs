@@ -56,6 +56,7 @@ fn sample_event(file: &str) -> OutboundEvent {
         source: body["source"].as_str().unwrap().to_string(),
         detail_type: body["detail-type"].as_str().unwrap().to_string(),
         detail: body["detail"].to_string(),
+        trace_header: None,
     }
 }
 

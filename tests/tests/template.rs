@@ -325,3 +325,58 @@ fn every_checkov_suppression_says_why_and_every_queue_is_encrypted() {
         assert_eq!(sse, Some(true), "{id} is not encrypted at rest");
     }
 }
+
+#[test]
+fn the_fast_path_alarm_reads_the_metrics_the_writers_and_the_relay_emit() {
+    use sales::announce::metrics::{FAST_PATH_PUBLISHED, RELAY_PUBLISHED};
+    let template = Template::load().unwrap();
+    let alarm = template.resource("SalesOutboxFastPathAlarm").expect("the fast path has an alarm");
+    let queries = get(alarm, &["Properties", "Metrics"]).and_then(Value::as_sequence).unwrap();
+    let mut read = BTreeSet::new();
+    for query in queries.iter().filter_map(|q| get(q, &["MetricStat", "Metric"])) {
+        let metric = query.get("MetricName").and_then(Value::as_str).unwrap();
+        assert_eq!(query.get("Namespace").and_then(Value::as_str), Some(orderflow_harness::telemetry::NAMESPACE));
+        let dimension = &query.get("Dimensions").and_then(Value::as_sequence).unwrap()[0];
+        let (kind, name) = (dimension["Name"].as_str().unwrap(), dimension["Value"].as_str().unwrap());
+        // The dimension is the name the function emits its metrics under.
+        match kind {
+            "Function" => {
+                let main = std::fs::read_to_string(main_source(name).unwrap()).unwrap();
+                assert!(main.contains(&format!("emit_invocation(\"{name}\"")), "{name} emits as {name}");
+            }
+            "Consumer" => {
+                assert!(find(name).is_some_and(|row| row.publishes.is_some()), "{name}: a publishing consumer")
+            }
+            other => panic!("dimension {other}"),
+        }
+        read.insert((metric.to_string(), name.to_string()));
+    }
+    assert_eq!(
+        read,
+        [
+            (RELAY_PUBLISHED, "sales-outbox-relay"),
+            (FAST_PATH_PUBLISHED, "sales-api"),
+            (FAST_PATH_PUBLISHED, "sales-order-status")
+        ]
+        .map(|(m, n)| (m.to_string(), n.to_string()))
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+    );
+    assert_eq!(
+        get(alarm, &["Condition"]).and_then(Value::as_str),
+        Some("PublishOnWrite"),
+        "only with the fast path on"
+    );
+}
+
+#[test]
+fn every_function_is_traced_and_no_function_turns_it_off() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+    let doc: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(get(&doc, &["Globals", "Function", "Tracing"]).and_then(Value::as_str), Some("Active"));
+    let template = Template::load().unwrap();
+    for f in template.functions() {
+        let own = get(template.resource(&f.logical_id).unwrap(), &["Properties", "Tracing"]);
+        assert!(own.is_none(), "{}: sets its own Tracing", f.logical_id);
+    }
+}

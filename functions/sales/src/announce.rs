@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orderflow_contracts::OrderState;
-use orderflow_harness::{EventPublisher, OutboundEvent, StoreError};
+use orderflow_harness::{telemetry, EventPublisher, OutboundEvent, StoreError};
 use tracing::{info, warn};
 
 use crate::orders::{Created, OrderStore, Saved, StoredOrder};
@@ -125,6 +125,21 @@ impl SentMarks for InMemorySentMarks {
     }
 }
 
+/// The fast path's metrics (namespace `Orderflow`, on each invocation's EMF line): what the writers
+/// published themselves, what they left to the relay, and what the relay published and skipped. With
+/// the fast path on, the relay publishing at all means writers are failing: the template's
+/// `SalesOutboxFastPathAlarm` watches [`RELAY_PUBLISHED`].
+pub mod metrics {
+    /// Events a writer published and marked on its write's path (dimension `Function` or `Consumer`).
+    pub const FAST_PATH_PUBLISHED: &str = "OutboxFastPathPublished";
+    /// Events a writer left to the relay: the publish or the mark failed or ran over its budget.
+    pub const FAST_PATH_MISSED: &str = "OutboxFastPathMissed";
+    /// Events the relay published (with the fast path on: those no writer marked in time).
+    pub const RELAY_PUBLISHED: &str = "OutboxRelayPublished";
+    /// Events the relay left out because their writer had marked them.
+    pub const RELAY_SKIPPED: &str = "OutboxRelaySkipped";
+}
+
 /// How long a writer waits for its own publish, and then for its mark, before leaving them to the
 /// relay.
 pub const PUBLISH_BUDGET: Duration = Duration::from_secs(1);
@@ -164,9 +179,15 @@ impl PublishOnWrite {
         }
         .await;
         match outcome {
-            Ok(()) => info!(order_id, published = ids.len(), "outbox published on the write's path"),
-            Err((what, error)) => warn!(order_id, error = %error,
-                "outbox {what} on the write's path: the relay publishes it (a repeat, if it was published, is dropped by consumers)"),
+            Ok(()) => {
+                telemetry::count(metrics::FAST_PATH_PUBLISHED, ids.len() as u64);
+                info!(order_id, published = ids.len(), "outbox published on the write's path")
+            }
+            Err((what, error)) => {
+                telemetry::count(metrics::FAST_PATH_MISSED, ids.len() as u64);
+                warn!(order_id, error = %error,
+                "outbox {what} on the write's path: the relay publishes it (a repeat, if it was published, is dropped by consumers)")
+            }
         }
     }
 }

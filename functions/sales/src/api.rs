@@ -37,7 +37,7 @@ use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use orderflow_contracts::canonical::canonical;
 use orderflow_contracts::{
-    is_e164, CancelledBy, Customer, Envelope, OrderPlaced, OrderState, OrderStatus, StatusEntry,
+    is_e164, CancelledBy, Customer, Envelope, OrderPlaced, OrderState, OrderStatus, StatusEntry, TraceContext,
 };
 use orderflow_harness::caller::Caller;
 use orderflow_harness::OutboundEvent;
@@ -127,9 +127,18 @@ fn customer_of(caller: &Caller, name: Option<String>) -> Result<Customer, (Statu
     })
 }
 
-/// The `OrderPlaced` announcing `order`. Its event id is derived from the order id, so the order is
-/// always announced as the same event, however often the relay sends it.
-pub fn order_placed(order: &StoredOrder) -> OutboundEvent {
+/// The trace this invocation belongs to: the X-Ray trace Lambda started for it (`Tracing: Active`),
+/// if any. Without one, the order's events share the trace derived from its correlation id
+/// ([`orderflow_contracts::Metadata::trace`]). A caller's own `traceparent` header is not taken:
+/// the trace id and its sampling are not the caller's to choose.
+pub fn invocation_trace(req: &Request) -> Option<TraceContext> {
+    req.lambda_context_ref().and_then(|c| c.xray_trace_id.as_deref()).and_then(TraceContext::from_xray)
+}
+
+/// The `OrderPlaced` announcing `order`, in the trace `trace` when there is one. Its event id is
+/// derived from the order id, so the order is always announced as the same event, however often the
+/// relay sends it.
+pub fn order_placed(order: &StoredOrder, trace: Option<TraceContext>) -> OutboundEvent {
     let s = &order.state;
     let placed = OrderPlaced {
         order_id: s.order_id.clone(),
@@ -142,7 +151,8 @@ pub fn order_placed(order: &StoredOrder) -> OutboundEvent {
     };
     let mut envelope = Envelope::new(placed, Some(order.correlation_id.clone()));
     envelope.metadata.event_id = Uuid::new_v5(&ID_NAMESPACE, format!("OrderPlaced/{}", s.order_id).as_bytes());
-    OutboundEvent::from_envelope(&envelope)
+    let trace = trace.unwrap_or_else(|| TraceContext::derived(&order.correlation_id, &envelope.metadata.event_id));
+    OutboundEvent::from_envelope(&envelope.in_trace(trace))
 }
 
 impl SalesApi {
@@ -451,7 +461,9 @@ impl SalesApi {
             request_hash,
             correlation_id: correlation_id.to_string(),
         };
-        let (order, status) = match self.orders.create(&order, &order_placed(&order)).await {
+        let announcement = order_placed(&order, invocation_trace(req));
+        let trace = announcement.trace_header.as_deref().and_then(TraceContext::from_xray);
+        let (order, status) = match self.orders.create(&order, &announcement).await {
             Ok(Created::New) => (order, StatusCode::CREATED),
             // Only a claimed id can already exist, and only the same caller's request claims it.
             Ok(Created::Existing(existing))
@@ -473,7 +485,8 @@ impl SalesApi {
                 return unavailable("body", correlation_id);
             }
         };
-        info!(order_id = %order.state.order_id, total_minor = order.state.totals.total_minor, "order placed");
+        info!(order_id = %order.state.order_id, total_minor = order.state.totals.total_minor,
+            trace_id = trace.map(|t| t.trace_id_hex()), span_id = trace.map(|t| t.span_id_hex()), "order placed");
         self.placed(&order, status, correlation_id)
     }
 

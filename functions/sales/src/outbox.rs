@@ -34,11 +34,11 @@ use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{TimeDelta, Utc};
 use orderflow_harness::publisher::{PublishError, MAX_REQUEST_BYTES};
-use orderflow_harness::{deadline, EventPublisher, OutboundEvent};
+use orderflow_harness::{deadline, telemetry, EventPublisher, OutboundEvent};
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use crate::announce::SentMarks;
+use crate::announce::{metrics, SentMarks};
 
 /// The relay: a publisher, and the fast path's marks if writers publish too.
 pub struct OutboxRelay {
@@ -191,6 +191,7 @@ impl OutboxRelay {
                 pause = (pause * 2).min(Duration::from_millis(400));
             }
             if before > pending.len() {
+                telemetry::count(metrics::RELAY_SKIPPED, (before - pending.len()) as u64);
                 info!(skipped = before - pending.len(), "already published by their writer");
             }
         }
@@ -198,7 +199,10 @@ impl OutboxRelay {
         let count = events.len();
         if count > 0 {
             match self.publisher.publish(events).await {
-                Ok(()) => info!(published = count, "outbox relayed"),
+                Ok(()) => {
+                    telemetry::count(metrics::RELAY_PUBLISHED, count as u64);
+                    info!(published = count, "outbox relayed")
+                }
                 Err(e) => {
                     warn!(error = %e, "outbox not fully relayed: the stream retries from the first unsent record");
                     // The first record not known to be on the bus: NotPublished names what was not

@@ -260,7 +260,7 @@ async fn the_order_and_its_announcement_are_one_write() {
     assert_eq!(placed.data.order_id, id);
     assert_eq!(announcements[0].event_id, placed.metadata.event_id.to_string());
     let stored = rig.orders.get(&id).await.unwrap().unwrap();
-    assert_eq!(sales::api::order_placed(&stored).event_id, announcements[0].event_id, "stable event id");
+    assert_eq!(sales::api::order_placed(&stored, None).event_id, announcements[0].event_id, "stable event id");
 }
 
 #[tokio::test]

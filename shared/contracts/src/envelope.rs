@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::Event;
+use crate::{Event, TraceContext};
 
 /// Provenance of one event. Consumers deduplicate on `event_id`; logs and traces join on
 /// `correlation_id`, which is set once where a flow starts (the HTTP request that placed the order) and
@@ -30,6 +30,22 @@ pub struct Metadata {
     pub occurred_at: DateTime<Utc>,
     /// The service (and function) that produced it, e.g. `orderflow.billing`.
     pub producer: String,
+    /// The W3C trace context of the span that published it (`00-<trace>-<span>-<flags>`), so the
+    /// spans of one flow link up across functions (see [`TraceContext`]). Absent from older events:
+    /// [`Metadata::trace`] then derives one from the correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+impl Metadata {
+    /// The trace context this event carries, or, when it carries none that is valid, the one derived
+    /// from its correlation id (every event of the flow then shares the trace id all the same).
+    pub fn trace(&self) -> TraceContext {
+        self.traceparent
+            .as_deref()
+            .and_then(TraceContext::parse)
+            .unwrap_or_else(|| TraceContext::derived(&self.correlation_id, &self.event_id))
+    }
 }
 
 /// An event as it travels in EventBridge `detail`.
@@ -54,8 +70,15 @@ pub struct RawEnvelope {
 impl<E: Event> Envelope<E> {
     /// The first event of a flow: a new correlation id unless the caller has one (e.g. from a
     /// request header), and no cause.
+    ///
+    /// Its trace is the one every event of the flow shares when nobody started another
+    /// ([`TraceContext::derived`] from the correlation id); [`Envelope::in_trace`] puts it in the
+    /// invocation's own (X-Ray's) instead.
     pub fn new(data: E, correlation_id: Option<String>) -> Self {
-        Self::build(data, correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()), None)
+        let mut envelope = Self::build(data, correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()), None);
+        let trace = TraceContext::derived(&envelope.metadata.correlation_id, &envelope.metadata.event_id);
+        envelope.metadata.traceparent = Some(trace.to_string());
+        envelope
     }
 
     /// An event caused by `cause`: same correlation id, `causation_id` = the cause's event id.
@@ -63,10 +86,20 @@ impl<E: Event> Envelope<E> {
     /// Its `event_id` is derived from the cause's id and this event's name (UUID v5), so a handler that
     /// is retried after a partial failure publishes the *same* event again, which downstream consumers
     /// then recognise as a duplicate instead of acting twice.
+    ///
+    /// It continues the cause's trace: its `traceparent` is the cause's (which the consumer harness
+    /// sets to the span that handled the cause), or the one derived from the correlation id.
     pub fn caused_by(cause: &Metadata, data: E) -> Self {
         let mut envelope = Self::build(data, cause.correlation_id.clone(), Some(cause.event_id.to_string()));
         envelope.metadata.event_id = Uuid::new_v5(&cause.event_id, E::NAME.as_bytes());
+        envelope.metadata.traceparent = Some(cause.trace().to_string());
         envelope
+    }
+
+    /// The same event in the trace `trace` (where a flow starts: the API's invocation's trace).
+    pub fn in_trace(mut self, trace: TraceContext) -> Self {
+        self.metadata.traceparent = Some(trace.to_string());
+        self
     }
 
     /// One of several events of the same type caused by `cause` (a restock that ships several
@@ -98,6 +131,7 @@ impl<E: Event> Envelope<E> {
                 causation_id,
                 occurred_at: Utc::now(),
                 producer: E::SOURCE.to_string(),
+                traceparent: None,
             },
             data,
         }

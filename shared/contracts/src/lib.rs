@@ -14,10 +14,12 @@ mod envelope;
 mod error;
 pub mod events;
 pub mod schemas;
+mod trace;
 
 pub use envelope::{Envelope, Metadata, RawEnvelope};
 pub use error::ContractError;
 pub use events::*;
+pub use trace::TraceContext;
 
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::value::RawValue;

@@ -128,6 +128,39 @@ fn caused_events_carry_correlation_and_causation() {
 }
 
 #[test]
+fn every_event_carries_its_flows_trace_and_an_event_without_one_is_given_the_flows() {
+    let placed: OrderPlaced = serde_json::from_value(v2_data()).unwrap();
+    let first = Envelope::new(placed.clone(), Some("corr-42".into()));
+    let started = TraceContext::parse(first.metadata.traceparent.as_deref().unwrap()).unwrap();
+    let flow = TraceContext::derived("corr-42", &first.metadata.event_id);
+    assert_eq!(started.trace_id, flow.trace_id, "no trace started: the flow's");
+
+    // Where a flow starts in a trace of its own (the API's X-Ray trace), that one is carried.
+    let xray = TraceContext::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1");
+    let traced = Envelope::new(placed, Some("corr-42".into())).in_trace(xray.unwrap());
+    assert_eq!(traced.metadata.traceparent.as_deref(), Some("00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"));
+    let json = serde_json::to_value(&traced).unwrap();
+    assert_eq!(json["metadata"]["traceparent"], "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01");
+
+    // What it causes continues it: the cause's context (its handling span, set by the harness) is
+    // the parent.
+    let mut handled = traced.metadata.clone();
+    let handling = handled.trace().child(&handled.event_id, "billing");
+    handled.traceparent = Some(handling.to_string());
+    let billed = Envelope::caused_by(&handled, traced.data.clone());
+    assert_eq!(billed.metadata.trace(), handling);
+
+    // An event from a producer that sets none (or a malformed one) is in the flow's trace all the same.
+    let mut old = traced.metadata.clone();
+    for missing in [None, Some("garbage".to_string())] {
+        old.traceparent = missing;
+        assert_eq!(old.trace().trace_id, TraceContext::derived("corr-42", &old.event_id).trace_id);
+        let caused = Envelope::caused_by(&old, traced.data.clone());
+        assert_eq!(caused.metadata.trace().trace_id, flow.trace_id);
+    }
+}
+
+#[test]
 fn the_status_machine_has_exactly_its_moves_and_every_order_can_end() {
     use OrderStatus::*;
     let legal = [

@@ -27,8 +27,8 @@ use crate::consumer::{RecordContext, AWS_ONLY_RECORD_BUDGET};
 use crate::dead_letter::DeadLetterSink;
 use crate::error::{growing_delay, HandlerError};
 use crate::sqs::{
-    dead_letter, decode_delivered, hold_back, invocation_deadline, panic_message, receive_count, respond, sqs_ports,
-    too_late_to_start, BatchError, BatchResult, Decoded, Outcome,
+    dead_letter, decode_delivered, enter_trace, hold_back, invocation_deadline, panic_message, receive_count, respond,
+    sqs_ports, too_late_to_start, BatchError, BatchResult, Decoded, Outcome,
 };
 use crate::visibility::VisibilityPort;
 use crate::{deadline, telemetry};
@@ -130,7 +130,8 @@ impl<E: Inbound> BatchConsumer<E> {
         for (i, record) in records.iter().enumerate() {
             let count = receive_count(record);
             match AssertUnwindSafe(async { decode_delivered::<E>(record.body.as_deref()) }).catch_unwind().await {
-                Ok(Ok(Decoded { event, metadata, replay_name })) => {
+                Ok(Ok(Decoded { event, mut metadata, replay_name })) => {
+                    enter_trace(&mut metadata, &self.name);
                     let ctx = RecordContext {
                         message_id: record.message_id.clone().unwrap_or_default(),
                         metadata,

@@ -50,8 +50,8 @@ use crate::deadline;
 use crate::error::{growing_delay, HandlerError};
 use crate::idempotency::{Claim, DynamoDbIdempotencyStore, IdempotencyStore};
 use crate::sqs::{
-    dead_letter, decode_delivered, hold_back, invocation_deadline, panic_message, receive_count, respond, sqs_ports,
-    too_late_to_start, Outcome,
+    dead_letter, decode_delivered, enter_trace, hold_back, invocation_deadline, panic_message, receive_count, respond,
+    sqs_ports, too_late_to_start, Outcome,
 };
 pub use crate::sqs::{decode, BatchError, BatchResult, Decoded, SETTLE_RESERVE};
 use crate::telemetry;
@@ -291,16 +291,23 @@ impl<E: Inbound> Consumer<E> {
         let message_id = record.message_id.clone().unwrap_or_default();
         let receive_count = receive_count(record);
         let span = tracing::info_span!("record", consumer = %self.name, message_id = %message_id, receive_count,
-            event_id = tracing::field::Empty, correlation_id = tracing::field::Empty, detail_type = tracing::field::Empty);
+            event_id = tracing::field::Empty, correlation_id = tracing::field::Empty, detail_type = tracing::field::Empty,
+            trace_id = tracing::field::Empty, span_id = tracing::field::Empty, parent_span_id = tracing::field::Empty);
         async move {
-            let Decoded { event, metadata, replay_name } = match decode_delivered::<E>(record.body.as_deref()) {
+            let Decoded { event, mut metadata, replay_name } = match decode_delivered::<E>(record.body.as_deref()) {
                 Ok(decoded) => decoded,
                 Err(e) => {
                     return dead_letter(self.dead_letters.as_ref(), &self.name, record, receive_count, e.to_string())
                         .await
                 }
             };
+            let (parent, handling) = enter_trace(&mut metadata, &self.name);
             let span = tracing::Span::current();
+            if !span.is_disabled() {
+                span.record("trace_id", handling.trace_id_hex());
+                span.record("span_id", handling.span_id_hex());
+                span.record("parent_span_id", parent.span_id_hex());
+            }
             span.record("event_id", tracing::field::display(&metadata.event_id));
             span.record("correlation_id", tracing::field::display(&metadata.correlation_id));
             span.record("detail_type", event.name());

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use orderflow_contracts::{Envelope, Event};
+use orderflow_contracts::{Envelope, Event, TraceContext};
 
 /// `PutEvents`' entry limit per request.
 pub const MAX_ENTRIES: usize = 10;
@@ -41,6 +41,10 @@ pub struct OutboundEvent {
     pub detail_type: String,
     /// EventBridge `detail`: the envelope as JSON.
     pub detail: String,
+    /// EventBridge `TraceHeader`: the envelope's trace context in X-Ray's form, so the bus hands the
+    /// trace on to its targets (and X-Ray, with `Tracing: Active`, links the consumers' invocations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_header: Option<String>,
 }
 
 impl OutboundEvent {
@@ -51,6 +55,7 @@ impl OutboundEvent {
             source: E::SOURCE.to_string(),
             detail_type: E::NAME.to_string(),
             detail: serde_json::to_string(envelope).expect("envelopes always serialise"),
+            trace_header: envelope.metadata.traceparent.as_deref().and_then(TraceContext::parse).map(|t| t.to_xray()),
         }
     }
 
@@ -178,6 +183,7 @@ impl PutEventsApi for EventBridgeApi {
                     .source(&e.source)
                     .detail_type(&e.detail_type)
                     .detail(&e.detail)
+                    .set_trace_header(e.trace_header.clone())
                     .build(),
             );
         }

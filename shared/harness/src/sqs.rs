@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
-use orderflow_contracts::{ContractError, Inbound, Metadata, RawEnvelope};
+use orderflow_contracts::{ContractError, Inbound, Metadata, RawEnvelope, TraceContext};
 use serde_json::value::RawValue;
 use tracing::{error, info, warn};
 
@@ -219,6 +219,17 @@ pub fn decode_delivered<E: Inbound>(body: Option<&str>) -> Result<Decoded<E>, Co
         serde_json::from_str(event.detail.get()).map_err(|e| ContractError::NotAnEnvelope(format!("detail: {e}")))?;
     let decoded = E::decode(&event.detail_type, envelope.metadata.schema_version, &envelope.data)?;
     Ok(Decoded { event: decoded, metadata: envelope.metadata, replay_name: event.replay_name })
+}
+
+/// Makes the consumer `name`'s handling of this event a span of the event's trace: returns the
+/// context the event arrived with (its publisher's span, the parent) and the handling span's, and
+/// sets the handling span's into `metadata`, so what the handler publishes
+/// (`Envelope::caused_by(&ctx.metadata, ..)`) names it as parent.
+pub(crate) fn enter_trace(metadata: &mut Metadata, name: &str) -> (TraceContext, TraceContext) {
+    let parent = metadata.trace();
+    let handling = parent.child(&metadata.event_id, name);
+    metadata.traceparent = Some(handling.to_string());
+    (parent, handling)
 }
 
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -34,6 +35,20 @@ pub struct Counts {
 
 static COLD: AtomicBool = AtomicBool::new(true);
 
+/// Counters a function keeps beside the harness's own (e.g. the outbox's fast path), emitted with
+/// the invocation's metrics line and started again from zero.
+static COUNTERS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+
+/// Adds `n` to the counter `metric` of the current invocation: it becomes a metric of that name
+/// (unit Count) on the invocation's EMF line, so an alarm can watch it.
+pub fn count(metric: &'static str, n: u64) {
+    *COUNTERS.lock().unwrap_or_else(|p| p.into_inner()).entry(metric).or_default() += n;
+}
+
+fn take_counters() -> BTreeMap<&'static str, u64> {
+    std::mem::take(&mut *COUNTERS.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// The EMF line for one batch of `consumer`; the first call in a process also counts a cold start.
 /// `requests` are the AWS requests the invocation sent (`aws::requests::take`): their total is the
 /// metric `AwsRequests`, and each operation's count is a property (`AwsRequestsByOperation`), for
@@ -56,12 +71,14 @@ pub struct Work {
     pub requests: BTreeMap<String, u64>,
     /// The handler's time.
     pub elapsed: Duration,
+    /// The function's own counters ([`count`]).
+    pub counters: BTreeMap<&'static str, u64>,
 }
 
 impl Work {
     /// The requests sent since the last call, and the time since `started`.
     pub fn since(started: Instant) -> Self {
-        Self { requests: aws::requests::take(), elapsed: started.elapsed() }
+        Self { requests: aws::requests::take(), elapsed: started.elapsed(), counters: take_counters() }
     }
 }
 
@@ -75,8 +92,12 @@ fn line(dimension: &str, name: &str, values: &[(&str, u64)], work: &Work, timest
     let cold_start = u64::from(COLD.swap(false, Ordering::Relaxed));
     let requests = &work.requests;
     let total: u64 = requests.values().sum();
-    let values: Vec<(&str, u64)> =
-        values.iter().copied().chain([("ColdStart", cold_start), ("AwsRequests", total)]).collect();
+    let values: Vec<(&str, u64)> = values
+        .iter()
+        .copied()
+        .chain([("ColdStart", cold_start), ("AwsRequests", total)])
+        .chain(work.counters.iter().map(|(name, n)| (*name, *n)))
+        .collect();
     let mut line = Map::new();
     line.insert(
         "_aws".into(),
@@ -119,7 +140,7 @@ mod tests {
     fn emf_line_declares_and_carries_every_counter() {
         let counts = Counts { processed: 3, retried: 1, dead_lettered: 2, duplicates_skipped: 4 };
         let requests = BTreeMap::from([("dynamodb:PutItem".to_string(), 3), ("events:PutEvents".to_string(), 1)]);
-        let work = Work { requests, elapsed: Duration::from_micros(2_500) };
+        let work = Work { requests, elapsed: Duration::from_micros(2_500), counters: BTreeMap::new() };
         let line: Value = serde_json::from_str(&emf_line("billing", counts, &work, 1_700_000_000_000)).unwrap();
         assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Orderflow");
         assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000i64);
@@ -138,5 +159,27 @@ mod tests {
         assert_eq!(line["AwsRequests"].as_u64(), Some(4));
         assert_eq!(line["HandlerMs"].as_f64(), Some(2.5));
         assert_eq!(line["AwsRequestsByOperation"]["dynamodb:PutItem"].as_u64(), Some(3));
+    }
+
+    #[test]
+    fn a_functions_counters_become_metrics_of_its_invocation_then_start_again() {
+        count("OutboxFastPathMissed", 2);
+        count("OutboxFastPathMissed", 1);
+        count("OutboxFastPathPublished", 4);
+        let work = Work::since(Instant::now());
+        let line: Value = serde_json::from_str(&invocation_line("sales-api", &work, 1)).unwrap();
+        let declared: Vec<&str> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert!(declared.contains(&"OutboxFastPathMissed") && declared.contains(&"OutboxFastPathPublished"));
+        assert_eq!(line["OutboxFastPathMissed"].as_u64(), Some(3));
+        assert_eq!(line["OutboxFastPathPublished"].as_u64(), Some(4));
+        assert_eq!(line["Function"], "sales-api");
+        // The next invocation starts from zero: a counter is not declared when nothing counted it.
+        let next: Value = serde_json::from_str(&invocation_line("sales-api", &Work::since(Instant::now()), 2)).unwrap();
+        assert!(next.get("OutboxFastPathMissed").is_none(), "{next}");
     }
 }

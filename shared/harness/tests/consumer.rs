@@ -775,3 +775,76 @@ fn the_growing_delay_doubles_from_five_seconds_up_to_fifteen_minutes() {
     assert_eq!(growing_delay(0).as_secs(), 5);
     assert_eq!(growing_delay(u32::MAX).as_secs(), 900);
 }
+
+/// Keeps the context each record reached it with.
+#[derive(Default)]
+struct SeesContext(Mutex<Vec<RecordContext>>);
+
+#[async_trait]
+impl Handler<OrderPlaced> for SeesContext {
+    async fn handle(&self, _: OrderPlaced, ctx: &RecordContext) -> Result<(), HandlerError> {
+        self.0.lock().unwrap().push(ctx.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_handling_is_a_span_of_its_events_trace_and_what_it_causes_names_it_as_parent() {
+    use orderflow_contracts::{PaymentDeclined, TraceContext};
+    let seen = Arc::new(SeesContext::default());
+    let consumer = |name: &str| {
+        Consumer::new(
+            name.to_string(),
+            seen.clone() as Arc<dyn Handler<OrderPlaced>>,
+            Arc::new(InMemoryIdempotencyStore::default()),
+            Arc::new(InMemoryDeadLetters::default()),
+            ConsumerSettings::default(),
+        )
+    };
+    let published = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut traced: serde_json::Value = serde_json::from_str(&order_body("o-1", 1)).unwrap();
+    traced["detail"]["metadata"]["traceparent"] = json!(published);
+    let untraced = order_body("o-2", 2);
+    for name in ["billing", "email", "billing"] {
+        let result = consumer(name)
+            .process(batch(vec![record("m-1", &traced.to_string()), record("m-2", &untraced)]))
+            .await
+            .unwrap();
+        assert!(result.response.batch_item_failures.is_empty());
+    }
+    let seen = seen.0.lock().unwrap().clone();
+    let trace = |ctx: &RecordContext| TraceContext::parse(ctx.metadata.traceparent.as_deref().unwrap()).unwrap();
+    let by_order = |i: usize| -> Vec<TraceContext> {
+        seen.iter().filter(|c| c.message_id == format!("m-{i}")).map(trace).collect()
+    };
+    let (first, second) = (by_order(1), by_order(2));
+    let parent = TraceContext::parse(published).unwrap();
+    for handling in &first {
+        assert_eq!(handling.trace_id, parent.trace_id, "the publisher's trace");
+        assert_ne!(handling.span_id, parent.span_id, "a span of its own");
+    }
+    assert_eq!(first[0], first[2], "a redelivery to the same consumer is the same span");
+    assert_ne!(first[0].span_id, first[1].span_id, "each consumer its own span");
+    // No context carried: the flow's (from its correlation id), for every consumer alike.
+    let flow = TraceContext::derived("corr-1", &event_id(2).parse().unwrap());
+    assert!(second.iter().all(|t| t.trace_id == flow.trace_id), "{second:?}");
+
+    // What the handler publishes names its handling as parent.
+    let ctx = seen.iter().find(|c| c.message_id == "m-1").unwrap();
+    let declined = PaymentDeclined {
+        order_id: "o-1".into(),
+        invoice_id: "inv-1".into(),
+        amount_minor: 100,
+        currency: orderflow_contracts::Currency::EUR,
+        reason: "limit".into(),
+        declined_at: chrono::Utc::now(),
+    };
+    let caused = Envelope::caused_by(&ctx.metadata, declined);
+    assert_eq!(caused.metadata.trace(), first[0]);
+    let outbound = orderflow_harness::OutboundEvent::from_envelope(&caused);
+    assert_eq!(
+        outbound.trace_header,
+        Some(format!("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent={};Sampled=1", first[0].span_id_hex())),
+        "the bus is handed the trace in X-Ray's form"
+    );
+}

@@ -26,6 +26,7 @@ fn event(i: usize) -> OutboundEvent {
         detail_type: "OrderBilled".into(),
         detail: json!({"metadata": {"eventId": format!("ev-{i}")}, "data": {"orderId": format!("ord-{i}")}})
             .to_string(),
+        trace_header: None,
     }
 }
 

@@ -18,6 +18,7 @@ fn event(i: usize, detail_bytes: usize) -> OutboundEvent {
         source: "orderflow.billing".into(),
         detail_type: "OrderBilled".into(),
         detail: "x".repeat(detail_bytes),
+        trace_header: None,
     }
 }
 

@@ -1,0 +1,223 @@
+//! The W3C trace context (`traceparent`) every event carries in its metadata, so the spans of one
+//! order link up across functions, the bus and the queues.
+//!
+//! A flow's trace starts where the flow does: an API takes the X-Ray trace id Lambda gives the
+//! invocation (`Tracing: Active`; X-Ray ids and W3C trace ids are the same 128 bits), or makes a new
+//! one. Each event's `traceparent` names the span that published it; a consumer's handling of an
+//! event is a child span of that, with an id derived from the event and the consumer (so a
+//! redelivery is the same span), and what the handler publishes names the handling span as its
+//! parent ([`crate::Envelope::caused_by`] copies the cause's context, which the harness has set to the
+//! handling span). An event without a valid context (an older producer, a hand-made event) gets one
+//! derived from its correlation id, so every event of one flow still shares one trace id.
+//!
+//! A caller's own `traceparent` header is not trusted: the trace id and the sampled flag are
+//! ours to choose, not a client's.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// One position in a trace: the trace, the span that is the parent of what comes next, and whether
+/// the trace is sampled (recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    /// The trace: 16 bytes, never all zero.
+    pub trace_id: [u8; 16],
+    /// The parent span: 8 bytes, never all zero.
+    pub span_id: [u8; 8],
+    /// Whether the trace is recorded (the W3C flag 01).
+    pub sampled: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+/// Lowercase hex of exactly `N` bytes, not all zero.
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N || !text.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    (out != [0u8; N]).then_some(out)
+}
+
+fn first<const N: usize>(id: Uuid) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&id.as_bytes()[..N]);
+    out
+}
+
+impl TraceContext {
+    /// Reads a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); `None` if it is not one (then
+    /// the trace restarts, as the W3C recommendation says). Versions after 00 are read by their
+    /// first four fields.
+    pub fn parse(traceparent: &str) -> Option<Self> {
+        let mut parts = traceparent.trim().split('-');
+        let version = parts.next()?;
+        let (trace_id, span_id, flags) = (parts.next()?, parts.next()?, parts.next()?);
+        let lower_hex = |t: &str| t.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+        if version.len() != 2 || !lower_hex(version) || version == "ff" {
+            return None;
+        }
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        if flags.len() != 2 || !lower_hex(flags) {
+            return None;
+        }
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        Some(Self { trace_id: unhex(trace_id)?, span_id: unhex(span_id)?, sampled: flags & 1 == 1 })
+    }
+
+    /// Reads an X-Ray trace header (`Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1`,
+    /// Lambda's `_X_AMZN_TRACE_ID`): its root is the trace id, its parent the span.
+    pub fn from_xray(header: &str) -> Option<Self> {
+        let (mut root, mut parent, mut sampled) = (None, None, false);
+        for field in header.split(';') {
+            match field.trim().split_once('=') {
+                Some(("Root", value)) => root = Some(value),
+                Some(("Parent", value)) => parent = Some(value),
+                Some(("Sampled", value)) => sampled = value == "1",
+                _ => {}
+            }
+        }
+        let root = root?.strip_prefix("1-")?;
+        let (epoch, unique) = root.split_once('-')?;
+        if epoch.len() != 8 {
+            return None;
+        }
+        Some(Self { trace_id: unhex(&format!("{epoch}{unique}"))?, span_id: unhex(parent?)?, sampled })
+    }
+
+    /// A new trace, sampled.
+    pub fn new_root() -> Self {
+        let id = Uuid::new_v4();
+        Self { trace_id: first(id), span_id: first(Uuid::new_v4()), sampled: true }
+    }
+
+    /// The trace every event of the flow `correlation_id` shares when none was carried, with the
+    /// span named by `event_id` as parent: the same again on every delivery.
+    pub fn derived(correlation_id: &str, event_id: &Uuid) -> Self {
+        let trace = Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("orderflow-trace/{correlation_id}").as_bytes());
+        Self { trace_id: first(trace), span_id: first(*event_id), sampled: true }
+    }
+
+    /// A child span of this one, its id derived from `event_id` and `name` (a consumer handling that
+    /// event): the same id on every delivery of the event to that consumer.
+    pub fn child(&self, event_id: &Uuid, name: &str) -> Self {
+        let mut span_id: [u8; 8] = first(Uuid::new_v5(event_id, name.as_bytes()));
+        if span_id == [0; 8] {
+            span_id[7] = 1;
+        }
+        Self { span_id, ..*self }
+    }
+
+    /// The trace id, 32 lowercase hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    /// The span id, 16 lowercase hex digits.
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span_id)
+    }
+
+    /// The X-Ray form (`Root=1-<8>-<24>;Parent=<16>;Sampled=<0|1>`), for EventBridge's `TraceHeader`:
+    /// with it, the bus hands the trace to its targets, and X-Ray links the consumers' invocations
+    /// into the same trace.
+    pub fn to_xray(&self) -> String {
+        let trace = self.trace_id_hex();
+        format!(
+            "Root=1-{}-{};Parent={};Sampled={}",
+            &trace[..8],
+            &trace[8..],
+            self.span_id_hex(),
+            u8::from(self.sampled)
+        )
+    }
+}
+
+/// The W3C `traceparent` form.
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{}-{}-{:02x}", self.trace_id_hex(), self.span_id_hex(), u8::from(self.sampled))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W3C: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn reads_and_writes_the_w3c_form() {
+        let t = TraceContext::parse(W3C).unwrap();
+        assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.span_id_hex(), "00f067aa0ba902b7");
+        assert!(t.sampled);
+        assert_eq!(t.to_string(), W3C);
+        assert!(!TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap().sampled);
+        // A later version is read by its first four fields.
+        assert!(TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_traceparent() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_xray_header_is_the_same_trace() {
+        let t = TraceContext::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+            .unwrap();
+        assert_eq!(t.to_string(), "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01");
+        assert_eq!(t.to_xray(), "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1");
+        assert_eq!(TraceContext::from_xray(&t.to_xray()), Some(t));
+        assert_eq!(TraceContext::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793"), None, "no parent");
+        assert_eq!(TraceContext::from_xray("Root=2-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8"), None);
+    }
+
+    #[test]
+    fn a_child_keeps_the_trace_and_is_the_same_span_on_every_delivery() {
+        let root = TraceContext::parse(W3C).unwrap();
+        let event = Uuid::new_v4();
+        let child = root.child(&event, "billing");
+        assert_eq!((child.trace_id, child.sampled), (root.trace_id, root.sampled));
+        assert_ne!(child.span_id, root.span_id);
+        assert_eq!(child, root.child(&event, "billing"), "a redelivery is the same span");
+        assert_ne!(child.span_id, root.child(&event, "email").span_id, "each consumer its own span");
+    }
+
+    #[test]
+    fn a_flow_without_a_context_still_shares_one_trace() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = TraceContext::derived("corr-1", &a);
+        assert_eq!(first.trace_id, TraceContext::derived("corr-1", &b).trace_id);
+        assert_ne!(first.trace_id, TraceContext::derived("corr-2", &a).trace_id);
+        assert_eq!(first.span_id, TraceContext::derived("corr-1", &a).span_id);
+    }
+}
