@@ -406,9 +406,10 @@ struct SpanLine {
     at: chrono::DateTime<chrono::Utc>,
 }
 
-/// A log line (JSON, as the template's LoggingConfig asks) that ends a span of an order.
-fn span_line(line: &Value) -> Option<SpanLine> {
-    let at = line["timestamp"].as_str()?.parse().ok()?;
+/// A log line (JSON, as the template's LoggingConfig asks) that ends a span of an order, logged at
+/// `at_ms` (the log event's time: Lambda's JSON lines carry none of their own).
+fn span_line(line: &Value, at_ms: i64) -> Option<SpanLine> {
+    let at = chrono::DateTime::from_timestamp_millis(at_ms)?;
     let span = &line["span"];
     let (function, trace_id) = match line["fields"]["message"].as_str()? {
         "handled" if span["name"] == "record" => (span["consumer"].as_str()?, span["trace_id"].as_str()?),
@@ -435,9 +436,10 @@ async fn metrics_lines(local: &Local, since_ms: i64) -> Result<(Vec<Invocation>,
                 .set_next_token(token.clone())
                 .send()
                 .await?;
-            for message in page.events().iter().filter_map(|e| e.message()) {
+            for event in page.events() {
+                let Some(message) = event.message() else { continue };
                 let Ok(line) = serde_json::from_str::<Value>(message.trim()) else { continue };
-                if let Some(span) = span_line(&line) {
+                if let Some(span) = event.timestamp().and_then(|at| span_line(&line, at)) {
                     spans.push(span);
                     continue;
                 }
