@@ -19,6 +19,8 @@ mod trace;
 pub use envelope::{Envelope, Metadata, RawEnvelope};
 pub use error::ContractError;
 pub use events::*;
+#[doc(hidden)]
+pub use serde as __serde;
 pub use trace::TraceContext;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -91,6 +93,16 @@ pub trait Inbound: Sized + Send + 'static {
     fn decode(detail_type: &str, schema_version: u32, data: &RawValue) -> Result<Self, ContractError>;
     /// The event's name, for logs.
     fn name(&self) -> &'static str;
+    /// The schema version `detail_type` is read at without upcasting (its current one), if this
+    /// accepts that detail type.
+    fn current_version(detail_type: &str) -> Option<u32>;
+    /// Reads the current version of `detail_type` straight off `deserializer` and validates it: the
+    /// one-pass path of the harness (an error here sends the record down [`Inbound::decode`], which
+    /// says what is wrong). `detail_type` must be one [`Inbound::current_version`] accepts.
+    fn deserialize_current<'de, D: serde::Deserializer<'de>>(
+        detail_type: &str,
+        deserializer: D,
+    ) -> Result<Self, D::Error>;
 }
 
 impl<E: Event> Inbound for E {
@@ -104,6 +116,20 @@ impl<E: Event> Inbound for E {
     }
     fn name(&self) -> &'static str {
         E::NAME
+    }
+    fn current_version(detail_type: &str) -> Option<u32> {
+        (detail_type == E::NAME).then_some(E::SCHEMA_VERSION)
+    }
+    fn deserialize_current<'de, D: serde::Deserializer<'de>>(
+        detail_type: &str,
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        if detail_type != E::NAME {
+            return Err(serde::de::Error::custom("another detail type"));
+        }
+        let event = E::deserialize(deserializer)?;
+        event.validate().map_err(serde::de::Error::custom)?;
+        Ok(event)
     }
 }
 
@@ -142,6 +168,25 @@ macro_rules! inbound {
             }
             fn name(&self) -> &'static str {
                 match self { $($name::$variant(_) => <$ty as $crate::Event>::NAME),+ }
+            }
+            fn current_version(detail_type: &str) -> Option<u32> {
+                $(
+                    if detail_type == <$ty as $crate::Event>::NAME {
+                        return Some(<$ty as $crate::Event>::SCHEMA_VERSION);
+                    }
+                )+
+                None
+            }
+            fn deserialize_current<'de, D: $crate::__serde::Deserializer<'de>>(
+                detail_type: &str,
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                $(
+                    if detail_type == <$ty as $crate::Event>::NAME {
+                        return <$ty as $crate::Inbound>::deserialize_current(detail_type, deserializer).map($name::$variant);
+                    }
+                )+
+                Err($crate::__serde::de::Error::custom("another detail type"))
             }
         }
     };

@@ -65,6 +65,28 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    group.bench_function("harness_without_claims", |b| {
+        // The same, for a consumer whose own writes make a repeat harmless (`without_claims`).
+        b.iter_batched(
+            || {
+                let consumer = Consumer::<OrderPlaced>::new(
+                    "bench",
+                    Arc::new(Acknowledge),
+                    Arc::new(InMemoryIdempotencyStore::default()),
+                    Arc::new(InMemoryDeadLetters::default()),
+                    ConsumerSettings::default(),
+                )
+                .without_claims();
+                (consumer, batch.clone())
+            },
+            |(consumer, batch)| {
+                let result = rt.block_on(consumer.process(batch)).unwrap();
+                assert!(result.response.batch_item_failures.is_empty());
+                black_box(result)
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 }
 

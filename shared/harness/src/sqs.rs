@@ -208,8 +208,16 @@ struct Delivered<'a> {
 }
 
 /// [`decode`], with the replay that re-delivered the event, if any.
+///
+/// One pass over the body when it is what producers write (the current schema version, in the order
+/// EventBridge and the envelope serialise: `detail-type` before `detail`, `metadata` before `data`),
+/// straight into the typed event ([`one_pass`]); anything else (an older version to upcast, another
+/// order, any error) is read again step by step, which also says precisely what is wrong.
 pub fn decode_delivered<E: Inbound>(body: Option<&str>) -> Result<Decoded<E>, ContractError> {
     let body = body.ok_or_else(|| ContractError::NotAnEnvelope("empty body".into()))?;
+    if let Some(decoded) = one_pass::decode::<E>(body) {
+        return Ok(decoded);
+    }
     let event: Delivered<'_> =
         serde_json::from_str(body).map_err(|e| ContractError::NotAnEnvelope(format!("body: {e}")))?;
     if !E::DETAIL_TYPES.contains(&event.detail_type.as_str()) {
@@ -240,4 +248,211 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "non-string panic payload".into());
     // A panic message may quote the data it choked on.
     crate::redact::redact(&message)
+}
+
+/// The harness's common path: an SQS body read once, straight into the typed event. `None` whenever
+/// the body is not the common case, and [`decode_delivered`] then reads it step by step.
+mod one_pass {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use orderflow_contracts::{Inbound, Metadata};
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    use super::Decoded;
+
+    pub(super) fn decode<E: Inbound>(body: &str) -> Option<Decoded<E>> {
+        let mut de = serde_json::Deserializer::from_str(body);
+        let decoded = de::Deserializer::deserialize_map(&mut de, Delivered::<E>(PhantomData)).ok()?;
+        de.end().ok()?;
+        decoded
+    }
+
+    /// Keys are read borrowed where they can be (none of ours has an escape).
+    fn key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<std::borrow::Cow<'de, str>>, A::Error> {
+        map.next_key::<std::borrow::Cow<'de, str>>()
+    }
+
+    /// The EventBridge event: `Some` only if its detail was read in one pass.
+    struct Delivered<E>(PhantomData<E>);
+
+    impl<'de, E: Inbound> Visitor<'de> for Delivered<E> {
+        type Value = Option<Decoded<E>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an EventBridge event")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut detail_type, mut replay_name, mut detail) = (None::<String>, None::<String>, None);
+            while let Some(key) = key(&mut map)? {
+                match key.as_ref() {
+                    "detail-type" if detail_type.is_none() => detail_type = Some(map.next_value()?),
+                    "replay-name" if replay_name.is_none() => replay_name = map.next_value()?,
+                    "detail" if detail.is_none() => {
+                        let version = detail_type.as_deref().and_then(E::current_version);
+                        let (Some(detail_type), Some(version)) = (detail_type.as_deref(), version) else {
+                            return Ok(None);
+                        };
+                        match map.next_value_seed(Envelope::<E> { detail_type, version, _e: PhantomData })? {
+                            Some(read) => detail = Some(read),
+                            None => return Ok(None),
+                        }
+                    }
+                    "detail-type" | "replay-name" | "detail" => return Ok(None),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(detail.map(|(event, metadata)| Decoded { event, metadata, replay_name }))
+        }
+    }
+
+    /// The envelope in `detail`, for a detail type read at `version`.
+    struct Envelope<'a, E> {
+        detail_type: &'a str,
+        version: u32,
+        _e: PhantomData<E>,
+    }
+
+    impl<'de, E: Inbound> DeserializeSeed<'de> for Envelope<'_, E> {
+        type Value = Option<(E, Metadata)>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de, E: Inbound> Visitor<'de> for Envelope<'_, E> {
+        type Value = Option<(E, Metadata)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an Orderflow envelope")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut metadata, mut event) = (None::<Metadata>, None::<E>);
+            while let Some(key) = key(&mut map)? {
+                match key.as_ref() {
+                    "metadata" if metadata.is_none() => metadata = Some(map.next_value()?),
+                    "data" if event.is_none() => match &metadata {
+                        Some(m) if m.schema_version == self.version => {
+                            event =
+                                Some(map.next_value_seed(Data::<E> { detail_type: self.detail_type, _e: PhantomData })?)
+                        }
+                        // An older version (to upcast), or data before its metadata.
+                        _ => return Ok(None),
+                    },
+                    "metadata" | "data" => return Ok(None),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(event.zip(metadata))
+        }
+    }
+
+    /// The event's data, at the current version of its detail type.
+    struct Data<'a, E> {
+        detail_type: &'a str,
+        _e: PhantomData<E>,
+    }
+
+    impl<'de, E: Inbound> DeserializeSeed<'de> for Data<'_, E> {
+        type Value = E;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<E, D::Error> {
+            E::deserialize_current(self.detail_type, d)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orderflow_contracts::{AnyEvent, ContractError, OrderPlaced};
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// A sample's body as SQS hands it over: EventBridge's order of keys, the envelope's.
+    fn raw_body(sample: &str) -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events-samples/");
+        let sqs: Value = serde_json::from_str(&std::fs::read_to_string(format!("{path}{sample}")).unwrap()).unwrap();
+        sqs["Records"][0]["body"].as_str().unwrap().to_string()
+    }
+
+    /// The same as JSON (whose keys serialise sorted: `detail` before `detail-type`).
+    fn body(sample: &str) -> Value {
+        serde_json::from_str(&raw_body(sample)).unwrap()
+    }
+
+    /// What the step-by-step path makes of a body (the one-pass path left out).
+    fn step_by_step<E: Inbound>(body: &str) -> Result<Decoded<E>, ContractError> {
+        let event: Delivered<'_> = serde_json::from_str(body).unwrap();
+        let envelope: RawEnvelope = serde_json::from_str(event.detail.get()).unwrap();
+        let decoded = E::decode(&event.detail_type, envelope.metadata.schema_version, &envelope.data)?;
+        Ok(Decoded { event: decoded, metadata: envelope.metadata, replay_name: event.replay_name })
+    }
+
+    #[test]
+    fn the_one_pass_path_reads_what_producers_write_as_the_step_by_step_path_does() {
+        let text = raw_body("billing/order-placed.sqs.json");
+        assert!(text.find("\"detail-type\"") < text.find("\"detail\""), "the sample is in EventBridge's order");
+        let text = format!("{},\"replay-name\":\"reporting.20261203\"}}", text.trim_end().strip_suffix('}').unwrap());
+        let once = one_pass::decode::<OrderPlaced>(&text).expect("the common case is read in one pass");
+        let steps = step_by_step::<OrderPlaced>(&text).unwrap();
+        assert_eq!(
+            (&once.event, &once.metadata, &once.replay_name),
+            (&steps.event, &steps.metadata, &steps.replay_name)
+        );
+        assert_eq!(once.replay_name.as_deref(), Some("reporting.20261203"));
+        // An enum of several accepts it the same way.
+        let any = one_pass::decode::<AnyEvent>(&text).unwrap();
+        assert_eq!(any.event, AnyEvent::OrderPlaced(steps.event));
+    }
+
+    #[test]
+    fn anything_else_is_read_step_by_step_with_the_same_result_or_error() {
+        let placed = body("billing/order-placed.sqs.json");
+        // detail before detail-type, data before metadata: another producer's order of keys.
+        let mut reordered = serde_json::Map::new();
+        reordered.insert(
+            "detail".into(),
+            json!({"data": placed["detail"]["data"], "metadata": placed["detail"]["metadata"]}),
+        );
+        for (k, v) in placed.as_object().unwrap() {
+            reordered.entry(k.clone()).or_insert(v.clone());
+        }
+        let reordered = Value::Object(reordered).to_string();
+        assert!(one_pass::decode::<OrderPlaced>(&reordered).is_none());
+        assert_eq!(
+            decode_delivered::<OrderPlaced>(Some(&reordered)).unwrap().event,
+            step_by_step::<OrderPlaced>(&reordered).unwrap().event
+        );
+
+        // An older version: upcast.
+        let v1 = body("billing/order-placed-v1.sqs.json").to_string();
+        assert!(one_pass::decode::<OrderPlaced>(&v1).is_none());
+        assert!(decode_delivered::<OrderPlaced>(Some(&v1)).is_ok());
+
+        // Invalid data: the step-by-step path names the field.
+        let raw = raw_body("billing/order-placed.sqs.json");
+        let invalid = raw.replacen("\"quantity\": 2", "\"quantity\": 0", 1);
+        assert_ne!(invalid, raw, "the sample's first line has a quantity of 2");
+        assert!(one_pass::decode::<OrderPlaced>(&invalid).is_none());
+        let err = decode_delivered::<OrderPlaced>(Some(&invalid)).unwrap_err().to_string();
+        assert!(err.contains("quantity"), "{err}");
+
+        // Another detail type, a duplicated key, trailing garbage: never taken by the one pass.
+        let other = raw.replacen("\"detail-type\": \"OrderPlaced\"", "\"detail-type\": \"OrderBilled\"", 1);
+        assert_ne!(other, raw);
+        assert!(one_pass::decode::<OrderPlaced>(&other).is_none());
+        assert!(matches!(decode_delivered::<OrderPlaced>(Some(&other)), Err(ContractError::UnknownDetailType(_))));
+        let text = raw_body("billing/order-placed.sqs.json");
+        assert!(one_pass::decode::<OrderPlaced>(&text).is_some());
+        let duplicated = text.replacen("{", "{\"detail-type\":\"OrderPlaced\",", 1);
+        assert!(one_pass::decode::<OrderPlaced>(&duplicated).is_none());
+        assert!(one_pass::decode::<OrderPlaced>(&format!("{text} x")).is_none());
+        assert!(decode_delivered::<OrderPlaced>(Some(&format!("{text} x"))).is_err());
+    }
 }
