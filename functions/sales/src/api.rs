@@ -127,10 +127,11 @@ fn customer_of(caller: &Caller, name: Option<String>) -> Result<Customer, (Statu
     })
 }
 
-/// The trace this invocation belongs to: the X-Ray trace Lambda started for it (`Tracing: Active`),
-/// if any. Without one, the order's events share the trace derived from its correlation id
-/// ([`orderflow_contracts::Metadata::trace`]). A caller's own `traceparent` header is not taken:
-/// the trace id and its sampling are not the caller's to choose.
+/// The trace this invocation belongs to: the X-Ray trace Lambda started for it (`Tracing: Active`;
+/// Lambda makes its own, whatever trace header a caller sends an HTTP API), if any. Without one,
+/// the order starts a trace of its own ([`TraceContext::new_root`]). A caller's `traceparent` or
+/// correlation id never picks the trace: which trace an order joins, and whether it is recorded,
+/// are not the caller's to choose.
 pub fn invocation_trace(req: &Request) -> Option<TraceContext> {
     req.lambda_context_ref().and_then(|c| c.xray_trace_id.as_deref()).and_then(TraceContext::from_xray)
 }
@@ -151,7 +152,7 @@ pub fn order_placed(order: &StoredOrder, trace: Option<TraceContext>) -> Outboun
     };
     let mut envelope = Envelope::new(placed, Some(order.correlation_id.clone()));
     envelope.metadata.event_id = Uuid::new_v5(&ID_NAMESPACE, format!("OrderPlaced/{}", s.order_id).as_bytes());
-    let trace = trace.unwrap_or_else(|| TraceContext::derived(&order.correlation_id, &envelope.metadata.event_id));
+    let trace = trace.unwrap_or_else(TraceContext::new_root);
     OutboundEvent::from_envelope(&envelope.in_trace(trace))
 }
 
@@ -462,9 +463,9 @@ impl SalesApi {
             correlation_id: correlation_id.to_string(),
         };
         let announcement = order_placed(&order, invocation_trace(req));
-        let trace = announcement.trace_header.as_deref().and_then(TraceContext::from_xray);
-        let (order, status) = match self.orders.create(&order, &announcement).await {
-            Ok(Created::New) => (order, StatusCode::CREATED),
+        let (order, status, trace) = match self.orders.create(&order, &announcement).await {
+            // The trace this order's events travel in (a replay's is the first request's).
+            Ok(Created::New) => (order, StatusCode::CREATED, announcement.trace()),
             // Only a claimed id can already exist, and only the same caller's request claims it.
             Ok(Created::Existing(existing))
                 if existing.request_hash != order.request_hash
@@ -478,7 +479,7 @@ impl SalesApi {
             }
             Ok(Created::Existing(existing)) => {
                 info!(order_id = %existing.state.order_id, "idempotent replay");
-                (*existing, StatusCode::OK)
+                (*existing, StatusCode::OK, None)
             }
             Err(e) => {
                 error!(error = %e, "order store unavailable");

@@ -204,6 +204,9 @@ impl OutboxRelay {
                     info!(published = count, "outbox relayed")
                 }
                 Err(e) => {
+                    if let PublishError::NotPublished { failed, .. } = &e {
+                        telemetry::count(metrics::RELAY_PUBLISHED, count.saturating_sub(failed.len()) as u64);
+                    }
                     warn!(error = %e, "outbox not fully relayed: the stream retries from the first unsent record");
                     // The first record not known to be on the bus: NotPublished names what was not
                     // sent; TooLarge is refused before any call, so nothing is known sent.

@@ -71,13 +71,12 @@ impl<E: Event> Envelope<E> {
     /// The first event of a flow: a new correlation id unless the caller has one (e.g. from a
     /// request header), and no cause.
     ///
-    /// Its trace is the one every event of the flow shares when nobody started another
-    /// ([`TraceContext::derived`] from the correlation id); [`Envelope::in_trace`] puts it in the
-    /// invocation's own (X-Ray's) instead.
+    /// It starts a new trace ([`TraceContext::new_root`]); [`Envelope::in_trace`] puts it in the
+    /// invocation's own (X-Ray's) instead. Not one derived from the correlation id, which a caller
+    /// may choose: which trace an order joins is not the caller's to say.
     pub fn new(data: E, correlation_id: Option<String>) -> Self {
         let mut envelope = Self::build(data, correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()), None);
-        let trace = TraceContext::derived(&envelope.metadata.correlation_id, &envelope.metadata.event_id);
-        envelope.metadata.traceparent = Some(trace.to_string());
+        envelope.metadata.traceparent = Some(TraceContext::new_root().to_string());
         envelope
     }
 

@@ -99,10 +99,17 @@ impl TraceContext {
         Some(Self { trace_id: unhex(&format!("{epoch}{unique}"))?, span_id: unhex(parent?)?, sampled })
     }
 
-    /// A new trace, sampled.
+    /// A new trace, sampled, its id random but for its first four bytes, which are the time in
+    /// epoch seconds, as X-Ray's trace ids have them (X-Ray takes a W3C trace id of that shape).
     pub fn new_root() -> Self {
-        let id = Uuid::new_v4();
-        Self { trace_id: first(id), span_id: first(Uuid::new_v4()), sampled: true }
+        let mut trace_id: [u8; 16] = first(Uuid::new_v4());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        trace_id[..4].copy_from_slice(&(now.as_secs() as u32).to_be_bytes());
+        let mut span_id: [u8; 8] = first(Uuid::new_v4());
+        if span_id == [0; 8] {
+            span_id[7] = 1;
+        }
+        Self { trace_id, span_id, sampled: true }
     }
 
     /// The trace every event of the flow `correlation_id` shares when none was carried, with the
@@ -134,9 +141,19 @@ impl TraceContext {
         hex(&self.span_id)
     }
 
-    /// The X-Ray form (`Root=1-<8>-<24>;Parent=<16>;Sampled=<0|1>`), for EventBridge's `TraceHeader`:
-    /// with it, the bus hands the trace to its targets, and X-Ray links the consumers' invocations
-    /// into the same trace.
+    /// The X-Ray form, for EventBridge's `TraceHeader`, if X-Ray would take this trace id: its
+    /// first four bytes are epoch seconds within X-Ray's 30 days before `now` (or up to 5 minutes
+    /// after, for clocks apart). A derived trace id (an event from a producer that carried none) is
+    /// not one: such an event travels without a header, and only its envelope links it.
+    pub fn xray_header(&self, now: std::time::SystemTime) -> Option<String> {
+        let now = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        let started =
+            u64::from(u32::from_be_bytes([self.trace_id[0], self.trace_id[1], self.trace_id[2], self.trace_id[3]]));
+        (started + 30 * 86_400 >= now && started <= now + 300).then(|| self.to_xray())
+    }
+
+    /// The X-Ray form (`Root=1-<8>-<24>;Parent=<16>;Sampled=<0|1>`): with it, the bus hands the
+    /// trace on to its targets, and X-Ray links the consumers' invocations to the trace.
     pub fn to_xray(&self) -> String {
         let trace = self.trace_id_hex();
         format!(
@@ -212,6 +229,22 @@ mod tests {
         assert_ne!(child.span_id, root.span_id);
         assert_eq!(child, root.child(&event, "billing"), "a redelivery is the same span");
         assert_ne!(child.span_id, root.child(&event, "email").span_id, "each consumer its own span");
+    }
+
+    #[test]
+    fn a_new_trace_is_one_xray_takes_and_a_derived_or_stale_one_gets_no_header() {
+        let now = std::time::SystemTime::now();
+        let root = TraceContext::new_root();
+        assert!(root.xray_header(now).is_some(), "{root}");
+        assert_ne!(root.trace_id, TraceContext::new_root().trace_id);
+        let month = std::time::Duration::from_secs(31 * 86_400);
+        assert_eq!(root.xray_header(now + month), None, "over X-Ray's 30 days");
+        assert_eq!(root.xray_header(now - std::time::Duration::from_secs(3600)), None, "from the future");
+        assert_eq!(TraceContext::from_xray(&root.to_xray()), Some(root));
+        // Derived from a correlation id: its first bytes are a hash, not a time X-Ray would take
+        // (but for a chance of 30 days in 136 years).
+        let derived = TraceContext::derived("corr-1", &Uuid::new_v4());
+        assert_eq!(derived.xray_header(now), None);
     }
 
     #[test]

@@ -133,7 +133,9 @@ fn every_event_carries_its_flows_trace_and_an_event_without_one_is_given_the_flo
     let first = Envelope::new(placed.clone(), Some("corr-42".into()));
     let started = TraceContext::parse(first.metadata.traceparent.as_deref().unwrap()).unwrap();
     let flow = TraceContext::derived("corr-42", &first.metadata.event_id);
-    assert_eq!(started.trace_id, flow.trace_id, "no trace started: the flow's");
+    assert_ne!(started.trace_id, flow.trace_id, "a flow starts a trace of its own, not one the caller's id decides");
+    let again = Envelope::new(placed.clone(), Some("corr-42".into())).metadata.trace();
+    assert_ne!(started.trace_id, again.trace_id, "every start a new trace");
 
     // Where a flow starts in a trace of its own (the API's X-Ray trace), that one is carried.
     let xray = TraceContext::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1");

@@ -55,8 +55,27 @@ impl OutboundEvent {
             source: E::SOURCE.to_string(),
             detail_type: E::NAME.to_string(),
             detail: serde_json::to_string(envelope).expect("envelopes always serialise"),
-            trace_header: envelope.metadata.traceparent.as_deref().and_then(TraceContext::parse).map(|t| t.to_xray()),
+            trace_header: envelope
+                .metadata
+                .traceparent
+                .as_deref()
+                .and_then(TraceContext::parse)
+                .and_then(|t| t.xray_header(std::time::SystemTime::now())),
         }
+    }
+
+    /// The trace context the event carries in its envelope (`metadata.traceparent`), if any.
+    pub fn trace(&self) -> Option<TraceContext> {
+        #[derive(serde::Deserialize)]
+        struct Detail {
+            metadata: Traced,
+        }
+        #[derive(serde::Deserialize)]
+        struct Traced {
+            traceparent: Option<String>,
+        }
+        let detail: Detail = serde_json::from_str(&self.detail).ok()?;
+        detail.metadata.traceparent.as_deref().and_then(TraceContext::parse)
     }
 
     /// The entry's size as EventBridge counts it towards the 256 KB limit.

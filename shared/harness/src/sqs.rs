@@ -268,9 +268,41 @@ mod one_pass {
         decoded
     }
 
-    /// Keys are read borrowed where they can be (none of ours has an escape).
-    fn key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<std::borrow::Cow<'de, str>>, A::Error> {
-        map.next_key::<std::borrow::Cow<'de, str>>()
+    /// The keys the one pass looks at; any other is skipped. Read without allocating.
+    enum Key {
+        DetailType,
+        ReplayName,
+        Detail,
+        Metadata,
+        Data,
+        Other,
+    }
+
+    impl<'de> de::Deserialize<'de> for Key {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Names;
+            impl Visitor<'_> for Names {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                    Ok(match key {
+                        "detail-type" => Key::DetailType,
+                        "replay-name" => Key::ReplayName,
+                        "detail" => Key::Detail,
+                        "metadata" => Key::Metadata,
+                        "data" => Key::Data,
+                        _ => Key::Other,
+                    })
+                }
+            }
+            d.deserialize_identifier(Names)
+        }
+    }
+
+    fn key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Key>, A::Error> {
+        map.next_key::<Key>()
     }
 
     /// The EventBridge event: `Some` only if its detail was read in one pass.
@@ -284,12 +316,12 @@ mod one_pass {
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let (mut detail_type, mut replay_name, mut detail) = (None::<String>, None::<String>, None);
+            let (mut detail_type, mut replay_name, mut detail) = (None::<String>, None::<Option<String>>, None);
             while let Some(key) = key(&mut map)? {
-                match key.as_ref() {
-                    "detail-type" if detail_type.is_none() => detail_type = Some(map.next_value()?),
-                    "replay-name" if replay_name.is_none() => replay_name = map.next_value()?,
-                    "detail" if detail.is_none() => {
+                match key {
+                    Key::DetailType if detail_type.is_none() => detail_type = Some(map.next_value()?),
+                    Key::ReplayName if replay_name.is_none() => replay_name = Some(map.next_value()?),
+                    Key::Detail if detail.is_none() => {
                         let version = detail_type.as_deref().and_then(E::current_version);
                         let (Some(detail_type), Some(version)) = (detail_type.as_deref(), version) else {
                             return Ok(None);
@@ -299,13 +331,14 @@ mod one_pass {
                             None => return Ok(None),
                         }
                     }
-                    "detail-type" | "replay-name" | "detail" => return Ok(None),
-                    _ => {
+                    // A key twice: the step-by-step read refuses it.
+                    Key::DetailType | Key::ReplayName | Key::Detail => return Ok(None),
+                    Key::Metadata | Key::Data | Key::Other => {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
             }
-            Ok(detail.map(|(event, metadata)| Decoded { event, metadata, replay_name }))
+            Ok(detail.map(|(event, metadata)| Decoded { event, metadata, replay_name: replay_name.flatten() }))
         }
     }
 
@@ -333,9 +366,9 @@ mod one_pass {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let (mut metadata, mut event) = (None::<Metadata>, None::<E>);
             while let Some(key) = key(&mut map)? {
-                match key.as_ref() {
-                    "metadata" if metadata.is_none() => metadata = Some(map.next_value()?),
-                    "data" if event.is_none() => match &metadata {
+                match key {
+                    Key::Metadata if metadata.is_none() => metadata = Some(map.next_value()?),
+                    Key::Data if event.is_none() => match &metadata {
                         Some(m) if m.schema_version == self.version => {
                             event =
                                 Some(map.next_value_seed(Data::<E> { detail_type: self.detail_type, _e: PhantomData })?)
@@ -343,8 +376,8 @@ mod one_pass {
                         // An older version (to upcast), or data before its metadata.
                         _ => return Ok(None),
                     },
-                    "metadata" | "data" => return Ok(None),
-                    _ => {
+                    Key::Metadata | Key::Data => return Ok(None),
+                    Key::DetailType | Key::ReplayName | Key::Detail | Key::Other => {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
@@ -453,6 +486,18 @@ mod tests {
         let duplicated = text.replacen("{", "{\"detail-type\":\"OrderPlaced\",", 1);
         assert!(one_pass::decode::<OrderPlaced>(&duplicated).is_none());
         assert!(one_pass::decode::<OrderPlaced>(&format!("{text} x")).is_none());
+        // A replay-name twice (the first null): refused by the step-by-step read, so not taken.
+        let twice =
+            format!("{},\"replay-name\":null,\"replay-name\":\"x\"}}", text.trim_end().strip_suffix('}').unwrap());
+        assert!(one_pass::decode::<OrderPlaced>(&twice).is_none());
+        assert!(decode_delivered::<OrderPlaced>(Some(&twice)).is_err());
+        // An escaped key is the same key on both paths.
+        let escaped = text.replacen("\"detail-type\"", "\"detail\\u002dtype\"", 1);
+        assert_ne!(escaped, text);
+        assert_eq!(
+            one_pass::decode::<OrderPlaced>(&escaped).unwrap().event,
+            step_by_step::<OrderPlaced>(&text).unwrap().event
+        );
         assert!(decode_delivered::<OrderPlaced>(Some(&format!("{text} x"))).is_err());
     }
 }

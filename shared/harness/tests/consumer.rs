@@ -809,7 +809,8 @@ async fn each_handling_is_a_span_of_its_events_trace_and_what_it_causes_names_it
             ConsumerSettings::default(),
         )
     };
-    let published = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let published = TraceContext::new_root().to_string();
+    let published = published.as_str();
     let mut traced: serde_json::Value = serde_json::from_str(&order_body("o-1", 1)).unwrap();
     traced["detail"]["metadata"]["traceparent"] = json!(published);
     let untraced = order_body("o-2", 2);
@@ -852,7 +853,12 @@ async fn each_handling_is_a_span_of_its_events_trace_and_what_it_causes_names_it
     let outbound = orderflow_harness::OutboundEvent::from_envelope(&caused);
     assert_eq!(
         outbound.trace_header,
-        Some(format!("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent={};Sampled=1", first[0].span_id_hex())),
+        Some(format!(
+            "Root=1-{}-{};Parent={};Sampled=1",
+            &published[3..11],
+            &published[11..35],
+            first[0].span_id_hex()
+        )),
         "the bus is handed the trace in X-Ray's form"
     );
 }
