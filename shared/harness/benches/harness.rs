@@ -44,49 +44,30 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    group.bench_function("harness", |b| {
-        // A fresh idempotency store per batch: every record is new, so the handler runs every time.
-        b.iter_batched(
-            || {
-                let consumer = Consumer::<OrderPlaced>::new(
-                    "bench",
-                    Arc::new(Acknowledge),
-                    Arc::new(InMemoryIdempotencyStore::default()),
-                    Arc::new(InMemoryDeadLetters::default()),
-                    ConsumerSettings::default(),
-                );
-                (consumer, batch.clone())
-            },
-            |(consumer, batch)| {
-                let result = rt.block_on(consumer.process(batch)).unwrap();
-                assert!(result.response.batch_item_failures.is_empty());
-                black_box(result)
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    group.bench_function("harness_without_claims", |b| {
-        // The same, for a consumer whose own writes make a repeat harmless (`without_claims`).
-        b.iter_batched(
-            || {
-                let consumer = Consumer::<OrderPlaced>::new(
-                    "bench",
-                    Arc::new(Acknowledge),
-                    Arc::new(InMemoryIdempotencyStore::default()),
-                    Arc::new(InMemoryDeadLetters::default()),
-                    ConsumerSettings::default(),
-                )
-                .without_claims();
-                (consumer, batch.clone())
-            },
-            |(consumer, batch)| {
-                let result = rt.block_on(consumer.process(batch)).unwrap();
-                assert!(result.response.batch_item_failures.is_empty());
-                black_box(result)
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    // A fresh idempotency store per batch: every record is new, so the handler runs every time.
+    // Without claims: a consumer whose own writes make a repeat harmless (`without_claims`).
+    for (name, claims) in [("harness", true), ("harness_without_claims", false)] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let consumer = Consumer::<OrderPlaced>::new(
+                        "bench",
+                        Arc::new(Acknowledge),
+                        Arc::new(InMemoryIdempotencyStore::default()),
+                        Arc::new(InMemoryDeadLetters::default()),
+                        ConsumerSettings::default(),
+                    );
+                    (if claims { consumer } else { consumer.without_claims() }, batch.clone())
+                },
+                |(consumer, batch)| {
+                    let result = rt.block_on(consumer.process(batch)).unwrap();
+                    assert!(result.response.batch_item_failures.is_empty());
+                    black_box(result)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 

@@ -136,6 +136,12 @@ pub fn emit_invocation(function: &str, started: Instant) {
 mod tests {
     use super::*;
 
+    /// The metric names an EMF line declares.
+    fn declared(line: &Value) -> Vec<&str> {
+        let metrics = line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
+        metrics.iter().map(|m| m["Name"].as_str().unwrap()).collect()
+    }
+
     #[test]
     fn emf_line_declares_and_carries_every_counter() {
         let counts = Counts { processed: 3, retried: 1, dead_lettered: 2, duplicates_skipped: 4 };
@@ -144,13 +150,7 @@ mod tests {
         let line: Value = serde_json::from_str(&emf_line("billing", counts, &work, 1_700_000_000_000)).unwrap();
         assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Orderflow");
         assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000i64);
-        let declared: Vec<&str> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["Name"].as_str().unwrap())
-            .collect();
-        for name in declared {
+        for name in declared(&line) {
             assert!(line.get(name).is_some(), "{name} declared but missing");
         }
         assert_eq!(line["Consumer"], "billing");
@@ -168,12 +168,7 @@ mod tests {
         count("OutboxFastPathPublished", 4);
         let work = Work::since(Instant::now());
         let line: Value = serde_json::from_str(&invocation_line("sales-api", &work, 1)).unwrap();
-        let declared: Vec<&str> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["Name"].as_str().unwrap())
-            .collect();
+        let declared = declared(&line);
         assert!(declared.contains(&"OutboxFastPathMissed") && declared.contains(&"OutboxFastPathPublished"));
         assert_eq!(line["OutboxFastPathMissed"].as_u64(), Some(3));
         assert_eq!(line["OutboxFastPathPublished"].as_u64(), Some(4));
