@@ -136,10 +136,9 @@ pub fn invocation_trace(req: &Request) -> Option<TraceContext> {
     req.lambda_context_ref().and_then(|c| c.xray_trace_id.as_deref()).and_then(TraceContext::from_xray)
 }
 
-/// The `OrderPlaced` announcing `order`, in the trace `trace` when there is one. Its event id is
-/// derived from the order id, so the order is always announced as the same event, however often the
-/// relay sends it.
-pub fn order_placed(order: &StoredOrder, trace: Option<TraceContext>) -> OutboundEvent {
+/// The `OrderPlaced` announcing `order`, in the trace `trace`. Its event id is derived from the
+/// order id, so the order is always announced as the same event, however often the relay sends it.
+pub fn order_placed(order: &StoredOrder, trace: TraceContext) -> OutboundEvent {
     let s = &order.state;
     let placed = OrderPlaced {
         order_id: s.order_id.clone(),
@@ -152,7 +151,6 @@ pub fn order_placed(order: &StoredOrder, trace: Option<TraceContext>) -> Outboun
     };
     let mut envelope = Envelope::new(placed, Some(order.correlation_id.clone()));
     envelope.metadata.event_id = Uuid::new_v5(&ID_NAMESPACE, format!("OrderPlaced/{}", s.order_id).as_bytes());
-    let trace = trace.unwrap_or_else(TraceContext::new_root);
     OutboundEvent::from_envelope(&envelope.in_trace(trace))
 }
 
@@ -462,10 +460,11 @@ impl SalesApi {
             request_hash,
             correlation_id: correlation_id.to_string(),
         };
-        let announcement = order_placed(&order, invocation_trace(req));
+        let trace = invocation_trace(req).unwrap_or_else(TraceContext::new_root);
+        let announcement = order_placed(&order, trace);
         let (order, status, trace) = match self.orders.create(&order, &announcement).await {
             // The trace this order's events travel in (a replay's is the first request's).
-            Ok(Created::New) => (order, StatusCode::CREATED, announcement.trace()),
+            Ok(Created::New) => (order, StatusCode::CREATED, Some(trace)),
             // Only a claimed id can already exist, and only the same caller's request claims it.
             Ok(Created::Existing(existing))
                 if existing.request_hash != order.request_hash

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
-use orderflow_contracts::{Currency, Envelope, OrderPlaced, OrderState, OrderStatus, MAX_AMOUNT_MINOR};
+use orderflow_contracts::{Currency, Envelope, OrderPlaced, OrderState, OrderStatus, TraceContext, MAX_AMOUNT_MINOR};
 use orderflow_harness::testing::sample_text;
 use orderflow_order_cache::{InMemoryOrderCache, OrderCache};
 use pretty_assertions::assert_eq;
@@ -260,7 +260,11 @@ async fn the_order_and_its_announcement_are_one_write() {
     assert_eq!(placed.data.order_id, id);
     assert_eq!(announcements[0].event_id, placed.metadata.event_id.to_string());
     let stored = rig.orders.get(&id).await.unwrap().unwrap();
-    assert_eq!(sales::api::order_placed(&stored, None).event_id, announcements[0].event_id, "stable event id");
+    assert_eq!(
+        sales::api::order_placed(&stored, TraceContext::new_root()).event_id,
+        announcements[0].event_id,
+        "stable event id"
+    );
 }
 
 #[tokio::test]

@@ -64,20 +64,6 @@ impl OutboundEvent {
         }
     }
 
-    /// The trace context the event carries in its envelope (`metadata.traceparent`), if any.
-    pub fn trace(&self) -> Option<TraceContext> {
-        #[derive(serde::Deserialize)]
-        struct Detail {
-            metadata: Traced,
-        }
-        #[derive(serde::Deserialize)]
-        struct Traced {
-            traceparent: Option<String>,
-        }
-        let detail: Detail = serde_json::from_str(&self.detail).ok()?;
-        detail.metadata.traceparent.as_deref().and_then(TraceContext::parse)
-    }
-
     /// The entry's size as EventBridge counts it towards the 256 KB limit.
     pub fn size(&self) -> usize {
         // Time (14 bytes when set; we let EventBridge set it) + Source + DetailType + Detail.
