@@ -307,14 +307,40 @@ impl Local {
     /// Waits (90 s at most) until each of these queues (stack outputs) holds nothing, visible or in
     /// flight: everything sent to them has been handled, retries included.
     pub async fn drained(&self, queue_outputs: &[&str]) -> Result<()> {
-        for output in queue_outputs {
-            let url = self.output(output);
-            eventually(&format!("{output} drained"), Duration::from_secs(90), || async {
+        let urls: Vec<&str> = queue_outputs.iter().map(|output| self.output(output)).collect();
+        self.drained_urls(&urls).await
+    }
+
+    /// Waits until each of these queues holds no message, visible or in flight.
+    pub async fn drained_urls(&self, urls: &[&str]) -> Result<()> {
+        for url in urls {
+            eventually(&format!("{url} drained"), Duration::from_secs(90), || async {
                 Ok((self.queue_depth(url).await? == 0).then_some(()))
             })
             .await?;
         }
         Ok(())
+    }
+
+    /// The log groups Lambda gives the functions of `stack` that name none of their own
+    /// (`/aws/lambda/<function>`): the benchmark's floors'.
+    pub async fn function_log_groups(&self, stack: &str) -> Result<Vec<String>> {
+        let cfn = aws_sdk_cloudformation::Client::new(&self.sdk);
+        let mut groups = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = cfn.list_stack_resources().stack_name(stack).set_next_token(next).send().await?;
+            groups.extend(
+                page.stack_resource_summaries()
+                    .iter()
+                    .filter(|r| r.resource_type() == Some("AWS::Lambda::Function"))
+                    .filter_map(|r| r.physical_resource_id().map(|f| format!("/aws/lambda/{f}"))),
+            );
+            next = page.next_token().map(str::to_string);
+            if next.is_none() {
+                return Ok(groups);
+            }
+        }
     }
 
     /// Messages on a queue, visible or in flight.

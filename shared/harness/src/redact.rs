@@ -11,10 +11,14 @@
 //! digits after a `+` (phone numbers). Kept: field names in backticks, event names, order and event
 //! ids, HTTP statuses, provider error codes. (A lone word in backticks is kept: `OrderShipped` and
 //! `Ada` cannot be told apart, and one word alone identifies nobody.)
+//!
+//! The patterns run on `regex-lite` (already linked by the SDK), whose `\d`, `\s` and `\w` are ASCII:
+//! digits of other scripts are not read as a phone number, and a non-ASCII space does not end an
+//! address (so more is masked, never less).
 
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex_lite::{Captures, Regex};
 
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#""(?:[^"\\]|\\.)*""#).expect("a valid pattern"));
 /// Backtick-quoted text: ours names fields and event types (kept), serde's names the unknown value
@@ -33,7 +37,7 @@ pub fn redact(text: &str) -> String {
     let text =
         BACKTICKED.replace_all(
             &text,
-            |c: &regex::Captures<'_>| {
+            |c: &Captures<'_>| {
                 if IDENTIFIER.is_match(&c[1]) {
                     c[0].to_string()
                 } else {

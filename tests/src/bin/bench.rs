@@ -131,17 +131,24 @@ async fn main() -> Result<()> {
         local.output_names().into_iter().filter(|k| k.ends_with("QueueUrl") && !k.contains("DeadLetter")).collect();
     local.drained(&queues.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (invocations, spans) = metrics_lines(&local, started_ms).await?;
+    let (invocations, spans) = metrics_lines(&local, &local.log_groups().await?, started_ms).await?;
 
     // 5. The floor, in the same emulator, once the orders' work is done: the same measurements.
     // A floor that fails (not deployed in this emulator's life, its API refusing) costs its
     // columns, not the orders' figures.
-    let floor = floor(Arc::clone(&local), sequential, load, in_flight).await.unwrap_or_else(|e| {
+    let floor = measure_floor(Arc::clone(&local), "floor", sequential, load, in_flight).await.unwrap_or_else(|e| {
         eprintln!("the floor was not measured: {e:#}");
         None
     });
+    // 6. The same-calls floor: the same chain making the AWS requests an order makes.
+    let floor_calls =
+        measure_floor(Arc::clone(&local), "floor-calls", sequential, load, in_flight).await.unwrap_or_else(|e| {
+            eprintln!("the same-calls floor was not measured: {e:#}");
+            None
+        });
 
-    let report = Report { single, loaded, all_placed, orders: placed, invocations, spans, in_flight, floor };
+    let report =
+        Report { single, loaded, all_placed, orders: placed, invocations, spans, in_flight, floor, floor_calls };
     report.print();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/bench");
     std::fs::create_dir_all(&dir)?;
@@ -288,21 +295,64 @@ async fn watch(
 }
 
 /// The floor's runs, measured as the orders were: one chain at a time, then as many as the orders'
-/// load, as many in flight.
+/// load, as many in flight; and the AWS requests its functions made, by function and operation.
 struct FloorRun {
     single: Vec<Timeline>,
     loaded: Vec<Timeline>,
     all_placed: Duration,
+    chains: usize,
+    invocations: Vec<Invocation>,
 }
 
-/// The floor (tests/bench/floor.yaml, deployed by tests/bench/deploy-floor.sh): `None` if it is not
-/// deployed.
-async fn floor(local: Arc<Local>, sequential: usize, load: usize, in_flight: usize) -> Result<Option<FloorRun>> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/floor-outputs.json");
+impl FloorRun {
+    /// The floor's AWS requests per chain, by function and operation (its metrics lines, as the
+    /// orders' are read): what shows the same-calls floor makes an order's requests.
+    fn print_requests(&self) {
+        let mut by_function: BTreeMap<&str, (u64, BTreeMap<&str, u64>)> = BTreeMap::new();
+        for inv in &self.invocations {
+            let entry = by_function.entry(&inv.function).or_default();
+            entry.0 += 1;
+            for (op, n) in &inv.requests {
+                *entry.1.entry(op).or_default() += n;
+            }
+        }
+        let per_chain = |n: u64| n as f64 / self.chains as f64;
+        println!(
+            "\n== the same-calls floor's AWS requests per chain ({} chains), by function and operation",
+            self.chains
+        );
+        let (mut total, mut invocations) = (0.0, 0.0);
+        for (function, (count, ops)) in &by_function {
+            let n: u64 = ops.values().sum();
+            let calls: Vec<String> = ops.iter().map(|(op, k)| format!("{op} {:.2}", per_chain(*k))).collect();
+            println!(
+                "{function:<26} {:>6.2} requests, {:>5.2} invocations: {}",
+                per_chain(n),
+                per_chain(*count),
+                calls.join(", ")
+            );
+            total += per_chain(n);
+            invocations += per_chain(*count);
+        }
+        println!("{:<26} {total:>6.2} requests, {invocations:>5.2} invocations", "all");
+    }
+}
+
+/// A floor (tests/bench/floor.yaml, deployed by tests/bench/deploy-floor.sh as stack
+/// `<stack>-<name>`, its outputs in `.local/<name>-outputs.json`): `None` if it is not deployed.
+async fn measure_floor(
+    local: Arc<Local>,
+    name: &str,
+    sequential: usize,
+    load: usize,
+    in_flight: usize,
+) -> Result<Option<FloorRun>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../.local/{name}-outputs.json"));
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("no floor: {} is missing (tests/bench/deploy-floor.sh deploys it)", path.display());
+        eprintln!("no {name}: {} is missing (tests/bench/deploy-floor.sh deploys it)", path.display());
         return Ok(None);
     };
+    let started_ms = chrono::Utc::now().timestamp_millis();
     let outputs: HashMap<String, String> = serde_json::from_str(&text)?;
     let output = |k: &str| outputs.get(k).cloned().with_context(|| format!("{k} in {}", path.display()));
     let (api, tap) = (format!("{}/chains", output("LocalApiUrl")?), output("TapQueueUrl")?);
@@ -341,7 +391,18 @@ async fn floor(local: Arc<Local>, sequential: usize, load: usize, in_flight: usi
     wait_final(&timelines, &ids, Duration::from_secs(600)).await?;
     watching.iter().for_each(|w| w.abort());
     let loaded = ids.iter().map(|id| timelines.lock().unwrap()[id].clone()).collect();
-    Ok(Some(FloorRun { single, loaded, all_placed }))
+    // Its side consumers' queues drained (the lake waits out its window), their lines shipped.
+    let queues: Vec<&str> = outputs
+        .iter()
+        .filter(|(k, _)| k.ends_with("QueueUrl") && *k != "TapQueueUrl")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    local.drained_urls(&queues).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stack = format!("{}-{name}", std::env::var("ORDERFLOW_STACK").unwrap_or_else(|_| "orderflow".into()));
+    let groups = local.function_log_groups(&stack).await?;
+    let (invocations, _) = metrics_lines(&local, &groups, started_ms).await?;
+    Ok(Some(FloorRun { single, loaded, all_placed, chains: 3 + sequential + load, invocations }))
 }
 
 /// Sends a request until it is answered other than 502-504 (the function or a dependency did not
@@ -420,10 +481,9 @@ fn span_line(line: &Value, at_ms: i64) -> Option<SpanLine> {
     Some(SpanLine { function: function.to_string(), correlation_id, trace_id: trace_id.to_string(), at })
 }
 
-/// Every metrics line the stack's functions logged since `since_ms`, and every span line.
-async fn metrics_lines(local: &Local, since_ms: i64) -> Result<(Vec<Invocation>, Vec<SpanLine>)> {
+/// Every metrics line the functions logged to `groups` since `since_ms`, and every span line.
+async fn metrics_lines(local: &Local, groups: &[String], since_ms: i64) -> Result<(Vec<Invocation>, Vec<SpanLine>)> {
     let logs = aws_sdk_cloudwatchlogs::Client::new(&local.sdk);
-    let groups = local.log_groups().await?;
     let mut out = Vec::new();
     let mut spans = Vec::new();
     for group in groups {
@@ -431,7 +491,7 @@ async fn metrics_lines(local: &Local, since_ms: i64) -> Result<(Vec<Invocation>,
         for _ in 0..100_000 {
             let page = logs
                 .filter_log_events()
-                .log_group_name(&group)
+                .log_group_name(group)
                 .start_time(since_ms)
                 .set_next_token(token.clone())
                 .send()
@@ -472,6 +532,7 @@ struct Report {
     spans: Vec<SpanLine>,
     in_flight: usize,
     floor: Option<FloorRun>,
+    floor_calls: Option<FloorRun>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -605,14 +666,13 @@ impl Report {
         n / self.orders as f64
     }
 
-    fn print(&self) {
-        let floor = self.floor.as_ref();
+    /// The latency table: the orders' figures beside `floor`'s, and their ratio.
+    fn print_latency(&self, floor: Option<&FloorRun>) {
         let ends = |ts: &[Timeline], f: fn(&Timeline) -> Option<Instant>| -> Vec<f64> {
             ts.iter().filter_map(|t| span(t, f(t))).collect()
         };
         type End = fn(&Timeline) -> Option<Instant>;
         let (announced, finished, answered): (End, End, End) = (|t| t.announced, |t| t.finished, |t| t.answered);
-        println!("\n== latency (release binaries on the local emulator), each beside its floor (tests/bench/floor: the same hops, no logic)");
         println!("{:<62} {:>9} {:>9} | {:>9} {:>9} | {:>6}", "", "p50", "p90", "floor p50", "floor p90", "ratio");
         let rows = [
             (
@@ -648,25 +708,6 @@ impl Report {
                 ratio(p50, floor50)
             );
         }
-        // The outbox's two stream hops, each order's share of its own time, single and under load.
-        for (label, ts) in [("one at a time", &self.single), ("under the load", &self.loaded)] {
-            let (mut h1, mut h2, mut share) = (Vec::new(), Vec::new(), Vec::new());
-            for t in ts.iter() {
-                let (Some(a), Some(b), Some(whole)) = (t.first_hop_ms, t.last_hop_ms, span(t, t.finished)) else {
-                    continue;
-                };
-                h1.push(a);
-                h2.push(b);
-                share.push(100.0 * (a + b) / whole);
-            }
-            println!(
-                "  the outbox's two stream hops, {label} (p50 of {} orders): {} + {} (write to event on the bus), {:.0} % of each order's time",
-                share.len(),
-                show_ms(percentile(&mut h1, 50.0)),
-                show_ms(percentile(&mut h2, 50.0)),
-                percentile(&mut share, 50.0)
-            );
-        }
         let throughput = |ts: &[Timeline]| {
             let first_post = ts.iter().filter_map(|t| t.posted).min();
             let last_end = ts.iter().filter_map(|t| t.finished).max();
@@ -692,9 +733,35 @@ impl Report {
             "",
             floor.map_or(f64::NAN, |f| f.all_placed.as_secs_f64())
         );
+    }
+
+    fn print(&self) {
+        println!("\n== latency (release binaries on the local emulator), each beside its floor (tests/bench/floor: the same hops, no logic)");
+        self.print_latency(self.floor.as_ref());
+        println!("\n== the same, beside the same-calls floor (the same hops making the AWS requests an order makes, no logic)");
+        self.print_latency(self.floor_calls.as_ref());
+        // The outbox's two stream hops, each order's share of its own time, single and under load.
+        for (label, ts) in [("one at a time", &self.single), ("under the load", &self.loaded)] {
+            let (mut h1, mut h2, mut share) = (Vec::new(), Vec::new(), Vec::new());
+            for t in ts.iter() {
+                let (Some(a), Some(b), Some(whole)) = (t.first_hop_ms, t.last_hop_ms, span(t, t.finished)) else {
+                    continue;
+                };
+                h1.push(a);
+                h2.push(b);
+                share.push(100.0 * (a + b) / whole);
+            }
+            println!(
+                "  the outbox's two stream hops, {label} (p50 of {} orders): {} + {} (write to event on the bus), {:.0} % of each order's time",
+                share.len(),
+                show_ms(percentile(&mut h1, 50.0)),
+                show_ms(percentile(&mut h2, 50.0)),
+                percentile(&mut share, 50.0)
+            );
+        }
         println!(
             "{:<62} {:>9}",
-            "  POSTs answered 502-504 and sent again (orders and floor)",
+            "  POSTs answered 502-504 and sent again (orders and floors)",
             RETRIED.load(std::sync::atomic::Ordering::Relaxed)
         );
 
@@ -750,6 +817,9 @@ impl Report {
             "{:<20} {unclaimed:>6.2} requests saved: the claim and completion per record of the consumers without claims",
             "  not claimed"
         );
+        if let Some(calls) = &self.floor_calls {
+            calls.print_requests();
+        }
 
         // What SQS bills that no function sends: EventBridge's SendMessage to each consumer queue and
         // the event source mapping's receive and delete, one of each per delivery at worst.
@@ -782,17 +852,21 @@ impl Report {
 
     fn json(&self) -> Value {
         let lat = |ts: &[Timeline], f: fn(&Timeline) -> Option<f64>| ts.iter().filter_map(f).collect::<Vec<_>>();
+        let floor = |f: &FloorRun| {
+            json!({
+                "single_announced_ms": lat(&f.single, |t| span(t, t.announced)),
+                "single_final_ms": lat(&f.single, |t| span(t, t.finished)),
+                "load_final_ms": lat(&f.loaded, |t| span(t, t.finished)),
+                "load_post_ms": lat(&f.loaded, |t| span(t, t.answered)),
+            })
+        };
         json!({
             "single_announced_ms": lat(&self.single, |t| span(t, t.announced)),
             "single_final_ms": lat(&self.single, |t| span(t, t.finished)),
             "load_final_ms": lat(&self.loaded, |t| span(t, t.finished)),
             "load_post_ms": lat(&self.loaded, |t| span(t, t.answered)),
-            "floor": self.floor.as_ref().map(|f| json!({
-                "single_announced_ms": lat(&f.single, |t| span(t, t.announced)),
-                "single_final_ms": lat(&f.single, |t| span(t, t.finished)),
-                "load_final_ms": lat(&f.loaded, |t| span(t, t.finished)),
-                "load_post_ms": lat(&f.loaded, |t| span(t, t.answered)),
-            })),
+            "floor": self.floor.as_ref().map(&floor),
+            "floor_calls": self.floor_calls.as_ref().map(floor),
             "orders": self.orders,
             "in_flight": self.in_flight,
         })
