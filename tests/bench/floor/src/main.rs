@@ -61,7 +61,7 @@ impl Call {
         ("dynamodb:Scan", Call::Scan),
         ("events:PutEvents", Call::PutEvents),
         ("s3:PutObject", Call::PutObject),
-        ("sesv2:SendEmail", Call::SendEmail),
+        ("ses:SendEmail", Call::SendEmail),
         ("sqs:SendMessageBatch", Call::SendMessageBatch),
     ];
 }
