@@ -307,19 +307,28 @@ impl Local {
     /// Waits (90 s at most) until each of these queues (stack outputs) holds nothing, visible or in
     /// flight: everything sent to them has been handled, retries included.
     pub async fn drained(&self, queue_outputs: &[&str]) -> Result<()> {
-        let urls: Vec<&str> = queue_outputs.iter().map(|output| self.output(output)).collect();
-        self.drained_urls(&urls).await
-    }
-
-    /// Waits until each of these queues holds no message, visible or in flight.
-    pub async fn drained_urls(&self, urls: &[&str]) -> Result<()> {
-        for url in urls {
-            eventually(&format!("{url} drained"), Duration::from_secs(90), || async {
+        for output in queue_outputs {
+            let url = self.output(output);
+            eventually(&format!("{output} drained"), Duration::from_secs(90), || async {
                 Ok((self.queue_depth(url).await? == 0).then_some(()))
             })
             .await?;
         }
         Ok(())
+    }
+
+    /// Waits until all of these queues are empty in one look (one feeding another, as the
+    /// webhooks' fan-out feeds the deliveries, cannot be seen empty before the other fills).
+    pub async fn all_drained(&self, urls: &[&str], within: Duration) -> Result<()> {
+        eventually("the queues drained", within, || async {
+            for url in urls {
+                if self.queue_depth(url).await? > 0 {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        })
+        .await
     }
 
     /// The log groups Lambda gives the functions of `stack` that name none of their own

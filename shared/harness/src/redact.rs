@@ -13,8 +13,9 @@
 //! `Ada` cannot be told apart, and one word alone identifies nobody.)
 //!
 //! The patterns run on `regex-lite` (already linked by the SDK), whose `\d`, `\s` and `\w` are ASCII:
-//! digits of other scripts are not read as a phone number, and a non-ASCII space does not end an
-//! address (so more is masked, never less).
+//! a non-ASCII space does not end an address and a non-ASCII letter does not guard a number (both
+//! mask more), but a phone number written in another script's digits is no longer masked unless it
+//! is quoted (serde quotes every string value it reports).
 
 use std::sync::LazyLock;
 

@@ -37,10 +37,11 @@ pub fn init() {
     }
 }
 
-/// Which log lines are written: `RUST_LOG`'s directives (`info`, `sales=debug,aws_smithy=warn`; a
-/// directive that does not parse, or filters on spans or fields, is ignored), and for every target
-/// they leave out, the level Lambda's logging controls set (`AWS_LAMBDA_LOG_LEVEL`, from the
-/// template's `ApplicationLogLevel`; its `FATAL` is `error`), else `info`.
+/// Which log lines are written: `RUST_LOG`'s directives (`info`, `sales=debug,aws_smithy=warn`,
+/// `sales` for all of a target's; a directive that does not parse, or filters on spans or fields,
+/// is ignored), and for every target they leave out, the level Lambda's logging controls set
+/// (`AWS_LAMBDA_LOG_LEVEL`, from the template's `ApplicationLogLevel`; its `FATAL` is `error`), else
+/// `info`. (`EnvFilter` turned every target off that `RUST_LOG=sales=debug` did not name.)
 pub fn log_filter(rust_log: Option<&str>, lambda_level: Option<&str>) -> tracing_subscriber::filter::Targets {
     use tracing_subscriber::filter::{LevelFilter, Targets};
 
@@ -50,12 +51,17 @@ pub fn log_filter(rust_log: Option<&str>, lambda_level: Option<&str>) -> tracing
     };
     let mut default = lambda_level.and_then(level).unwrap_or(LevelFilter::INFO);
     let mut targets = Targets::new();
+    let plain = |target: &str| !target.is_empty() && !target.contains(['[', ']', '{', '}', ' ']);
     for directive in rust_log.unwrap_or_default().split(',').map(str::trim).filter(|d| !d.is_empty()) {
         match directive.split_once('=') {
-            None => default = level(directive).unwrap_or(default),
+            // A level alone is the default; a target alone is that target at every level.
+            None => match level(directive) {
+                Some(level) => default = level,
+                None if plain(directive) => targets = targets.with_target(directive, LevelFilter::TRACE),
+                None => {}
+            },
             Some((target, text)) => {
-                let plain = !target.is_empty() && !target.contains(['[', ']', '{', '}']);
-                if let (true, Some(level)) = (plain, level(text)) {
+                if let (true, false, Some(level)) = (plain(target.trim()), text.trim().is_empty(), level(text)) {
                     targets = targets.with_target(target.trim(), level);
                 }
             }
@@ -209,8 +215,12 @@ mod tests {
         assert!(!enabled(rust_log, None, "aws_smithy_runtime::client", Level::WARN));
         assert!(enabled(rust_log, None, "billing", Level::INFO));
         // What does not parse, or filters on spans, is left out, not read as something else.
-        let odd = Some("sales[handle]=trace,=debug,billing=loud,warehouse=off");
+        let odd = Some("sales[handle]=trace,=debug,billing=loud,warehouse=off,email=");
         assert!(!enabled(odd, None, "sales", Level::DEBUG));
+        assert!(enabled(odd, None, "email", Level::INFO));
+        // A target alone: all of its lines.
+        assert!(enabled(Some("sales"), None, "sales::api", Level::TRACE));
+        assert!(!enabled(Some("sales"), None, "billing", Level::DEBUG));
         assert!(!enabled(odd, None, "billing", Level::DEBUG));
         assert!(enabled(odd, None, "billing", Level::INFO));
         assert!(!enabled(odd, None, "warehouse", Level::ERROR));

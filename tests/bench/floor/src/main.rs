@@ -49,6 +49,10 @@ enum Call {
     PutObject,
     SendEmail,
     SendMessageBatch,
+    /// The harness's claim and completion (`IDEMPOTENCY_TABLE`), which its counter names
+    /// `dynamodb:PutItem (idempotency)` and `dynamodb:UpdateItem (idempotency)`.
+    Claim,
+    Complete,
 }
 
 impl Call {
@@ -77,13 +81,23 @@ impl std::str::FromStr for Script {
     type Err = String;
 
     /// `op op*2 > op`: names as [`Call::ALL`] spells them, `*n` for n in a row, `>` between the
-    /// calls before and after the chain's own.
+    /// calls before and after the chain's own; `dynamodb:PutItem (idempotency)` and
+    /// `dynamodb:UpdateItem (idempotency)` are the harness's claim and completion.
     fn from_str(text: &str) -> Result<Self, String> {
         let mut script = Script::default();
         let mut after = false;
         for word in text.split_whitespace() {
             if word == ">" {
                 after = true;
+                continue;
+            }
+            if word == "(idempotency)" {
+                let calls = if after { &mut script.after } else { &mut script.before };
+                match calls.last_mut() {
+                    Some(last @ Call::PutItem) => *last = Call::Claim,
+                    Some(last @ Call::UpdateItem) => *last = Call::Complete,
+                    _ => return Err("`(idempotency)` follows dynamodb:PutItem or dynamodb:UpdateItem".into()),
+                }
                 continue;
             }
             let (name, times) = word.split_once('*').unwrap_or((word, "1"));
@@ -123,9 +137,14 @@ struct Floor {
     same_calls: bool,
     /// Where the scripts' calls go: a table without a stream, a bucket, an SES sender, a queue.
     scratch: String,
+    claims: String,
     bucket: String,
     sender: String,
     side_queue: String,
+    /// Which function this stands for (`FLOOR_NAME`, else the role).
+    label: String,
+    /// Records of a batch handled at a time (the harness's `records_at_once`).
+    at_once: usize,
 }
 
 impl Floor {
@@ -135,7 +154,8 @@ impl Floor {
 
     /// Makes `calls` for the chain or record `id`, one after another, as a handler's are.
     async fn make(&self, calls: &[Call], id: &str) -> Result<(), Error> {
-        let key = |n: usize| AttributeValue::S(format!("{id}#{n}"));
+        // Each function's own items, as each function writes its own tables and claims.
+        let key = |n: usize| AttributeValue::S(format!("{}#{id}#{n}", self.label));
         for (n, call) in calls.iter().enumerate() {
             match call {
                 Call::GetItem => {
@@ -153,6 +173,28 @@ impl Floor {
                         .table_name(&self.scratch)
                         .item("id", key(n))
                         .item("at", AttributeValue::N(n.to_string()))
+                        .send()
+                        .await?;
+                }
+                Call::Claim => {
+                    self.dynamodb
+                        .put_item()
+                        .table_name(&self.claims)
+                        .item("id", key(n))
+                        .item("status", AttributeValue::S("IN_PROGRESS".into()))
+                        .condition_expression("attribute_not_exists(id)")
+                        .send()
+                        .await?;
+                }
+                // The record's claim: the first call of every script that claims.
+                Call::Complete => {
+                    self.dynamodb
+                        .update_item()
+                        .table_name(&self.claims)
+                        .key("id", key(0))
+                        .update_expression("SET #s = :done")
+                        .expression_attribute_names("#s", "status")
+                        .expression_attribute_values(":done", AttributeValue::S("COMPLETED".into()))
                         .send()
                         .await?;
                 }
@@ -273,23 +315,56 @@ impl Floor {
     }
 
     /// Each record whose new image has an outbox its old one did not: published, in order; or,
-    /// where the writers publish their own, only its script (the marks' reads).
+    /// where the writers publish their own, only its script (the marks' reads), for all of the
+    /// batch's records at once, as Sales' relay reads its marks.
     async fn relay(&self, event: StreamEvent) -> Result<(), Error> {
+        let mut due = Vec::new();
         for record in &event.records {
             let new = serde_json::to_value(&record.change.new_image)?;
             let old = serde_json::to_value(&record.change.old_image)?;
             let outbox = |image: &Value| image.pointer("/outbox/S").and_then(Value::as_str).map(str::to_string);
             if let (Some(detail_type), Some(id)) = (outbox(&new), new.pointer("/id/S").and_then(Value::as_str)) {
                 if outbox(&old).as_deref() != Some(detail_type.as_str()) {
-                    self.make(&self.calls.before, id).await?;
-                    if !self.same_calls {
-                        self.publish(&detail_type, &[id.to_string()]).await?;
-                    }
-                    self.make(&self.calls.after, id).await?;
+                    due.push((id.to_string(), detail_type));
                 }
             }
         }
+        if self.same_calls {
+            let reads = due.into_iter().map(|(id, _)| async move {
+                self.make(&self.calls.before, &id).await?;
+                self.make(&self.calls.after, &id).await
+            });
+            futures::future::try_join_all(reads).await?;
+            return Ok(());
+        }
+        for (id, detail_type) in &due {
+            self.publish(detail_type, std::slice::from_ref(id)).await?;
+        }
         Ok(())
+    }
+
+    /// One record: its script's calls before, the call that carries the chain on, its calls after.
+    async fn handle(&self, id: &str, detail_type: &str) -> Result<(), Error> {
+        let script = self.script(detail_type);
+        self.make(&script.before, id).await?;
+        match self.next.as_str() {
+            "write" => {
+                self.dynamodb
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("id", AttributeValue::S(id.to_string()))
+                    .update_expression("SET outbox = :done")
+                    .expression_attribute_values(":done", AttributeValue::S("FloorDone".into()))
+                    .send()
+                    .await?;
+                if self.same_calls {
+                    self.publish("FloorDone", &[id.to_string()]).await?;
+                }
+            }
+            "" => {}
+            next => self.publish(next, &[id.to_string()]).await?,
+        }
+        self.make(&script.after, id).await
     }
 
     async fn consume(&self, event: SqsEvent) -> Result<SqsBatchResponse, Error> {
@@ -301,58 +376,27 @@ impl Floor {
             records.push((id.to_string(), detail_type.to_string()));
         }
         if self.per_batch {
+            // One object per batch and detail-type, written at once (the lake's join).
             let types: BTreeSet<&str> = records.iter().map(|(_, t)| t.as_str()).collect();
-            for (n, detail_type) in types.into_iter().enumerate() {
-                let script = self.script(detail_type);
-                self.make(&script.before, &format!("{}-{n}", records[0].0)).await?;
-            }
+            let first = records.first().map(|(id, _)| id.as_str()).unwrap_or_default();
+            let writes = types.into_iter().enumerate().map(|(n, detail_type)| {
+                let (key, detail_type) = (format!("{first}-{n}"), detail_type.to_string());
+                async move { self.make(&self.script(&detail_type).before, &key).await }
+            });
+            futures::future::try_join_all(writes).await?;
             return Ok(SqsBatchResponse::default());
         }
-        match self.next.as_str() {
-            "write" => {
-                for (id, detail_type) in &records {
-                    let script = self.script(detail_type);
-                    self.make(&script.before, id).await?;
-                    self.dynamodb
-                        .update_item()
-                        .table_name(&self.table)
-                        .key("id", AttributeValue::S(id.clone()))
-                        .update_expression("SET outbox = :done")
-                        .expression_attribute_values(":done", AttributeValue::S("FloorDone".into()))
-                        .send()
-                        .await?;
-                    if self.same_calls {
-                        self.publish("FloorDone", std::slice::from_ref(id)).await?;
-                    }
-                    self.make(&script.after, id).await?;
-                }
-            }
-            "" => {
-                for (id, detail_type) in &records {
-                    let script = self.script(detail_type);
-                    self.make(&script.before, id).await?;
-                    self.make(&script.after, id).await?;
-                }
-            }
-            next => {
-                // A handler's calls per record, then the events: one request for the batch in the
-                // plain floor, one a record in the same-calls floor (as a handler publishes).
-                for (id, detail_type) in &records {
-                    self.make(&self.script(detail_type).before, id).await?;
-                }
-                let ids: Vec<String> = records.iter().map(|(id, _)| id.clone()).collect();
-                if self.same_calls {
-                    for id in &ids {
-                        self.publish(next, std::slice::from_ref(id)).await?;
-                    }
-                } else {
-                    self.publish(next, &ids).await?;
-                }
-                for (id, detail_type) in &records {
-                    self.make(&self.script(detail_type).after, id).await?;
-                }
-            }
+        let next = self.next.as_str();
+        if !self.same_calls && !matches!(next, "write" | "") {
+            // The plain floor: the batch's events in one request.
+            let ids: Vec<String> = records.iter().map(|(id, _)| id.clone()).collect();
+            self.publish(next, &ids).await?;
+            return Ok(SqsBatchResponse::default());
         }
+        // Each record as the harness runs a handler: up to `at_once` of the batch at a time.
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let handled = records.into_iter().map(|(id, detail_type)| async move { self.handle(&id, &detail_type).await });
+        futures::stream::iter(handled).buffer_unordered(self.at_once).try_collect::<Vec<()>>().await?;
         Ok(SqsBatchResponse::default())
     }
 }
@@ -370,6 +414,8 @@ async fn main() -> Result<(), Error> {
             calls_by_type.push((detail_type.to_string(), text.parse::<Script>()?));
         }
     }
+    // The metrics line's name: the role, or the function it stands for (`FLOOR_NAME`).
+    let label = Some(var("FLOOR_NAME")).filter(|n| !n.is_empty()).unwrap_or_else(|| role.clone());
     let floor: &'static Floor = Box::leak(Box::new(Floor {
         dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
         events: aws_sdk_eventbridge::Client::new(&sdk),
@@ -384,12 +430,13 @@ async fn main() -> Result<(), Error> {
         per_batch: var("FLOOR_CALLS_PER_BATCH") == "true",
         same_calls: var("FLOOR_SAME_CALLS") == "true",
         scratch: var("FLOOR_SCRATCH_TABLE"),
+        claims: var("IDEMPOTENCY_TABLE"),
         bucket: var("FLOOR_BUCKET"),
         sender: var("FLOOR_SENDER"),
         side_queue: var("FLOOR_SIDE_QUEUE_URL"),
+        label: label.clone(),
+        at_once: var("FLOOR_RECORDS_AT_ONCE").parse().unwrap_or(8),
     }));
-    // The metrics line's name: the role, or the consumer it stands for (`FLOOR_NAME`).
-    let label = Some(var("FLOOR_NAME")).filter(|n| !n.is_empty()).unwrap_or_else(|| role.clone());
     let name: &'static str = Box::leak(format!("floor-{label}").into_boxed_str());
     match role.as_str() {
         "api" => serve(name, |event| floor.api(event)).await,
@@ -430,5 +477,9 @@ mod tests {
         let unknown = "dynamodb:DeleteTable".parse::<Script>().unwrap_err();
         assert!(unknown.contains("dynamodb:DeleteTable"), "{unknown}");
         assert!("dynamodb:GetItem*x".parse::<Script>().is_err());
+        let claimed: Script =
+            "dynamodb:PutItem (idempotency) ses:SendEmail dynamodb:UpdateItem (idempotency)".parse().unwrap();
+        assert_eq!(claimed.before, [Call::Claim, Call::SendEmail, Call::Complete]);
+        assert!("dynamodb:GetItem (idempotency)".parse::<Script>().is_err());
     }
 }
