@@ -176,15 +176,23 @@ impl Floor {
                         .send()
                         .await?;
                 }
+                // As the harness claims: a claim already there (a redelivery) is read, not an error.
                 Call::Claim => {
-                    self.dynamodb
+                    let claimed = self
+                        .dynamodb
                         .put_item()
                         .table_name(&self.claims)
                         .item("id", key(n))
                         .item("status", AttributeValue::S("IN_PROGRESS".into()))
                         .condition_expression("attribute_not_exists(id)")
                         .send()
-                        .await?;
+                        .await;
+                    if let Err(e) = claimed {
+                        if !e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) {
+                            return Err(e.into());
+                        }
+                        self.dynamodb.get_item().table_name(&self.claims).key("id", key(n)).send().await?;
+                    }
                 }
                 // The record's claim: the first call of every script that claims.
                 Call::Complete => {
@@ -330,9 +338,10 @@ impl Floor {
             }
         }
         if self.same_calls {
-            let reads = due.into_iter().map(|(id, _)| async move {
-                self.make(&self.calls.before, &id).await?;
-                self.make(&self.calls.after, &id).await
+            let reads = due.into_iter().map(|(id, detail_type)| async move {
+                let event = format!("{id}.{detail_type}");
+                self.make(&self.calls.before, &event).await?;
+                self.make(&self.calls.after, &event).await
             });
             futures::future::try_join_all(reads).await?;
             return Ok(());
@@ -346,7 +355,9 @@ impl Floor {
     /// One record: its script's calls before, the call that carries the chain on, its calls after.
     async fn handle(&self, id: &str, detail_type: &str) -> Result<(), Error> {
         let script = self.script(detail_type);
-        self.make(&script.before, id).await?;
+        // The scripts' items are the event's, as claims are keyed by the event, not the order.
+        let event = format!("{id}.{detail_type}");
+        self.make(&script.before, &event).await?;
         match self.next.as_str() {
             "write" => {
                 self.dynamodb
@@ -364,7 +375,7 @@ impl Floor {
             "" => {}
             next => self.publish(next, &[id.to_string()]).await?,
         }
-        self.make(&script.after, id).await
+        self.make(&script.after, &event).await
     }
 
     async fn consume(&self, event: SqsEvent) -> Result<SqsBatchResponse, Error> {
