@@ -79,21 +79,26 @@ impl Local {
 
     /// The stack's log groups (its functions' logs), from CloudFormation.
     pub async fn log_groups(&self) -> Result<Vec<String>> {
-        let cfn = aws_sdk_cloudformation::Client::new(&self.sdk);
         let stack = std::env::var("ORDERFLOW_STACK").unwrap_or_else(|_| "orderflow".into());
-        let mut groups = Vec::new();
+        self.resources(&stack, "AWS::Logs::LogGroup").await
+    }
+
+    /// The physical ids of `stack`'s resources of `resource_type`, every page of them.
+    async fn resources(&self, stack: &str, resource_type: &str) -> Result<Vec<String>> {
+        let cfn = aws_sdk_cloudformation::Client::new(&self.sdk);
+        let mut ids = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let page = cfn.list_stack_resources().stack_name(&stack).set_next_token(next).send().await?;
-            groups.extend(
+            let page = cfn.list_stack_resources().stack_name(stack).set_next_token(next).send().await?;
+            ids.extend(
                 page.stack_resource_summaries()
                     .iter()
-                    .filter(|r| r.resource_type() == Some("AWS::Logs::LogGroup"))
+                    .filter(|r| r.resource_type() == Some(resource_type))
                     .filter_map(|r| r.physical_resource_id().map(str::to_string)),
             );
             next = page.next_token().map(str::to_string);
             if next.is_none() {
-                return Ok(groups);
+                return Ok(ids);
             }
         }
     }
@@ -334,22 +339,8 @@ impl Local {
     /// The log groups Lambda gives the functions of `stack` that name none of their own
     /// (`/aws/lambda/<function>`): the benchmark's floors'.
     pub async fn function_log_groups(&self, stack: &str) -> Result<Vec<String>> {
-        let cfn = aws_sdk_cloudformation::Client::new(&self.sdk);
-        let mut groups = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = cfn.list_stack_resources().stack_name(stack).set_next_token(next).send().await?;
-            groups.extend(
-                page.stack_resource_summaries()
-                    .iter()
-                    .filter(|r| r.resource_type() == Some("AWS::Lambda::Function"))
-                    .filter_map(|r| r.physical_resource_id().map(|f| format!("/aws/lambda/{f}"))),
-            );
-            next = page.next_token().map(str::to_string);
-            if next.is_none() {
-                return Ok(groups);
-            }
-        }
+        let functions = self.resources(stack, "AWS::Lambda::Function").await?;
+        Ok(functions.into_iter().map(|f| format!("/aws/lambda/{f}")).collect())
     }
 
     /// Messages on a queue, visible or in flight.
