@@ -88,14 +88,9 @@ postgres_tls_up() {
   if [ ! -f "$d/data/PG_VERSION" ]; then
     log "making the TLS-only PostgreSQL in $d (test CA, certificate for localhost)"
     rm -rf "$d" && mkdir -p "$d"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=orderflow test CA" \
-      -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+    localhost_certificate "$d"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=another CA" \
       -keyout "$d/other-ca.key" -out "$d/other-ca.pem" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-    printf 'subjectAltName=DNS:localhost\n' > "$d/san.ext"
-    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
-      -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
     chmod 600 "$d/server.key"
     as_root chown -R postgres:postgres "$d"
     as_root runuser -u postgres -- "$bin/initdb" -D "$d/data" -A trust -U postgres >/dev/null

@@ -6,7 +6,8 @@
 #     ORDERFLOW_BENCH_ORDERS (200) at once, every latency beside the floor's and their ratio, the
 #     AWS requests each order made and what a million orders cost (tests/src/bin/bench.rs);
 #  3. cold start (init, first invoke, peak RSS) of every function beside hello-world
-#     (tests/bench/hello, the same profile; tests/src/bin/coldstart.rs);
+#     (tests/bench/hello, the same profile; tests/src/bin/coldstart.rs), then over a local TLS
+#     endpoint, with and without the connections opened at init;
 #  4. a PNG chart of the latency distributions (tests/bench/chart.py), in docs/bench/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -48,7 +49,13 @@ for fn in $binaries; do
   python3 -m zipfile -e "$CARGO_TARGET_DIR/lambda/$fn/bootstrap.zip" "$unpacked/$fn"
   chmod +x "$unpacked/$fn/bootstrap"
 done
-cargo run --quiet -p orderflow-e2e --bin coldstart -- "$unpacked" --runs "${ORDERFLOW_BENCH_COLD_RUNS:-7}"
+# Then over TLS, as AWS is reached: a local TLS endpoint in front of the emulator, its certificate
+# signed by a CA of this run's that the functions trust beside the system's roots (SSL_CERT_FILE).
+tls="$ROOT/.local/bench/tls"
+rm -rf "$tls" && mkdir -p "$tls"
+localhost_certificate "$tls"
+cat /etc/ssl/certs/ca-certificates.crt "$tls/ca.pem" > "$tls/roots.pem"
+cargo run --quiet -p orderflow-e2e --bin coldstart -- "$unpacked" --runs "${ORDERFLOW_BENCH_COLD_RUNS:-7}" --tls "$tls"
 
 venv_install .venv-bench infra/requirements-bench.txt
 mkdir -p docs/bench

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use billing::{handler, invoices, payments};
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{aws, telemetry, Consumer};
@@ -17,7 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         decline_above_minor: config::parsed_or("DECLINE_ABOVE_MINOR", 100_000)?,
         decline_email_marker: config::parsed_or("DECLINE_EMAIL_MARKER", "+decline@".to_string())?,
     };
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb, Service::EventBridge]).await?;
     let handler = handler::Billing::new(
         Arc::new(invoices::DynamoDbInvoiceStore::new(aws_sdk_dynamodb::Client::new(&sdk), invoices_table)),
         Arc::new(gateway),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use email::handler::{EmailHandler, EmailInput};
 use email::ses::SesSender;
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::{aws, telemetry, Consumer};
 
@@ -12,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let consumer_config = ConsumerConfig::from_env()?;
     let from = config::required("EMAIL_FROM")?;
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb, Service::Ses]).await?;
     let ses = aws_sdk_sesv2::Client::new(&sdk);
     email::ses::check_sender(&ses, &from).await?;
     let handler = EmailHandler::new(Arc::new(SesSender::new(ses, from)));

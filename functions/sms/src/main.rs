@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::secret::{RotatingSecret, SecretsManagerSource};
 use orderflow_harness::{aws, telemetry, Consumer};
@@ -22,7 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let from = config::required("TWILIO_FROM")?;
     let base_url = config::parsed_or("TWILIO_BASE_URL", "https://api.twilio.com".to_string())?;
     let max_age = Duration::from_secs(config::parsed_or(config::vars::SECRET_MAX_AGE_SECONDS, 300)?);
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb, Service::SecretsManager]).await?;
     let source = Box::new(SecretsManagerSource::new(&sdk, &secret_id));
     let credentials = RotatingSecret::load(secret_id, source, parse_credentials, max_age).await?;
     let handler = SmsHandler::new(Arc::new(TwilioSender::rotating(base_url, Arc::new(credentials), from)));

@@ -15,16 +15,22 @@ use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
 use aws_smithy_runtime_api::client::http::{
-    http_client_fn, HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
+    http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+
+use crate::config::{self, ConfigError};
+
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Connect within 1 s; each attempt within 2 s; a whole call, with the SDK's own retries, within 5 s
 /// (the functions' timeout is 10 s, leaving time to report the batch).
 pub fn timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(1))
+        .connect_timeout(CONNECT_TIMEOUT)
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(Duration::from_secs(5))
         .build()
@@ -39,23 +45,49 @@ pub fn https_client() -> SharedHttpClient {
         .build_https()
 }
 
-/// The shared SDK configuration every client is built from: [`https_client`], with every request
-/// counted.
+/// The same connector as [`https_client`]'s, built now: its trusted roots are read and its TLS
+/// configuration made here, at init, not by the first request (the SDK's own client does the same
+/// when it is chosen; wrapped to count requests, it would not).
+fn https_connector() -> SharedHttpConnector {
+    SharedHttpConnector::new(
+        aws_smithy_http_client::Connector::builder()
+            .connector_settings(HttpConnectorSettings::builder().connect_timeout(CONNECT_TIMEOUT).build())
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .build(),
+    )
+}
+
+/// The shared SDK configuration every client is built from: one HTTPS connector (one pool of
+/// connections) for every client, with every request counted.
 pub async fn sdk_config() -> aws_config::SdkConfig {
+    load(https_connector()).await
+}
+
+/// [`sdk_config`], and with `OPEN_CONNECTIONS_AT_INIT=true` the connections to `services` opened
+/// before it returns (see [`connections`]): what the function's first invocation calls.
+pub async fn sdk_config_opening(services: &[connections::Service]) -> Result<aws_config::SdkConfig, ConfigError> {
+    let open = config::parsed_or(connections::OPEN_CONNECTIONS_AT_INIT, false)?;
+    let connector = https_connector();
+    let sdk = load(connector.clone()).await;
+    if open {
+        let region = sdk.region().map(|r| r.as_ref().to_string()).unwrap_or_else(|| "us-east-1".into());
+        connections::open(&connector, services, &region).await;
+    }
+    Ok(sdk)
+}
+
+async fn load(connector: SharedHttpConnector) -> aws_config::SdkConfig {
+    // One connector whatever the client's settings: every client here has the timeouts above, and
+    // the connector only applies the connect timeout (the SDK applies the others).
+    let counted = SharedHttpConnector::new(Counting(connector));
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts())
-        .http_client(counting(https_client()))
+        .http_client(http_client_fn(move |_, _| counted.clone()))
         .load()
         .await
 }
 
-/// `inner`, with each request it sends counted in [`requests`].
-pub fn counting(inner: SharedHttpClient) -> SharedHttpClient {
-    http_client_fn(move |settings, components| {
-        SharedHttpConnector::new(Counting(inner.http_connector(settings, components)))
-    })
-}
-
+/// A connector with each request it sends counted in [`requests`].
 #[derive(Debug)]
 struct Counting(SharedHttpConnector);
 
@@ -67,6 +99,120 @@ impl HttpConnector for Counting {
         }
         requests::count(operation);
         self.0.call(request)
+    }
+}
+
+/// Opening at init the connections a function's first invocation needs.
+///
+/// Each AWS service is an HTTPS endpoint of its own: a function's first request to it opens a TCP
+/// connection and makes a TLS handshake first. With `OPEN_CONNECTIONS_AT_INIT=true` init does that
+/// instead, for the services the function names (those of its first invocation's common path): one
+/// unsigned `GET /` to each endpoint, through the connector every SDK client sends through, read to
+/// its end so the connection stays in the pool for the SDK's first request. Unsigned, it needs no
+/// permission, changes nothing and is not an API call AWS bills (the endpoint answers it with a
+/// health line or a refusal); it is not counted in [`requests`].
+///
+/// Off by default: on an on-demand cold start, init and the first invocation both wait in front of
+/// the first request, so opening the connections early moves the handshakes rather than removes
+/// them. It pays where init runs before any request arrives (provisioned concurrency). The README
+/// ("Cold start") has the figures, measured against a local TLS endpoint.
+pub mod connections {
+    use std::time::{Duration, Instant};
+
+    use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::byte_stream::ByteStream;
+    use tracing::{info, warn};
+
+    /// The setting (`true` or `false`, default `false`).
+    pub const OPEN_CONNECTIONS_AT_INIT: &str = "OPEN_CONNECTIONS_AT_INIT";
+
+    /// How long init waits for one connection: a slow endpoint is left to the first request.
+    const OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+
+    /// An AWS endpoint a function talks to.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Service {
+        /// DynamoDB.
+        DynamoDb,
+        /// EventBridge (`PutEvents`).
+        EventBridge,
+        /// SQS.
+        Sqs,
+        /// SES v2.
+        Ses,
+        /// Secrets Manager.
+        SecretsManager,
+        /// One S3 bucket (addressed as its own host on AWS).
+        S3Bucket(String),
+    }
+
+    impl Service {
+        /// The service's endpoint: `AWS_ENDPOINT_URL_<SERVICE>` or `AWS_ENDPOINT_URL` when set (as
+        /// the SDK reads them), else its regional endpoint in the `aws` partition.
+        pub fn endpoint(&self, region: &str) -> String {
+            self.endpoint_in(region, |name| std::env::var(name).ok())
+        }
+
+        pub(crate) fn endpoint_in(&self, region: &str, env: impl Fn(&str) -> Option<String>) -> String {
+            let (variable, host) = match self {
+                Service::DynamoDb => ("DYNAMODB", format!("dynamodb.{region}.amazonaws.com")),
+                Service::EventBridge => ("EVENTBRIDGE", format!("events.{region}.amazonaws.com")),
+                Service::Sqs => ("SQS", format!("sqs.{region}.amazonaws.com")),
+                Service::Ses => ("SESV2", format!("email.{region}.amazonaws.com")),
+                Service::SecretsManager => ("SECRETS_MANAGER", format!("secretsmanager.{region}.amazonaws.com")),
+                Service::S3Bucket(bucket) => ("S3", format!("{bucket}.s3.{region}.amazonaws.com")),
+            };
+            [format!("AWS_ENDPOINT_URL_{variable}"), "AWS_ENDPOINT_URL".to_string()]
+                .iter()
+                .find_map(|v| env(v).filter(|url| !url.is_empty()))
+                .map(|url| format!("{}/", url.trim_end_matches('/')))
+                .unwrap_or_else(|| format!("https://{host}/"))
+        }
+    }
+
+    /// Opens a connection to each service's endpoint at once; one that cannot be opened within
+    /// [`OPEN_TIMEOUT`] is left to the first request (logged, never fatal).
+    pub(super) async fn open(connector: &SharedHttpConnector, services: &[Service], region: &str) {
+        let mut endpoints: Vec<String> = services.iter().map(|s| s.endpoint(region)).collect();
+        // One connection an endpoint: against an emulator every service is the same one.
+        endpoints.sort();
+        endpoints.dedup();
+        open_all(connector, &endpoints).await;
+    }
+
+    /// Opens a connection to each of `endpoints` at once.
+    pub(super) async fn open_all(connector: &SharedHttpConnector, endpoints: &[String]) {
+        let started = Instant::now();
+        let opened = futures::future::join_all(
+            endpoints
+                .iter()
+                .map(|url| async move { (url, tokio::time::timeout(OPEN_TIMEOUT, get(connector, url)).await) }),
+        )
+        .await;
+        for (url, result) in &opened {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => warn!(%url, %error, "could not open a connection at init: the first request will"),
+                Err(_) => warn!(%url, "no connection within 1 s at init: the first request will open it"),
+            }
+        }
+        info!(
+            endpoints = opened.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "connections opened at init"
+        );
+    }
+
+    /// An unsigned `GET /`, its answer read to the end (so the connection is kept for reuse).
+    async fn get(connector: &SharedHttpConnector, url: &str) -> Result<u16, String> {
+        let mut request = HttpRequest::new(SdkBody::empty());
+        request.set_uri(url).map_err(|e| e.to_string())?;
+        let response = connector.call(request).await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        ByteStream::new(response.into_body()).collect().await.map_err(|e| e.to_string())?;
+        Ok(status)
     }
 }
 
@@ -155,8 +301,12 @@ pub mod requests {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     use super::requests::operation_of;
     use super::*;
+    use crate::dynamo::s;
 
     fn request(method: &str, uri: &str, target: Option<&str>) -> HttpRequest {
         let mut builder = http::Request::builder().method(method).uri(uri);
@@ -189,5 +339,105 @@ mod tests {
         for (req, want) in cases {
             assert_eq!(operation_of(&req), want, "{} {}", req.method(), req.uri());
         }
+    }
+
+    #[test]
+    fn opens_the_endpoint_the_sdk_will_use() {
+        use connections::Service;
+        let none = |_: &str| None;
+        assert_eq!(Service::DynamoDb.endpoint_in("eu-west-1", none), "https://dynamodb.eu-west-1.amazonaws.com/");
+        assert_eq!(Service::EventBridge.endpoint_in("eu-west-1", none), "https://events.eu-west-1.amazonaws.com/");
+        assert_eq!(Service::Ses.endpoint_in("us-east-1", none), "https://email.us-east-1.amazonaws.com/");
+        assert_eq!(
+            Service::S3Bucket("labels-1".into()).endpoint_in("eu-west-1", none),
+            "https://labels-1.s3.eu-west-1.amazonaws.com/"
+        );
+        // The emulator's one endpoint; a service's own setting before it.
+        let local = |name: &str| match name {
+            "AWS_ENDPOINT_URL" => Some("http://localhost:4566".to_string()),
+            "AWS_ENDPOINT_URL_SQS" => Some("http://localhost:9324/".to_string()),
+            _ => None,
+        };
+        assert_eq!(Service::DynamoDb.endpoint_in("eu-west-1", local), "http://localhost:4566/");
+        assert_eq!(Service::Sqs.endpoint_in("eu-west-1", local), "http://localhost:9324/");
+    }
+
+    /// An HTTP server answering every request with `{}`: how many connections it accepted, and
+    /// how many requests it answered.
+    fn counting_server() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (connections, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (c, r) = (connections.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut out = stream;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut length = 0;
+                        loop {
+                            let mut header = String::new();
+                            reader.read_line(&mut header).unwrap();
+                            if header.trim().is_empty() {
+                                break;
+                            }
+                            if let Some((name, value)) = header.split_once(':') {
+                                if name.eq_ignore_ascii_case("content-length") {
+                                    length = value.trim().parse().unwrap();
+                                }
+                            }
+                        }
+                        reader.read_exact(&mut vec![0; length]).unwrap();
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let body = "{}";
+                        write!(
+                            out,
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        (url, connections, requests)
+    }
+
+    #[tokio::test]
+    async fn the_first_request_goes_over_the_connection_opened_at_init() {
+        let (url, connections, requests) = counting_server();
+        let connector = https_connector();
+        let config = |connector: SharedHttpConnector| {
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version_latest()
+                .region(aws_sdk_dynamodb::config::Region::new("eu-west-1"))
+                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("AKID", "SECRET", None, None, "test"))
+                .endpoint_url(&url)
+                .http_client(http_client_fn(move |_, _| connector.clone()))
+                .build()
+        };
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(config(connector.clone()));
+        let local = |name: &str| (name == "AWS_ENDPOINT_URL").then(|| url.clone());
+        connections::open_all(&connector, &[connections::Service::DynamoDb.endpoint_in("eu-west-1", local)]).await;
+        assert_eq!((connections.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)), (1, 1), "opened at init");
+        dynamodb.get_item().table_name("orders").key("id", s("1")).send().await.unwrap();
+        assert_eq!(
+            (connections.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)),
+            (1, 2),
+            "the SDK's first request took the open connection"
+        );
+
+        // A client on another connector opens its own.
+        let other = aws_sdk_dynamodb::Client::from_conf(config(https_connector()));
+        other.get_item().table_name("orders").key("id", s("1")).send().await.unwrap();
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
     }
 }

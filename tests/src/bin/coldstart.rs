@@ -8,15 +8,24 @@
 //! - first invoke: from handing it its sample event (`events-samples/<fn>/`) to its response;
 //! - peak RSS: the process's high-water mark (`VmHWM`) once it has answered.
 //!
-//! Each is the median of `--runs` (default 7) fresh processes. Usage:
-//! `coldstart <dir of cargo lambda's output> [--runs N]`.
+//! Each is the median of `--runs` (default 7) fresh processes.
+//!
+//! With `--tls <dir>`, each function is measured again with the emulator behind a local TLS
+//! endpoint this program serves (rustls; `<dir>` holds its `server.pem` and `server.key`, and
+//! `roots.pem`, the system's trusted roots with the CA that signed the certificate, which the
+//! functions trust through `SSL_CERT_FILE`): as AWS is reached, each first request to a service pays
+//! a TLS handshake. Then once more with `OPEN_CONNECTIONS_AT_INIT=true`, which opens those
+//! connections during init (`harness::aws::connections`): what it moves from the first invoke into
+//! init, and what it adds.
+//!
+//! Usage: `coldstart <dir of cargo lambda's output> [--runs N] [--tls <dir>]`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -131,6 +140,60 @@ fn cold_start(binary: &Path, env: &BTreeMap<String, String>, event: &[u8]) -> Re
     result
 }
 
+/// A local TLS endpoint in front of `upstream` (`host:port`): each connection's TLS is ended here and
+/// its bytes passed on. Returns its port.
+fn tls_endpoint(dir: &Path, upstream: String) -> Result<u16> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .context("server.pem")?
+        .collect::<Result<Vec<_>, _>>()
+        .context("server.pem")?;
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).context("server.key")?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    listener.set_nonblocking(true)?;
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut emulator) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    let _ = emulator.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut emulator).await;
+                });
+            }
+        });
+    });
+    Ok(port)
+}
+
+/// Median init, first invoke and peak RSS of `runs` cold starts, or why none could be measured.
+fn measure(binary: &Path, env: &BTreeMap<String, String>, event: &[u8], runs: usize) -> Result<(f64, f64, f64)> {
+    let mut inits = Vec::new();
+    let mut invokes = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs {
+        let (init, invoke, hwm) = cold_start(binary, env, event)?;
+        inits.push(init.as_secs_f64() * 1000.0);
+        invokes.push(invoke.as_secs_f64() * 1000.0);
+        rss.push(hwm as f64 / 1024.0);
+    }
+    Ok((median(inits), median(invokes), median(rss)))
+}
+
 fn env_file(path: &Path) -> BTreeMap<String, String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -162,13 +225,27 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A function measured over plain HTTP: what it ran with, its median init and first invoke (ms).
+struct Measured {
+    function: String,
+    env: BTreeMap<String, String>,
+    event: Vec<u8>,
+    init: f64,
+    invoke: f64,
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(args.get(1).context("usage: coldstart <cargo lambda output dir> [--runs N]")?);
-    let runs: usize = match args.iter().position(|a| a == "--runs") {
-        Some(i) => args.get(i + 1).context("--runs N")?.parse()?,
+    let dir =
+        PathBuf::from(args.get(1).context("usage: coldstart <cargo lambda output dir> [--runs N] [--tls <dir>]")?);
+    let option = |name: &str| {
+        args.iter().position(|a| a == name).map(|i| args.get(i + 1).with_context(|| format!("{name} needs a value")))
+    };
+    let runs: usize = match option("--runs") {
+        Some(n) => n?.parse()?,
         None => 7,
     };
+    let tls_dir = option("--tls").transpose()?.map(PathBuf::from);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut functions: Vec<String> = std::fs::read_dir(&dir)?
         .flatten()
@@ -181,6 +258,8 @@ fn main() -> Result<()> {
     println!("\n== cold start: median of {runs} fresh processes, beside hello-world (same profile)");
     println!("{:<22} {:>9} {:>7} {:>13} {:>11}", "function", "init", "x hello", "first invoke", "peak RSS");
     let mut hello_init = f64::NAN;
+    // What each function is run with and measured at, for the TLS rounds.
+    let mut measured: Vec<Measured> = Vec::new();
     for function in functions {
         let binary = dir.join(&function).join("bootstrap");
         if !binary.exists() {
@@ -199,35 +278,53 @@ fn main() -> Result<()> {
                 }
             }
         };
-        let mut inits = Vec::new();
-        let mut invokes = Vec::new();
-        let mut rss = Vec::new();
-        for _ in 0..runs {
-            match cold_start(&binary, &env, &event) {
-                Ok((init, invoke, hwm)) => {
-                    inits.push(init.as_secs_f64() * 1000.0);
-                    invokes.push(invoke.as_secs_f64() * 1000.0);
-                    rss.push(hwm as f64 / 1024.0);
-                }
-                Err(e) => {
-                    println!("{function:<22} failed: {e:#}");
-                    break;
-                }
+        let (init, invoke, rss) = match measure(&binary, &env, &event, runs) {
+            Ok(figures) => figures,
+            Err(e) => {
+                println!("{function:<22} failed: {e:#}");
+                continue;
             }
-        }
-        if inits.is_empty() {
-            continue;
-        }
-        let init = median(inits);
+        };
         if function == "hello" {
             hello_init = init;
         }
-        println!(
-            "{function:<22} {init:>7.1}ms {:>6.1}x {:>11.1}ms {:>8.1} MB",
-            init / hello_init,
-            median(invokes),
-            median(rss)
-        );
+        println!("{function:<22} {init:>7.1}ms {:>6.1}x {invoke:>11.1}ms {rss:>8.1} MB", init / hello_init);
+        if function != "hello" && env.contains_key("AWS_ENDPOINT_URL") {
+            measured.push(Measured { function, env, event, init, invoke });
+        }
+    }
+
+    let Some(tls_dir) = tls_dir else { return Ok(()) };
+    let emulator = std::env::var("AWS_ENDPOINT_URL").context("--tls needs AWS_ENDPOINT_URL (the emulator)")?;
+    let upstream = emulator.split("://").nth(1).unwrap_or(&emulator).trim_end_matches('/').to_string();
+    let port = tls_endpoint(&tls_dir, upstream)?;
+    let roots = tls_dir.join("roots.pem").display().to_string();
+    println!(
+        "\n== the same over TLS: the emulator behind a local TLS endpoint (https://127.0.0.1:{port}), median of {runs}"
+    );
+    println!(
+        "{:<22} {:>15} {:>15} {:>16} {:>11} {:>11}",
+        "function", "plain init+1st", "TLS init+1st", "opened at init", "1st saved", "init added"
+    );
+    for Measured { function, mut env, event, init, invoke } in measured {
+        let binary = dir.join(&function).join("bootstrap");
+        env.insert("AWS_ENDPOINT_URL".into(), format!("https://127.0.0.1:{port}"));
+        env.insert("SSL_CERT_FILE".into(), roots.clone());
+        env.insert("OPEN_CONNECTIONS_AT_INIT".into(), "false".into());
+        let tls = measure(&binary, &env, &event, runs);
+        env.insert("OPEN_CONNECTIONS_AT_INIT".into(), "true".into());
+        let opened = measure(&binary, &env, &event, runs);
+        match (tls, opened) {
+            (Ok((tls_init, tls_invoke, _)), Ok((open_init, open_invoke, _))) => println!(
+                "{function:<22} {:>15} {:>15} {:>16} {:>9.1}ms {:>9.1}ms",
+                format!("{init:.1}+{invoke:.1}ms"),
+                format!("{tls_init:.1}+{tls_invoke:.1}ms"),
+                format!("{open_init:.1}+{open_invoke:.1}ms"),
+                tls_invoke - open_invoke,
+                open_init - tls_init
+            ),
+            (Err(e), _) | (_, Err(e)) => println!("{function:<22} failed: {e:#}"),
+        }
     }
     Ok(())
 }

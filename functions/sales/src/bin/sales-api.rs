@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::{service_fn, Error, Request};
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::{aws, config, telemetry};
 use orderflow_order_cache::RedisOrderCache;
 use sales::announce::{writer_store, PUBLISH_ON_WRITE};
@@ -24,7 +25,7 @@ async fn main() -> Result<(), Error> {
     let orders_per_hour: u32 = config::parsed_or("ORDERS_PER_CALLER_PER_HOUR", ORDERS_PER_CALLER_PER_HOUR)?;
     let shipping_minor: i64 = config::parsed_or("SHIPPING_FLAT_MINOR", 495)?;
     orderflow_contracts::checked_amount("SHIPPING_FLAT_MINOR", Some(shipping_minor))?;
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb, Service::EventBridge]).await?;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let mut api = SalesApi::new(
         writer_store(&sdk, orders_table, marks_table, bus, publish_on_write),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::{aws, telemetry, Consumer};
 use sales::announce::{writer_store, PUBLISH_ON_WRITE};
@@ -19,7 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let publish_on_write = config::parsed_or("OUTBOX_PUBLISH_ON_WRITE", PUBLISH_ON_WRITE)?;
     let marks_table = config::required("OUTBOX_MARKS_TABLE")?;
     let deadline = Duration::from_secs(config::parsed_or("BACKORDER_DEADLINE_SECONDS", BACKORDER_DEADLINE.as_secs())?);
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb, Service::EventBridge]).await?;
     let deadlines = SchedulerDeadlines::new(
         aws_sdk_scheduler::Client::new(&sdk),
         config::required("DEADLINE_SCHEDULE_GROUP")?,

@@ -5,6 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{aws, config, deadline, telemetry};
 use sales::announce::{DynamoDbSentMarks, PUBLISH_ON_WRITE};
@@ -14,7 +15,7 @@ use sales::outbox::OutboxRelay;
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let bus = config::required(config::vars::EVENT_BUS_NAME)?;
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config_opening(&[Service::EventBridge, Service::DynamoDb]).await?;
     let publisher = EventBridgePublisher::eventbridge(aws_sdk_eventbridge::Client::new(&sdk), bus);
     let mut relay = OutboxRelay::new(Arc::new(publisher));
     // With the fast path on, the writers' marks: what they published themselves is not published

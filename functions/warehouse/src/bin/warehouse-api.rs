@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use lambda_http::{service_fn, Error, Request};
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{aws, config, telemetry};
 use warehouse::api::WarehouseApi;
@@ -11,7 +12,7 @@ use warehouse::api::WarehouseApi;
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let bus = config::required(config::vars::EVENT_BUS_NAME)?;
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config_opening(&[Service::EventBridge]).await?;
     let api = Arc::new(WarehouseApi::new(Arc::new(EventBridgePublisher::eventbridge(
         aws_sdk_eventbridge::Client::new(&sdk),
         bus,

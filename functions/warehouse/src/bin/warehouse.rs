@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{aws, telemetry, Consumer};
@@ -15,7 +16,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let shipments_table = config::required("SHIPMENTS_TABLE")?;
     let bucket = config::required("LABELS_BUCKET")?;
     let bus = config::required(config::vars::EVENT_BUS_NAME)?;
-    let sdk = aws::sdk_config().await;
+    let sdk =
+        aws::sdk_config_opening(&[Service::DynamoDb, Service::EventBridge, Service::S3Bucket(bucket.clone())]).await?;
     // Against a local emulator (AWS_ENDPOINT_URL set) buckets are addressed by path, not subdomain.
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)

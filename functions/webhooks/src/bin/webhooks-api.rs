@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::{service_fn, Error, Request};
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::secret::{RotatingSecret, SecretsManagerSource};
 use orderflow_harness::{aws, config, telemetry};
 use webhooks::api::WebhooksApi;
@@ -16,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let key_secret = config::required("API_KEY_SECRET_ID")?;
     let allow_local: bool = config::parsed_or("WEBHOOKS_ALLOW_LOCAL", false)?;
     let max_age = Duration::from_secs(config::parsed_or(config::vars::SECRET_MAX_AGE_SECONDS, 300)?);
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb, Service::SecretsManager]).await?;
     let source = Box::new(SecretsManagerSource::new(&sdk, &key_secret));
     let api_key = RotatingSecret::load(key_secret, source, |key: &str| Ok(key.to_string()), max_age).await?;
     let api = Arc::new(WebhooksApi::rotating(

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use orderflow_contracts::AnyEvent;
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::{aws, telemetry, Consumer};
 use webhooks::delivery::{Delivery, HttpPoster};
@@ -15,7 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let consumer_config = ConsumerConfig::from_env()?;
     let table = config::required("SUBSCRIPTIONS_TABLE")?;
     let allow_local: bool = config::parsed_or("WEBHOOKS_ALLOW_LOCAL", false)?;
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb]).await?;
     let handler = Delivery::new(
         Arc::new(DynamoDbSubscriptions::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
         Arc::new(HttpPoster),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use orderflow_contracts::AnyEvent;
+use orderflow_harness::aws::connections::Service;
 use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::{aws, telemetry, Consumer};
 use webhooks::fanout::{Fanout, SqsDeliveryQueue};
@@ -14,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let consumer_config = ConsumerConfig::from_env()?;
     let table = config::required("SUBSCRIPTIONS_TABLE")?;
     let deliveries = config::required("DELIVERIES_QUEUE_URL")?;
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb, Service::Sqs]).await?;
     let handler = Fanout::new(
         Arc::new(DynamoDbSubscriptions::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
         Arc::new(SqsDeliveryQueue::new(aws_sdk_sqs::Client::new(&sdk), deliveries)),
