@@ -19,6 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let url = config::required("REDIS_URL")?;
     let ttl = Duration::from_secs(config::parsed_or("CACHE_TTL_SECONDS", 86_400)?);
     let cache = RedisOrderCache::new(&url, ttl, Duration::from_secs(1))?;
+    aws::connections::open_with("redis", cache.open()).await?;
     let sdk = aws::sdk_config().await;
     Consumer::<OrderStatusChanged>::from_config(&consumer_config, &sdk, Arc::new(CacheHandler::new(Arc::new(cache))))
         // Newest version wins in one Redis script: a repeat changes nothing.

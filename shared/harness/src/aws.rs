@@ -21,7 +21,7 @@ use aws_smithy_runtime_api::client::http::{
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 
-use crate::config::{self, ConfigError};
+use crate::config::ConfigError;
 
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -66,7 +66,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// [`sdk_config`], and with `OPEN_CONNECTIONS_AT_INIT=true` the connections to `services` opened
 /// before it returns (see [`connections`]): what the function's first invocation calls.
 pub async fn sdk_config_opening(services: &[connections::Service]) -> Result<aws_config::SdkConfig, ConfigError> {
-    let open = config::parsed_or(connections::OPEN_CONNECTIONS_AT_INIT, false)?;
+    let open = connections::at_init()?;
     let connector = https_connector();
     let sdk = load(connector.clone()).await;
     if open {
@@ -108,7 +108,8 @@ impl HttpConnector for Counting {
 /// connection and makes a TLS handshake first. With `OPEN_CONNECTIONS_AT_INIT=true` init does that
 /// instead, for the services the function names (those of its first invocation's common path): one
 /// unsigned `GET /` to each endpoint, through the connector every SDK client sends through, read to
-/// its end so the connection stays in the pool for the SDK's first request. Unsigned, it needs no
+/// its end so the connection stays in the pool for the SDK's first request. The same setting opens
+/// the cache's Redis connection and reporting's PostgreSQL pool ([`open_with`]). Unsigned, it needs no
 /// permission, changes nothing and is not an API call AWS bills (the endpoint answers it with a
 /// health line or a refusal); it is not counted in [`requests`].
 ///
@@ -124,6 +125,8 @@ pub mod connections {
     use aws_smithy_types::body::SdkBody;
     use aws_smithy_types::byte_stream::ByteStream;
     use tracing::{info, warn};
+
+    use crate::config::{self, ConfigError};
 
     /// The setting (`true` or `false`, default `false`).
     pub const OPEN_CONNECTIONS_AT_INIT: &str = "OPEN_CONNECTIONS_AT_INIT";
@@ -170,6 +173,30 @@ pub mod connections {
                 .map(|url| format!("{}/", url.trim_end_matches('/')))
                 .unwrap_or_else(|| format!("https://{host}/"))
         }
+    }
+
+    /// Whether `OPEN_CONNECTIONS_AT_INIT` asks for the connections to be opened at init.
+    pub fn at_init() -> Result<bool, ConfigError> {
+        config::parsed_or(OPEN_CONNECTIONS_AT_INIT, false)
+    }
+
+    /// With `OPEN_CONNECTIONS_AT_INIT=true`, opens a connection of another kind (Redis, PostgreSQL)
+    /// at init with `open`, under the adapter's own timeouts; a failure is logged, never fatal, and
+    /// the first invocation opens it.
+    pub async fn open_with<E: std::fmt::Display>(
+        what: &str,
+        open: impl std::future::Future<Output = Result<(), E>>,
+    ) -> Result<(), ConfigError> {
+        if !at_init()? {
+            return Ok(());
+        }
+        let started = Instant::now();
+        match open.await {
+            Ok(()) => info!(what, elapsed_ms = started.elapsed().as_millis() as u64, "connection opened at init"),
+            Err(error) => warn!(what, error = %crate::redact::redact(&error.to_string()),
+                "could not open the connection at init: the first invocation will"),
+        }
+        Ok(())
     }
 
     /// Opens a connection to each service's endpoint at once; one that cannot be opened within

@@ -82,6 +82,15 @@ impl RedisOrderCache {
     }
 }
 
+impl RedisOrderCache {
+    /// Opens the connection now (a `PING`), not on the first read or write.
+    pub async fn open(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::retryable(STORE, e.to_string())
 }

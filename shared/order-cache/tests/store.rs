@@ -84,3 +84,17 @@ async fn a_redis_that_refuses_connections_is_a_retryable_error_within_the_timeou
     assert!(error.retryable);
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn opening_at_init_answers_as_a_read_would() {
+    // Against the machine's Redis: open, and the connection then serves the first read.
+    let cache = RedisOrderCache::new(&redis_url(), Duration::from_secs(60), Duration::from_secs(2)).unwrap();
+    cache.open().await.unwrap();
+    assert_eq!(cache.get(&format!("never-{}", std::process::id())).await.unwrap(), None);
+    // A Redis that refuses: a retryable error within the timeout, which init logs and goes on.
+    let refused =
+        RedisOrderCache::new("redis://127.0.0.1:1", Duration::from_secs(60), Duration::from_millis(300)).unwrap();
+    let started = std::time::Instant::now();
+    assert!(refused.open().await.unwrap_err().retryable);
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
