@@ -109,9 +109,10 @@ impl HttpConnector for Counting {
 /// instead, for the services the function names (those of its first invocation's common path): one
 /// unsigned `GET /` to each endpoint, through the connector every SDK client sends through, read to
 /// its end so the connection stays in the pool for the SDK's first request. The same setting opens
-/// the cache's Redis connection and reporting's PostgreSQL pool ([`open_with`]). Unsigned, it needs no
-/// permission, changes nothing and is not an API call AWS bills (the endpoint answers it with a
-/// health line or a refusal); it is not counted in [`requests`].
+/// the cache's Redis connection and reporting's PostgreSQL pool ([`open_with`]). Unsigned, the
+/// request carries no credentials, needs no permission and changes nothing: the endpoint answers
+/// with a health line (DynamoDB) or a refusal, which reaches no billed operation (at worst S3 bills
+/// the refused listing as one request). It is not counted in [`requests`], which counts API calls.
 ///
 /// Off by default: on an on-demand cold start, init and the first invocation both wait in front of
 /// the first request, so opening the connections early moves the handshakes rather than removes
