@@ -41,19 +41,21 @@ cargo_tool() {
   echo "$bin"
 }
 
-# One log line on stderr, prefixed with the script's LOG_PREFIX.
-# A test CA and a certificate for localhost it signed, into the folder $1: ca.pem and ca.key,
-# server.pem and server.key (the TLS-only PostgreSQL, the cold-start benchmark's TLS endpoint).
+# A test CA and a certificate it signed for the names $2 (a subjectAltName list, e.g.
+# DNS:localhost), into the folder $1: ca.pem and ca.key, server.pem and server.key (the TLS-only
+# PostgreSQL, whose tests need 127.0.0.1 not to be a name of its certificate; the cold-start
+# benchmark's TLS endpoint).
 localhost_certificate() {
-  local d="$1"
+  local d="$1" names="$2"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=orderflow test CA" \
     -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$d/san.ext"
+  printf 'subjectAltName=%s\n' "$names" > "$d/san.ext"
   openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
     -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
 }
 
+# One log line on stderr, prefixed with the script's LOG_PREFIX.
 log() { printf '[%s] %s\n' "${LOG_PREFIX:-orderflow}" "$*" >&2; }
 
 # Waits until `$1` (a command) succeeds, for at most $2 seconds (a service just started).

@@ -88,7 +88,7 @@ postgres_tls_up() {
   if [ ! -f "$d/data/PG_VERSION" ]; then
     log "making the TLS-only PostgreSQL in $d (test CA, certificate for localhost)"
     rm -rf "$d" && mkdir -p "$d"
-    localhost_certificate "$d"
+    localhost_certificate "$d" DNS:localhost
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=another CA" \
       -keyout "$d/other-ca.key" -out "$d/other-ca.pem" 2>/dev/null
     chmod 600 "$d/server.key"

@@ -53,8 +53,11 @@ done
 # signed by a CA of this run's that the functions trust beside the system's roots (SSL_CERT_FILE).
 tls="$ROOT/.local/bench/tls"
 rm -rf "$tls" && mkdir -p "$tls"
-localhost_certificate "$tls"
-cat /etc/ssl/certs/ca-certificates.crt "$tls/ca.pem" > "$tls/roots.pem"
+localhost_certificate "$tls" DNS:localhost,IP:127.0.0.1
+# The system's roots (Debian's bundle, or Amazon Linux's as on Lambda), so loading them costs what it
+# costs there.
+system_roots=$(ls /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt 2>/dev/null | head -1)
+cat $system_roots "$tls/ca.pem" > "$tls/roots.pem"
 cargo run --quiet -p orderflow-e2e --bin coldstart -- "$unpacked" --runs "${ORDERFLOW_BENCH_COLD_RUNS:-7}" --tls "$tls"
 
 venv_install .venv-bench infra/requirements-bench.txt

@@ -13,7 +13,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let consumer_config = ConsumerConfig::from_env()?;
     let from = config::required("EMAIL_FROM")?;
-    let sdk = aws::sdk_config_opening(&[Service::DynamoDb, Service::Ses]).await?;
+    // SES: its connection is opened by the sender check below.
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb]).await?;
     let ses = aws_sdk_sesv2::Client::new(&sdk);
     email::ses::check_sender(&ses, &from).await?;
     let handler = EmailHandler::new(Arc::new(SesSender::new(ses, from)));

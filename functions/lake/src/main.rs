@@ -16,7 +16,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let consumer_config = ConsumerConfig::from_env()?;
     let bucket = config::required("LAKE_BUCKET")?;
-    let sdk = aws::sdk_config_opening(&[Service::S3Bucket(bucket.clone()), Service::SecretsManager]).await?;
+    // Secrets Manager: its connection is opened by the keys' read below.
+    let sdk = aws::sdk_config_opening(&[Service::S3Bucket(bucket.clone())]).await?;
     let store = S3ObjectStore::new(aws_sdk_s3::Client::new(&sdk), bucket);
     // Read once: the key is part of every line written (see CustomerKeys on changing it).
     let secret_id = config::required("CUSTOMER_KEY_SECRET_ID")?;

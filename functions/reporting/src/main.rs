@@ -40,8 +40,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let secret = RotatingSecret::load(secret_id, source, parse_credentials, max_age).await?;
         PgReportingStore::with_credentials(options, timeout, Arc::new(secret)).await
     };
-    // The pool's first connection, and the migrations the first record would otherwise wait for.
-    aws::connections::open_with("postgres", async { store.pool().await.map(|_| ()) }).await?;
+    aws::connections::open_with("postgres", store.open()).await?;
     Consumer::<ReportingInput>::from_config(&consumer_config, &sdk, Arc::new(ReportingHandler::new(Arc::new(store))))
         // Upserts by version, or set (not add) the billed and refunded amounts: a repeat changes nothing.
         .without_claims()

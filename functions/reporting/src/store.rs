@@ -126,6 +126,13 @@ impl PgReportingStore {
         store
     }
 
+    /// Opens the pool's first connection now (within the acquire timeout), not on the first record.
+    /// The migrations are left to the first record: they wait on a lock of the database's, for as
+    /// long as another instance holds it.
+    pub async fn open(&self) -> Result<(), StoreError> {
+        self.pool.acquire().await.map(drop).map_err(store_error)
+    }
+
     /// The pool, with the schema migrated (once per instance; retried on the next call if it failed).
     pub async fn pool(&self) -> Result<&PgPool, StoreError> {
         match self.ready().await {

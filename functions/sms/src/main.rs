@@ -23,7 +23,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let from = config::required("TWILIO_FROM")?;
     let base_url = config::parsed_or("TWILIO_BASE_URL", "https://api.twilio.com".to_string())?;
     let max_age = Duration::from_secs(config::parsed_or(config::vars::SECRET_MAX_AGE_SECONDS, 300)?);
-    let sdk = aws::sdk_config_opening(&[Service::DynamoDb, Service::SecretsManager]).await?;
+    // Secrets Manager: its connection is opened by the secret's read below.
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb]).await?;
     let source = Box::new(SecretsManagerSource::new(&sdk, &secret_id));
     let credentials = RotatingSecret::load(secret_id, source, parse_credentials, max_age).await?;
     let handler = SmsHandler::new(Arc::new(TwilioSender::rotating(base_url, Arc::new(credentials), from)));

@@ -37,8 +37,9 @@ pub fn timeouts() -> TimeoutConfig {
 }
 
 /// The SDK's own HTTPS client on rustls with ring: the one TLS stack of every binary (reqwest and
-/// sqlx use ring too; the SDK's default would add aws-lc beside it). Every SDK configuration of the
-/// workspace is given this client: the SDK crates are built without a default one.
+/// sqlx use ring too; the SDK's default would add aws-lc beside it). The tools' SDK configurations
+/// (the tests, `orderflow-ops`) are given this client and the functions' its connector
+/// ([`sdk_config`]): the SDK crates are built without a default one.
 pub fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
@@ -77,8 +78,11 @@ pub async fn sdk_config_opening(services: &[connections::Service]) -> Result<aws
 }
 
 async fn load(connector: SharedHttpConnector) -> aws_config::SdkConfig {
-    // One connector whatever the client's settings: every client here has the timeouts above, and
-    // the connector only applies the connect timeout (the SDK applies the others).
+    // One connector whatever a client asks of it: every client built from this configuration has
+    // the timeouts above, and the connector only applies the connect timeout (the SDK applies the
+    // others). A client given other connect or read timeouts (aws-config's IMDS or container
+    // credentials clients, not used on Lambda, where credentials are in the environment) gets this
+    // connector's.
     let counted = SharedHttpConnector::new(Counting(connector));
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts())
@@ -107,8 +111,9 @@ impl HttpConnector for Counting {
 /// Each AWS service is an HTTPS endpoint of its own: a function's first request to it opens a TCP
 /// connection and makes a TLS handshake first. With `OPEN_CONNECTIONS_AT_INIT=true` init does that
 /// instead, for the services the function names (those of its first invocation's common path): one
-/// unsigned `GET /` to each endpoint, through the connector every SDK client sends through, read to
-/// its end so the connection stays in the pool for the SDK's first request. The same setting opens
+/// unsigned `GET /` to each endpoint, through the connector every SDK client sends through; its short
+/// answer leaves the connection in the pool for the SDK's first request (a long one, which no AWS
+/// endpoint gives, would close it: the answer is never read). The same setting opens
 /// the cache's Redis connection and reporting's PostgreSQL pool ([`open_with`]). Unsigned, the
 /// request carries no credentials, needs no permission and changes nothing: the endpoint answers
 /// with a health line (DynamoDB) or a refusal, which reaches no billed operation (at worst S3 bills
@@ -124,7 +129,6 @@ pub mod connections {
     use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
     use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
     use aws_smithy_types::body::SdkBody;
-    use aws_smithy_types::byte_stream::ByteStream;
     use tracing::{info, warn};
 
     use crate::config::{self, ConfigError};
@@ -134,6 +138,9 @@ pub mod connections {
 
     /// How long init waits for one connection: a slow endpoint is left to the first request.
     const OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+
+    /// The same for a connection of another kind (the adapters' own connect timeouts are 1 to 3 s).
+    pub const OPEN_OTHER_TIMEOUT: Duration = Duration::from_secs(3);
 
     /// An AWS endpoint a function talks to.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +173,12 @@ pub mod connections {
                 Service::Sqs => ("SQS", format!("sqs.{region}.amazonaws.com")),
                 Service::Ses => ("SESV2", format!("email.{region}.amazonaws.com")),
                 Service::SecretsManager => ("SECRETS_MANAGER", format!("secretsmanager.{region}.amazonaws.com")),
-                Service::S3Bucket(bucket) => ("S3", format!("{bucket}.s3.{region}.amazonaws.com")),
+                // A bucket is its own host, unless its name has dots (TLS: the SDK addresses it by
+                // path) or is not a bucket's name at all (then only S3's host is opened).
+                Service::S3Bucket(bucket) if is_bucket_host(bucket) => {
+                    ("S3", format!("{bucket}.s3.{region}.amazonaws.com"))
+                }
+                Service::S3Bucket(_) => ("S3", format!("s3.{region}.amazonaws.com")),
             };
             [format!("AWS_ENDPOINT_URL_{variable}"), "AWS_ENDPOINT_URL".to_string()]
                 .iter()
@@ -182,8 +194,8 @@ pub mod connections {
     }
 
     /// With `OPEN_CONNECTIONS_AT_INIT=true`, opens a connection of another kind (Redis, PostgreSQL)
-    /// at init with `open`, under the adapter's own timeouts; a failure is logged, never fatal, and
-    /// the first invocation opens it.
+    /// at init with `open`, under the adapter's own timeouts and at most [`OPEN_OTHER_TIMEOUT`]; a
+    /// failure is logged, never fatal, and the first invocation opens it.
     pub async fn open_with<E: std::fmt::Display>(
         what: &str,
         open: impl std::future::Future<Output = Result<(), E>>,
@@ -192,12 +204,22 @@ pub mod connections {
             return Ok(());
         }
         let started = Instant::now();
-        match open.await {
-            Ok(()) => info!(what, elapsed_ms = started.elapsed().as_millis() as u64, "connection opened at init"),
-            Err(error) => warn!(what, error = %crate::redact::redact(&error.to_string()),
+        match tokio::time::timeout(OPEN_OTHER_TIMEOUT, open).await {
+            Ok(Ok(())) => info!(what, elapsed_ms = started.elapsed().as_millis() as u64, "connection opened at init"),
+            Ok(Err(error)) => warn!(what, error = %crate::redact::redact(&error.to_string()),
                 "could not open the connection at init: the first invocation will"),
+            Err(_) => warn!(what, "no connection within 3 s at init: the first invocation will open it"),
         }
         Ok(())
+    }
+
+    /// Whether `bucket` can be a host name as S3 serves it: 3 to 63 lowercase letters, digits and
+    /// hyphens.
+    fn is_bucket_host(bucket: &str) -> bool {
+        (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !bucket.starts_with('-')
+            && !bucket.ends_with('-')
     }
 
     /// Opens a connection to each service's endpoint at once; one that cannot be opened within
@@ -222,8 +244,11 @@ pub mod connections {
         for (url, result) in &opened {
             match result {
                 Ok(Ok(_)) => {}
-                Ok(Err(error)) => warn!(%url, %error, "could not open a connection at init: the first request will"),
-                Err(_) => warn!(%url, "no connection within 1 s at init: the first request will open it"),
+                Ok(Err(error)) => warn!(url = %crate::redact::redact(url), error = %crate::redact::redact(error),
+                    "could not open a connection at init: the first request will"),
+                Err(_) => {
+                    warn!(url = %crate::redact::redact(url), "no connection within 1 s at init: the first request will open it")
+                }
             }
         }
         info!(
@@ -233,14 +258,12 @@ pub mod connections {
         );
     }
 
-    /// An unsigned `GET /`, its answer read to the end (so the connection is kept for reuse).
+    /// An unsigned `GET /`; its answer's status (its body is not read).
     async fn get(connector: &SharedHttpConnector, url: &str) -> Result<u16, String> {
         let mut request = HttpRequest::new(SdkBody::empty());
         request.set_uri(url).map_err(|e| e.to_string())?;
         let response = connector.call(request).await.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        ByteStream::new(response.into_body()).collect().await.map_err(|e| e.to_string())?;
-        Ok(status)
+        Ok(response.status().as_u16())
     }
 }
 
@@ -379,6 +402,14 @@ mod tests {
         assert_eq!(
             Service::S3Bucket("labels-1".into()).endpoint_in("eu-west-1", none),
             "https://labels-1.s3.eu-west-1.amazonaws.com/"
+        );
+        assert_eq!(
+            Service::S3Bucket("a.b.c".into()).endpoint_in("eu-west-1", none),
+            "https://s3.eu-west-1.amazonaws.com/"
+        );
+        assert_eq!(
+            Service::S3Bucket("evil.example.com/".into()).endpoint_in("eu-west-1", none),
+            "https://s3.eu-west-1.amazonaws.com/"
         );
         // The emulator's one endpoint; a service's own setting before it.
         let local = |name: &str| match name {

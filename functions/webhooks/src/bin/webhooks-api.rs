@@ -17,7 +17,8 @@ async fn main() -> Result<(), Error> {
     let key_secret = config::required("API_KEY_SECRET_ID")?;
     let allow_local: bool = config::parsed_or("WEBHOOKS_ALLOW_LOCAL", false)?;
     let max_age = Duration::from_secs(config::parsed_or(config::vars::SECRET_MAX_AGE_SECONDS, 300)?);
-    let sdk = aws::sdk_config_opening(&[Service::DynamoDb, Service::SecretsManager]).await?;
+    // Secrets Manager: its connection is opened by the key's read below.
+    let sdk = aws::sdk_config_opening(&[Service::DynamoDb]).await?;
     let source = Box::new(SecretsManagerSource::new(&sdk, &key_secret));
     let api_key = RotatingSecret::load(key_secret, source, |key: &str| Ok(key.to_string()), max_age).await?;
     let api = Arc::new(WebhooksApi::rotating(
