@@ -14,9 +14,10 @@
 //! endpoint this program serves (rustls; `<dir>` holds its `server.pem` and `server.key`, and
 //! `roots.pem`, the system's trusted roots with the CA that signed the certificate, which the
 //! functions trust through `SSL_CERT_FILE`): as AWS is reached, each first request to a service pays
-//! a TLS handshake. Then once more with `OPEN_CONNECTIONS_AT_INIT=true`, which opens those
-//! connections during init (`harness::aws::connections`): what it moves from the first invoke into
-//! init, and what it adds.
+//! a TLS handshake. And with `OPEN_CONNECTIONS_AT_INIT=true`, which opens those connections during
+//! init (`harness::aws::connections`): what it moves from the first invoke into init, and what it
+//! adds. The three are taken in turn, one process of each, so that what else the machine does falls
+//! on all three alike.
 //!
 //! Usage: `coldstart <dir of cargo lambda's output> [--runs N] [--tls <dir>]`.
 
@@ -180,18 +181,25 @@ fn tls_endpoint(dir: &Path, upstream: String) -> Result<u16> {
     Ok(port)
 }
 
-/// Median init, first invoke and peak RSS of `runs` cold starts, or why none could be measured.
-fn measure(binary: &Path, env: &BTreeMap<String, String>, event: &[u8], runs: usize) -> Result<(f64, f64, f64)> {
-    let mut inits = Vec::new();
-    let mut invokes = Vec::new();
-    let mut rss = Vec::new();
+/// Median init, first invoke and peak RSS (ms, ms, MB) of `runs` cold starts with each of `envs`,
+/// taken in turn (one of each, then again), so that whatever else the machine does falls on all of
+/// them alike.
+fn measure(
+    binary: &Path,
+    envs: &[BTreeMap<String, String>],
+    event: &[u8],
+    runs: usize,
+) -> Result<Vec<(f64, f64, f64)>> {
+    let mut taken = vec![(Vec::new(), Vec::new(), Vec::new()); envs.len()];
     for _ in 0..runs {
-        let (init, invoke, hwm) = cold_start(binary, env, event)?;
-        inits.push(init.as_secs_f64() * 1000.0);
-        invokes.push(invoke.as_secs_f64() * 1000.0);
-        rss.push(hwm as f64 / 1024.0);
+        for (env, (inits, invokes, rss)) in envs.iter().zip(taken.iter_mut()) {
+            let (init, invoke, hwm) = cold_start(binary, env, event)?;
+            inits.push(init.as_secs_f64() * 1000.0);
+            invokes.push(invoke.as_secs_f64() * 1000.0);
+            rss.push(hwm as f64 / 1024.0);
+        }
     }
-    Ok((median(inits), median(invokes), median(rss)))
+    Ok(taken.into_iter().map(|(inits, invokes, rss)| (median(inits), median(invokes), median(rss))).collect())
 }
 
 fn env_file(path: &Path) -> BTreeMap<String, String> {
@@ -225,15 +233,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// A function measured over plain HTTP: what it ran with, its median init and first invoke (ms).
-struct Measured {
-    function: String,
-    env: BTreeMap<String, String>,
-    event: Vec<u8>,
-    init: f64,
-    invoke: f64,
-}
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let dir =
@@ -246,6 +245,15 @@ fn main() -> Result<()> {
         None => 7,
     };
     let tls_dir = option("--tls").transpose()?.map(PathBuf::from);
+    // The emulator behind a local TLS endpoint, for the functions that call AWS.
+    let tls = match &tls_dir {
+        Some(dir) => {
+            let emulator = std::env::var("AWS_ENDPOINT_URL").context("--tls needs AWS_ENDPOINT_URL (the emulator)")?;
+            let upstream = emulator.split("://").nth(1).unwrap_or(&emulator).trim_end_matches('/').to_string();
+            Some((tls_endpoint(dir, upstream)?, dir.join("roots.pem").display().to_string()))
+        }
+        None => None,
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut functions: Vec<String> = std::fs::read_dir(&dir)?
         .flatten()
@@ -258,8 +266,8 @@ fn main() -> Result<()> {
     println!("\n== cold start: median of {runs} fresh processes, beside hello-world (same profile)");
     println!("{:<22} {:>9} {:>7} {:>13} {:>11}", "function", "init", "x hello", "first invoke", "peak RSS");
     let mut hello_init = f64::NAN;
-    // What each function is run with and measured at, for the TLS rounds.
-    let mut measured: Vec<Measured> = Vec::new();
+    // Each function's figures over TLS, then with its connections opened at init.
+    let mut over_tls: Vec<(String, [(f64, f64, f64); 3])> = Vec::new();
     for function in functions {
         let binary = dir.join(&function).join("bootstrap");
         if !binary.exists() {
@@ -278,53 +286,51 @@ fn main() -> Result<()> {
                 }
             }
         };
-        let (init, invoke, rss) = match measure(&binary, &env, &event, runs) {
+        let mut envs = vec![env.clone()];
+        if let (Some((port, roots)), true) = (&tls, env.contains_key("AWS_ENDPOINT_URL")) {
+            let mut tls = env.clone();
+            tls.insert("AWS_ENDPOINT_URL".into(), format!("https://127.0.0.1:{port}"));
+            tls.insert("SSL_CERT_FILE".into(), roots.clone());
+            tls.insert("OPEN_CONNECTIONS_AT_INIT".into(), "false".into());
+            let mut opened = tls.clone();
+            opened.insert("OPEN_CONNECTIONS_AT_INIT".into(), "true".into());
+            envs.extend([tls, opened]);
+        }
+        let figures = match measure(&binary, &envs, &event, runs) {
             Ok(figures) => figures,
             Err(e) => {
                 println!("{function:<22} failed: {e:#}");
                 continue;
             }
         };
+        let (init, invoke, rss) = figures[0];
         if function == "hello" {
             hello_init = init;
         }
         println!("{function:<22} {init:>7.1}ms {:>6.1}x {invoke:>11.1}ms {rss:>8.1} MB", init / hello_init);
-        if function != "hello" && env.contains_key("AWS_ENDPOINT_URL") {
-            measured.push(Measured { function, env, event, init, invoke });
+        if let [plain, tls, opened] = figures[..] {
+            over_tls.push((function, [plain, tls, opened]));
         }
     }
 
-    let Some(tls_dir) = tls_dir else { return Ok(()) };
-    let emulator = std::env::var("AWS_ENDPOINT_URL").context("--tls needs AWS_ENDPOINT_URL (the emulator)")?;
-    let upstream = emulator.split("://").nth(1).unwrap_or(&emulator).trim_end_matches('/').to_string();
-    let port = tls_endpoint(&tls_dir, upstream)?;
-    let roots = tls_dir.join("roots.pem").display().to_string();
+    let Some((port, _)) = tls else { return Ok(()) };
     println!(
-        "\n== the same over TLS: the emulator behind a local TLS endpoint (https://127.0.0.1:{port}), median of {runs}"
+        "\n== the same over TLS: the emulator behind a local TLS endpoint (https://127.0.0.1:{port}), \
+         then with OPEN_CONNECTIONS_AT_INIT=true; the three taken in turn, median of {runs}"
     );
     println!(
         "{:<22} {:>15} {:>15} {:>16} {:>11} {:>11}",
         "function", "plain init+1st", "TLS init+1st", "opened at init", "1st saved", "init added"
     );
-    for Measured { function, mut env, event, init, invoke } in measured {
-        let binary = dir.join(&function).join("bootstrap");
-        env.insert("AWS_ENDPOINT_URL".into(), format!("https://127.0.0.1:{port}"));
-        env.insert("SSL_CERT_FILE".into(), roots.clone());
-        env.insert("OPEN_CONNECTIONS_AT_INIT".into(), "false".into());
-        let tls = measure(&binary, &env, &event, runs);
-        env.insert("OPEN_CONNECTIONS_AT_INIT".into(), "true".into());
-        let opened = measure(&binary, &env, &event, runs);
-        match (tls, opened) {
-            (Ok((tls_init, tls_invoke, _)), Ok((open_init, open_invoke, _))) => println!(
-                "{function:<22} {:>15} {:>15} {:>16} {:>9.1}ms {:>9.1}ms",
-                format!("{init:.1}+{invoke:.1}ms"),
-                format!("{tls_init:.1}+{tls_invoke:.1}ms"),
-                format!("{open_init:.1}+{open_invoke:.1}ms"),
-                tls_invoke - open_invoke,
-                open_init - tls_init
-            ),
-            (Err(e), _) | (_, Err(e)) => println!("{function:<22} failed: {e:#}"),
-        }
+    for (function, [(init, invoke, _), (tls_init, tls_invoke, _), (open_init, open_invoke, _)]) in over_tls {
+        println!(
+            "{function:<22} {:>15} {:>15} {:>16} {:>9.1}ms {:>9.1}ms",
+            format!("{init:.1}+{invoke:.1}ms"),
+            format!("{tls_init:.1}+{tls_invoke:.1}ms"),
+            format!("{open_init:.1}+{open_invoke:.1}ms"),
+            tls_invoke - open_invoke,
+            open_init - tls_init
+        );
     }
     Ok(())
 }
