@@ -181,7 +181,10 @@ fn tls_endpoint(dir: &Path, upstream: String) -> Result<u16> {
     Ok(port)
 }
 
-/// Median init, first invoke and peak RSS (ms, ms, MB) of `runs` cold starts with each of `envs`,
+/// Median init, first invoke and peak RSS (ms, ms, MB).
+type Figures = (f64, f64, f64);
+
+/// [`Figures`] of `runs` cold starts with each of `envs`,
 /// taken in turn (one of each, then again), so that whatever else the machine does falls on all of
 /// them alike.
 fn measure(
@@ -267,7 +270,7 @@ fn main() -> Result<()> {
     println!("{:<22} {:>9} {:>7} {:>13} {:>11}", "function", "init", "x hello", "first invoke", "peak RSS");
     let mut hello_init = f64::NAN;
     // Each function's figures over TLS, then with its connections opened at init.
-    let mut over_tls: Vec<(String, [(f64, f64, f64); 3])> = Vec::new();
+    let mut over_tls: Vec<(String, [Figures; 3])> = Vec::new();
     for function in functions {
         let binary = dir.join(&function).join("bootstrap");
         if !binary.exists() {
