@@ -309,23 +309,17 @@ impl Local {
         self.drained(&[&[queue_output], then_drained].concat()).await
     }
 
-    /// Waits (90 s at most) until each of these queues (stack outputs) holds nothing, visible or in
-    /// flight: everything sent to them has been handled, retries included.
+    /// Waits (90 s a queue at most) until these queues (stack outputs) hold nothing, visible or in
+    /// flight, all in one look: everything sent to them has been handled, retries included.
     pub async fn drained(&self, queue_outputs: &[&str]) -> Result<()> {
-        for output in queue_outputs {
-            let url = self.output(output);
-            eventually(&format!("{output} drained"), Duration::from_secs(90), || async {
-                Ok((self.queue_depth(url).await? == 0).then_some(()))
-            })
-            .await?;
-        }
-        Ok(())
+        let urls: Vec<&str> = queue_outputs.iter().map(|output| self.output(output)).collect();
+        self.all_drained(&urls, Duration::from_secs(90) * queue_outputs.len() as u32).await
     }
 
     /// Waits until all of these queues are empty in one look (one feeding another, as the
     /// webhooks' fan-out feeds the deliveries, cannot be seen empty before the other fills).
     pub async fn all_drained(&self, urls: &[&str], within: Duration) -> Result<()> {
-        eventually("the queues drained", within, || async {
+        eventually(&format!("{} drained", urls.join(", ")), within, || async {
             for url in urls {
                 if self.queue_depth(url).await? > 0 {
                     return Ok(None);

@@ -41,9 +41,11 @@ pub fn timeouts() -> TimeoutConfig {
 /// (the tests, `orderflow-ops`) are given this client and the functions' its connector
 /// ([`sdk_config`]): the SDK crates are built without a default one.
 pub fn https_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-        .build_https()
+    aws_smithy_http_client::Builder::new().tls_provider(rustls_on_ring()).build_https()
+}
+
+fn rustls_on_ring() -> tls::Provider {
+    tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)
 }
 
 /// The same connector as [`https_client`]'s, built now: its trusted roots are read and its TLS
@@ -53,7 +55,7 @@ fn https_connector() -> SharedHttpConnector {
     SharedHttpConnector::new(
         aws_smithy_http_client::Connector::builder()
             .connector_settings(HttpConnectorSettings::builder().connect_timeout(CONNECT_TIMEOUT).build())
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .tls_provider(rustls_on_ring())
             .build(),
     )
 }
@@ -71,8 +73,8 @@ pub async fn sdk_config_opening(services: &[connections::Service]) -> Result<aws
     let connector = https_connector();
     let sdk = load(connector.clone()).await;
     if open {
-        let region = sdk.region().map(|r| r.as_ref().to_string()).unwrap_or_else(|| "us-east-1".into());
-        connections::open(&connector, services, &region).await;
+        let region = sdk.region().map(|r| r.as_ref()).unwrap_or("us-east-1");
+        connections::open(&connector, services.iter().map(|s| s.endpoint(region)).collect()).await;
     }
     Ok(sdk)
 }
@@ -224,18 +226,12 @@ pub mod connections {
             && !bucket.ends_with('-')
     }
 
-    /// Opens a connection to each service's endpoint at once; one that cannot be opened within
-    /// [`OPEN_TIMEOUT`] is left to the first request (logged, never fatal).
-    pub(super) async fn open(connector: &SharedHttpConnector, services: &[Service], region: &str) {
-        let mut endpoints: Vec<String> = services.iter().map(|s| s.endpoint(region)).collect();
-        // One connection an endpoint: against an emulator every service is the same one.
+    /// Opens a connection to each of `endpoints` at once, one an endpoint (against an emulator every
+    /// service is the same one); one that cannot be opened within [`OPEN_TIMEOUT`] is left to the
+    /// first request (logged, never fatal).
+    pub(super) async fn open(connector: &SharedHttpConnector, mut endpoints: Vec<String>) {
         endpoints.sort();
         endpoints.dedup();
-        open_all(connector, &endpoints).await;
-    }
-
-    /// Opens a connection to each of `endpoints` at once.
-    pub(super) async fn open_all(connector: &SharedHttpConnector, endpoints: &[String]) {
         let started = Instant::now();
         let opened = futures::future::join_all(
             endpoints
@@ -487,7 +483,7 @@ mod tests {
         };
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(config(connector.clone()));
         let local = |name: &str| (name == "AWS_ENDPOINT_URL").then(|| url.clone());
-        connections::open_all(&connector, &[connections::Service::DynamoDb.endpoint_in("eu-west-1", local)]).await;
+        connections::open(&connector, vec![connections::Service::DynamoDb.endpoint_in("eu-west-1", local)]).await;
         assert_eq!((connections.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)), (1, 1), "opened at init");
         dynamodb.get_item().table_name("orders").key("id", s("1")).send().await.unwrap();
         assert_eq!(

@@ -80,9 +80,7 @@ impl RedisOrderCache {
             .map_err(|e| StoreError::permanent(STORE, e.to_string()))?;
         Ok(Self { connection, script: Script::new(SET_IF_NEWER), ttl })
     }
-}
 
-impl RedisOrderCache {
     /// Opens the connection now (a `PING`), not on the first read or write.
     pub async fn open(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
