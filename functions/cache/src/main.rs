@@ -20,7 +20,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ttl = Duration::from_secs(config::parsed_or("CACHE_TTL_SECONDS", 86_400)?);
     let cache = RedisOrderCache::new(&url, ttl, Duration::from_secs(1))?;
     aws::connections::open_with("redis", cache.open()).await?;
-    let sdk = aws::sdk_config().await;
+    // No AWS call on its first invocation's common path to open at init (its store is opened above).
+    let sdk = aws::sdk_config_opening(&[]).await?;
     Consumer::<OrderStatusChanged>::from_config(&consumer_config, &sdk, Arc::new(CacheHandler::new(Arc::new(cache))))
         // Newest version wins in one Redis script: a repeat changes nothing.
         .without_claims()

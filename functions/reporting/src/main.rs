@@ -29,7 +29,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ssl = config::parsed_or("REPORTING_DB_SSL", "verify-full".to_string())?;
     let ca_file = config::parsed_or("REPORTING_DB_CA_FILE", String::new())?;
     let max_age = Duration::from_secs(config::parsed_or(config::vars::SECRET_MAX_AGE_SECONDS, 300)?);
-    let sdk = aws::sdk_config().await;
+    // The secret's read below opens the one AWS connection its first invocation uses.
+    let sdk = aws::sdk_config_opening(&[]).await?;
     let options = connect_options(&host, port, &database, &ssl, Some(&ca_file))?;
     let timeout = Duration::from_secs(3);
     let store = if secret_id.is_empty() {

@@ -48,29 +48,32 @@ fn rustls_on_ring() -> tls::Provider {
     tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)
 }
 
-/// The same connector as [`https_client`]'s, built now: its trusted roots are read and its TLS
-/// configuration made here, at init, not by the first request (the SDK's own client does the same
-/// when it is chosen; wrapped to count requests, it would not).
-fn https_connector() -> SharedHttpConnector {
+/// The same connector as [`https_client`]'s, built now: its trusted roots (those [`roots`] chose)
+/// are read and its TLS configuration made here, at init, not by the first request (the SDK's own
+/// client does the same when it is chosen; wrapped to count requests, it would not).
+fn https_connector(roots: roots::Roots) -> SharedHttpConnector {
     SharedHttpConnector::new(
         aws_smithy_http_client::Connector::builder()
             .connector_settings(HttpConnectorSettings::builder().connect_timeout(CONNECT_TIMEOUT).build())
             .tls_provider(rustls_on_ring())
+            .tls_context(roots.tls_context())
             .build(),
     )
 }
 
 /// The shared SDK configuration every client is built from: one HTTPS connector (one pool of
-/// connections) for every client, with every request counted.
+/// connections) for every client, with every request counted. A function's init calls
+/// [`sdk_config_opening`], which also fails on a malformed `TRUSTED_ROOTS`; here one is taken as
+/// `system` (the tests, the benchmark's floor).
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    load(https_connector()).await
+    load(https_connector(roots::chosen().unwrap_or(roots::Roots::System))).await
 }
 
 /// [`sdk_config`], and with `OPEN_CONNECTIONS_AT_INIT=true` the connections to `services` opened
 /// before it returns (see [`connections`]): what the function's first invocation calls.
 pub async fn sdk_config_opening(services: &[connections::Service]) -> Result<aws_config::SdkConfig, ConfigError> {
     let open = connections::at_init()?;
-    let connector = https_connector();
+    let connector = https_connector(roots::chosen()?);
     let sdk = load(connector.clone()).await;
     if open {
         let region = sdk.region().map(|r| r.as_ref()).unwrap_or("us-east-1");
@@ -86,11 +89,117 @@ async fn load(connector: SharedHttpConnector) -> aws_config::SdkConfig {
     // credentials clients, not used on Lambda, where credentials are in the environment) gets this
     // connector's.
     let counted = SharedHttpConnector::new(Counting(connector));
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts())
-        .http_client(http_client_fn(move |_, _| counted.clone()))
-        .load()
-        .await
+        .http_client(http_client_fn(move |_, _| counted.clone()));
+    // Lambda puts the function's credentials in the environment, where the default chain looks
+    // first and finds them. Named directly, they spare init building the rest of the chain (its web
+    // identity provider alone builds an STS client: a sixth of a function's init, counted in
+    // instructions). Without them (SnapStart, the tools) the default chain is used.
+    let in_environment = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        .iter()
+        .all(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    if in_environment {
+        loader.credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new()).load().await
+    } else {
+        loader.load().await
+    }
+}
+
+/// Which certificate authorities the functions' AWS connections trust.
+///
+/// Reading the system's trusted roots is most of a function's init: a distribution's bundle holds
+/// about 140 certificates (Lambda's Amazon Linux 2023 one bundle, Debian a bundle and a folder of
+/// the same again), each decoded from PEM (a constant-time base64 decoder) and parsed. Counted in
+/// instructions (callgrind, README "Cold start"), billing's whole process up to its first
+/// `next` is 11.7 million with Debian's bundle alone, 21.0 million with its bundle and folder, and
+/// 3.1 million with the five roots of Amazon Trust Services (`certs/amazon-trust-services.pem`,
+/// compiled in; reading them is 0.25 million), which issues AWS's service endpoints' certificates.
+///
+/// `TRUSTED_ROOTS` (template parameter `TrustedRoots`):
+/// - `auto` (the default): Amazon Trust Services' roots when every TLS connection the SDK makes
+///   goes to AWS's own endpoints in the `aws` or `aws-us-gov` partitions; the system's when an
+///   `AWS_ENDPOINT_URL*` names an `https` endpoint (a VPC endpoint's own name, a proxy, an
+///   emulator behind TLS), when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set (a CA of one's own, which
+///   the system's loading reads), or when the region is of another partition (China, the isolated
+///   regions, the European Sovereign Cloud), whose endpoints were not checked;
+/// - `system`: the system's, always (a TLS-inspecting egress proxy, or should AWS change CA).
+///
+/// Only the AWS SDK's connections: Twilio and the webhooks' subscribers are reached by reqwest with
+/// the Mozilla roots compiled into it (`webpki-roots`), the reporting store by sqlx likewise.
+pub mod roots {
+    use aws_smithy_http_client::tls::{TlsContext, TrustStore};
+
+    use crate::config::ConfigError;
+
+    /// The setting: `auto` (default) or `system`.
+    pub const TRUSTED_ROOTS: &str = "TRUSTED_ROOTS";
+
+    /// Amazon Trust Services' five roots (the file says where they come from).
+    const AMAZON_TRUST_SERVICES: &str = include_str!("../certs/amazon-trust-services.pem");
+
+    /// The roots chosen.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Roots {
+        /// Amazon Trust Services' five.
+        Amazon,
+        /// The system's (`rustls-native-certs`: `SSL_CERT_FILE` and `SSL_CERT_DIR` when set, else
+        /// the distribution's bundle and folder).
+        System,
+    }
+
+    impl Roots {
+        pub(super) fn tls_context(self) -> TlsContext {
+            let store = match self {
+                Roots::Amazon => TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES.as_bytes()),
+                Roots::System => TrustStore::default(),
+            };
+            TlsContext::builder().with_trust_store(store).build().expect("a trust store alone always builds")
+        }
+    }
+
+    /// The roots `TRUSTED_ROOTS` and the environment choose (see the module).
+    pub fn chosen() -> Result<Roots, ConfigError> {
+        chosen_in(std::env::vars())
+    }
+
+    pub(crate) fn chosen_in(vars: impl IntoIterator<Item = (String, String)>) -> Result<Roots, ConfigError> {
+        let vars: std::collections::BTreeMap<String, String> =
+            vars.into_iter().filter(|(_, value)| !value.trim().is_empty()).collect();
+        match vars.get(TRUSTED_ROOTS).map(|v| v.trim()) {
+            None | Some("auto") => {}
+            Some("system") => return Ok(Roots::System),
+            Some(other) => {
+                return Err(ConfigError::Malformed {
+                    name: TRUSTED_ROOTS.to_string(),
+                    value: other.to_string(),
+                    reason: "expected auto or system".to_string(),
+                })
+            }
+        }
+        let own_roots = vars.contains_key("SSL_CERT_FILE") || vars.contains_key("SSL_CERT_DIR");
+        // Any service's override (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) that is not
+        // plain HTTP: its certificate may be anyone's.
+        let https_override = vars
+            .iter()
+            .filter(|(name, _)| name.starts_with("AWS_ENDPOINT_URL"))
+            .any(|(_, url)| !url.trim_start().to_ascii_lowercase().starts_with("http://"));
+        let region = vars.get("AWS_REGION").or_else(|| vars.get("AWS_DEFAULT_REGION"));
+        Ok(match region {
+            Some(region) if in_checked_partition(region) && !own_roots && !https_override => Roots::Amazon,
+            _ => Roots::System,
+        })
+    }
+
+    /// Whether `region` is of the `aws` or `aws-us-gov` partition, whose endpoints present Amazon
+    /// Trust Services' certificates: `us-east-1`, `eu-central-2`, `us-gov-west-1`; not `cn-north-1`,
+    /// `us-iso-east-1`, `eusc-de-east-1` or a name unknown.
+    fn in_checked_partition(region: &str) -> bool {
+        const PREFIXES: &[&str] = &["us-", "eu-", "ap-", "ca-", "sa-", "me-", "af-", "il-", "mx-"];
+        PREFIXES.iter().any(|p| region.starts_with(p))
+            && !region.contains("-iso")
+            && region.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    }
 }
 
 /// A connector with each request it sends counted in [`requests`].
@@ -390,6 +499,80 @@ mod tests {
         }
     }
 
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn trusts_amazons_roots_only_where_every_endpoint_is_awss_own() {
+        use roots::{chosen_in, Roots};
+        let lambda = [("AWS_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "AKIA")];
+        assert_eq!(chosen_in(env(&lambda)), Ok(Roots::Amazon));
+        assert_eq!(chosen_in(env(&[("AWS_REGION", "us-gov-west-1")])), Ok(Roots::Amazon));
+        assert_eq!(chosen_in(env(&[("AWS_DEFAULT_REGION", "ap-southeast-2")])), Ok(Roots::Amazon));
+        // Plain HTTP overrides (the emulator) make no TLS connection to anyone else.
+        let emulator = [("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")];
+        assert_eq!(chosen_in(env(&emulator)), Ok(Roots::Amazon));
+        assert_eq!(chosen_in(env(&[("AWS_REGION", "us-east-1"), ("TRUSTED_ROOTS", "auto")])), Ok(Roots::Amazon));
+
+        for other in [
+            vec![("AWS_REGION", "us-east-1"), ("TRUSTED_ROOTS", "system")],
+            vec![("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", "https://localhost:4443")],
+            vec![
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ENDPOINT_URL_SQS", "https://vpce-1.sqs.us-east-1.vpce.amazonaws.com"),
+            ],
+            vec![("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL_DYNAMODB", "HTTPS://proxy")],
+            vec![("AWS_REGION", "us-east-1"), ("SSL_CERT_FILE", "/opt/ca.pem")],
+            vec![("AWS_REGION", "us-east-1"), ("SSL_CERT_DIR", "/opt/certs")],
+            vec![("AWS_REGION", "cn-north-1")],
+            vec![("AWS_REGION", "us-iso-east-1")],
+            vec![("AWS_REGION", "us-isob-east-1")],
+            vec![("AWS_REGION", "eusc-de-east-1")],
+            vec![("AWS_REGION", "US-EAST-1")],
+            vec![],
+        ] {
+            assert_eq!(chosen_in(env(&other)), Ok(Roots::System), "{other:?}");
+        }
+        // Empty is unset, as everywhere in the configuration.
+        assert_eq!(chosen_in(env(&[("AWS_REGION", "us-east-1"), ("SSL_CERT_FILE", "")])), Ok(Roots::Amazon));
+        assert!(matches!(
+            chosen_in(env(&[("AWS_REGION", "us-east-1"), ("TRUSTED_ROOTS", "amazon-only")])),
+            Err(ConfigError::Malformed { name, .. }) if name == "TRUSTED_ROOTS"
+        ));
+    }
+
+    #[test]
+    fn the_amazon_roots_are_the_published_ones() {
+        use base64::Engine as _;
+        let pem = include_str!("../certs/amazon-trust-services.pem");
+        let fingerprints: Vec<String> = pem
+            .split("-----BEGIN CERTIFICATE-----")
+            .skip(1)
+            .map(|section| {
+                let body: String =
+                    section.split("-----END CERTIFICATE-----").next().unwrap().split_whitespace().collect();
+                let der = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
+                ring::digest::digest(&ring::digest::SHA256, &der).as_ref().iter().map(|b| format!("{b:02X}")).collect()
+            })
+            .collect();
+        // https://www.amazontrust.com/repository/: Amazon Root CA 1 to 4, Starfield Services Root
+        // Certificate Authority - G2.
+        assert_eq!(
+            fingerprints,
+            [
+                "8ECDE6884F3D87B1125BA31AC3FCB13D7016DE7F57CC904FE1CB97C6AE98196E",
+                "1BA5B2AA8C65401A82960118F80BEC4F62304D83CEC4713A19C39C011EA46DB4",
+                "18CE6CFE7BF14E60B2E347B8DFE868CB31D02EBB3ADA271569F50343B46DB3A4",
+                "E35D28419ED02025CFA69038CD623962458DA5C695FBDEA3C22B0BFB25897092",
+                "568D6905A2C88708A4B3025190EDCFEDB1974A606A13C6E5290FCB2AE63EDAB5",
+            ]
+        );
+        // The connector takes them (it parses each into a trust anchor when built, and panics on one
+        // it cannot).
+        let _ = https_connector(roots::Roots::Amazon);
+    }
+
     #[test]
     fn opens_the_endpoint_the_sdk_will_use() {
         use connections::Service;
@@ -471,7 +654,7 @@ mod tests {
     #[tokio::test]
     async fn the_first_request_goes_over_the_connection_opened_at_init() {
         let (url, connections, requests) = counting_server();
-        let connector = https_connector();
+        let connector = https_connector(roots::Roots::Amazon);
         let config = |connector: SharedHttpConnector| {
             aws_sdk_dynamodb::Config::builder()
                 .behavior_version_latest()
@@ -493,7 +676,7 @@ mod tests {
         );
 
         // A client on another connector opens its own.
-        let other = aws_sdk_dynamodb::Client::from_conf(config(https_connector()));
+        let other = aws_sdk_dynamodb::Client::from_conf(config(https_connector(roots::Roots::Amazon)));
         other.get_item().table_name("orders").key("id", s("1")).send().await.unwrap();
         assert_eq!(connections.load(Ordering::SeqCst), 2);
     }

@@ -13,8 +13,9 @@
 //! With `--tls <dir>`, each function is measured again with the emulator behind a local TLS
 //! endpoint this program serves (rustls; `<dir>` holds its `server.pem` and `server.key`, and
 //! `roots.pem`, the system's trusted roots with the CA that signed the certificate, which the
-//! functions trust through `SSL_CERT_FILE`): as AWS is reached, each first request to a service pays
-//! a TLS handshake. And with `OPEN_CONNECTIONS_AT_INIT=true`, which opens those connections during
+//! functions trust through `SSL_CERT_FILE`, which also has them read the system's roots instead of
+//! Amazon's five, `harness::aws::roots`): as AWS is reached, each first request to a service pays a
+//! TLS handshake. And with `OPEN_CONNECTIONS_AT_INIT=true`, which opens those connections during
 //! init (`harness::aws::connections`): what it moves from the first invoke into init, and what it
 //! adds. The three are taken in turn, one process of each, so that what else the machine does falls
 //! on all three alike.
