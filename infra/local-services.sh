@@ -13,7 +13,10 @@
 # `up` also starts a second, TLS-only PostgreSQL on 127.0.0.1:$ORDERFLOW_PG_TLS_PORT (5433), its
 # certificate issued for `localhost` by a test CA made here (.local/pg-tls/ca.pem): the reporting
 # adapter's tests connect to it with `verify-full` to show the server is verified (the name, the
-# issuer), as the reporting function does against RDS Proxy or RDS in AWS.
+# issuer), as the reporting function does against RDS Proxy or RDS in AWS. And a TLS-only Redis on
+# 127.0.0.1:$ORDERFLOW_REDIS_TLS_PORT (6380), its certificate for `localhost` from another test CA
+# (.local/redis-tls/ca.pem), for the order cache's `rediss://` tests (ElastiCache's in-transit
+# encryption in AWS).
 #
 # Settings (defaults): ORDERFLOW_PG_PORT (5432), ORDERFLOW_PG_USER (postgres), ORDERFLOW_PG_DB
 # (orderflow), ORDERFLOW_REDIS_PORT (6379).
@@ -28,6 +31,8 @@ PG_DB="${ORDERFLOW_PG_DB:-orderflow}"
 REDIS_PORT="${ORDERFLOW_REDIS_PORT:-6379}"
 PG_TLS_PORT="${ORDERFLOW_PG_TLS_PORT:-5433}"
 PG_TLS_DIR="$ROOT/.local/pg-tls"
+REDIS_TLS_PORT="${ORDERFLOW_REDIS_TLS_PORT:-6380}"
+REDIS_TLS_DIR="$ROOT/.local/redis-tls"
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
@@ -71,6 +76,16 @@ redis_start() {
   fi
 }
 
+# A new folder $1 with a test CA, a server certificate for localhost it signed, and another CA (whose
+# trust a test shows is not enough).
+test_certificates() {
+  local d="$1"
+  rm -rf "$d" && mkdir -p "$d"
+  localhost_certificate "$d" DNS:localhost
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=another CA" \
+    -keyout "$d/other-ca.key" -out "$d/other-ca.pem" 2>/dev/null
+}
+
 pg_tls_up() { pg_isready -q -h 127.0.0.1 -p "$PG_TLS_PORT" 2>/dev/null; }
 
 # The TLS-only instance: a test CA, a server certificate for localhost, a cluster that takes only
@@ -87,10 +102,7 @@ postgres_tls_up() {
   fi
   if [ ! -f "$d/data/PG_VERSION" ]; then
     log "making the TLS-only PostgreSQL in $d (test CA, certificate for localhost)"
-    rm -rf "$d" && mkdir -p "$d"
-    localhost_certificate "$d" DNS:localhost
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=another CA" \
-      -keyout "$d/other-ca.key" -out "$d/other-ca.pem" 2>/dev/null
+    test_certificates "$d"
     chmod 600 "$d/server.key"
     as_root chown -R postgres:postgres "$d"
     as_root runuser -u postgres -- "$bin/initdb" -D "$d/data" -A trust -U postgres >/dev/null
@@ -102,11 +114,37 @@ postgres_tls_up() {
   await_check pg_tls_up 10 || { log "the TLS PostgreSQL does not answer on 127.0.0.1:$PG_TLS_PORT"; exit 1; }
 }
 
+redis_tls_ours() {
+  [ "$(redis-cli --tls --cacert "$REDIS_TLS_DIR/ca.pem" -h localhost -p "$REDIS_TLS_PORT" ping 2>/dev/null)" = PONG ]
+}
+
+# The TLS-only Redis: no plain port, no client certificates asked for (ElastiCache asks none).
+redis_tls_up() {
+  local d="$REDIS_TLS_DIR"
+  [ -f "$d/server.pem" ] && redis_tls_ours && return 0
+  if [ "$(redis-cli --tls --insecure -h 127.0.0.1 -p "$REDIS_TLS_PORT" ping 2>/dev/null)" = PONG ]; then
+    # Another checkout's instance (its CA is not ours): stop it, start ours.
+    log "stopping the TLS Redis another checkout started on 127.0.0.1:$REDIS_TLS_PORT"
+    redis-cli --tls --insecure -h 127.0.0.1 -p "$REDIS_TLS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  fi
+  if [ ! -f "$d/server.pem" ]; then
+    log "making the TLS-only Redis's certificates in $d (test CA, certificate for localhost)"
+    test_certificates "$d"
+  fi
+  log "starting the TLS-only Redis on 127.0.0.1:$REDIS_TLS_PORT"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 0 --tls-port "$REDIS_TLS_PORT" \
+    --tls-cert-file "$d/server.pem" --tls-key-file "$d/server.key" --tls-ca-cert-file "$d/ca.pem" \
+    --tls-auth-clients no --save "" --appendonly no --dir /tmp --logfile /tmp/orderflow-redis-tls.log \
+    --pidfile /tmp/orderflow-redis-tls.pid
+  await_check redis_tls_ours 10 || { log "the TLS Redis does not answer on 127.0.0.1:$REDIS_TLS_PORT"; exit 1; }
+}
+
 case "${1:-up}" in
   up)
     postgres_up
     postgres_tls_up
     redis_start
+    redis_tls_up
     log "PostgreSQL 127.0.0.1:$PG_PORT (database $PG_DB) and Redis 127.0.0.1:$REDIS_PORT are up"
     ;;
   reset)
@@ -121,6 +159,7 @@ case "${1:-up}" in
   status)
     pg_up && echo "PostgreSQL: up" || echo "PostgreSQL: down"
     pg_tls_up && echo "PostgreSQL (TLS only): up" || echo "PostgreSQL (TLS only): down"
+    redis_tls_ours && echo "Redis (TLS only): up" || echo "Redis (TLS only): down"
     redis_up && echo "Redis: up" || echo "Redis: down"
     ;;
   *) echo "usage: $0 up|reset|status" >&2; exit 2 ;;

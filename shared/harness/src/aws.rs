@@ -73,7 +73,11 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// before it returns (see [`connections`]): what the function's first invocation calls.
 pub async fn sdk_config_opening(services: &[connections::Service]) -> Result<aws_config::SdkConfig, ConfigError> {
     let open = connections::at_init()?;
-    let connector = https_connector(roots::chosen()?);
+    let roots = roots::chosen()?;
+    // Said once at init: a handshake refused later (`invalid peer certificate: UnknownIssuer`) is
+    // then read beside the roots that refused it.
+    tracing::info!(roots = ?roots, "AWS connections trust {}", roots.describe());
+    let connector = https_connector(roots);
     let sdk = load(connector.clone()).await;
     if open {
         let region = sdk.region().map(|r| r.as_ref()).unwrap_or("us-east-1");
@@ -98,7 +102,7 @@ async fn load(connector: SharedHttpConnector) -> aws_config::SdkConfig {
     // instructions). Without them (SnapStart, the tools) the default chain is used.
     let in_environment = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
         .iter()
-        .all(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+        .all(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
     if in_environment {
         loader.credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new()).load().await
     } else {
@@ -118,12 +122,14 @@ async fn load(connector: SharedHttpConnector) -> aws_config::SdkConfig {
 ///
 /// `TRUSTED_ROOTS` (template parameter `TrustedRoots`):
 /// - `auto` (the default): Amazon Trust Services' roots when every TLS connection the SDK makes
-///   goes to AWS's own endpoints in the `aws` or `aws-us-gov` partitions; the system's when an
+///   goes to AWS's own standard endpoints in the `aws` partition; the system's when an
 ///   `AWS_ENDPOINT_URL*` names an `https` endpoint (a VPC endpoint's own name, a proxy, an
-///   emulator behind TLS), when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set (a CA of one's own, which
-///   the system's loading reads), or when the region is of another partition (China, the isolated
-///   regions, the European Sovereign Cloud), whose endpoints were not checked;
-/// - `system`: the system's, always (a TLS-inspecting egress proxy, or should AWS change CA).
+///   emulator behind TLS), when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set (a CA of one's own, such
+///   as a TLS-inspecting proxy's, in a bundle of one's own: the system's loading reads exactly
+///   those), when FIPS or dual-stack endpoints are asked for, or when the region is of another
+///   partition (GovCloud, China, the isolated regions, the European Sovereign Cloud): what their
+///   endpoints present was not checked here;
+/// - `system`: the system's, always (should AWS's endpoints ever present another CA's certificates).
 ///
 /// Only the AWS SDK's connections: Twilio and the webhooks' subscribers are reached by reqwest with
 /// the Mozilla roots compiled into it (`webpki-roots`), the reporting store by sqlx likewise.
@@ -149,6 +155,13 @@ pub mod roots {
     }
 
     impl Roots {
+        pub(super) fn describe(self) -> &'static str {
+            match self {
+                Roots::Amazon => "Amazon Trust Services' five roots (TRUSTED_ROOTS=auto; system for the system's)",
+                Roots::System => "the system's roots",
+            }
+        }
+
         pub(super) fn tls_context(self) -> TlsContext {
             let store = match self {
                 Roots::Amazon => TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES.as_bytes()),
@@ -160,13 +173,16 @@ pub mod roots {
 
     /// The roots `TRUSTED_ROOTS` and the environment choose (see the module).
     pub fn chosen() -> Result<Roots, ConfigError> {
-        chosen_in(std::env::vars())
+        // Variables that are not Unicode are none of those read here.
+        chosen_in(
+            std::env::vars_os().filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?))),
+        )
     }
 
     pub(crate) fn chosen_in(vars: impl IntoIterator<Item = (String, String)>) -> Result<Roots, ConfigError> {
         let vars: std::collections::BTreeMap<String, String> =
             vars.into_iter().filter(|(_, value)| !value.trim().is_empty()).collect();
-        match vars.get(TRUSTED_ROOTS).map(|v| v.trim()) {
+        match vars.get(TRUSTED_ROOTS).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             None | Some("auto") => {}
             Some("system") => return Ok(Roots::System),
             Some(other) => {
@@ -184,20 +200,27 @@ pub mod roots {
             .iter()
             .filter(|(name, _)| name.starts_with("AWS_ENDPOINT_URL"))
             .any(|(_, url)| !url.trim_start().to_ascii_lowercase().starts_with("http://"));
+        // FIPS and dual-stack endpoints are other hosts (`*.api.aws`, `*-fips.*`), not checked.
+        let other_kind = ["AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT"]
+            .iter()
+            .any(|name| vars.get(*name).is_some_and(|v| v.trim().eq_ignore_ascii_case("true")));
         let region = vars.get("AWS_REGION").or_else(|| vars.get("AWS_DEFAULT_REGION"));
         Ok(match region {
-            Some(region) if in_checked_partition(region) && !own_roots && !https_override => Roots::Amazon,
+            Some(region) if in_checked_partition(region) && !own_roots && !https_override && !other_kind => {
+                Roots::Amazon
+            }
             _ => Roots::System,
         })
     }
 
-    /// Whether `region` is of the `aws` or `aws-us-gov` partition, whose endpoints present Amazon
-    /// Trust Services' certificates: `us-east-1`, `eu-central-2`, `us-gov-west-1`; not `cn-north-1`,
+    /// Whether `region` is of the `aws` partition, whose endpoints present Amazon Trust Services'
+    /// certificates: `us-east-1`, `eu-central-2`; not `us-gov-west-1`, `cn-north-1`,
     /// `us-iso-east-1`, `eusc-de-east-1` or a name unknown.
     fn in_checked_partition(region: &str) -> bool {
         const PREFIXES: &[&str] = &["us-", "eu-", "ap-", "ca-", "sa-", "me-", "af-", "il-", "mx-"];
         PREFIXES.iter().any(|p| region.starts_with(p))
             && !region.contains("-iso")
+            && !region.starts_with("us-gov-")
             && region.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
     }
 }
@@ -508,15 +531,32 @@ mod tests {
         use roots::{chosen_in, Roots};
         let lambda = [("AWS_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "AKIA")];
         assert_eq!(chosen_in(env(&lambda)), Ok(Roots::Amazon));
-        assert_eq!(chosen_in(env(&[("AWS_REGION", "us-gov-west-1")])), Ok(Roots::Amazon));
         assert_eq!(chosen_in(env(&[("AWS_DEFAULT_REGION", "ap-southeast-2")])), Ok(Roots::Amazon));
         // Plain HTTP overrides (the emulator) make no TLS connection to anyone else.
         let emulator = [("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")];
         assert_eq!(chosen_in(env(&emulator)), Ok(Roots::Amazon));
         assert_eq!(chosen_in(env(&[("AWS_REGION", "us-east-1"), ("TRUSTED_ROOTS", "auto")])), Ok(Roots::Amazon));
+        // A scheme's case is not its meaning.
+        assert_eq!(chosen_in(env(&[("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", "HTTP://x")])), Ok(Roots::Amazon));
+        // AWS_REGION first, as the SDK reads them.
+        let both = [("AWS_REGION", "eu-west-1"), ("AWS_DEFAULT_REGION", "cn-north-1")];
+        assert_eq!(chosen_in(env(&both)), Ok(Roots::Amazon));
+        let both = [("AWS_REGION", "cn-north-1"), ("AWS_DEFAULT_REGION", "eu-west-1")];
+        assert_eq!(chosen_in(env(&both)), Ok(Roots::System));
+        assert_eq!(
+            chosen_in(env(&[("AWS_REGION", "us-east-1"), ("AWS_USE_FIPS_ENDPOINT", "false")])),
+            Ok(Roots::Amazon)
+        );
 
         for other in [
             vec![("AWS_REGION", "us-east-1"), ("TRUSTED_ROOTS", "system")],
+            vec![("AWS_REGION", "us-east-1"), ("TRUSTED_ROOTS", " System ")],
+            vec![("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", " https://x")],
+            vec![("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", "http://x"), ("AWS_ENDPOINT_URL_S3", "https://x")],
+            vec![("AWS_REGION", "us-east-1"), ("AWS_USE_FIPS_ENDPOINT", "true")],
+            vec![("AWS_REGION", "us-east-1"), ("AWS_USE_DUALSTACK_ENDPOINT", "TRUE")],
+            vec![("AWS_REGION", "us-gov-west-1")],
+            vec![("AWS_REGION", "us-east-1.example")],
             vec![("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", "https://localhost:4443")],
             vec![
                 ("AWS_REGION", "us-east-1"),

@@ -67,11 +67,20 @@ pub struct RedisOrderCache {
 }
 
 impl RedisOrderCache {
-    /// Connects lazily to `url` (`redis://host:port`, or `rediss://` for TLS as ElastiCache in
-    /// transit encryption needs). Every call gives up after `timeout`, so a Redis that is down costs
-    /// a reader no more than that.
-    pub fn new(url: &str, ttl: Duration, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::permanent(STORE, format!("REDIS_URL: {e}")))?;
+    /// Connects lazily to `url`: `redis://host:port`, or `rediss://host:port` for TLS, as
+    /// ElastiCache's in-transit encryption needs. Over TLS the server's certificate must name the
+    /// host and chain to a root: the Mozilla roots compiled in (ElastiCache's certificates are Amazon
+    /// Trust Services'), or, when `ca_file` names one (`REDIS_CA_FILE`), that file's CA alone. Every
+    /// call gives up after `timeout`, so a Redis that is down costs a reader no more than that.
+    pub fn new(url: &str, ca_file: &str, ttl: Duration, timeout: Duration) -> Result<Self, StoreError> {
+        let client = if ca_file.is_empty() {
+            redis::Client::open(url)
+        } else {
+            let root = std::fs::read(ca_file)
+                .map_err(|e| StoreError::permanent(STORE, format!("REDIS_CA_FILE {ca_file}: {e}")))?;
+            redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root) })
+        }
+        .map_err(|e| StoreError::permanent(STORE, format!("REDIS_URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

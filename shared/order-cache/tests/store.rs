@@ -22,7 +22,7 @@ fn redis_url() -> String {
 
 #[tokio::test]
 async fn redis_keeps_the_newest_version_whatever_the_order_of_writes() {
-    let cache = RedisOrderCache::new(&redis_url(), Duration::from_secs(60), Duration::from_secs(2)).unwrap();
+    let cache = RedisOrderCache::new(&redis_url(), "", Duration::from_secs(60), Duration::from_secs(2)).unwrap();
     let id = format!("test-{}", uuid::Uuid::new_v4());
     assert_eq!(cache.get(&id).await.unwrap(), None);
     assert!(cache.put_if_newer(&order(&id, 3, OrderStatus::ReadyToShip)).await.unwrap());
@@ -49,7 +49,7 @@ async fn redis_keeps_the_newest_version_whatever_the_order_of_writes() {
 #[tokio::test]
 async fn redis_refills_an_expired_order_with_its_own_version_and_never_an_older_one() {
     // A one-second cache TTL: the order key expires, the version key (15 days) does not.
-    let cache = RedisOrderCache::new(&redis_url(), Duration::from_secs(1), Duration::from_secs(2)).unwrap();
+    let cache = RedisOrderCache::new(&redis_url(), "", Duration::from_secs(1), Duration::from_secs(2)).unwrap();
     let id = format!("test-{}", uuid::Uuid::new_v4());
     assert!(cache.put_if_newer(&order(&id, 4, OrderStatus::ReadyToShip)).await.unwrap());
     assert!(!cache.put_if_newer(&order(&id, 4, OrderStatus::ReadyToShip)).await.unwrap(), "still cached: no write");
@@ -78,7 +78,7 @@ async fn the_fake_expires_orders_and_refills_them_as_redis_does() {
 async fn a_redis_that_refuses_connections_is_a_retryable_error_within_the_timeout() {
     // Port 1 on loopback: nothing listens, the connection is refused.
     let cache =
-        RedisOrderCache::new("redis://127.0.0.1:1", Duration::from_secs(60), Duration::from_millis(300)).unwrap();
+        RedisOrderCache::new("redis://127.0.0.1:1", "", Duration::from_secs(60), Duration::from_millis(300)).unwrap();
     let started = std::time::Instant::now();
     let error = cache.get("o-1").await.unwrap_err();
     assert!(error.retryable);
@@ -88,12 +88,12 @@ async fn a_redis_that_refuses_connections_is_a_retryable_error_within_the_timeou
 #[tokio::test]
 async fn opening_at_init_answers_as_a_read_would() {
     // Against the machine's Redis: open, and the connection then serves the first read.
-    let cache = RedisOrderCache::new(&redis_url(), Duration::from_secs(60), Duration::from_secs(2)).unwrap();
+    let cache = RedisOrderCache::new(&redis_url(), "", Duration::from_secs(60), Duration::from_secs(2)).unwrap();
     cache.open().await.unwrap();
     assert_eq!(cache.get(&format!("never-{}", std::process::id())).await.unwrap(), None);
     // A Redis that refuses: a retryable error within the timeout, which init logs and goes on.
     let refused =
-        RedisOrderCache::new("redis://127.0.0.1:1", Duration::from_secs(60), Duration::from_millis(300)).unwrap();
+        RedisOrderCache::new("redis://127.0.0.1:1", "", Duration::from_secs(60), Duration::from_millis(300)).unwrap();
     let started = std::time::Instant::now();
     assert!(refused.open().await.unwrap_err().retryable);
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
