@@ -69,18 +69,26 @@ pub struct RedisOrderCache {
 impl RedisOrderCache {
     /// Connects lazily to `url`: `redis://host:port`, or `rediss://host:port` for TLS, as
     /// ElastiCache's in-transit encryption needs. Over TLS the server's certificate must name the
-    /// host and chain to a root: the Mozilla roots compiled in (ElastiCache's certificates are Amazon
-    /// Trust Services'), or, when `ca_file` names one (`REDIS_CA_FILE`), that file's CA alone. Every
-    /// call gives up after `timeout`, so a Redis that is down costs a reader no more than that.
+    /// host and chain to a root: the Mozilla roots compiled in (Amazon Trust Services' among them;
+    /// what ElastiCache presents was not checked here), or, when `ca_file` names one
+    /// (`REDIS_CA_FILE`), that file's CA alone. Every call gives up after `timeout`, so a Redis that
+    /// is down costs a reader no more than that.
     pub fn new(url: &str, ca_file: &str, ttl: Duration, timeout: Duration) -> Result<Self, StoreError> {
         let client = if ca_file.is_empty() {
-            redis::Client::open(url)
+            redis::Client::open(url).map_err(|e| StoreError::permanent(STORE, format!("REDIS_URL: {e}")))?
         } else {
-            let root = std::fs::read(ca_file)
-                .map_err(|e| StoreError::permanent(STORE, format!("REDIS_CA_FILE {ca_file}: {e}")))?;
+            let setting =
+                |e: &dyn std::fmt::Display| StoreError::permanent(STORE, format!("REDIS_CA_FILE {ca_file}: {e}"));
+            let root = std::fs::read(ca_file).map_err(|e| setting(&e))?;
+            // The crate skips what is not a PEM certificate and would trust an empty set: every
+            // handshake would then fail, each a retry, where init can say what is wrong.
+            if !root.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(setting(&"holds no PEM certificate"));
+            }
+            // (A `redis://` URL with a CA file is refused here: the CA would go unused.)
             redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root) })
-        }
-        .map_err(|e| StoreError::permanent(STORE, format!("REDIS_URL: {e}")))?;
+                .map_err(|e| setting(&e))?
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

@@ -47,7 +47,17 @@ async fn rediss_reaches_only_a_server_whose_certificate_is_trusted_and_names_the
     }
     // The server takes no plain text.
     assert!(cache(&format!("redis://127.0.0.1:{}", port()), "").open().await.is_err());
-    // A CA file that is not there fails init, naming the setting.
-    let missing = RedisOrderCache::new(&localhost, "/nonexistent.pem", Duration::from_secs(60), Duration::from_secs(2));
-    assert!(missing.is_err_and(|e| e.message.contains("REDIS_CA_FILE") && !e.retryable));
+    // A CA file that is not there, one without a certificate (a key, a DER file), or one given for a
+    // plain-text URL fails init, naming the setting.
+    let new =
+        |url: &str, ca_file: &str| RedisOrderCache::new(url, ca_file, Duration::from_secs(60), Duration::from_secs(2));
+    let plain = format!("redis://localhost:{}", port());
+    for (url, ca_file) in [
+        (localhost.as_str(), "/nonexistent.pem".to_string()),
+        (localhost.as_str(), ca("ca.key")),
+        (plain.as_str(), ca("ca.pem")),
+    ] {
+        let error = new(url, &ca_file).err().unwrap_or_else(|| panic!("{url} with {ca_file} was taken"));
+        assert!(error.message.contains("REDIS_CA_FILE") && !error.retryable, "{error:?}");
+    }
 }
