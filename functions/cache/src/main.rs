@@ -17,9 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let consumer_config = ConsumerConfig::from_env()?;
     let url = config::required("REDIS_URL")?;
-    let ttl = Duration::from_secs(config::parsed_or("CACHE_TTL_SECONDS", 86_400)?);
-    let ca_file = config::parsed_or("REDIS_CA_FILE", String::new())?;
-    let cache = RedisOrderCache::new(&url, &ca_file, ttl, Duration::from_secs(1))?;
+    let cache = RedisOrderCache::from_env(&url, Duration::from_secs(1))?;
     aws::connections::open_with("redis", cache.open()).await?;
     // No AWS call on its first invocation's common path to open at init (its store is opened above).
     let sdk = aws::sdk_config_opening(&[]).await?;

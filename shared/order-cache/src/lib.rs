@@ -67,6 +67,14 @@ pub struct RedisOrderCache {
 }
 
 impl RedisOrderCache {
+    /// [`RedisOrderCache::new`] as the functions configure it (the cache consumer and the Sales API
+    /// alike): `url` (their `REDIS_URL`), `REDIS_CA_FILE` (none), `CACHE_TTL_SECONDS` (86,400).
+    pub fn from_env(url: &str, timeout: Duration) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        use orderflow_harness::config::parsed_or;
+        let ttl = Duration::from_secs(parsed_or("CACHE_TTL_SECONDS", 86_400)?);
+        Ok(Self::new(url, &parsed_or("REDIS_CA_FILE", String::new())?, ttl, timeout)?)
+    }
+
     /// Connects lazily to `url`: `redis://host:port`, or `rediss://host:port` for TLS, as
     /// ElastiCache's in-transit encryption needs. Over TLS the server's certificate must name the
     /// host and chain to a root: the Mozilla roots compiled in (Amazon Trust Services' among them;

@@ -188,12 +188,7 @@ type Figures = (f64, f64, f64);
 /// [`Figures`] of `runs` cold starts with each of `envs`,
 /// taken in turn (one of each, then again), so that whatever else the machine does falls on all of
 /// them alike.
-fn measure(
-    binary: &Path,
-    envs: &[BTreeMap<String, String>],
-    event: &[u8],
-    runs: usize,
-) -> Result<Vec<(f64, f64, f64)>> {
+fn measure(binary: &Path, envs: &[BTreeMap<String, String>], event: &[u8], runs: usize) -> Result<Vec<Figures>> {
     let mut taken = vec![(Vec::new(), Vec::new(), Vec::new()); envs.len()];
     for _ in 0..runs {
         for (env, (inits, invokes, rss)) in envs.iter().zip(taken.iter_mut()) {

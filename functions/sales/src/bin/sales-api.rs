@@ -38,9 +38,7 @@ async fn main() -> Result<(), Error> {
     // so a cache that is down costs a read at most that before it falls back to the table.
     let redis_url = config::parsed_or("REDIS_URL", String::new())?;
     if !redis_url.is_empty() {
-        let ttl = Duration::from_secs(config::parsed_or("CACHE_TTL_SECONDS", 86_400)?);
-        let ca_file = config::parsed_or("REDIS_CA_FILE", String::new())?;
-        api = api.with_cache(Arc::new(RedisOrderCache::new(&redis_url, &ca_file, ttl, Duration::from_millis(250))?));
+        api = api.with_cache(Arc::new(RedisOrderCache::from_env(&redis_url, Duration::from_millis(250))?));
     }
     let api = Arc::new(api);
     lambda_http::run(service_fn(move |req: Request| {
