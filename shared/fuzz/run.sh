@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets (shared/fuzz/fuzz_targets/) for FUZZ_SECONDS each (default 300; `make test`
-# runs 20). Needs the machine's nightly toolchain; cargo-fuzz is installed, pinned, by the script.
+# runs 20). Needs the machine's nightly toolchain; cargo-fuzz is installed, pinned, by the script (infra/common.sh, cargo_tool).
 #
 #   make fuzz                          every target, 5 minutes each
 #   FUZZ_SECONDS=3600 make fuzz        longer
@@ -17,7 +17,7 @@ cd "$ROOT"
 LOG_PREFIX=fuzz
 SECONDS_EACH="${FUZZ_SECONDS:-300}"
 TARGETS="${FUZZ_TARGETS:-api_request sqs_record}"
-FUZZ=$(cargo_tool cargo-fuzz 0.13.1)
+FUZZ=$(cargo_tool cargo-fuzz 0.13.2)
 STATE="$ROOT/.local/fuzz"
 export CARGO_TARGET_DIR="$CARGO_TARGET_DIR/fuzz"
 # libFuzzer needs nightly (the machine has it; rustup picks it for this script only).

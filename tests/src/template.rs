@@ -198,8 +198,8 @@ pub fn main_source(binary: &str) -> Option<PathBuf> {
 }
 
 /// The environment variables a source file reads through `config::required` (`.0`) and
-/// `config::parsed_or` (`.1`), named as a string or as one of the harness's `config::vars`, and the
-/// consumer harness's when it builds a `ConsumerConfig`.
+/// `config::parsed_or` (`.1`), named as a string or as one of the harness's `config::vars`, the
+/// consumer harness's when it builds a `ConsumerConfig`, and the order cache's when it opens one.
 pub fn variables_read(source: &Path) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
     fn scan(text: &str, call: &str) -> BTreeSet<String> {
         text.match_indices(call)
@@ -225,6 +225,9 @@ pub fn variables_read(source: &Path) -> Result<(BTreeSet<String>, BTreeSet<Strin
         use orderflow_harness::config::vars;
         required.extend(vars::CONSUMER_REQUIRED.iter().map(|v| v.to_string()));
         optional.extend(vars::CONSUMER_OPTIONAL.iter().map(|v| v.to_string()));
+    }
+    if text.contains("RedisOrderCache::from_env") {
+        optional.extend(orderflow_order_cache::vars::OPTIONAL.iter().map(|v| v.to_string()));
     }
     Ok((required, optional))
 }

@@ -183,6 +183,11 @@ fn the_checks_above_can_fail() {
     assert!(optional.contains("DECLINE_ABOVE_MINOR"), "{optional:?}");
     let (required, _) = variables_read(&main_source("sales-outbox-relay").unwrap()).unwrap();
     assert!(required.contains("EVENT_BUS_NAME"), "a `config::vars` constant is read too: {required:?}");
+    // The cache's settings are read in its shared crate: a main that opens it reads them too.
+    for binary in ["cache", "sales-api"] {
+        let (_, optional) = variables_read(&main_source(binary).unwrap()).unwrap();
+        assert!(optional.contains("REDIS_CA_FILE") && optional.contains("CACHE_TTL_SECONDS"), "{binary}: {optional:?}");
+    }
 }
 
 #[test]

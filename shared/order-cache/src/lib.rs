@@ -29,6 +29,17 @@ use tracing::warn;
 
 const STORE: &str = "order cache";
 
+/// The environment variables [`RedisOrderCache::from_env`] reads when set (the template test reads
+/// this list for every main that calls it).
+pub mod vars {
+    /// How long a cached order lives, in seconds (default one day).
+    pub const CACHE_TTL_SECONDS: &str = "CACHE_TTL_SECONDS";
+    /// A PEM file whose CA alone is trusted for `rediss://` (default: the Mozilla roots).
+    pub const REDIS_CA_FILE: &str = "REDIS_CA_FILE";
+    /// All of them.
+    pub const OPTIONAL: [&str; 2] = [CACHE_TTL_SECONDS, REDIS_CA_FILE];
+}
+
 /// How long the newest version of an order is remembered (longer than SQS keeps a message).
 pub const VERSION_TTL: Duration = Duration::from_secs(15 * 86_400);
 
@@ -71,8 +82,8 @@ impl RedisOrderCache {
     /// alike): `url` (their `REDIS_URL`), `REDIS_CA_FILE` (none), `CACHE_TTL_SECONDS` (86,400).
     pub fn from_env(url: &str, timeout: Duration) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         use orderflow_harness::config::parsed_or;
-        let ttl = Duration::from_secs(parsed_or("CACHE_TTL_SECONDS", 86_400)?);
-        Ok(Self::new(url, &parsed_or("REDIS_CA_FILE", String::new())?, ttl, timeout)?)
+        let ttl = Duration::from_secs(parsed_or(vars::CACHE_TTL_SECONDS, 86_400)?);
+        Ok(Self::new(url, &parsed_or(vars::REDIS_CA_FILE, String::new())?, ttl, timeout)?)
     }
 
     /// Connects lazily to `url`: `redis://host:port`, or `rediss://host:port` for TLS, as
