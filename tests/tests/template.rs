@@ -194,14 +194,7 @@ fn the_checks_above_can_fail() {
 fn no_function_crate_depends_on_another() {
     // Each function's crate stands on the shared crates only; what two functions share moves to
     // `shared/` (as the order cache's store did). Read from `cargo metadata`, as cargo sees it.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["metadata", "--no-deps", "--offline", "--format-version", "1"])
-        .current_dir(orderflow_e2e::template::root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let metadata = cargo_metadata();
     let packages = metadata["packages"].as_array().unwrap();
     let is_function = |p: &serde_json::Value| p["manifest_path"].as_str().unwrap().contains("/functions/");
     let functions: BTreeSet<&str> =
@@ -217,6 +210,69 @@ fn no_function_crate_depends_on_another() {
             .collect();
         assert!(on.is_empty(), "{} depends on the function crate(s) {on:?}", package["name"]);
     }
+}
+
+/// The workspace's packages and their targets, as `cargo metadata` says.
+fn cargo_metadata() -> serde_json::Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--no-deps", "--offline", "--format-version", "1"])
+        .current_dir(orderflow_e2e::template::root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The source files of a target that hold a unit test: for a binary its file, for a library every
+/// file beside its root but the binaries'.
+fn files_with_unit_tests(target: &serde_json::Value) -> Vec<std::path::PathBuf> {
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() && path.file_name().is_some_and(|n| n != "bin") {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") && path.file_name().is_some_and(|n| n != "main.rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = std::path::PathBuf::from(target["src_path"].as_str().unwrap());
+    let mut files = Vec::new();
+    if target["kind"][0] == "lib" {
+        rust_files(root.parent().unwrap(), &mut files);
+    } else {
+        files.push(root);
+    }
+    files.retain(|f| {
+        let text = std::fs::read_to_string(f).unwrap();
+        ["#[test]", "#[tokio::test", "#[cfg(test)]"].iter().any(|marker| text.contains(marker))
+    });
+    files
+}
+
+#[test]
+fn no_target_that_cargo_test_skips_holds_a_unit_test() {
+    // `test = false` spares `cargo test` compiling and linking a target a second time as an empty
+    // test binary; a unit test added to such a target later would never run, silently.
+    let metadata = cargo_metadata();
+    let targets: Vec<&serde_json::Value> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .filter(|t| t["kind"][0] == "lib" || t["kind"][0] == "bin")
+        .collect();
+    let skipped: Vec<&&serde_json::Value> = targets.iter().filter(|t| t["test"] == false).collect();
+    assert!(skipped.len() >= 25, "{} targets skipped", skipped.len());
+    for target in skipped {
+        let files = files_with_unit_tests(target);
+        assert!(files.is_empty(), "{}: `test = false`, yet {files:?} hold unit tests", target["name"]);
+    }
+    // The check can fail: the harness's library, which cargo test does run, has unit tests it finds.
+    let harness = targets.iter().find(|t| t["name"] == "orderflow_harness" && t["kind"][0] == "lib").unwrap();
+    assert_eq!(harness["test"], true);
+    assert!(files_with_unit_tests(harness).len() >= 3, "{:?}", files_with_unit_tests(harness));
 }
 
 /// Every statement of every function's inline policies, with the function's logical id and its
