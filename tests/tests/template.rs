@@ -275,6 +275,70 @@ fn no_target_that_cargo_test_skips_holds_a_unit_test() {
     assert!(files_with_unit_tests(harness).len() >= 3, "{:?}", files_with_unit_tests(harness));
 }
 
+/// The registry crates cargo would compile for `args` (`build ...` or `test ...`), each as a
+/// signature of its package, target, mode, features, profile and platform, and its dependencies'
+/// signatures in turn: two builds reuse a compile exactly where the signatures agree. Read from
+/// `--unit-graph`, an unstable flag asked of this cargo for the query alone (nothing is compiled).
+/// The profile's name is left out: cargo shares a compile between `dev` and `test` when their
+/// settings agree, as here.
+fn registry_units(args: &[&str]) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(args)
+        .args(["--offline", "-Z", "unstable-options", "--unit-graph"])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .current_dir(orderflow_e2e::template::root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let graph: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let units = graph["units"].as_array().unwrap();
+    fn signature(units: &[serde_json::Value], i: usize, memo: &mut Vec<Option<String>>) -> String {
+        if let Some(known) = &memo[i] {
+            return known.clone();
+        }
+        let unit = &units[i];
+        let mut profile = unit["profile"].clone();
+        profile.as_object_mut().unwrap().remove("name");
+        let mut dependencies: Vec<String> = unit["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| signature(units, d["index"].as_u64().unwrap() as usize, memo))
+            .collect();
+        dependencies.sort();
+        let own =
+            [&unit["pkg_id"], &unit["target"]["name"], &unit["mode"], &unit["features"], &profile, &unit["platform"]];
+        let signature = format!("{} <- [{}]", serde_json::json!(own), dependencies.join(", "));
+        memo[i] = Some(signature.clone());
+        signature
+    }
+    let mut memo = vec![None; units.len()];
+    (0..units.len())
+        .filter(|&i| units[i]["pkg_id"].as_str().unwrap().starts_with("registry+"))
+        .map(|i| signature(units, i, &mut memo))
+        .collect()
+}
+
+#[test]
+fn the_tests_reuse_the_deployments_compile_of_every_dependency() {
+    // `make test` builds the functions for the emulator, then the tests: a dependency whose
+    // features differ between the two (a test-only crate turning one on) is compiled twice, and
+    // with it everything above it. Once, `either`'s `use_std` (from criterion's itertools) made
+    // the test build compile the whole AWS SDK again.
+    let binaries: Vec<String> = Template::load().unwrap().functions().into_iter().map(|f| f.binary).collect();
+    let mut deploy = vec!["build"];
+    for binary in &binaries {
+        deploy.extend(["--bin", binary.as_str()]);
+    }
+    let deployed = registry_units(&deploy);
+    let tested = registry_units(&["test", "--workspace", "--no-run"]);
+    assert!(deployed.iter().any(|u| u.contains("aws-sdk-dynamodb")), "{} units", deployed.len());
+    let twice: BTreeSet<String> =
+        deployed.difference(&tested).map(|u| u.split(['#', '"']).nth(2).unwrap_or(u).to_string()).collect();
+    assert!(twice.is_empty(), "compiled again for the tests, with other features or dependencies: {twice:?}");
+}
+
 /// Every statement of every function's inline policies, with the function's logical id and its
 /// `CONSUMER_NAME` (if it has one).
 fn statements(template: &Template) -> Vec<(String, Option<String>, Value)> {
