@@ -275,13 +275,9 @@ fn no_target_that_cargo_test_skips_holds_a_unit_test() {
     assert!(files_with_unit_tests(harness).len() >= 3, "{:?}", files_with_unit_tests(harness));
 }
 
-/// The registry crates cargo would compile for `args` (`build ...` or `test ...`), each as a
-/// signature of its package, target, mode, features, profile and platform, and its dependencies'
-/// signatures in turn: two builds reuse a compile exactly where the signatures agree. Read from
-/// `--unit-graph`, an unstable flag asked of this cargo for the query alone (nothing is compiled).
-/// The profile's name is left out: cargo shares a compile between `dev` and `test` when their
-/// settings agree, as here.
-fn registry_units(args: &[&str]) -> BTreeSet<String> {
+/// What cargo would compile for `args`, from `--unit-graph`: an unstable flag, asked of this cargo
+/// for the query alone (nothing is compiled).
+fn unit_graph(args: &[&str]) -> serde_json::Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
         .args(args)
@@ -291,7 +287,59 @@ fn registry_units(args: &[&str]) -> BTreeSet<String> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let graph: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The workspace's own targets in a unit graph: package, target name and kind.
+fn workspace_targets(graph: &serde_json::Value) -> BTreeSet<String> {
+    graph["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| !u["pkg_id"].as_str().unwrap().starts_with("registry+"))
+        .filter(|u| u["mode"] != "run-custom-build" && u["target"]["kind"][0] != "custom-build")
+        .map(|u| {
+            format!(
+                "{} {} ({})",
+                u["pkg_id"].as_str().unwrap().rsplit('/').next().unwrap(),
+                u["target"]["name"],
+                u["target"]["kind"][0]
+            )
+        })
+        .collect()
+}
+
+/// The `build` arguments of the emulator's deployment: every function's binary.
+fn deployment_build() -> Vec<String> {
+    let mut args = vec!["build".to_string()];
+    for f in Template::load().unwrap().functions() {
+        args.extend(["--bin".to_string(), f.binary]);
+    }
+    args
+}
+
+#[test]
+fn the_deployment_and_the_tests_compile_every_target_clippy_would_check() {
+    // `make test` lints through clippy-driver as the deployment's and the tests' compiler
+    // (tests/run.sh): a target neither compiles would go unlinted.
+    let deploy = deployment_build();
+    let deploy: Vec<&str> = deploy.iter().map(String::as_str).collect();
+    let mut compiled = workspace_targets(&unit_graph(&deploy));
+    compiled.extend(workspace_targets(&unit_graph(&["test", "--workspace", "--no-run"])));
+    let clippy = workspace_targets(&unit_graph(&["clippy", "--workspace", "--all-targets"]));
+    assert!(clippy.len() >= 60, "{clippy:?}");
+    let unlinted: Vec<&String> = clippy.difference(&compiled).collect();
+    assert!(unlinted.is_empty(), "neither the deployment nor the tests compile {unlinted:?}");
+}
+
+/// The registry crates cargo would compile for `args` (`build ...` or `test ...`), each as a
+/// signature of its package, target, mode, features, profile and platform, and its dependencies'
+/// signatures in turn: two builds reuse a compile exactly where the signatures agree. Read from
+/// `--unit-graph`, an unstable flag asked of this cargo for the query alone (nothing is compiled).
+/// The profile's name is left out: cargo shares a compile between `dev` and `test` when their
+/// settings agree, as here.
+fn registry_units(args: &[&str]) -> BTreeSet<String> {
+    let graph = unit_graph(args);
     let units = graph["units"].as_array().unwrap();
     fn signature(units: &[serde_json::Value], i: usize, memo: &mut Vec<Option<String>>) -> String {
         if let Some(known) = &memo[i] {
@@ -326,12 +374,8 @@ fn the_tests_reuse_the_deployments_compile_of_every_dependency() {
     // features differ between the two (a test-only crate turning one on) is compiled twice, and
     // with it everything above it. Once, `either`'s `use_std` (from criterion's itertools) made
     // the test build compile the whole AWS SDK again.
-    let binaries: Vec<String> = Template::load().unwrap().functions().into_iter().map(|f| f.binary).collect();
-    let mut deploy = vec!["build"];
-    for binary in &binaries {
-        deploy.extend(["--bin", binary.as_str()]);
-    }
-    let deployed = registry_units(&deploy);
+    let deploy = deployment_build();
+    let deployed = registry_units(&deploy.iter().map(String::as_str).collect::<Vec<_>>());
     let tested = registry_units(&["test", "--workspace", "--no-run"]);
     assert!(deployed.iter().any(|u| u.contains("aws-sdk-dynamodb")), "{} units", deployed.len());
     let twice: BTreeSet<String> =
