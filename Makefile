@@ -50,7 +50,7 @@ lint:
 ## Licenses, banned crates and sources of every dependency (cargo deny, offline once cargo has fetched the crates; deny.toml says what is allowed and why).
 deny:
 	cargo fetch --locked --quiet
-	"$$(ROOT=$(CURDIR) bash -c '. infra/common.sh && cargo_tool cargo-deny 0.20.2')" --offline check --hide-inclusion-graph licenses bans sources
+	deny=$$(ROOT=$(CURDIR) bash -c '. infra/common.sh && cargo_tool cargo-deny') && "$$deny" --offline check --hide-inclusion-graph licenses bans sources
 
 ## Fuzz the API's request body and the harness's SQS record path, 5 minutes a target (FUZZ_SECONDS to change; nightly).
 fuzz:

