@@ -101,8 +101,10 @@ step "what the run left in the logs and dead letters: no personal data, no secre
 cargo test --workspace --test privacy -- --include-ignored --show-output --exact "$privacy" 2>&1 | tee -a "$log" || status=$?
 
 step "the benchmarks, each once (criterion's test mode), linted as they compile"
-# Apart from the run above: criterion refuses libtest's --skip.
-cargo test --workspace --benches 2>&1 | tee -a "$log" || status=$?
+# Apart from the run above: criterion refuses libtest's --skip. `--bench '*'`, the bench targets
+# alone: `--benches` would take every library and binary too (their `bench` flag is on by default)
+# and compile and run their unit tests a second time.
+cargo test --workspace --bench '*' 2>&1 | tee -a "$log" || status=$?
 
 step "fuzz targets, a short bounded run (make fuzz for a longer one)"
 # Nightly and libFuzzer's instrumentation: not through the stable clippy-driver.

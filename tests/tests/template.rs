@@ -328,7 +328,7 @@ fn the_deployment_the_tests_and_the_benchmarks_compile_every_target_clippy_would
     let deploy: Vec<&str> = deploy.iter().map(String::as_str).collect();
     let mut compiled = workspace_targets(&unit_graph(&deploy));
     compiled.extend(workspace_targets(&unit_graph(&["test", "--workspace", "--no-run"])));
-    compiled.extend(workspace_targets(&unit_graph(&["test", "--workspace", "--benches", "--no-run"])));
+    compiled.extend(workspace_targets(&unit_graph(&["test", "--workspace", "--bench", "*", "--no-run"])));
     let clippy = workspace_targets(&unit_graph(&["clippy", "--workspace", "--all-targets"]));
     assert!(clippy.len() >= 60, "{clippy:?}");
     let unlinted: Vec<&String> = clippy.difference(&compiled).collect();
