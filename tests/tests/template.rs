@@ -212,16 +212,24 @@ fn no_function_crate_depends_on_another() {
     }
 }
 
+/// What cargo prints as JSON for `args`, run in the workspace. `unstable`: for `--unit-graph`, an
+/// unstable flag, asked of this stable cargo for the query alone (`RUSTC_BOOTSTRAP=1`; nothing is
+/// compiled).
+fn cargo_json(args: &[&str], unstable: bool) -> serde_json::Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.args(args).arg("--offline").current_dir(orderflow_e2e::template::root());
+    if unstable {
+        command.args(["-Z", "unstable-options", "--unit-graph"]).env("RUSTC_BOOTSTRAP", "1");
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The workspace's packages and their targets, as `cargo metadata` says.
 fn cargo_metadata() -> serde_json::Value {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["metadata", "--no-deps", "--offline", "--format-version", "1"])
-        .current_dir(orderflow_e2e::template::root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    cargo_json(&["metadata", "--no-deps", "--format-version", "1"], false)
 }
 
 /// The source files of a target that hold a unit test: for a binary its file, for a library every
@@ -275,19 +283,23 @@ fn no_target_that_cargo_test_skips_holds_a_unit_test() {
     assert!(files_with_unit_tests(harness).len() >= 3, "{:?}", files_with_unit_tests(harness));
 }
 
-/// What cargo would compile for `args`, from `--unit-graph`: an unstable flag, asked of this cargo
-/// for the query alone (nothing is compiled).
+/// What cargo would compile for `args`, from `--unit-graph`.
 fn unit_graph(args: &[&str]) -> serde_json::Value {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(args)
-        .args(["--offline", "-Z", "unstable-options", "--unit-graph"])
-        .env("RUSTC_BOOTSTRAP", "1")
-        .current_dir(orderflow_e2e::template::root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    cargo_json(args, true)
+}
+
+/// The unit graphs of the emulator's deployment (every function's binary) and of the tests, as
+/// `make test` builds them; asked once for the tests below that compare them.
+fn deployment_and_test_graphs() -> &'static (serde_json::Value, serde_json::Value) {
+    static GRAPHS: std::sync::OnceLock<(serde_json::Value, serde_json::Value)> = std::sync::OnceLock::new();
+    GRAPHS.get_or_init(|| {
+        let binaries: Vec<String> = Template::load().unwrap().functions().into_iter().map(|f| f.binary).collect();
+        let mut deploy = vec!["build"];
+        for binary in &binaries {
+            deploy.extend(["--bin", binary.as_str()]);
+        }
+        (unit_graph(&deploy), unit_graph(&["test", "--workspace", "--no-run"]))
+    })
 }
 
 /// The workspace's own targets in a unit graph: package, target name and kind.
@@ -309,25 +321,15 @@ fn workspace_targets(graph: &serde_json::Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// The `build` arguments of the emulator's deployment: every function's binary.
-fn deployment_build() -> Vec<String> {
-    let mut args = vec!["build".to_string()];
-    for f in Template::load().unwrap().functions() {
-        args.extend(["--bin".to_string(), f.binary]);
-    }
-    args
-}
-
 #[test]
 fn the_deployment_the_tests_and_the_benchmarks_compile_every_target_clippy_would_check() {
     // `make test` lints through clippy-driver as the compiler of the deployment, the tests and
     // the benchmarks (tests/run.sh): a target none of them compiles would go unlinted. (A binary
     // compiled only as a test, as ops', is linted with its test code: what `cfg(not(test))`
     // hides from that compile alone would be missed; no binary here has such code.)
-    let deploy = deployment_build();
-    let deploy: Vec<&str> = deploy.iter().map(String::as_str).collect();
-    let mut compiled = workspace_targets(&unit_graph(&deploy));
-    compiled.extend(workspace_targets(&unit_graph(&["test", "--workspace", "--no-run"])));
+    let (deployed, tested) = deployment_and_test_graphs();
+    let mut compiled = workspace_targets(deployed);
+    compiled.extend(workspace_targets(tested));
     compiled.extend(workspace_targets(&unit_graph(&["test", "--workspace", "--bench", "*", "--no-run"])));
     let clippy = workspace_targets(&unit_graph(&["clippy", "--workspace", "--all-targets"]));
     assert!(clippy.len() >= 60, "{clippy:?}");
@@ -335,14 +337,11 @@ fn the_deployment_the_tests_and_the_benchmarks_compile_every_target_clippy_would
     assert!(unlinted.is_empty(), "neither the deployment nor the tests compile {unlinted:?}");
 }
 
-/// The registry crates cargo would compile for `args` (`build ...` or `test ...`), each as a
-/// signature of its package, target, mode, features, profile and platform, and its dependencies'
-/// signatures in turn: two builds reuse a compile exactly where the signatures agree. Read from
-/// `--unit-graph`, an unstable flag asked of this cargo for the query alone (nothing is compiled).
-/// The profile's name is left out: cargo shares a compile between `dev` and `test` when their
-/// settings agree, as here.
-fn registry_units(args: &[&str]) -> BTreeSet<String> {
-    let graph = unit_graph(args);
+/// The registry crates of a unit graph, each as a signature of its package, target, mode,
+/// features, profile and platform, and its dependencies' signatures in turn: two builds reuse a
+/// compile exactly where the signatures agree. The profile's name is left out: cargo shares a
+/// compile between `dev` and `test` when their settings agree, as here.
+fn registry_units(graph: &serde_json::Value) -> BTreeSet<String> {
     let units = graph["units"].as_array().unwrap();
     fn signature(units: &[serde_json::Value], i: usize, memo: &mut Vec<Option<String>>) -> String {
         if let Some(known) = &memo[i] {
@@ -377,9 +376,8 @@ fn the_tests_reuse_the_deployments_compile_of_every_dependency() {
     // features differ between the two (a test-only crate turning one on) is compiled twice, and
     // with it everything above it. Once, `either`'s `use_std` (from criterion's itertools) made
     // the test build compile the whole AWS SDK again.
-    let deploy = deployment_build();
-    let deployed = registry_units(&deploy.iter().map(String::as_str).collect::<Vec<_>>());
-    let tested = registry_units(&["test", "--workspace", "--no-run"]);
+    let (deployed, tested) = deployment_and_test_graphs();
+    let (deployed, tested) = (registry_units(deployed), registry_units(tested));
     assert!(deployed.iter().any(|u| u.contains("aws-sdk-dynamodb")), "{} units", deployed.len());
     let twice: BTreeSet<String> =
         deployed.difference(&tested).map(|u| u.split(['#', '"']).nth(2).unwrap_or(u).to_string()).collect();
