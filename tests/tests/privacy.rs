@@ -85,7 +85,7 @@ async fn dead_letter_reasons(local: &Local) -> Vec<(String, String)> {
 /// Dead letters made from personal data: an `OrderPlaced` on Billing's queue whose quantity is a
 /// customer's contact details, and a text to `to` that Twilio refuses naming the number.
 async fn dead_letters_made_of_personal_data(local: &Local) {
-    use orderflow_harness::testing::sample_text;
+    use orderflow_harness_testing::sample_text;
     let stand_in = TwilioStandIn::shared().await.unwrap();
     let (billing_dlq, sms_dlq) = (local.output("BillingDeadLetterQueueUrl"), local.output("SmsDeadLetterQueueUrl"));
     let before = (local.queue_depth(billing_dlq).await.unwrap(), local.queue_depth(sms_dlq).await.unwrap());

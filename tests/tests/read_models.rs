@@ -8,7 +8,7 @@ use std::time::Duration;
 use orderflow_contracts::{OrderState, OrderStatus};
 use orderflow_e2e::read_models::{query, ReadModels};
 use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local};
-use orderflow_harness::testing::status_changed_body;
+use orderflow_harness_testing::status_changed_body;
 
 const WAIT: Duration = Duration::from_secs(90);
 

@@ -160,7 +160,7 @@ async fn a_429_with_retry_after_is_not_retried_sooner() {
 fn placed_for(to: &str, n: usize) -> String {
     use orderflow_contracts::{Envelope, OrderStatusChanged};
     use orderflow_harness::consumer::decode;
-    use orderflow_harness::testing::{eventbridge_body, sqs_sample};
+    use orderflow_harness_testing::{eventbridge_body, sqs_sample};
     let sample = sqs_sample("sms/order-status-changed.sqs.json");
     let (mut changed, mut cause) = decode::<OrderStatusChanged>(sample.records[0].body.as_deref()).unwrap();
     // A cause of its own: an event caused by it gets an id derived from it, so each text is new.

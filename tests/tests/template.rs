@@ -2,7 +2,7 @@
 //! `detail-type`s and `source`s its Rust `Inbound` type reads, and each function is given exactly the
 //! environment variables its `main` reads. Plain tests: no emulator needed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use orderflow_consumers::replay::rule_guard;
 use orderflow_consumers::{find, Feed, CONSUMERS};
@@ -337,11 +337,12 @@ fn the_deployment_the_tests_and_the_benchmarks_compile_every_target_clippy_would
     assert!(unlinted.is_empty(), "neither the deployment nor the tests compile {unlinted:?}");
 }
 
-/// The registry crates of a unit graph, each as a signature of its package, target, mode,
-/// features, profile and platform, and its dependencies' signatures in turn: two builds reuse a
-/// compile exactly where the signatures agree. The profile's name is left out: cargo shares a
-/// compile between `dev` and `test` when their settings agree, as here.
-fn registry_units(graph: &serde_json::Value) -> BTreeSet<String> {
+/// Every unit of a unit graph (the registry's crates and the workspace's own), each as a signature
+/// of its package, target, mode, features, profile and platform, and its dependencies' signatures
+/// in turn, to its package and target: two builds reuse a compile exactly where the signatures
+/// agree. The profile's name is left out: cargo shares a compile between `dev` and `test` when
+/// their settings agree, as here.
+fn unit_signatures(graph: &serde_json::Value) -> BTreeMap<String, String> {
     let units = graph["units"].as_array().unwrap();
     fn signature(units: &[serde_json::Value], i: usize, memo: &mut Vec<Option<String>>) -> String {
         if let Some(known) = &memo[i] {
@@ -365,22 +366,35 @@ fn registry_units(graph: &serde_json::Value) -> BTreeSet<String> {
     }
     let mut memo = vec![None; units.len()];
     (0..units.len())
-        .filter(|&i| units[i]["pkg_id"].as_str().unwrap().starts_with("registry+"))
-        .map(|i| signature(units, i, &mut memo))
+        .map(|i| {
+            // `registry+...#name@version`, or `path+file:///.../dir#version` where the name is the dir's.
+            let (url, fragment) = units[i]["pkg_id"].as_str().unwrap().rsplit_once('#').unwrap();
+            let package = match fragment.contains('@') {
+                true => fragment.to_string(),
+                false => format!("{}@{fragment}", url.rsplit('/').next().unwrap()),
+            };
+            let target = &units[i]["target"];
+            let name =
+                format!("{package} {} ({})", target["name"].as_str().unwrap(), target["kind"][0].as_str().unwrap());
+            (signature(units, i, &mut memo), name)
+        })
         .collect()
 }
 
 #[test]
-fn the_tests_reuse_the_deployments_compile_of_every_dependency() {
-    // `make test` builds the functions for the emulator, then the tests: a dependency whose
-    // features differ between the two (a test-only crate turning one on) is compiled twice, and
-    // with it everything above it. Once, `either`'s `use_std` (from criterion's itertools) made
-    // the test build compile the whole AWS SDK again.
+fn the_tests_reuse_the_deployments_compile_of_every_crate() {
+    // `make test` builds the functions for the emulator, then the tests: a crate whose features
+    // differ between the two (a test-only crate turning one on) is compiled twice, and with it
+    // everything above it. Once, `either`'s `use_std` (from criterion's itertools) made the test
+    // build compile the whole AWS SDK again; and the harness's test support, a feature the
+    // functions' dev-dependencies turned on, compiled every function's library and binary again
+    // (it is a crate of its own now, `orderflow-harness-testing`).
     let (deployed, tested) = deployment_and_test_graphs();
-    let (deployed, tested) = (registry_units(deployed), registry_units(tested));
-    assert!(deployed.iter().any(|u| u.contains("aws-sdk-dynamodb")), "{} units", deployed.len());
-    let twice: BTreeSet<String> =
-        deployed.difference(&tested).map(|u| u.split(['#', '"']).nth(2).unwrap_or(u).to_string()).collect();
+    let (deployed, tested) = (unit_signatures(deployed), unit_signatures(tested));
+    assert!(deployed.values().any(|u| u.starts_with("aws-sdk-dynamodb@")), "{} units", deployed.len());
+    assert!(deployed.values().any(|u| u == "billing@0.1.0 billing (bin)"), "{:?}", deployed.values());
+    let twice: BTreeSet<&String> =
+        deployed.iter().filter(|(signature, _)| !tested.contains_key(*signature)).map(|(_, name)| name).collect();
     assert!(twice.is_empty(), "compiled again for the tests, with other features or dependencies: {twice:?}");
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cache::handler::CacheHandler;
 use cache::store::InMemoryOrderCache;
 use orderflow_contracts::{OrderState, OrderStatus};
-use orderflow_harness::testing::{sample_order, sqs_batch, sqs_sample, status_changed_body, Harnessed};
+use orderflow_harness_testing::{sample_order, sqs_batch, sqs_sample, status_changed_body, Harnessed};
 use pretty_assertions::assert_eq;
 
 /// The sample's order at `version` and `status`, under `order_id`.

@@ -10,7 +10,7 @@ use email::render::Email;
 use email::ses::{EmailError, EmailSender, RecordingEmail};
 use orderflow_contracts::{Envelope, OrderStatus, StatusEntry};
 use orderflow_harness::consumer::decode;
-use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
+use orderflow_harness_testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
 use pretty_assertions::assert_eq;
 
 fn rig() -> (Arc<RecordingEmail>, Harnessed<EmailInput>) {

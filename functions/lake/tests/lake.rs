@@ -9,8 +9,8 @@ use lake::objects::{read_lines, CustomerKeys};
 use lake::store::InMemoryObjectStore;
 use orderflow_contracts::AnyEvent;
 use orderflow_harness::dead_letter::InMemoryDeadLetters;
-use orderflow_harness::testing::sqs_sample;
 use orderflow_harness::BatchConsumer;
+use orderflow_harness_testing::sqs_sample;
 use pretty_assertions::assert_eq;
 
 const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";

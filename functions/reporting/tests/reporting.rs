@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use orderflow_contracts::{OrderState, OrderStatus, Totals};
-use orderflow_harness::testing::{sample_order, sqs_batch, sqs_sample, status_changed_body, Harnessed};
+use orderflow_harness_testing::{sample_order, sqs_batch, sqs_sample, status_changed_body, Harnessed};
 use pretty_assertions::assert_eq;
 use reporting::handler::ReportingHandler;
 use reporting::rows::{self, BillingRow, RefundRow};
@@ -69,7 +69,7 @@ impl Scratch {
     async fn new() -> Self {
         let url = std::env::var("REPORTING_TEST_ADMIN_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        orderflow_harness::testing::needs_service("PostgreSQL", &url);
+        orderflow_harness_testing::needs_service("PostgreSQL", &url);
         let admin: PgConnectOptions = url.parse().unwrap();
         let name = format!("reporting_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = admin.connect().await.expect("the machine's PostgreSQL (make test starts it)");

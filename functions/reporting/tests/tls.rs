@@ -27,7 +27,7 @@ async fn connect(host: &str, ssl: &str, ca: Option<&str>) -> Result<bool, String
 
 #[tokio::test]
 async fn verify_full_connects_only_to_a_server_whose_certificate_is_trusted_and_names_the_host() {
-    orderflow_harness::testing::needs_service("TLS-only PostgreSQL", &format!("postgres://127.0.0.1:{}", port()));
+    orderflow_harness_testing::needs_service("TLS-only PostgreSQL", &format!("postgres://127.0.0.1:{}", port()));
     assert_eq!(connect("localhost", "verify-full", Some("ca.pem")).await, Ok(true), "trusted CA, right name");
     let wrong_name = connect("127.0.0.1", "verify-full", Some("ca.pem")).await;
     assert!(wrong_name.is_err(), "the certificate names localhost, not 127.0.0.1: {wrong_name:?}");

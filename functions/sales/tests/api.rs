@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 use orderflow_contracts::{Currency, Envelope, OrderPlaced, OrderState, OrderStatus, TraceContext, MAX_AMOUNT_MINOR};
-use orderflow_harness::testing::sample_text;
+use orderflow_harness_testing::sample_text;
 use orderflow_order_cache::{InMemoryOrderCache, OrderCache};
 use pretty_assertions::assert_eq;
 use sales::api::SalesApi;
@@ -650,7 +650,7 @@ mod round_trip {
     //! the request's lines and address and the caller's identity, unchanged.
     use super::*;
     use orderflow_harness::consumer::decode;
-    use orderflow_harness::testing::eventbridge_body;
+    use orderflow_harness_testing::eventbridge_body;
     use proptest::prelude::*;
 
     fn text() -> impl Strategy<Value = String> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use lambda_http::Request;
 use orderflow_harness::publisher::InMemoryPublisher;
 use orderflow_harness::telemetry::Work;
-use orderflow_harness::testing::sample_text;
+use orderflow_harness_testing::sample_text;
 use pretty_assertions::assert_eq;
 use sales::announce::metrics::{FAST_PATH_MISSED, FAST_PATH_PUBLISHED, RELAY_PUBLISHED, RELAY_SKIPPED};
 use sales::announce::{InMemorySentMarks, PublishOnWrite};

@@ -10,7 +10,7 @@ use orderflow_contracts::{
     StatusEntry, Totals,
 };
 use orderflow_harness::consumer::decode;
-use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
+use orderflow_harness_testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
 use pretty_assertions::assert_eq;
 use sales::deadlines::InMemoryDeadlines;
 use sales::order_status::{OrderStatusHandler, StatusInput};

@@ -10,8 +10,8 @@ use orderflow_contracts::OrderPlaced;
 use orderflow_harness::publisher::{
     CallFailure, ChunkedPublisher, FailedEntry, InMemoryPublisher, PublishError, PutEventsApi, MAX_REQUEST_BYTES,
 };
-use orderflow_harness::testing::sample_text;
 use orderflow_harness::{EventPublisher, OutboundEvent};
+use orderflow_harness_testing::sample_text;
 use pretty_assertions::assert_eq;
 use sales::outbox::OutboxRelay;
 

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use orderflow_contracts::Envelope;
 use orderflow_harness::consumer::decode;
 use orderflow_harness::secret::{RotatingSecret, SecretsManagerSource};
-use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
+use orderflow_harness_testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
 use sms::handler::{SmsHandler, SmsInput};
 use sms::twilio::{parse_credentials, TwilioSender};
 use wiremock::matchers::{header, method};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orderflow_contracts::{Envelope, OrderStatus, OrderStatusChanged};
 use orderflow_harness::consumer::decode;
-use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
+use orderflow_harness_testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
 use pretty_assertions::assert_eq;
 use sms::handler::{SmsHandler, SmsInput};
 use sms::message::Sms;

@@ -3,7 +3,7 @@
 use orderflow_contracts::{Envelope, OrderLine, Shortage};
 use orderflow_harness::consumer::decode;
 use orderflow_harness::publisher::InMemoryPublisher;
-use orderflow_harness::testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
+use orderflow_harness_testing::{eventbridge_body, sqs_batch, sqs_sample, Harnessed};
 use pretty_assertions::assert_eq;
 
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use lambda_http::{Body, Request};
 use orderflow_contracts::AnyEvent;
-use orderflow_harness::testing::{sqs_batch, sqs_sample, Harnessed};
+use orderflow_harness_testing::{sqs_batch, sqs_sample, Harnessed};
 use pretty_assertions::assert_eq;
 use serde_json::{json, Value};
 use webhooks::api::WebhooksApi;

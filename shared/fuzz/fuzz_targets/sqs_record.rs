@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use libfuzzer_sys::fuzz_target;
 use orderflow_contracts::{AnyEvent, Inbound};
-use orderflow_harness::testing::{sqs_batch, Harnessed};
+use orderflow_harness_testing::{sqs_batch, Harnessed};
 use orderflow_harness::{Handler, HandlerError, RecordContext};
 
 fn runtime() -> &'static tokio::runtime::Runtime {

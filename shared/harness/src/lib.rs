@@ -37,8 +37,6 @@ pub mod secret;
 pub mod sqs;
 pub mod store;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod visibility;
 
 pub use batch::{BatchConsumer, BatchHandler, BatchRecord};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orderflow_contracts::{OrderState, OrderStatus};
-use orderflow_harness::testing::sample_order;
+use orderflow_harness_testing::sample_order;
 use orderflow_order_cache::{keys, InMemoryOrderCache, OrderCache, RedisOrderCache, VERSION_TTL};
 use pretty_assertions::assert_eq;
 
@@ -16,7 +16,7 @@ fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
 
 fn redis_url() -> String {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    orderflow_harness::testing::needs_service("Redis", &url);
+    orderflow_harness_testing::needs_service("Redis", &url);
     url
 }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use orderflow_contracts::OrderStatus;
-use orderflow_harness::testing::sample_order;
+use orderflow_harness_testing::sample_order;
 use orderflow_order_cache::{OrderCache, RedisOrderCache};
 use pretty_assertions::assert_eq;
 
@@ -24,7 +24,7 @@ fn cache(url: &str, ca_file: &str) -> RedisOrderCache {
 
 #[tokio::test]
 async fn rediss_reaches_only_a_server_whose_certificate_is_trusted_and_names_the_host() {
-    orderflow_harness::testing::needs_service("TLS-only Redis", &format!("redis://127.0.0.1:{}", port()));
+    orderflow_harness_testing::needs_service("TLS-only Redis", &format!("redis://127.0.0.1:{}", port()));
     let localhost = format!("rediss://localhost:{}", port());
 
     // The test CA, the name the certificate carries: the cache writes and reads.

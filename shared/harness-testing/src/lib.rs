@@ -1,5 +1,11 @@
 //! Test support for function crates: load an `events-samples/` file, wrap an envelope the way
 //! EventBridge and SQS deliver it, and run a handler through the real harness over in-memory fakes.
+//!
+//! A crate of its own, a dev-dependency of the crates that test with it, rather than a feature of
+//! the harness: a feature turned on by dev-dependencies changes the harness itself in the test
+//! build, and with it every crate that depends on it, so `cargo test` compiled every function a
+//! second time after the deployment's build. As a crate beside the harness, the tests link the
+//! functions' libraries and binaries as the deployment built them (tests/tests/template.rs holds it).
 
 use std::sync::Arc;
 
@@ -7,10 +13,10 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use orderflow_contracts::{Envelope, Event, Inbound, OrderState, OrderStatus, OrderStatusChanged};
 use serde_json::json;
 
-use crate::consumer::{BatchResult, Consumer, ConsumerSettings, Handler};
-use crate::dead_letter::InMemoryDeadLetters;
-use crate::idempotency::InMemoryIdempotencyStore;
-use crate::visibility::RecordedDelays;
+use orderflow_harness::consumer::{BatchResult, Consumer, ConsumerSettings, Handler};
+use orderflow_harness::dead_letter::InMemoryDeadLetters;
+use orderflow_harness::idempotency::InMemoryIdempotencyStore;
+use orderflow_harness::visibility::RecordedDelays;
 
 /// Reads `events-samples/<relative>` from the repository root.
 pub fn sample_text(relative: &str) -> String {
@@ -28,7 +34,9 @@ pub fn sqs_sample(relative: &str) -> SqsEvent {
 pub fn sample_event<E: Inbound>(relative: &str, index: usize) -> E {
     let event = sqs_sample(relative);
     let record = event.records.get(index).unwrap_or_else(|| panic!("{relative}: no record {index}"));
-    crate::consumer::decode::<E>(record.body.as_deref()).unwrap_or_else(|e| panic!("{relative}[{index}]: {e}")).0
+    orderflow_harness::consumer::decode::<E>(record.body.as_deref())
+        .unwrap_or_else(|e| panic!("{relative}[{index}]: {e}"))
+        .0
 }
 
 /// The order of the `OrderStatusChanged` at `index` of a sample, under `order_id`, at `version` and
