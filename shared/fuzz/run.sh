@@ -5,6 +5,8 @@
 #   make fuzz                          every target, 5 minutes each
 #   FUZZ_SECONDS=3600 make fuzz        longer
 #   FUZZ_TARGETS=api_request make fuzz one target
+#   FUZZ_BUILD_ONLY=1 shared/fuzz/run.sh  build the targets, run none (`make test` builds them
+#                                      in the background while it does the rest)
 #
 # Corpora start from events-samples/ (the API samples' bodies, every SQS sample's record bodies)
 # and grow in .local/fuzz/corpus/<target>/ from run to run. A crash stops the run, leaves its input
@@ -47,6 +49,10 @@ PY
 
 log "building the targets (nightly, libFuzzer; the first build takes minutes)"
 "$FUZZ" fuzz build --fuzz-dir shared/fuzz -s none -O -a
+if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ]; then
+  log "built; FUZZ_BUILD_ONLY=1: no target run"
+  exit 0
+fi
 for target in $TARGETS; do
   mkdir -p "$STATE/corpus/$target" "$STATE/artifacts/$target"
   log "$target: $SECONDS_EACH s from $(ls "$STATE/corpus/$target" | wc -l) inputs"
