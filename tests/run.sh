@@ -7,9 +7,22 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 . infra/common.sh
-# Each step says when it starts, in seconds since the run began: where a run's time went, read from
-# its own log (README, "Build and test time").
-step() { printf '\n== [%4d s] %s\n' "$SECONDS" "$*"; }
+# Each step says when it starts, in seconds since the run began, and how many of the machine's cores
+# were busy (any process, the background's too) since the step before: where a run's time went,
+# and where cores stood idle, read from its own log (README, "Build and test time").
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+busy_then=
+total_then=
+step() {
+  local busy total
+  read -r busy total < <(cpu_ticks)
+  if [ -n "$total_then" ] && [ "$total" -gt "$total_then" ]; then
+    awk -v b="$((busy - busy_then))" -v t="$((total - total_then))" -v n="$(nproc)" \
+      'BEGIN { printf "   (%.1f of %d cores busy since the step before)\n", b / t * n, n }'
+  fi
+  busy_then=$busy total_then=$total
+  printf '\n== [%4d s] %s\n' "$SECONDS" "$*"
+}
 SECONDS=0
 
 step "formatting"
@@ -148,7 +161,10 @@ fi
 
 # One closing line for the whole run (cargo prints one per test binary, the last often a doc-test
 # binary with nothing in it).
+# A test binary that died (a signal, the machine's memory) prints no result line of its own: cargo's
+# "process didn't exit successfully" is counted apart, or its tests would be missing unseen.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
-     END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+     /process didn.t exit successfully: .*\(signal: / { d++ }
+     END { printf "\ntests: %d passed, %d failed, %d skipped%s\n", p, f, s, d ? sprintf("; %d test binaries killed before their result", d) : "" }' "$log"
 step "done"
 exit "$status"

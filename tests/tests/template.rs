@@ -339,29 +339,35 @@ fn the_deployment_the_tests_and_the_benchmarks_compile_every_target_clippy_would
 
 /// Every unit of a unit graph (the registry's crates and the workspace's own), each as a signature
 /// of its package, target, mode, features, profile and platform, and its dependencies' signatures
-/// in turn, to its package and target: two builds reuse a compile exactly where the signatures
-/// agree. The profile's name is left out: cargo shares a compile between `dev` and `test` when
-/// their settings agree, as here.
-fn unit_signatures(graph: &serde_json::Value) -> BTreeMap<String, String> {
+/// in turn (a hash of them: spelt out, the signatures of the test binaries' trees grow past the
+/// machine's memory), to its package and target: two builds reuse a compile exactly where the
+/// signatures agree. The profile's name is left out: cargo shares a compile between `dev` and
+/// `test` when their settings agree, as here.
+fn unit_signatures(graph: &serde_json::Value) -> BTreeMap<u64, String> {
+    use std::hash::{Hash, Hasher};
     let units = graph["units"].as_array().unwrap();
-    fn signature(units: &[serde_json::Value], i: usize, memo: &mut Vec<Option<String>>) -> String {
-        if let Some(known) = &memo[i] {
-            return known.clone();
+    fn signature(units: &[serde_json::Value], i: usize, memo: &mut Vec<Option<u64>>) -> u64 {
+        if let Some(known) = memo[i] {
+            return known;
         }
         let unit = &units[i];
         let mut profile = unit["profile"].clone();
         profile.as_object_mut().unwrap().remove("name");
-        let mut dependencies: Vec<String> = unit["dependencies"]
+        let mut dependencies: Vec<u64> = unit["dependencies"]
             .as_array()
             .unwrap()
             .iter()
             .map(|d| signature(units, d["index"].as_u64().unwrap() as usize, memo))
             .collect();
-        dependencies.sort();
+        dependencies.sort_unstable();
         let own =
             [&unit["pkg_id"], &unit["target"]["name"], &unit["mode"], &unit["features"], &profile, &unit["platform"]];
-        let signature = format!("{} <- [{}]", serde_json::json!(own), dependencies.join(", "));
-        memo[i] = Some(signature.clone());
+        // The same hasher with the same keys for both graphs, within this one process.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        serde_json::json!(own).to_string().hash(&mut hasher);
+        dependencies.hash(&mut hasher);
+        let signature = hasher.finish();
+        memo[i] = Some(signature);
         signature
     }
     let mut memo = vec![None; units.len()];
