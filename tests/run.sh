@@ -17,7 +17,7 @@ step() {
   local busy total
   read -r busy total < <(cpu_ticks)
   if [ -n "$total_then" ] && [ "$total" -gt "$total_then" ]; then
-    awk -v b="$((busy - busy_then))" -v t="$((total - total_then))" -v n="$(nproc)" \
+    awk -v b="$((busy - busy_then))" -v t="$((total - total_then))" -v n="$(grep -c '^cpu[0-9]' /proc/stat)" \
       'BEGIN { printf "   (%.1f of %d cores busy since the step before)\n", b / t * n, n }'
   fi
   busy_then=$busy total_then=$total
@@ -59,31 +59,52 @@ rm -rf "$probe"
 # Two steps need little of the cores the rest leaves idle, and nothing of what the rest builds: the
 # fuzz targets' build (nightly, a target directory of its own: about 5 minutes of both cores, cold)
 # and the template lint (cfn-lint, checkov, sam validate: a core for 1.5-2.5 minutes). Each runs in
-# the background at the lowest priority (nice 19: about 1/70 of a core a normal process wants), in
-# a process group of its own (stopped with the run), and takes the cores while the tools install,
-# the emulator deploys and the end-to-end tests wait on it; each is waited for, its log printed,
-# before its result is used. A cold run is about 5 minutes shorter for it.
+# the background at the lowest priority, in a session of its own (its process group, stopped with
+# the run), and takes the cores while the tools install, the emulator deploys and the end-to-end
+# tests wait on it. Each is waited for, and its log printed, before its result is used; one still
+# running when the run stops early is stopped and the end of its log printed.
 mkdir -p .local
-background_pids=()
+declare -A background_pid=() # NAME -> its process group, until it is awaited
 started_here=0
 localstack_pid=
 cleanup() {
-  for pid in "${background_pids[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
+  local name
+  for name in "${!background_pid[@]}"; do
+    kill -- "-${background_pid[$name]}" 2>/dev/null || true
+    echo "[$name] stopped unfinished with the run; the end of its log (.local/$name.log):" >&2
+    tail -n 20 ".local/$name.log" | sed "s/^/[$name] /" >&2
+  done
   [ "$started_here" = 1 ] && infra/local-aws.sh down || true
   [ -n "$localstack_pid" ] && kill "$localstack_pid" 2>/dev/null || true
   infra/localstack.sh down || true
 }
 trap cleanup EXIT
-background() { # NAME COMMAND...: its output in .local/NAME.log; $! is its process group
+# NAME COMMAND...: COMMAND in the background, its output in .local/NAME.log. The lowest priority is
+# set on its session's scheduling group as well as on the process: where the kernel groups tasks by
+# session (sched_autogroup, on here), a new session is a group of its own with a whole group's
+# share, and a niced build in it took half of the 2 cores from the foreground's (seen: the
+# deployment's build 9 minutes instead of 4). With both, it gets about 1/70 of a core the
+# foreground wants. Under memory pressure the kernel kills it first (oom_score_adj). `setsid -w`:
+# were setsid to fork, its status would still be the command's.
+background() {
   local name=$1
   shift
-  setsid nice -n 19 "$@" > ".local/$name.log" 2>&1 &
-  background_pids+=("$!")
+  setsid -w bash -c 'echo 19 > /proc/self/autogroup 2>/dev/null; echo 1000 > /proc/self/oom_score_adj 2>/dev/null
+    exec nice -n 19 "$@"' background "$@" > ".local/$name.log" 2>&1 &
+  background_pid[$name]=$!
 }
-await() { # PID NAME: its status; its log printed
-  local pid=$1 name=$2 rc=0
-  wait "$pid" || rc=$?
-  sed "s/^/[$name] /" ".local/$name.log"
+# NAME: waits for it, prints its log (the end of it when it passed and the log is long), and
+# returns its status.
+await() {
+  local name=$1 rc=0
+  wait "${background_pid[$name]}" || rc=$?
+  unset "background_pid[$name]"
+  if [ "$rc" = 0 ] && [ "$(wc -l < ".local/$name.log")" -gt 40 ]; then
+    tail -n 10 ".local/$name.log" | sed "s/^/[$name] /"
+    echo "[$name] passed; its whole log: .local/$name.log"
+  else
+    sed "s/^/[$name] /" ".local/$name.log"
+  fi
   return "$rc"
 }
 
@@ -94,7 +115,6 @@ step "fuzz targets' build (nightly, libFuzzer), in the background"
 # After cargo deny: both install their tool into .venv-rust-tools.
 # Nightly and libFuzzer's instrumentation: not through the stable clippy-driver.
 background fuzz-build env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS FUZZ_BUILD_ONLY=1 shared/fuzz/run.sh
-fuzz_build_pid=$!
 
 step "tools (pinned, into .venv)"
 infra/local-aws.sh setup
@@ -105,7 +125,6 @@ localstack_pid=$!
 
 step "template lint (cfn-lint with the serverless rules, checkov, sam validate --lint), in the background"
 background lint make --no-print-directory lint
-lint_pid=$!
 
 step "local AWS up"
 if ! infra/local-aws.sh status >/dev/null 2>&1; then
@@ -148,10 +167,10 @@ step "the benchmarks, each once (criterion's test mode), linted as they compile"
 cargo test --workspace --bench '*' 2>&1 | tee -a "$log" || status=$?
 
 step "template lint: its result"
-await "$lint_pid" lint || { status=1; echo "template lint failed (its output above)" >&2; }
+await lint || { status=1; echo "template lint failed (its output above)" >&2; }
 
 step "fuzz targets' build: its result"
-if await "$fuzz_build_pid" fuzz-build; then
+if await fuzz-build; then
   step "fuzz targets, a short bounded run (make fuzz for a longer one)"
   env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS FUZZ_SECONDS="${ORDERFLOW_FUZZ_SECONDS:-20}" shared/fuzz/run.sh || status=$?
 else

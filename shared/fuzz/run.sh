@@ -47,6 +47,13 @@ for path in sorted(glob.glob("events-samples/**/*.sqs.json", recursive=True)):
         seed("sqs_record", record["body"].encode())
 PY
 
+# cargo fuzz build has no --locked: a lockfile that no longer fits the manifests (a crate under test
+# gained a dependency) would be rewritten silently, on every fresh clone. Said here instead.
+if ! cargo metadata --locked --offline --format-version 1 --manifest-path shared/fuzz/Cargo.toml > /dev/null 2>&1 \
+    && ! cargo metadata --locked --format-version 1 --manifest-path shared/fuzz/Cargo.toml > /dev/null; then
+  log "shared/fuzz/Cargo.lock does not fit the manifests: (cd shared/fuzz && cargo +nightly metadata --format-version 1 >/dev/null), then commit it"
+  exit 1
+fi
 log "building the targets (nightly, libFuzzer; the first build takes minutes)"
 "$FUZZ" fuzz build --fuzz-dir shared/fuzz -s none -O -a
 if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ]; then
