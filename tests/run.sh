@@ -68,6 +68,7 @@ mkdir -p .local
 declare -A background_pid=() # NAME -> its process group, until it is awaited
 started_here=0
 localstack_pid=
+twilio_pid=
 cleanup() {
   local name
   for name in "${!background_pid[@]}"; do
@@ -77,6 +78,7 @@ cleanup() {
   done
   [ "$started_here" = 1 ] && infra/local-aws.sh down || true
   [ -n "$localstack_pid" ] && kill "$localstack_pid" 2>/dev/null || true
+  [ -n "$twilio_pid" ] && kill "$twilio_pid" 2>/dev/null || true
   infra/localstack.sh down || true
 }
 trap cleanup EXIT
@@ -148,6 +150,17 @@ log="$ROOT/.local/test-output.log"
 status=0
 cargo test --workspace --no-run 2>&1 | tee "$log" || status=$?
 
+step "the Twilio stand-in, for the whole run (tests/src/twilio.rs)"
+# One server the deployment texts and every test process scripts and reads over HTTP: the tests run
+# as a process each, many at a time, and a stand-in in each would fight for the one port. Built by
+# the tests' compile (a binary of orderflow-e2e); stopped with the run.
+if [ "$status" = 0 ]; then
+  "$CARGO_TARGET_DIR/$CARGO_BUILD_TARGET/debug/twilio-stand-in" > .local/twilio-stand-in.log 2>&1 &
+  twilio_pid=$!
+  await_check "grep -q listens .local/twilio-stand-in.log" 10 || { cat .local/twilio-stand-in.log >&2; exit 1; }
+  cat .local/twilio-stand-in.log
+fi
+
 step "template lint (cfn-lint with the serverless rules, checkov, sam validate --lint), in the background"
 background lint make --no-print-directory lint
 
@@ -159,7 +172,7 @@ background fuzz env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS FUZZ_SECONDS="${OR
   shared/fuzz/run.sh
 
 # cargo nextest, a process for each test, many at a time (.config/nextest.toml: how many, and the
-# groups of tests that share a port or a subscription); --run-ignored all: the end-to-end tests are
+# tests that share a subscription, the longest first); --run-ignored all: the end-to-end tests are
 # ignored by a bare `cargo test`. Every test runs even when one fails (the profile's fail-fast off).
 # The end-to-end and fault tests print what they counted (orders, rows, messages) after the run.
 privacy=logs_and_dead_letters_hold_no_personal_data_or_secrets

@@ -3,13 +3,21 @@
 //! Twilio does (201 with a message sid) and keeps what it received, so the tests and the demo can
 //! look at the texts the real binary sent. A phone number can be given a script of failures first
 //! (503s, 429 with `Retry-After`), to see the consumer hold back and recover.
+//!
+//! One server answers for every process: the tests run as a process each, many at a time (cargo
+//! nextest), and the deployment calls one port. Scripts are set and texts read over HTTP, beside
+//! Twilio's path (`/_stand-in/...`), so a test talks to the stand-in the same way whichever process
+//! runs it. `make test` starts it for the whole run (the `twilio-stand-in` binary); a process that
+//! finds the port free (a test or the demo run by hand) starts it on a thread of its own.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
-use wiremock::matchers::{body_string_contains, method, path_regex};
+use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// One text as the stand-in received it.
@@ -27,117 +35,219 @@ pub struct Received {
     pub status: u16,
 }
 
-/// The stand-in server and what it received.
-pub struct TwilioStandIn {
-    server: MockServer,
-    log: Arc<Mutex<Vec<Received>>>,
+/// A text as the server keeps it and hands it out: its arrival as wall-clock time, the one clock
+/// every process shares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Logged {
+    at_unix_nanos: u128,
+    to: String,
+    body: String,
+    authorization: String,
+    status: u16,
 }
 
-fn received(request: &Request, status: u16) -> Received {
-    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
-    let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
-    Received {
-        at: Instant::now(),
-        to: field("To"),
-        body: field("Body"),
-        authorization: request.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().into(),
-        status,
-    }
+/// A number's script: these answers first, then accepted after `delay_millis`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Script {
+    to: String,
+    /// `(status, Retry-After seconds)`.
+    answers: Vec<(u16, Option<u64>)>,
+    delay_millis: u64,
 }
 
-/// Answers its script first (one answer per request), then 201 like Twilio; logs every request.
-struct Scripted {
-    script: Mutex<Vec<ResponseTemplate>>,
-    statuses: Mutex<Vec<u16>>,
-    log: Arc<Mutex<Vec<Received>>>,
-    /// How long each accepted text takes to answer.
-    delay: std::time::Duration,
+/// What the server holds: the scripts by number, and every request.
+#[derive(Default)]
+struct State {
+    scripts: HashMap<String, Script>,
+    log: Vec<Logged>,
 }
 
-impl Respond for Scripted {
+/// Twilio's `Messages.json`: the number's script first (one answer per request), then 201 like
+/// Twilio; logs every request.
+struct Messages(Arc<Mutex<State>>);
+
+impl Respond for Messages {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let mut script = self.script.lock().unwrap();
-        let mut statuses = self.statuses.lock().unwrap();
-        let (answer, status) = if script.is_empty() {
-            (
-                ResponseTemplate::new(201)
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
+        let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        let to = field("To");
+        let mut state = self.0.lock().unwrap();
+        let script = state.scripts.get_mut(&to);
+        let (answer, status) = match script.and_then(|s| (!s.answers.is_empty()).then(|| s.answers.remove(0))) {
+            Some((status, retry_after)) => (scripted(&to, status, retry_after), status),
+            None => {
+                let delay = state.scripts.get(&to).map_or(0, |s| s.delay_millis);
+                let accepted = ResponseTemplate::new(201)
                     .set_body_json(serde_json::json!({"sid": "SM-stand-in", "status": "queued"}))
-                    .set_delay(self.delay),
-                201,
-            )
-        } else {
-            (script.remove(0), statuses.remove(0))
+                    .set_delay(Duration::from_millis(delay));
+                (accepted, 201)
+            }
         };
-        self.log.lock().unwrap().push(received(request, status));
+        state.log.push(Logged {
+            at_unix_nanos: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos(),
+            to,
+            body: field("Body"),
+            authorization: request
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .into(),
+            status,
+        });
         answer
     }
+}
+
+/// A scripted failure as Twilio answers it; a 400 says what Twilio's does, number and all (error
+/// 21211), as a provider's text would.
+fn scripted(to: &str, status: u16, retry_after: Option<u64>) -> ResponseTemplate {
+    match retry_after {
+        Some(secs) => ResponseTemplate::new(status).insert_header("Retry-After", secs.to_string().as_str()),
+        None if status == 400 => ResponseTemplate::new(status).set_body_json(serde_json::json!({
+            "code": 21211,
+            "message": format!("The 'To' number {to} is not a valid phone number."),
+            "status": 400
+        })),
+        None => ResponseTemplate::new(status),
+    }
+}
+
+/// `POST /_stand-in/scripts`: a number's script, replacing any it had.
+struct SetScript(Arc<Mutex<State>>);
+
+impl Respond for SetScript {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        match serde_json::from_slice::<Script>(&request.body) {
+            Ok(script) => {
+                self.0.lock().unwrap().scripts.insert(script.to.clone(), script);
+                ResponseTemplate::new(204)
+            }
+            Err(e) => ResponseTemplate::new(400).set_body_string(format!("not a script: {e}")),
+        }
+    }
+}
+
+/// `GET /_stand-in/received?to=...`: every request for that number so far, oldest first.
+struct Read(Arc<Mutex<State>>);
+
+impl Respond for Read {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let to = request.url.query_pairs().find(|(k, _)| k == "to").map(|(_, v)| v.into_owned());
+        let state = self.0.lock().unwrap();
+        let texts: Vec<&Logged> = state.log.iter().filter(|l| Some(&l.to) == to.as_ref()).collect();
+        ResponseTemplate::new(200).set_body_json(texts)
+    }
+}
+
+/// The port the local deployment texts (`ORDERFLOW_TWILIO_STAND_IN_PORT`, default 4590).
+pub fn port() -> u16 {
+    std::env::var("ORDERFLOW_TWILIO_STAND_IN_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(4590)
+}
+
+/// Serves the stand-in on `listener` (on a thread of wiremock's own) until the returned server is
+/// dropped.
+pub async fn serve(listener: std::net::TcpListener) -> MockServer {
+    let server = MockServer::builder().listener(listener).start().await;
+    let state = Arc::new(Mutex::new(State::default()));
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/2010-04-01/Accounts/[^/]+/Messages\.json$"))
+        .respond_with(Messages(Arc::clone(&state)))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/_stand-in/scripts"))
+        .respond_with(SetScript(Arc::clone(&state)))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).and(path("/_stand-in/received")).respond_with(Read(state)).mount(&server).await;
+    server
+}
+
+/// The stand-in, as a process talks to it.
+pub struct TwilioStandIn {
+    base: String,
+    http: reqwest::Client,
+    /// The server, when this process runs it.
+    _server: Option<MockServer>,
 }
 
 static STAND_IN: OnceCell<TwilioStandIn> = OnceCell::const_new();
 
 impl TwilioStandIn {
-    /// The stand-in of this process, started on first use on 127.0.0.1:4590 (or
-    /// `ORDERFLOW_TWILIO_STAND_IN_PORT`). It runs on a thread of its own, for the whole process.
+    /// The stand-in on 127.0.0.1:`port()`: the one already listening there (`make test` starts it
+    /// for the whole run), or else one this process starts and runs until it exits.
     pub async fn shared() -> Result<&'static TwilioStandIn> {
         STAND_IN
             .get_or_try_init(|| async {
-                let port = std::env::var("ORDERFLOW_TWILIO_STAND_IN_PORT").unwrap_or_else(|_| "4590".into());
-                let listener = std::net::TcpListener::bind(format!("127.0.0.1:{port}"))
-                    .with_context(|| format!("the Twilio stand-in cannot listen on 127.0.0.1:{port}"))?;
-                let server = MockServer::builder().listener(listener).start().await;
-                let log = Arc::new(Mutex::new(Vec::new()));
-                let stand_in = TwilioStandIn { server, log };
-                stand_in.script("", Vec::new(), 100, std::time::Duration::ZERO).await;
+                let port = port();
+                let base = format!("http://127.0.0.1:{port}");
+                let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+                let server = match std::net::TcpListener::bind(("127.0.0.1", port)) {
+                    Ok(listener) => Some(serve(listener).await),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
+                    Err(e) => return Err(e).with_context(|| format!("the Twilio stand-in cannot listen on {base}")),
+                };
+                let stand_in = TwilioStandIn { base, http, _server: server };
+                // Whoever holds the port must be the stand-in, or every text would go elsewhere.
+                stand_in.received_for("").await.with_context(|| {
+                    format!("127.0.0.1:{port} is held by something that is not the Twilio stand-in")
+                })?;
                 Ok(stand_in)
             })
             .await
     }
 
-    async fn script(&self, to: &str, answers: Vec<(u16, Option<u64>)>, priority: u8, delay: std::time::Duration) {
-        let statuses = answers.iter().map(|(s, _)| *s).collect();
-        // A 400 says what Twilio's does, number and all (error 21211), as a provider's text would.
-        let number = to.to_string();
-        let script = answers
-            .into_iter()
-            .map(|(status, retry_after)| match retry_after {
-                Some(secs) => ResponseTemplate::new(status).insert_header("Retry-After", secs.to_string().as_str()),
-                None if status == 400 => ResponseTemplate::new(status).set_body_json(serde_json::json!({
-                    "code": 21211,
-                    "message": format!("The 'To' number {number} is not a valid phone number."),
-                    "status": 400
-                })),
-                None => ResponseTemplate::new(status),
-            })
-            .collect();
-        let responder =
-            Scripted { script: Mutex::new(script), statuses: Mutex::new(statuses), log: Arc::clone(&self.log), delay };
-        let to_field = format!("To={}", to.replace('+', "%2B"));
-        Mock::given(method("POST"))
-            .and(path_regex(r"^/2010-04-01/Accounts/[^/]+/Messages\.json$"))
-            .and(body_string_contains(if to.is_empty() { "To=" } else { to_field.as_str() }))
-            .respond_with(responder)
-            .with_priority(priority)
-            .mount(&self.server)
-            .await;
+    async fn script(&self, to: &str, answers: Vec<(u16, Option<u64>)>, delay: Duration) -> Result<()> {
+        let script = Script { to: to.to_string(), answers, delay_millis: delay.as_millis().try_into()? };
+        let answer = self.http.post(format!("{}/_stand-in/scripts", self.base)).json(&script).send().await?;
+        if !answer.status().is_success() {
+            bail!("the stand-in refused the script: {} {}", answer.status(), answer.text().await.unwrap_or_default());
+        }
+        Ok(())
     }
 
     /// Texts to `to` are answered with these `(status, Retry-After seconds)` first, then accepted.
     pub async fn fail_first(&self, to: &str, answers: Vec<(u16, Option<u64>)>) {
-        self.script(to, answers, 1, std::time::Duration::ZERO).await;
+        self.script(to, answers, Duration::ZERO).await.expect("the Twilio stand-in takes a script");
     }
 
     /// Texts to `to` are accepted, each answered only after `delay` (a slow provider).
-    pub async fn answer_slowly(&self, to: &str, delay: std::time::Duration) {
-        self.script(to, Vec::new(), 1, delay).await;
+    pub async fn answer_slowly(&self, to: &str, delay: Duration) {
+        self.script(to, Vec::new(), delay).await.expect("the Twilio stand-in takes a script");
+    }
+
+    async fn received_for(&self, to: &str) -> Result<Vec<Received>> {
+        let answer = self.http.get(format!("{}/_stand-in/received", self.base)).query(&[("to", to)]).send().await?;
+        if !answer.status().is_success() {
+            return Err(anyhow!("GET /_stand-in/received: {}", answer.status()));
+        }
+        let logged: Vec<Logged> = answer.json().await?;
+        // One anchor for the whole answer: the differences between two texts' arrivals are the
+        // server's own, to the nanosecond (a Retry-After is checked from them).
+        let (now, wall) = (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos());
+        Ok(logged
+            .into_iter()
+            .map(|l| {
+                let ago = Duration::from_nanos(u64::try_from(wall.saturating_sub(l.at_unix_nanos)).unwrap_or(u64::MAX));
+                Received {
+                    at: now.checked_sub(ago).unwrap_or(now),
+                    to: l.to,
+                    body: l.body,
+                    authorization: l.authorization,
+                    status: l.status,
+                }
+            })
+            .collect())
     }
 
     /// Every request for `to` so far, oldest first.
-    pub fn received_for(&self, to: &str) -> Vec<Received> {
-        self.log.lock().unwrap().iter().filter(|r| r.to == to).cloned().collect()
+    pub async fn received(&self, to: &str) -> Vec<Received> {
+        self.received_for(to).await.expect("the Twilio stand-in answers")
     }
 
     /// The texts to `to` that were accepted (answered 2xx).
-    pub fn delivered_to(&self, to: &str) -> Vec<Received> {
-        self.received_for(to).into_iter().filter(|r| (200..300).contains(&r.status)).collect()
+    pub async fn delivered_to(&self, to: &str) -> Vec<Received> {
+        self.received(to).await.into_iter().filter(|r| (200..300).contains(&r.status)).collect()
     }
 }

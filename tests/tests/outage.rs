@@ -15,7 +15,8 @@ use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local, Tapped
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// One outage at a time: each test here takes a consumer down that the other's orders need.
+/// One outage at a time: each test here takes a consumer down that the other's orders need. Within
+/// one process (`cargo test`); `make test` runs these tests alone, one after another (tests/run.sh).
 static ONE_OUTAGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn count(events: &[Tapped], order_id: &str, detail_type: &str) -> usize {
@@ -357,17 +358,19 @@ async fn texts_dead_lettered_while_twilio_refused_them_are_sent_once_each_after_
     })
     .await
     .unwrap();
-    assert!(stand_in.delivered_to(&to).is_empty());
-    assert_eq!(stand_in.received_for(&to).len(), 2, "refused once each, not retried");
+    assert!(stand_in.delivered_to(&to).await.is_empty());
+    assert_eq!(stand_in.received(&to).await.len(), 2, "refused once each, not retried");
 
     // Twilio accepts again (the refusals are used up); the operator redrives.
     let printed = ops(&local, &["redrive", "sms"]).await;
     assert!(printed.contains("receive/send/delete"), "says which way it moved them: {printed}");
     let moved: u32 = printed.split("sms: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert_eq!(moved, earlier + 2, "every dead letter moved");
-    eventually("both texts delivered", WAIT, || async { Ok((stand_in.delivered_to(&to).len() >= 2).then_some(())) })
-        .await
-        .unwrap();
+    eventually("both texts delivered", WAIT, || async {
+        Ok((stand_in.delivered_to(&to).await.len() >= 2).then_some(()))
+    })
+    .await
+    .unwrap();
     // None doubled: once the SMS queue is empty, still exactly two texts.
     // (Texts of earlier tests' orders may still be waiting out a retry delay there.)
     eventually("the SMS queue drained", Duration::from_secs(240), || async {
@@ -375,8 +378,8 @@ async fn texts_dead_lettered_while_twilio_refused_them_are_sent_once_each_after_
     })
     .await
     .unwrap();
-    assert_eq!(stand_in.delivered_to(&to).len(), 2, "each text once");
-    println!("redrive: {moved} moved, {} texts delivered to the customer", stand_in.delivered_to(&to).len());
+    assert_eq!(stand_in.delivered_to(&to).await.len(), 2, "each text once");
+    println!("redrive: {moved} moved, {} texts delivered to the customer", stand_in.delivered_to(&to).await.len());
 }
 
 #[tokio::test]

@@ -146,9 +146,11 @@ async fn an_order_cannot_make_the_shop_text_or_email_a_number_or_address_that_is
     .await
     .unwrap();
     assert_eq!(done.customer.phone, own);
-    eventually("the caller's text", WAIT, || async { Ok((!stand_in.delivered_to(&own).is_empty()).then_some(())) })
-        .await
-        .unwrap();
+    eventually("the caller's text", WAIT, || async {
+        Ok((!stand_in.delivered_to(&own).await.is_empty()).then_some(()))
+    })
+    .await
+    .unwrap();
     eventually("the caller's emails", WAIT, || async {
         Ok((local.emails_to(&ada.email).await?.len() >= 2).then_some(()))
     })
@@ -156,7 +158,7 @@ async fn an_order_cannot_make_the_shop_text_or_email_a_number_or_address_that_is
     .unwrap();
     // By the time the caller's text and emails came (Bea's order was ready before Ada's was placed),
     // anything for the stranger or the unconfirmed number would have come too.
-    assert!(stand_in.received_for(&victim).is_empty(), "no text to a number the caller named");
-    assert!(stand_in.received_for(&unconfirmed).is_empty(), "no text to a phone the pool never verified");
+    assert!(stand_in.received(&victim).await.is_empty(), "no text to a number the caller named");
+    assert!(stand_in.received(&unconfirmed).await.is_empty(), "no text to a phone the pool never verified");
     assert!(local.emails_to(&victim_email).await.unwrap().is_empty(), "no email to an address the caller named");
 }

@@ -43,11 +43,13 @@ async fn a_paid_order_gets_one_shipping_text_with_twilios_auth_none_when_placed_
     let tap = local.tap(&run).await.unwrap();
     let id = place(&local, &to, &run).await;
     assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
-    eventually("the shipping text", WAIT, || async { Ok((!stand_in.delivered_to(&to).is_empty()).then_some(())) })
-        .await
-        .unwrap();
+    eventually("the shipping text", WAIT, || async {
+        Ok((!stand_in.delivered_to(&to).await.is_empty()).then_some(()))
+    })
+    .await
+    .unwrap();
 
-    let texts = stand_in.delivered_to(&to);
+    let texts = stand_in.delivered_to(&to).await;
     let short = &id[..8];
     assert!(
         texts[0].body.contains(&format!("order {short} is ready to ship. Tracking number OF")),
@@ -78,11 +80,11 @@ async fn a_paid_order_gets_one_shipping_text_with_twilios_auth_none_when_placed_
     let sentinel = phone();
     place(&local, &sentinel, &format!("{run}-sentinel")).await;
     eventually("the sentinel's text", WAIT, || async {
-        Ok((!stand_in.delivered_to(&sentinel).is_empty()).then_some(()))
+        Ok((!stand_in.delivered_to(&sentinel).await.is_empty()).then_some(()))
     })
     .await
     .unwrap();
-    assert_eq!(bodies(&stand_in.received_for(&to)), bodies(&texts), "one text, nothing sent twice");
+    assert_eq!(bodies(&stand_in.received(&to).await), bodies(&texts), "one text, nothing sent twice");
     assert_eq!(texts.len(), 1, "no text when the order was placed: {texts:?}");
     local.close(tap).await.unwrap();
 }
@@ -104,10 +106,10 @@ async fn twilio_down_for_a_while_delays_only_the_texts_and_loses_none() {
     eventually("the two emails", WAIT, || async { Ok((local.emails_to(&customer).await?.len() >= 2).then_some(())) })
         .await
         .unwrap();
-    assert!(stand_in.delivered_to(&to).is_empty(), "Twilio was still down when the order was ready and emailed");
+    assert!(stand_in.delivered_to(&to).await.is_empty(), "Twilio was still down when the order was ready and emailed");
 
     eventually("the text after Twilio recovers", WAIT, || async {
-        Ok((!stand_in.delivered_to(&to).is_empty()).then_some(()))
+        Ok((!stand_in.delivered_to(&to).await.is_empty()).then_some(()))
     })
     .await
     .unwrap();
@@ -116,14 +118,14 @@ async fn twilio_down_for_a_while_delays_only_the_texts_and_loses_none() {
     let sentinel = phone();
     place(&local, &sentinel, &format!("{run}-sentinel")).await;
     eventually("the sentinel's text", WAIT, || async {
-        Ok((!stand_in.delivered_to(&sentinel).is_empty()).then_some(()))
+        Ok((!stand_in.delivered_to(&sentinel).await.is_empty()).then_some(()))
     })
     .await
     .unwrap();
     local.drained(&["SmsQueueUrl"]).await.unwrap();
-    let received = stand_in.received_for(&to);
-    println!("SMS with Twilio down: {} requests, {} delivered", received.len(), stand_in.delivered_to(&to).len());
-    let delivered = bodies(&stand_in.delivered_to(&to));
+    let received = stand_in.received(&to).await;
+    println!("SMS with Twilio down: {} requests, {} delivered", received.len(), stand_in.delivered_to(&to).await.len());
+    let delivered = bodies(&stand_in.delivered_to(&to).await);
     assert_eq!(delivered.len(), 1, "none lost, none doubled: {delivered:?}");
     assert_eq!(received.len(), 4, "three 503s and the text, nothing more");
 }
@@ -139,10 +141,10 @@ async fn a_429_with_retry_after_is_not_retried_sooner() {
     stand_in.fail_first(&to, vec![(429, Some(RETRY_AFTER))]).await;
     place(&local, &to, &unique("e2e-sms-429")).await;
 
-    eventually("the text", WAIT, || async { Ok((!stand_in.delivered_to(&to).is_empty()).then_some(())) })
+    eventually("the text", WAIT, || async { Ok((!stand_in.delivered_to(&to).await.is_empty()).then_some(())) })
         .await
         .unwrap();
-    let received = stand_in.received_for(&to);
+    let received = stand_in.received(&to).await;
     let limited = received.iter().find(|r| r.status == 429).expect("the first text was rate-limited");
     let retry = received.iter().find(|r| r.body == limited.body && r.status == 201).expect("and sent later");
     let waited = retry.at - limited.at;
@@ -193,21 +195,21 @@ async fn a_twilio_answering_in_4_9_s_gets_every_queued_text_once() {
     let sent = batch.send().await.unwrap();
     assert!(sent.failed.is_empty(), "{:?}", sent.failed);
     eventually("ten texts from a slow Twilio", WAIT, || async {
-        Ok((stand_in.delivered_to(&to).len() >= 10).then_some(()))
+        Ok((stand_in.delivered_to(&to).await.len() >= 10).then_some(()))
     })
     .await
     .unwrap();
     let sentinel = phone();
     local.sqs.send_message().queue_url(queue).message_body(placed_for(&sentinel, 0)).send().await.unwrap();
     eventually("the sentinel's text", WAIT, || async {
-        Ok((!stand_in.delivered_to(&sentinel).is_empty()).then_some(()))
+        Ok((!stand_in.delivered_to(&sentinel).await.is_empty()).then_some(()))
     })
     .await
     .unwrap();
     // And nothing left on the queue, visible or in flight: a text waiting out a visibility timeout
     // (an invocation cut off at its deadline) would be sent again after it.
     local.drained(&["SmsQueueUrl"]).await.unwrap();
-    let received = stand_in.received_for(&to);
+    let received = stand_in.received(&to).await;
     let mut distinct = bodies(&received);
     distinct.dedup();
     println!("SMS with Twilio answering in 4.9 s: {} requests for 10 texts", received.len());
