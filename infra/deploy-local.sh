@@ -105,7 +105,7 @@ deploy_stack() {
   deploy_template "$STATE/template.local.yaml" "$STACK" \
     "Architecture=$template_arch" "TwilioApiBaseUrl=$TWILIO_STAND_IN" WebhooksAllowLocal=true \
     OrdersPerCallerPerHour="${ORDERFLOW_ORDERS_PER_CALLER_PER_HOUR:-1000}" \
-    BackorderDeadlineSeconds="${ORDERFLOW_BACKORDER_DEADLINE_SECONDS:-60}" \
+    BackorderDeadlineSeconds="${ORDERFLOW_BACKORDER_DEADLINE_SECONDS:-30}" \
     "${read_model_params[@]}"
 }
 

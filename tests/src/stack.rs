@@ -154,6 +154,19 @@ impl Local {
         Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     }
 
+    /// The environment variable `name` of the deployed function named by the output
+    /// `function_output`, as the function reads it.
+    pub async fn function_env(&self, function_output: &str, name: &str) -> Result<String> {
+        let function = self.output(function_output);
+        let config = self.lambda.get_function_configuration().function_name(function).send().await?;
+        config
+            .environment()
+            .and_then(|e| e.variables())
+            .and_then(|v| v.get(name))
+            .cloned()
+            .ok_or_else(|| anyhow!("{function} has no {name}"))
+    }
+
     /// Runs `body` with the function behind `function_output` configured with `name=value` in its
     /// environment (the emulator starts a new process for it, as Lambda would), and puts the old
     /// environment back afterwards, also when `body` panics.

@@ -708,6 +708,12 @@ mod tests {
         let local = |name: &str| (name == "AWS_ENDPOINT_URL").then(|| url.clone());
         connections::open(&connector, vec![connections::Service::DynamoDb.endpoint_in("eu-west-1", local)]).await;
         assert_eq!((connections.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)), (1, 1), "opened at init");
+        // Between init and the first invoke Lambda's runtime waits on its `next` request: hyper
+        // puts the opened connection back in its pool on a task of its own once the warm-up's
+        // answer is read, and the SDK's request must find it there, as it does on Lambda. Without
+        // the pause the test raced that task: it failed with 2 connections when other test
+        // processes loaded both cores (nextest, 2026-12-04).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         dynamodb.get_item().table_name("orders").key("id", s("1")).send().await.unwrap();
         assert_eq!(
             (connections.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)),
