@@ -128,7 +128,9 @@ async fn dead_letters_made_of_personal_data(local: &Local) {
 #[ignore = "reads what an end-to-end run left behind: tests/run.sh runs it after every other test"]
 async fn logs_and_dead_letters_hold_no_personal_data_or_secrets() {
     let local = Local::connect().await.unwrap();
+    let started = std::time::Instant::now();
     dead_letters_made_of_personal_data(&local).await;
+    let made = started.elapsed();
     let mut secrets = vec![
         ("the Twilio auth token", local.twilio_secret().await.unwrap()["authToken"].as_str().unwrap().to_string()),
         ("the webhooks operator key", local.secret("WebhooksApiKeySecretId").await.unwrap()),
@@ -138,7 +140,13 @@ async fn logs_and_dead_letters_hold_no_personal_data_or_secrets() {
     assert_eq!(secrets.len(), 3, "every configured secret is known to the test");
 
     let lines = log_lines(&local).await;
+    let read = started.elapsed();
     let reasons = dead_letter_reasons(&local).await;
+    println!(
+        "privacy: the dead letters made in {made:.1?}, the log groups read in {:.1?}, the dead letters in {:.1?}",
+        read - made,
+        started.elapsed() - read
+    );
     // Something to read: the run logged orders and dead-lettered the tests' poison messages.
     assert!(lines.iter().any(|(_, l)| l.contains("order placed")), "no log line of a placed order: {}", lines.len());
     let reason_of =
