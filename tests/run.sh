@@ -159,6 +159,8 @@ if [ "$status" = 0 ]; then
   twilio_pid=$!
   await_check "grep -q listens .local/twilio-stand-in.log" 10 || { cat .local/twilio-stand-in.log >&2; exit 1; }
   cat .local/twilio-stand-in.log
+  # The tests use it and never start one of their own (tests/src/twilio.rs).
+  export ORDERFLOW_TWILIO_STAND_IN=external
 fi
 
 step "template lint (cfn-lint with the serverless rules, checkov, sam validate --lint), in the background"
@@ -176,7 +178,22 @@ background fuzz env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS FUZZ_SECONDS="${OR
 # ignored by a bare `cargo test`. Every test runs even when one fails (the profile's fail-fast off).
 # The end-to-end and fault tests print what they counted (orders, rows, messages) after the run.
 privacy=logs_and_dead_letters_hold_no_personal_data_or_secrets
-run_tests() { "$nextest" nextest run --workspace --run-ignored all "$@" 2>&1 | tee -a "$log"; }
+# A run that fails before its summary (a binary that does not build or list its tests) writes a
+# line the closing count reads, and so does a Twilio stand-in that died during a step.
+run_tests() {
+  local rc=0 summaries
+  summaries=$(grep -c '^ *Summary \[' "$log" || true)
+  "$nextest" nextest run --color never --workspace --run-ignored all "$@" 2>&1 | tee -a "$log" || rc=$?
+  if [ "$rc" != 0 ] && [ "$(grep -c '^ *Summary \[' "$log" || true)" = "$summaries" ]; then
+    echo "make test: cargo nextest failed before its summary (its output above)" | tee -a "$log"
+  fi
+  if ! kill -0 "$twilio_pid" 2>/dev/null; then
+    echo "make test: the Twilio stand-in died (.local/twilio-stand-in.log):" | tee -a "$log"
+    tail -n 20 .local/twilio-stand-in.log
+    rc=1
+  fi
+  return "$rc"
+}
 if [ "$status" = 0 ]; then
   step "all tests but the outage and privacy ones (unit, template checks, adapters against the emulators, end to end), many at a time"
   run_tests -E "not binary(outage) and not test(=$privacy)" || status=$?
@@ -194,19 +211,29 @@ step "the benchmarks, each once (criterion's test mode), linted as they compile"
 # and compile and run their unit tests a second time.
 cargo test --workspace --bench '*' 2>&1 | tee -a "$log" || status=$?
 
+step "the doc tests (cargo nextest runs none)"
+cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
+
 step "template lint: its result"
 await lint || { status=1; echo "template lint failed (its output above)" >&2; }
 
 step "fuzz targets: their result"
 await fuzz || { status=1; echo "the fuzz targets did not build, or one crashed (their output above)" >&2; }
 
-# One closing line for the whole run: nextest's summaries ("N tests run: P passed, F failed, T timed
-# out, S skipped"; skipped are the other steps' tests) and the benchmarks' libtest lines. A test
+# One closing line for the whole run: nextest's summaries ("N tests run: P passed, F failed, E exec
+# failed, T timed out, S skipped"; skipped are the other steps' tests) and the benchmarks' and doc
+# tests' libtest lines. A test
 # binary that died (a signal, the machine's memory) prints no result line of its own: cargo's
 # "process didn't exit successfully" is counted apart, or its tests would be missing unseen.
-awk '/^ *Summary \[/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i == "timed") f += $(i-1) } }
+awk '/^ *Summary \[/ { for (i = 1; i <= NF; i++) {
+         if ($i ~ /^passed/) p += $(i-1)
+         if ($i ~ /^failed/) f += ($(i-1) == "exec" ? $(i-2) : $(i-1))
+         if ($i == "timed") f += $(i-1) } }
      /^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      /process didn.t exit successfully: .*\(signal: / { d++ }
-     END { printf "\ntests: %d passed, %d failed%s\n", p, f, d ? sprintf("; %d test binaries killed before their result", d) : "" }' "$log"
+     /^make test: (cargo nextest failed before its summary|the Twilio stand-in died)/ { e++ }
+     END { printf "\ntests: %d passed, %d failed%s%s\n", p, f,
+             d ? sprintf("; %d test binaries killed before their result", d) : "",
+             e ? sprintf("; %d test steps failed outside a test (above)", e) : "" }' "$log"
 step "done"
 exit "$status"

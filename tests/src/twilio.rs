@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
@@ -35,11 +35,11 @@ pub struct Received {
     pub status: u16,
 }
 
-/// A text as the server keeps it and hands it out: its arrival as wall-clock time, the one clock
-/// every process shares.
+/// A text as the server keeps it and hands it out: its arrival on the server's own monotonic
+/// clock, nanoseconds since the server started.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Logged {
-    at_unix_nanos: u128,
+    at_nanos: u64,
     to: String,
     body: String,
     authorization: String,
@@ -56,10 +56,23 @@ struct Script {
 }
 
 /// What the server holds: the scripts by number, and every request.
-#[derive(Default)]
 struct State {
+    started: Instant,
     scripts: HashMap<String, Script>,
     log: Vec<Logged>,
+}
+
+impl State {
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// What `GET /_stand-in/received` answers: the texts, and the server's clock as it answered.
+#[derive(Serialize, Deserialize)]
+struct Texts {
+    now_nanos: u64,
+    texts: Vec<Logged>,
 }
 
 /// Twilio's `Messages.json`: the number's script first (one answer per request), then 201 like
@@ -83,8 +96,9 @@ impl Respond for Messages {
                 (accepted, 201)
             }
         };
+        let at_nanos = state.now_nanos();
         state.log.push(Logged {
-            at_unix_nanos: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos(),
+            at_nanos,
             to,
             body: field("Body"),
             authorization: request
@@ -135,8 +149,8 @@ impl Respond for Read {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let to = request.url.query_pairs().find(|(k, _)| k == "to").map(|(_, v)| v.into_owned());
         let state = self.0.lock().unwrap();
-        let texts: Vec<&Logged> = state.log.iter().filter(|l| Some(&l.to) == to.as_ref()).collect();
-        ResponseTemplate::new(200).set_body_json(texts)
+        let texts = state.log.iter().filter(|l| Some(&l.to) == to.as_ref()).cloned().collect();
+        ResponseTemplate::new(200).set_body_json(Texts { now_nanos: state.now_nanos(), texts })
     }
 }
 
@@ -149,7 +163,7 @@ pub fn port() -> u16 {
 /// dropped.
 pub async fn serve(listener: std::net::TcpListener) -> MockServer {
     let server = MockServer::builder().listener(listener).start().await;
-    let state = Arc::new(Mutex::new(State::default()));
+    let state = Arc::new(Mutex::new(State { started: Instant::now(), scripts: HashMap::new(), log: Vec::new() }));
     Mock::given(method("POST"))
         .and(path_regex(r"^/2010-04-01/Accounts/[^/]+/Messages\.json$"))
         .respond_with(Messages(Arc::clone(&state)))
@@ -176,14 +190,22 @@ static STAND_IN: OnceCell<TwilioStandIn> = OnceCell::const_new();
 
 impl TwilioStandIn {
     /// The stand-in on 127.0.0.1:`port()`: the one already listening there (`make test` starts it
-    /// for the whole run), or else one this process starts and runs until it exits.
+    /// for the whole run), or else one this process starts and runs until it exits (never with
+    /// `ORDERFLOW_TWILIO_STAND_IN=external`, as `make test` sets it).
     pub async fn shared() -> Result<&'static TwilioStandIn> {
         STAND_IN
             .get_or_try_init(|| async {
                 let port = port();
                 let base = format!("http://127.0.0.1:{port}");
-                let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+                // No idle connections kept: the client outlives the runtime of the test that built
+                // it (`cargo test` runs several tests in one process, a runtime each).
+                let http =
+                    reqwest::Client::builder().timeout(Duration::from_secs(10)).pool_max_idle_per_host(0).build()?;
+                // `make test` runs the stand-in for the whole run and says so: a test process that
+                // started its own there, had it died, would take it down with it when it ends.
+                let external = std::env::var("ORDERFLOW_TWILIO_STAND_IN").is_ok_and(|v| v == "external");
                 let server = match std::net::TcpListener::bind(("127.0.0.1", port)) {
+                    Ok(_) if external => bail!("the run's Twilio stand-in is not listening on {base} (stopped?)"),
                     Ok(listener) => Some(serve(listener).await),
                     Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
                     Err(e) => return Err(e).with_context(|| format!("the Twilio stand-in cannot listen on {base}")),
@@ -222,14 +244,16 @@ impl TwilioStandIn {
         if !answer.status().is_success() {
             return Err(anyhow!("GET /_stand-in/received: {}", answer.status()));
         }
-        let logged: Vec<Logged> = answer.json().await?;
-        // One anchor for the whole answer: the differences between two texts' arrivals are the
-        // server's own, to the nanosecond (a Retry-After is checked from them).
-        let (now, wall) = (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos());
-        Ok(logged
+        let answer: Texts = answer.json().await?;
+        // The server's clock, anchored once for the whole answer: the differences between two
+        // texts' arrivals are the server's own, to the nanosecond (a Retry-After is checked from
+        // them), whatever the wall clock does.
+        let now = Instant::now();
+        Ok(answer
+            .texts
             .into_iter()
             .map(|l| {
-                let ago = Duration::from_nanos(u64::try_from(wall.saturating_sub(l.at_unix_nanos)).unwrap_or(u64::MAX));
+                let ago = Duration::from_nanos(answer.now_nanos.saturating_sub(l.at_nanos));
                 Received {
                     at: now.checked_sub(ago).unwrap_or(now),
                     to: l.to,

@@ -341,8 +341,7 @@ async fn texts_dead_lettered_while_twilio_refused_them_are_sent_once_each_after_
     let earlier = local.queue_depth(&dlq).await.unwrap();
     // Twilio refuses this customer's texts (a suspended account: 401): the SMS consumer dead-letters
     // both (one per paid order, two orders) at once, without retrying.
-    let digits: String = uuid::Uuid::new_v4().as_u128().to_string().chars().take(5).collect();
-    let to = format!("+4477009{digits:0>5}");
+    let to = format!("+4477009{:05}", uuid::Uuid::new_v4().as_u128() % 100_000);
     stand_in.fail_first(&to, vec![(401, None), (401, None)]).await;
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 2).await.unwrap();

@@ -388,12 +388,20 @@ pub mod connections {
         );
     }
 
-    /// An unsigned `GET /`; its answer's status (its body is not read).
+    /// An unsigned `GET /`; its answer's status. The body is read to its end (a few hundred bytes
+    /// of error): hyper pools a connection only once its answer is done, and one whose body was
+    /// dropped unread was closed instead whenever the body came in a read of its own (seen under
+    /// load: the SDK's first request opened a second connection).
     async fn get(connector: &SharedHttpConnector, url: &str) -> Result<u16, String> {
         let mut request = HttpRequest::new(SdkBody::empty());
         request.set_uri(url).map_err(|e| e.to_string())?;
         let response = connector.call(request).await.map_err(|e| e.to_string())?;
-        Ok(response.status().as_u16())
+        let status = response.status().as_u16();
+        aws_smithy_types::byte_stream::ByteStream::new(response.into_body())
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(status)
     }
 }
 
@@ -710,9 +718,9 @@ mod tests {
         assert_eq!((connections.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)), (1, 1), "opened at init");
         // Between init and the first invoke Lambda's runtime waits on its `next` request: hyper
         // puts the opened connection back in its pool on a task of its own once the warm-up's
-        // answer is read, and the SDK's request must find it there, as it does on Lambda. Without
-        // the pause the test raced that task: it failed with 2 connections when other test
-        // processes loaded both cores (nextest, 2026-12-04).
+        // answer is done, and the SDK's request must find it there, as it does on Lambda. (With
+        // other test processes loading both cores the test failed with 2 connections: the
+        // warm-up's body was dropped unread, and the connection closed; `get` now reads it.)
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         dynamodb.get_item().table_name("orders").key("id", s("1")).send().await.unwrap();
         assert_eq!(
