@@ -174,7 +174,7 @@ background fuzz env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS FUZZ_SECONDS="${OR
   shared/fuzz/run.sh
 
 # cargo nextest, a process for each test, many at a time (.config/nextest.toml: how many, and the
-# tests that share a subscription, the longest first); --run-ignored all: the end-to-end tests are
+# the longest first, and which tests run alone); --run-ignored all: the end-to-end tests are
 # ignored by a bare `cargo test`. Every test runs even when one fails (the profile's fail-fast off).
 # The end-to-end and fault tests print what they counted (orders, rows, messages) after the run.
 privacy=logs_and_dead_letters_hold_no_personal_data_or_secrets
@@ -195,11 +195,12 @@ run_tests() {
   return "$rc"
 }
 if [ "$status" = 0 ]; then
-  step "all tests but the outage and privacy ones (unit, template checks, adapters against the emulators, end to end), many at a time"
-  run_tests -E "not binary(outage) and not test(=$privacy)" || status=$?
+  alone='binary_id(orderflow-e2e::outage) | binary_id(orderflow-e2e::webhooks)'
+  step "every test but the outage, webhooks and privacy ones (unit, template checks, adapters against the emulators, end to end), many at a time"
+  run_tests -E "not ($alone) and not test(=$privacy)" || status=$?
 
-  step "the outage tests (tests/tests/outage.rs): each stops what the others need, so alone and one at a time"
-  run_tests --test-threads 1 -E 'binary(outage)' || status=$?
+  step "the outage and webhooks tests (tests/tests/outage.rs, webhooks.rs), alone and one at a time: .config/nextest.toml says why"
+  run_tests --test-threads 1 -E "$alone" || status=$?
 
   step "what the run left in the logs and dead letters: no personal data, no secret (tests/tests/privacy.rs)"
   run_tests -E "test(=$privacy)" || status=$?

@@ -18,8 +18,8 @@ const WAIT: Duration = Duration::from_secs(90);
 
 /// One test at a time: each subscribes to every `OrderPlaced`, so the other's orders would reach its
 /// receivers (and use up a receiver's scripted answers, such as the slow one's single hang). Within
-/// one process (`cargo test`); `make test` runs each test as a process of its own and keeps them
-/// apart with a nextest test group (`.config/nextest.toml`).
+/// one process (`cargo test`); `make test` runs these tests alone, one after another
+/// (`.config/nextest.toml` says why).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The requests a receiver got for `order_id`, with the time each arrived (approximately: when we
