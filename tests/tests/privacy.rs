@@ -153,9 +153,12 @@ async fn logs_and_dead_letters_hold_no_personal_data_or_secrets() {
         |queue: &str| reasons.iter().any(|(at, r)| at.starts_with(queue) && at.ends_with("reason") && !r.is_empty());
     assert!(reason_of("BillingDeadLetterQueueUrl") && reason_of("SmsDeadLetterQueueUrl"), "{reasons:?}");
 
+    // The patterns compiled once: compiled for each of the ~20,000 lines they took 46 s of the
+    // test's 48 (debug build), the reads of the logs and dead letters about 1 s.
+    let patterns = personal();
     let mut found = Vec::new();
     for (place, text) in lines.iter().chain(&reasons) {
-        for (what, pattern) in personal() {
+        for (what, pattern) in &patterns {
             if let Some(m) = pattern.find(text) {
                 found.push(format!("{what} ({}) in {place}: {}", m.as_str(), &text[..text.len().min(300)]));
             }
