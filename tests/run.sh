@@ -173,8 +173,8 @@ step "fuzz targets' build and a short bounded run (nightly, libFuzzer), in the b
 background fuzz env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS FUZZ_SECONDS="${ORDERFLOW_FUZZ_SECONDS:-20}" \
   shared/fuzz/run.sh
 
-# cargo nextest, a process for each test, many at a time (.config/nextest.toml: how many, and the
-# the longest first, and which tests run alone); --run-ignored all: the end-to-end tests are
+# cargo nextest, a process for each test, many at a time (.config/nextest.toml: how many, the
+# longest first, and which tests run alone); --run-ignored all: the end-to-end tests are
 # ignored by a bare `cargo test`. Every test runs even when one fails (the profile's fail-fast off).
 # The end-to-end and fault tests print what they counted (orders, rows, messages) after the run.
 privacy=logs_and_dead_letters_hold_no_personal_data_or_secrets

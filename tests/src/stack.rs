@@ -154,17 +154,17 @@ impl Local {
         Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     }
 
+    /// The environment of the deployed function `function`, as it reads it.
+    async fn variables(&self, function: &str) -> Result<HashMap<String, String>> {
+        let config = self.lambda.get_function_configuration().function_name(function).send().await?;
+        Ok(config.environment().and_then(|e| e.variables()).cloned().unwrap_or_default())
+    }
+
     /// The environment variable `name` of the deployed function named by the output
     /// `function_output`, as the function reads it.
     pub async fn function_env(&self, function_output: &str, name: &str) -> Result<String> {
         let function = self.output(function_output);
-        let config = self.lambda.get_function_configuration().function_name(function).send().await?;
-        config
-            .environment()
-            .and_then(|e| e.variables())
-            .and_then(|v| v.get(name))
-            .cloned()
-            .ok_or_else(|| anyhow!("{function} has no {name}"))
+        self.variables(function).await?.remove(name).ok_or_else(|| anyhow!("{function} has no {name}"))
     }
 
     /// Runs `body` with the function behind `function_output` configured with `name=value` in its
@@ -180,8 +180,7 @@ impl Local {
         use aws_sdk_lambda::types::Environment;
         use futures::FutureExt;
         let function = self.output(function_output).to_string();
-        let before = self.lambda.get_function_configuration().function_name(&function).send().await?;
-        let old = before.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
+        let old = self.variables(&function).await?;
         let mut new = old.clone();
         new.insert(name.to_string(), value.to_string());
         let set = |vars: std::collections::HashMap<String, String>| {

@@ -47,7 +47,7 @@ struct Logged {
 }
 
 /// A number's script: these answers first, then accepted after `delay_millis`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Script {
     to: String,
     /// `(status, Retry-After seconds)`.
@@ -85,11 +85,13 @@ impl Respond for Messages {
         let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
         let to = field("To");
         let mut state = self.0.lock().unwrap();
-        let script = state.scripts.get_mut(&to);
-        let (answer, status) = match script.and_then(|s| (!s.answers.is_empty()).then(|| s.answers.remove(0))) {
-            Some((status, retry_after)) => (scripted(&to, status, retry_after), status),
-            None => {
-                let delay = state.scripts.get(&to).map_or(0, |s| s.delay_millis);
+        let (answer, status) = match state.scripts.get_mut(&to) {
+            Some(script) if !script.answers.is_empty() => {
+                let (status, retry_after) = script.answers.remove(0);
+                (scripted(&to, status, retry_after), status)
+            }
+            script => {
+                let delay = script.map_or(0, |s| s.delay_millis);
                 let accepted = ResponseTemplate::new(201)
                     .set_body_json(serde_json::json!({"sid": "SM-stand-in", "status": "queued"}))
                     .set_delay(Duration::from_millis(delay));
