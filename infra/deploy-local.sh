@@ -88,14 +88,21 @@ build_functions() {
     aarch64) target_flag=--arm64; template_arch=arm64 ;;
     *) log "unsupported machine architecture $(uname -m)"; exit 1 ;;
   esac
-  local profile_flag=() bin_flags=() binary
-  [ "${ORDERFLOW_PROFILE:-debug}" = release ] && profile_flag=(--release)
+  local bin_flags=() binary
   log "building the functions with cargo lambda (${ORDERFLOW_PROFILE:-debug}, $(uname -m))"
   for binary in $(template_binaries); do bin_flags+=(--bin "$binary"); done
-  cargo lambda build --compiler cargo "$target_flag" "${profile_flag[@]}" --output-format zip "${bin_flags[@]}"
+  if [ "${ORDERFLOW_PROFILE:-debug}" = release ]; then
+    # cargo lambda's own zips: `make bench` reports their size.
+    cargo lambda build --compiler cargo "$target_flag" --release --output-format zip "${bin_flags[@]}"
+  else
+    # The debug binaries (about 45 MB each) zipped only when changed, quickly, at once
+    # (infra/zip-functions.py says why): cargo lambda zipped every one at every deploy.
+    cargo lambda build --compiler cargo "$target_flag" --output-format binary "${bin_flags[@]}"
+    python3 infra/zip-functions.py "$CARGO_TARGET_DIR/lambda" $(template_binaries)
+  fi
 }
 
-# The emulator's copy of the template (infra/local-overlay.py): the zips cargo lambda built.
+# The emulator's copy of the template (infra/local-overlay.py): the zips built above.
 local_template() {
   python3 infra/local-overlay.py infra/template.yaml "$CARGO_TARGET_DIR/lambda" "$STATE/template.local.yaml" \
     "${overlay_flags[@]}"
@@ -142,34 +149,49 @@ seed_catalogue() {
 # README's first order ships. Only where the table has no level for it yet: a redeploy never resets
 # what orders took or POST /stock brought.
 seed_stock() {
-  local table sku
+  local table sku pids=() pid
   table=$(output StockTableName)
   for sku in $(python3 -c 'import json, sys; [print(r["PutRequest"]["Item"]["sku"]["S"]) for r in json.load(open(sys.argv[1]))["CATALOGUE_TABLE"]]' infra/seed/catalogue.json); do
-    local err
-    if ! err=$(aws dynamodb put-item --table-name "$table" \
-      --item "{\"sku\": {\"S\": \"$sku\"}, \"available\": {\"N\": \"${STOCK_PER_ITEM:-100}\"}}" \
-      --condition-expression 'attribute_not_exists(sku)' 2>&1 >/dev/null); then
-      # Already stocked (a redeploy) is fine; anything else is a failed deploy.
-      case "$err" in *ConditionalCheckFailed*) ;; *) log "seeding $sku failed: $err"; exit 1 ;; esac
-    fi
+    stock_one "$table" "$sku" &
+    pids+=($!)
   done
+  # The puts at once (the AWS CLI's start is most of each): a failed one fails the deploy.
+  for pid in "${pids[@]}"; do wait "$pid"; done
   log "stock seeded for every catalogue item ($table)"
+}
+
+# TABLE SKU: STOCK_PER_ITEM units of SKU in TABLE, unless it has a level already.
+stock_one() {
+  local err
+  if ! err=$(aws dynamodb put-item --table-name "$1" \
+    --item "{\"sku\": {\"S\": \"$2\"}, \"available\": {\"N\": \"${STOCK_PER_ITEM:-100}\"}}" \
+    --condition-expression 'attribute_not_exists(sku)' 2>&1 >/dev/null); then
+    # Already stocked (a redeploy) is fine; anything else is a failed deploy.
+    case "$err" in *ConditionalCheckFailed*) ;; *) log "seeding $2 failed: $err"; exit 1 ;; esac
+  fi
 }
 
 # One env file per function, read back from the deployed functions themselves, for
 # `cargo lambda watch --env-file .local/env/<function>.env` (see the README).
 env_files() {
   mkdir -p "$STATE/env"
-  aws cloudformation describe-stack-resources --stack-name "$STACK" \
-    --query 'StackResources[?ResourceType==`AWS::Lambda::Function`].[LogicalResourceId,PhysicalResourceId]' --output text |
+  local logical physical pids=() pid
   while read -r logical physical; do
-    local binary
-    binary=$(binary_of "$logical")
-    aws lambda get-function-configuration --function-name "$physical" --query 'Environment.Variables' --output json |
-      python3 -c 'import json,sys; [print(f"{k}={v}") for k, v in sorted(json.load(sys.stdin).items())]' > "$STATE/env/$binary.env"
-    printf 'AWS_ENDPOINT_URL=%s\nAWS_REGION=%s\nAWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test\n' \
-      "$AWS_ENDPOINT_URL" "$AWS_REGION" >> "$STATE/env/$binary.env"
-  done
+    env_file "$(binary_of "$logical")" "$physical" &
+    pids+=($!)
+  done < <(aws cloudformation describe-stack-resources --stack-name "$STACK" \
+    --query 'StackResources[?ResourceType==`AWS::Lambda::Function`].[LogicalResourceId,PhysicalResourceId]' --output text)
+  # The 14 reads at once (the AWS CLI's start is most of each): a failed one fails the deploy.
+  [ "${#pids[@]}" -gt 0 ] || { log "no function in stack $STACK"; exit 1; }
+  for pid in "${pids[@]}"; do wait "$pid"; done
+}
+
+# BINARY FUNCTION: .local/env/BINARY.env, from the deployed FUNCTION's environment.
+env_file() {
+  aws lambda get-function-configuration --function-name "$2" --query 'Environment.Variables' --output json |
+    python3 -c 'import json,sys; [print(f"{k}={v}") for k, v in sorted(json.load(sys.stdin).items())]' > "$STATE/env/$1.env"
+  printf 'AWS_ENDPOINT_URL=%s\nAWS_REGION=%s\nAWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test\n' \
+    "$AWS_ENDPOINT_URL" "$AWS_REGION" >> "$STATE/env/$1.env"
 }
 
 # The Sales API answers through the deployed route (its own 404 for an unknown order, not the
