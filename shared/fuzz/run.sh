@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the fuzz targets (shared/fuzz/fuzz_targets/) for FUZZ_SECONDS each (default 300; `make test`
+# Runs the fuzz targets (shared/fuzz/fuzz_targets/) at once for FUZZ_SECONDS each (default 300; `make test`
 # runs 20). Needs the machine's nightly toolchain; cargo-fuzz is installed, pinned, by the script (infra/common.sh, cargo_tool).
 #
 #   make fuzz                          every target, 5 minutes each
@@ -60,7 +60,9 @@ if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ]; then
   log "built; FUZZ_BUILD_ONLY=1: no target run"
   exit 0
 fi
-for target in $TARGETS; do
+# TARGET: runs it for SECONDS_EACH; on a crash, says where the input is and how to replay it.
+fuzz_one() {
+  local target=$1
   mkdir -p "$STATE/corpus/$target" "$STATE/artifacts/$target"
   log "$target: $SECONDS_EACH s from $(ls "$STATE/corpus/$target" | wc -l) inputs"
   if ! "$FUZZ" fuzz run --fuzz-dir shared/fuzz -s none -O -a "$target" "$STATE/corpus/$target" -- \
@@ -69,8 +71,18 @@ for target in $TARGETS; do
     tail -40 "$STATE/$target.log" >&2
     log "$target crashed: the input is in $STATE/artifacts/$target/; replay it with"
     log "  RUSTUP_TOOLCHAIN=nightly $FUZZ fuzz run --fuzz-dir shared/fuzz -s none -O -a $target <that file>"
-    exit 1
+    return 1
   fi
   grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "$STATE/$target.log" | sed "s/^/[fuzz] $target /" >&2
   log "$target: no crash in $SECONDS_EACH s ($(ls "$STATE/corpus/$target" | wc -l) inputs in the corpus)"
+}
+# The targets at once, a process each (libFuzzer's runs are single-threaded): every target's
+# SECONDS_EACH in the time of one. Each is waited for; one that crashed fails the run.
+pids=()
+for target in $TARGETS; do
+  fuzz_one "$target" &
+  pids+=($!)
 done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit "$status"
