@@ -7,7 +7,8 @@
 //!   queue gets exactly what its Rust `Inbound` type reads;
 //! - Warehouse's S3 label adapter writes a label LocalStack serves back.
 //!
-//! Ignored by a bare `cargo test`; `make test` runs it with `ORDERFLOW_LOCALSTACK_URL` set.
+//! Ignored by a bare `cargo test`; `make test` runs it with `ORDERFLOW_LOCALSTACK_URL` set, while
+//! LocalStack is still starting: each test waits for it to answer first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -34,10 +35,15 @@ const SAMPLES: &[&str] = &[
     "webhooks/stock-released.sqs.json",
 ];
 
+/// How long a test waits for LocalStack to answer: `make test` starts it in the background and runs
+/// the tests without waiting for it (about 35 s on 2 cores, the other tests meanwhile).
+const STARTING: Duration = Duration::from_secs(180);
+
 async fn sdk() -> aws_config::SdkConfig {
     let endpoint = std::env::var("ORDERFLOW_LOCALSTACK_URL")
         .expect("ORDERFLOW_LOCALSTACK_URL is not set: run `make test` (it starts LocalStack with infra/localstack.sh)");
     assert!(endpoint.contains("127.0.0.1") || endpoint.contains("localhost"), "refusing to run against {endpoint}");
+    wait_for_localstack(&endpoint).await;
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(orderflow_harness::aws::https_client())
         .endpoint_url(endpoint)
@@ -45,6 +51,27 @@ async fn sdk() -> aws_config::SdkConfig {
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "localstack"))
         .load()
         .await
+}
+
+/// Until LocalStack's health says SQS is up, as `infra/localstack.sh up` waits for it.
+async fn wait_for_localstack(endpoint: &str) {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let health = client.get(format!("{endpoint}/_localstack/health")).timeout(Duration::from_secs(2)).send().await;
+        if let Ok(answer) = health {
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            if matches!(body["services"]["sqs"].as_str(), Some("available" | "running")) {
+                println!("LocalStack answered after {:?}", started.elapsed());
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < STARTING,
+            "LocalStack at {endpoint} did not answer in {STARTING:?}: its log is .local/localstack/localstack.log"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn sample_event(file: &str) -> OutboundEvent {
