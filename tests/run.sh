@@ -171,7 +171,7 @@ background fuzz env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS FUZZ_SECONDS="${OR
 # longest first, and which tests run alone); --run-ignored all: the end-to-end tests are
 # ignored by a bare `cargo test`. Every test runs even when one fails (the profile's fail-fast off).
 # The end-to-end and fault tests print what they counted (orders, rows, messages) after the run.
-privacy=logs_and_dead_letters_hold_no_personal_data_or_secrets
+privacy=privacy::logs_and_dead_letters_hold_no_personal_data_or_secrets
 # A run that fails before its summary (a binary that does not build or list its tests) writes a
 # line the closing count reads, and so does a Twilio stand-in that died during a step.
 run_tests() {
@@ -189,7 +189,8 @@ run_tests() {
   return "$rc"
 }
 if [ "$status" = 0 ]; then
-  alone='binary_id(orderflow-e2e::outage) | binary_id(orderflow-e2e::webhooks)'
+  # By module of the one end-to-end test binary (tests/tests/all.rs).
+  alone='package(orderflow-e2e) & (test(/^outage::/) | test(/^webhooks::/))'
   step "every test but the outage, webhooks and privacy ones (unit, template checks, adapters against the emulators, end to end), many at a time"
   run_tests -E "not ($alone) and not test(=$privacy)" || status=$?
 

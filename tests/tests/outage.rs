@@ -1,7 +1,7 @@
 //! End to end, with a consumer taken down: the real template on the local emulator
-//! (`infra/deploy-local.sh`). A test binary of its own, because cargo runs test binaries one after
-//! another: while these switch an event source mapping off, no other end-to-end test is running and
-//! waiting on that consumer. Ignored by a bare `cargo test`; `make test` runs them.
+//! (`infra/deploy-local.sh`). `make test` runs these alone, after the other tests, one at a time
+//! (`.config/nextest.toml`): while these switch an event source mapping off, no other end-to-end
+//! test is running and waiting on that consumer. Ignored by a bare `cargo test`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

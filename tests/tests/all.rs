@@ -1,0 +1,22 @@
+//! The end-to-end tests and the template checks: one test binary, a module for each file beside
+//! this one. A binary a file, as cargo makes them by default, compiled the SDK calls each file
+//! makes and linked about 70 MB for each of ten binaries, in every cold `make test` and every time
+//! this crate's library changed (README, "Build and test time").
+//!
+//! The tests are named by module (`outage::…`, `sms::…`): `make test` runs them with cargo nextest,
+//! a process for each test, and picks the ones that run alone by that name (`.config/nextest.toml`,
+//! `tests/run.sh`). By hand, run them the same way, or one at a time:
+//! `cargo test -p orderflow-e2e --test all -- --ignored --test-threads 1` (in one process, the
+//! outage tests would otherwise run beside the tests whose consumers they take down).
+
+mod compensation;
+mod e2e;
+mod email;
+mod localstack;
+mod outage;
+mod privacy;
+mod read_models;
+mod security;
+mod sms;
+mod template;
+mod webhooks;
