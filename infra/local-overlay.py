@@ -1,8 +1,8 @@
 """Makes the emulator's copy of infra/template.yaml. The template meant for AWS is never edited;
 this writes a derived copy with only what the local emulator needs changed:
 
-- each function's `CodeUri: ..` (a workspace for `sam build`) becomes the zip cargo lambda built
-  for it, found through its `Metadata.BuildProperties.Binary`;
+- each function's `CodeUri: ..` (a workspace for `sam build`) becomes its binary's zip (cargo
+  lambda's for a release build, infra/zip-functions.py's for the debug one), found through its `Metadata.BuildProperties.Binary`;
 - `AWS::Events::Archive` is dropped: MiniStack's CloudFormation has no provisioner for it
   (infra/deploy-local.sh creates the archive through the EventBridge API instead);
 - every function is given `AWS_LAMBDA_LOG_FORMAT=JSON`, as Lambda derives it on AWS from the
@@ -78,7 +78,7 @@ def main(template, lambda_dir, out, *flags):
                 sys.exit(f"CodeUri without a preceding Metadata.BuildProperties.Binary: {line!r}")
             zip_path = os.path.join(lambda_dir, binary, "bootstrap.zip")
             if not os.path.exists(zip_path):
-                sys.exit(f"{zip_path} is missing: build with cargo lambda first")
+                sys.exit(f"{zip_path} is missing: build and zip with infra/deploy-local.sh first")
             line = f"{m.group(1)}CodeUri: {os.path.abspath(zip_path)}\n"
             replaced.add(binary)
             binary = None

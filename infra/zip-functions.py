@@ -59,16 +59,19 @@ def zip_one(lambda_dir, binary):
     partial = target + ".partial"
     with open(source, "rb") as f, zipfile.ZipFile(partial, "w") as z:
         z.writestr(entry, f.read(), compresslevel=1)
+    # The stamp of the zip made here (a rename keeps it): read after the rename, it could be a
+    # release zip cargo lambda wrote meanwhile, which the record would then vouch for.
+    made = stamp(partial)
     os.replace(partial, target)
     with open(record, "w") as f:
-        f.write(f"{wanted} {stamp(target)}")
+        f.write(f"{wanted} {made}")
     return True
 
 
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    lambda_dir, binaries = sys.argv[1], sys.argv[2:]
+    lambda_dir, binaries = sys.argv[1], sorted(set(sys.argv[2:]))
     # zlib lets go of the GIL while it compresses: threads use every core.
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         made = dict(zip(binaries, pool.map(lambda b: zip_one(lambda_dir, b), binaries)))

@@ -9,8 +9,9 @@
 #                                      in the background while it does the rest)
 #
 # Corpora start from events-samples/ (the API samples' bodies, every SQS sample's record bodies)
-# and grow in .local/fuzz/corpus/<target>/ from run to run. A crash stops the run, leaves its input
-# in .local/fuzz/artifacts/<target>/ and prints how to replay it; make it a regression test in the
+# and grow in .local/fuzz/corpus/<target>/ from run to run. A crash stops its target (the others
+# fuzz on for their time) and fails the run, leaves its input in .local/fuzz/artifacts/<target>/
+# and prints how to replay it; make it a regression test in the
 # crate it concerns (README, "Security").
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

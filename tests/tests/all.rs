@@ -5,9 +5,19 @@
 //!
 //! The tests are named by module (`outage::…`, `sms::…`): `make test` runs them with cargo nextest,
 //! a process for each test, and picks the ones that run alone by that name (`.config/nextest.toml`,
-//! `tests/run.sh`). By hand, run them the same way, or one at a time:
-//! `cargo test -p orderflow-e2e --test all -- --ignored --test-threads 1` (in one process, the
-//! outage tests would otherwise run beside the tests whose consumers they take down).
+//! `tests/run.sh`). By hand, against a stack `make demo` deployed, run them the same way, the
+//! outage and webhooks tests after the rest and one at a time, the privacy read last:
+//!
+//! ```text
+//! cargo nextest run -p orderflow-e2e --run-ignored all -E 'not test(/^(outage|webhooks|privacy|localstack)::/)'
+//! cargo nextest run -p orderflow-e2e --run-ignored all --test-threads 1 -E 'test(/^(outage|webhooks)::/)'
+//! cargo nextest run -p orderflow-e2e --run-ignored all -E 'test(/^privacy::/)'
+//! ```
+//!
+//! (`localstack::` needs LocalStack on the host: `infra/localstack.sh up`, then
+//! `ORDERFLOW_LOCALSTACK_URL=$(infra/localstack.sh endpoint)`.) Under one `cargo test -- --ignored`
+//! every module would run at once in one process, the outage tests beside the tests whose
+//! consumers they take down.
 
 mod compensation;
 mod e2e;

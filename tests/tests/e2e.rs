@@ -1,8 +1,8 @@
 //! End to end: infra/template.yaml deployed on the local emulator with the real binaries
 //! (`infra/deploy-local.sh`), driven over HTTP and SQS, asserting on stored state and queue contents.
-//! Ignored by a bare `cargo test`; `make test` deploys and runs them with `--include-ignored`.
+//! Ignored by a bare `cargo test`; `make test` deploys and runs them (`tests/all.rs` says how).
 //! Every test uses its own SKUs and correlation-id prefix, so they run concurrently. Tests that take a
-//! consumer down are in `outage.rs`, a test binary of its own, so they never stall these.
+//! consumer down are in `outage.rs`, which `make test` runs alone, so they never stall these.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -68,7 +68,8 @@ async fn wait_for_localstack(endpoint: &str) {
         }
         assert!(
             started.elapsed() < STARTING,
-            "LocalStack at {endpoint} did not answer in {STARTING:?}: its log is .local/localstack/localstack.log"
+            "LocalStack at {endpoint} did not answer in {STARTING:?}: see .local/localstack-up.log (its install and \
+             start) and .local/localstack/localstack.log"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -59,7 +59,7 @@ async fn a_consumer_that_is_down_loses_nothing_and_catches_up_when_it_returns() 
             }
             // Billing, which is up, does its part for every order ...
             local.collect(&tap, WAIT, |seen| ids.iter().all(|id| count(seen, id, "OrderBilled") == 1)).await.unwrap();
-            // ... their OrderBilled events sit in Warehouse's queue (all of it ours: this binary runs alone) ...
+            // ... their OrderBilled events sit in Warehouse's queue (all of it ours: these tests run alone) ...
             let queue = local.output("WarehouseQueueUrl");
             eventually("the OrderBilled events in Warehouse's queue", WAIT, || async {
                 Ok((local.queue_depth(queue).await? >= ids.len() as u32).then_some(()))
@@ -407,7 +407,7 @@ async fn reporting_tables_emptied_and_rebuilt_by_replay_equal_what_they_were_and
             .to_string();
     assert!(refused.contains("takes no replays"), "{refused}");
 
-    // The window: orders placed by this test alone (this binary runs alone).
+    // The window: orders placed by this test alone (these tests run alone).
     let from = chrono::Utc::now() - chrono::Duration::seconds(1);
     let sku = unique_sku("BOOK");
     local.stock_product(&sku, 1999, 5).await.unwrap();

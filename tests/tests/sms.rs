@@ -1,6 +1,6 @@
-//! End to end, texts: the real SMS binary on the local emulator, sending to a Twilio stand-in that
-//! this test binary runs (`orderflow_e2e::twilio`, on the port the local deployment points the
-//! consumer at). Assertions are on what the stand-in received, never on logs. Ignored by a bare
+//! End to end, texts: the real SMS binary on the local emulator, sending to the Twilio stand-in
+//! (`orderflow_e2e::twilio`, on the port the local deployment points the consumer at: `make test`
+//! runs one for the whole run). Assertions are on what the stand-in received, never on logs. Ignored by a bare
 //! `cargo test`; `make test` runs them.
 
 use std::time::Duration;

@@ -283,6 +283,25 @@ fn no_target_that_cargo_test_skips_holds_a_unit_test() {
     assert!(files_with_unit_tests(harness).len() >= 3, "{:?}", files_with_unit_tests(harness));
 }
 
+#[test]
+fn every_test_file_is_a_module_of_the_one_test_binary() {
+    // `autotests = false` (tests/Cargo.toml): cargo no longer makes a binary of each file in
+    // tests/tests/, so a file that tests/all.rs does not declare would be compiled and run by nobody.
+    let dir = orderflow_e2e::template::root().join("tests/tests");
+    let all = std::fs::read_to_string(dir.join("all.rs")).unwrap();
+    let declared: BTreeSet<&str> = all.lines().filter_map(|l| l.strip_prefix("mod ")?.strip_suffix(';')).collect();
+    let files: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter_map(|name| Some(name.strip_suffix(".rs")?.to_string()))
+        .filter(|name| name != "all")
+        .collect();
+    let missing: Vec<&String> = files.iter().filter(|f| !declared.contains(f.as_str())).collect();
+    assert!(missing.is_empty(), "tests/tests/{missing:?}.rs: not a `mod` of tests/tests/all.rs, so never run");
+    // The check can fail: it finds this file among them.
+    assert!(declared.contains("template") && files.contains("template"), "{declared:?} {files:?}");
+}
+
 /// What cargo would compile for `args`, from `--unit-graph`.
 fn unit_graph(args: &[&str]) -> serde_json::Value {
     cargo_json(args, true)
