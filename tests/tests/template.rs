@@ -296,8 +296,9 @@ fn every_test_file_is_a_module_of_the_one_test_binary() {
         .filter_map(|name| Some(name.strip_suffix(".rs")?.to_string()))
         .filter(|name| name != "all")
         .collect();
-    let missing: Vec<&String> = files.iter().filter(|f| !declared.contains(f.as_str())).collect();
-    assert!(missing.is_empty(), "tests/tests/{missing:?}.rs: not a `mod` of tests/tests/all.rs, so never run");
+    let missing: Vec<String> =
+        files.iter().filter(|f| !declared.contains(f.as_str())).map(|f| format!("tests/tests/{f}.rs")).collect();
+    assert!(missing.is_empty(), "{missing:?}: not a `mod` of tests/tests/all.rs, so never run");
     // The check can fail: it finds this file among them.
     assert!(declared.contains("template") && files.contains("template"), "{declared:?} {files:?}");
 }
