@@ -83,6 +83,13 @@ localhost_certificate() {
 # One log line on stderr, prefixed with the script's LOG_PREFIX.
 log() { printf '[%s] %s\n' "${LOG_PREFIX:-orderflow}" "$*" >&2; }
 
+# Waits for every process PID... (jobs of this shell); fails if any of them failed, after all ended.
+wait_all() {
+  local pid failed=0
+  for pid in "$@"; do wait "$pid" || failed=1; done
+  return "$failed"
+}
+
 # Waits until `$1` (a command) succeeds, for at most $2 seconds (a service just started).
 await_check() {
   local check="$1" seconds="$2" _

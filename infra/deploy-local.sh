@@ -149,14 +149,14 @@ seed_catalogue() {
 # README's first order ships. Only where the table has no level for it yet: a redeploy never resets
 # what orders took or POST /stock brought.
 seed_stock() {
-  local table sku pids=() pid
+  local table sku pids=()
   table=$(output StockTableName)
   for sku in $(python3 -c 'import json, sys; [print(r["PutRequest"]["Item"]["sku"]["S"]) for r in json.load(open(sys.argv[1]))["CATALOGUE_TABLE"]]' infra/seed/catalogue.json); do
     stock_one "$table" "$sku" &
     pids+=($!)
   done
   # The puts at once (the AWS CLI's start is most of each): a failed one fails the deploy.
-  for pid in "${pids[@]}"; do wait "$pid"; done
+  wait_all "${pids[@]}"
   log "stock seeded for every catalogue item ($table)"
 }
 
@@ -175,7 +175,7 @@ stock_one() {
 # `cargo lambda watch --env-file .local/env/<function>.env` (see the README).
 env_files() {
   mkdir -p "$STATE/env"
-  local logical physical pids=() pid
+  local logical physical pids=()
   while read -r logical physical; do
     env_file "$(binary_of "$logical")" "$physical" &
     pids+=($!)
@@ -183,7 +183,7 @@ env_files() {
     --query 'StackResources[?ResourceType==`AWS::Lambda::Function`].[LogicalResourceId,PhysicalResourceId]' --output text)
   # The 14 reads at once (the AWS CLI's start is most of each): a failed one fails the deploy.
   [ "${#pids[@]}" -gt 0 ] || { log "no function in stack $STACK"; exit 1; }
-  for pid in "${pids[@]}"; do wait "$pid"; done
+  wait_all "${pids[@]}"
 }
 
 # BINARY FUNCTION: .local/env/BINARY.env, from the deployed FUNCTION's environment.

@@ -2,7 +2,8 @@
 this writes a derived copy with only what the local emulator needs changed:
 
 - each function's `CodeUri: ..` (a workspace for `sam build`) becomes its binary's zip (cargo
-  lambda's for a release build, infra/zip-functions.py's for the debug one), found through its `Metadata.BuildProperties.Binary`;
+  lambda's for a release build, infra/zip-functions.py's for the debug one), found through its
+  `Metadata.BuildProperties.Binary`;
 - `AWS::Events::Archive` is dropped: MiniStack's CloudFormation has no provisioner for it
   (infra/deploy-local.sh creates the archive through the EventBridge API instead);
 - every function is given `AWS_LAMBDA_LOG_FORMAT=JSON`, as Lambda derives it on AWS from the

@@ -22,14 +22,6 @@ import sys
 import zipfile
 
 
-def digest(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def stamp(path):
     st = os.stat(path)
     return f"{st.st_size} {st.st_mtime_ns}"
@@ -43,7 +35,10 @@ def zip_one(lambda_dir, binary):
     record = target + ".source"
     if not os.path.isfile(source):
         sys.exit(f"{source} is missing: build with cargo lambda --output-format binary first")
-    wanted = digest(source)
+    # Read once: hashed, and zipped when it changed.
+    with open(source, "rb") as f:
+        content = f.read()
+    wanted = hashlib.sha256(content).hexdigest()
     try:
         with open(record) as f:
             kept_digest, kept_stamp = f.read().split(" ", 1)
@@ -57,8 +52,8 @@ def zip_one(lambda_dir, binary):
     entry.external_attr = 0o100755 << 16
     entry.compress_type = zipfile.ZIP_DEFLATED
     partial = target + ".partial"
-    with open(source, "rb") as f, zipfile.ZipFile(partial, "w") as z:
-        z.writestr(entry, f.read(), compresslevel=1)
+    with zipfile.ZipFile(partial, "w") as z:
+        z.writestr(entry, content, compresslevel=1)
     # The stamp of the zip made here (a rename keeps it): read after the rename, it could be a
     # release zip cargo lambda wrote meanwhile, which the record would then vouch for.
     made = stamp(partial)

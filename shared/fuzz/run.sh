@@ -84,6 +84,4 @@ for target in $TARGETS; do
   fuzz_one "$target" &
   pids+=($!)
 done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-exit "$status"
+wait_all "${pids[@]}"

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use orderflow_contracts::{schemas, Address};
 use orderflow_e2e::template::{root, Template};
-use orderflow_e2e::{create_queue, unique};
+use orderflow_e2e::{create_queue, eventually, unique};
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{EventPublisher, OutboundEvent};
 use serde_json::Value;
@@ -57,22 +57,23 @@ async fn sdk() -> aws_config::SdkConfig {
 async fn wait_for_localstack(endpoint: &str) {
     let client = reqwest::Client::new();
     let started = Instant::now();
-    loop {
-        let health = client.get(format!("{endpoint}/_localstack/health")).timeout(Duration::from_secs(2)).send().await;
-        if let Ok(answer) = health {
-            let body: Value = answer.json().await.unwrap_or(Value::Null);
-            if matches!(body["services"]["sqs"].as_str(), Some("available" | "running")) {
-                println!("LocalStack answered after {:?}", started.elapsed());
-                return;
-            }
-        }
-        assert!(
-            started.elapsed() < STARTING,
-            "LocalStack at {endpoint} did not answer in {STARTING:?}: see .local/localstack-up.log (its install and \
-             start) and .local/localstack/localstack.log"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let what = format!(
+        "LocalStack at {endpoint} answering (see .local/localstack-up.log, its install and start, and \
+         .local/localstack/localstack.log)"
+    );
+    eventually(&what, STARTING, || async {
+        // Refused, or no answer yet, while it starts: not yet, not a failure.
+        let Ok(answer) =
+            client.get(format!("{endpoint}/_localstack/health")).timeout(Duration::from_secs(2)).send().await
+        else {
+            return Ok(None);
+        };
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        Ok(matches!(body["services"]["sqs"].as_str(), Some("available" | "running")).then_some(()))
+    })
+    .await
+    .unwrap();
+    println!("LocalStack answered after {:?}", started.elapsed());
 }
 
 fn sample_event(file: &str) -> OutboundEvent {
