@@ -48,11 +48,13 @@ pub const MARKS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The DynamoDB adapter. Table: partition key `orderId` (S); `sentIds` (SS); TTL `expiresAt`.
 #[derive(Debug, Clone)]
+#[cfg(feature = "aws")]
 pub struct DynamoDbSentMarks {
     client: aws_sdk_dynamodb::Client,
     table: String,
 }
 
+#[cfg(feature = "aws")]
 impl DynamoDbSentMarks {
     /// Uses `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -60,8 +62,10 @@ impl DynamoDbSentMarks {
     }
 }
 
+#[cfg(feature = "aws")]
 const MARKS: &str = "outbox marks";
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl SentMarks for DynamoDbSentMarks {
     async fn mark_sent(&self, order_id: &str, event_ids: &[String]) -> Result<(), StoreError> {
@@ -225,6 +229,7 @@ pub const PUBLISH_ON_WRITE: bool = true;
 
 /// The order store a writer (the API, the status consumer) uses: the DynamoDB table, with the fast
 /// path over `bus`, marked in `marks_table`, when `publish_on_write` (else the relay alone publishes).
+#[cfg(feature = "aws")]
 pub fn writer_store(
     sdk: &aws_config::SdkConfig,
     table: String,

@@ -21,9 +21,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, DurationRound, Utc};
+#[cfg(feature = "aws")]
 use orderflow_harness::dynamo::{get_s, is_conditional_check_failed, n, s, store_error};
 use orderflow_harness::StoreError;
 
+#[cfg(feature = "aws")]
 const STORE: &str = "caller records";
 
 /// How long an idempotency key is remembered: a retry with the same key after that is a new order.
@@ -90,11 +92,13 @@ fn window_pk(subject: &str, now: DateTime<Utc>) -> String {
 
 /// The DynamoDB adapter.
 #[derive(Debug, Clone)]
+#[cfg(feature = "aws")]
 pub struct DynamoDbCallerRecords {
     client: aws_sdk_dynamodb::Client,
     table: String,
 }
 
+#[cfg(feature = "aws")]
 impl DynamoDbCallerRecords {
     /// Uses `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -102,6 +106,7 @@ impl DynamoDbCallerRecords {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl CallerRecords for DynamoDbCallerRecords {
     async fn claim_key(

@@ -9,13 +9,16 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+#[cfg(feature = "aws")]
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use orderflow_contracts::{Currency, OrderLine, Totals, MAX_AMOUNT_MINOR};
+use orderflow_contracts::{Currency, OrderLine, Totals};
+#[cfg(feature = "aws")]
 use orderflow_harness::dynamo::{get_n, get_s, s, store_error};
 use orderflow_harness::StoreError;
 
 use crate::validation::{field_error, FieldError, OrderRequest};
 
+#[cfg(feature = "aws")]
 const STORE: &str = "catalogue";
 
 /// One product.
@@ -76,23 +79,28 @@ pub fn price(
     Ok((lines, totals))
 }
 
+#[cfg(feature = "aws")]
 fn parse(item: &HashMap<String, AttributeValue>) -> Option<Product> {
     let unit_price_minor: i64 = get_n(item, "unitPriceMinor")?;
     Some(Product {
         sku: get_s(item, "sku")?.to_string(),
         name: get_s(item, "name").unwrap_or_default().to_string(),
-        unit_price_minor: (1..=MAX_AMOUNT_MINOR).contains(&unit_price_minor).then_some(unit_price_minor)?,
+        unit_price_minor: (1..=orderflow_contracts::MAX_AMOUNT_MINOR)
+            .contains(&unit_price_minor)
+            .then_some(unit_price_minor)?,
         currency: Currency::parse(get_s(item, "currency")?)?,
     })
 }
 
 /// The DynamoDB adapter.
 #[derive(Debug, Clone)]
+#[cfg(feature = "aws")]
 pub struct DynamoDbCatalogue {
     client: aws_sdk_dynamodb::Client,
     table: String,
 }
 
+#[cfg(feature = "aws")]
 impl DynamoDbCatalogue {
     /// Uses `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -100,6 +108,7 @@ impl DynamoDbCatalogue {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl Catalogue for DynamoDbCatalogue {
     async fn products(&self, skus: &[String]) -> Result<HashMap<String, Product>, StoreError> {

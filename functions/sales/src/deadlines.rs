@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+#[cfg(feature = "aws")]
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, Target,
 };
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+#[cfg(feature = "aws")]
 const STORE: &str = "backorder deadlines";
 
 /// A backordered order's time is up (Sales' own timer message; never on the bus).
@@ -95,6 +97,7 @@ pub trait Deadlines: Send + Sync {
 /// delivery the scheduler gives up on goes to `dead_letter_arn` (the consumer's dead-letter queue,
 /// whose alarm pages), never silently nowhere.
 #[derive(Debug, Clone)]
+#[cfg(feature = "aws")]
 pub struct SchedulerDeadlines {
     client: aws_sdk_scheduler::Client,
     group: String,
@@ -103,6 +106,7 @@ pub struct SchedulerDeadlines {
     dead_letter_arn: String,
 }
 
+#[cfg(feature = "aws")]
 impl SchedulerDeadlines {
     /// Schedules in `group`, delivering to `queue_arn` as `role_arn`, failures to `dead_letter_arn`.
     pub fn new(
@@ -116,6 +120,7 @@ impl SchedulerDeadlines {
     }
 }
 
+#[cfg(feature = "aws")]
 fn scheduler_error<E>(e: aws_sdk_scheduler::error::SdkError<E>) -> StoreError
 where
     E: std::error::Error + Send + Sync + 'static,
@@ -123,6 +128,7 @@ where
     StoreError::retryable(STORE, aws_sdk_scheduler::error::DisplayErrorContext(e).to_string())
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl Deadlines for SchedulerDeadlines {
     async fn set(&self, order_id: &str, at: DateTime<Utc>, message: String) -> Result<(), StoreError> {

@@ -13,11 +13,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+#[cfg(feature = "aws")]
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use orderflow_contracts::{
     CancelledBy, Envelope, Metadata, OrderCancelled, OrderState, OrderStatus, OrderStatusChanged, StatusEntry,
 };
+#[cfg(feature = "aws")]
 use orderflow_harness::dynamo::{get_n, get_s, is_conditional_check_failed, n, s, store_error};
 use orderflow_harness::{OutboundEvent, StoreError};
 
@@ -171,15 +173,18 @@ pub async fn cancel(
     Err(StoreError::retryable(STORE, format!("order {order_id} kept changing under {MAX_CONFLICTS} attempts")))
 }
 
+#[cfg(feature = "aws")]
 fn document(state: &OrderState) -> AttributeValue {
     s(serde_json::to_string(state).expect("order state serialises"))
 }
 
+#[cfg(feature = "aws")]
 fn outbox(event: &OutboundEvent) -> AttributeValue {
     s(serde_json::to_string(event).expect("outbound events serialise"))
 }
 
 /// Several events of one write: a JSON array (the relay reads one object or an array).
+#[cfg(feature = "aws")]
 fn outbox_of_all(events: &[OutboundEvent]) -> AttributeValue {
     match events {
         [one] => outbox(one),
@@ -189,11 +194,13 @@ fn outbox_of_all(events: &[OutboundEvent]) -> AttributeValue {
 
 /// The DynamoDB adapter.
 #[derive(Debug, Clone)]
+#[cfg(feature = "aws")]
 pub struct DynamoDbOrderStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
 }
 
+#[cfg(feature = "aws")]
 impl DynamoDbOrderStore {
     /// Uses `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -217,6 +224,7 @@ impl DynamoDbOrderStore {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl OrderStore for DynamoDbOrderStore {
     async fn create(&self, order: &StoredOrder, announcement: &OutboundEvent) -> Result<Created, StoreError> {

@@ -22,13 +22,14 @@ use futures::FutureExt;
 use orderflow_contracts::Inbound;
 use tracing::{error, warn};
 
+#[cfg(feature = "aws")]
 use crate::config::ConsumerConfig;
 use crate::consumer::{RecordContext, AWS_ONLY_RECORD_BUDGET};
 use crate::dead_letter::DeadLetterSink;
 use crate::error::{growing_delay, HandlerError};
 use crate::sqs::{
     dead_letter, decode_delivered, enter_trace, hold_back, invocation_deadline, panic_message, receive_count, respond,
-    sqs_ports, too_late_to_start, BatchError, BatchResult, Decoded, Outcome,
+    too_late_to_start, BatchError, BatchResult, Decoded, Outcome,
 };
 use crate::visibility::VisibilityPort;
 use crate::{deadline, telemetry};
@@ -90,12 +91,13 @@ impl<E: Inbound> BatchConsumer<E> {
     }
 
     /// The production wiring: the SQS dead-letter queue and visibility from `config`.
+    #[cfg(feature = "aws")]
     pub fn from_config(
         config: &ConsumerConfig,
         sdk: &aws_config::SdkConfig,
         handler: Arc<dyn BatchHandler<E>>,
     ) -> Self {
-        let (dead_letters, visibility) = sqs_ports(config, sdk);
+        let (dead_letters, visibility) = crate::sqs::sqs_ports(config, sdk);
         Self::new(config.consumer_name.clone(), handler, dead_letters).with_visibility(visibility)
     }
 

@@ -44,14 +44,15 @@ use futures::{FutureExt, StreamExt};
 use orderflow_contracts::{Inbound, Metadata};
 use tracing::{error, info, warn, Instrument};
 
+#[cfg(feature = "aws")]
 use crate::config::ConsumerConfig;
 use crate::dead_letter::DeadLetterSink;
 use crate::deadline;
 use crate::error::{growing_delay, HandlerError};
-use crate::idempotency::{Claim, DynamoDbIdempotencyStore, IdempotencyStore};
+use crate::idempotency::{Claim, IdempotencyStore};
 use crate::sqs::{
     dead_letter, decode_delivered, enter_trace, hold_back, invocation_deadline, panic_message, receive_count, respond,
-    sqs_ports, too_late_to_start, Outcome,
+    too_late_to_start, Outcome,
 };
 pub use crate::sqs::{decode, BatchError, BatchResult, Decoded, SETTLE_RESERVE};
 use crate::telemetry;
@@ -173,12 +174,16 @@ impl<E: Inbound> Consumer<E> {
     }
 
     /// The production wiring: DynamoDB idempotency store and SQS dead-letter queue from `config`.
+    #[cfg(feature = "aws")]
     pub fn from_config(config: &ConsumerConfig, sdk: &aws_config::SdkConfig, handler: Arc<dyn Handler<E>>) -> Self {
-        let (dead_letters, visibility) = sqs_ports(config, sdk);
+        let (dead_letters, visibility) = crate::sqs::sqs_ports(config, sdk);
         Self::new(
             config.consumer_name.clone(),
             handler,
-            Arc::new(DynamoDbIdempotencyStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.idempotency_table)),
+            Arc::new(crate::idempotency::DynamoDbIdempotencyStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                &config.idempotency_table,
+            )),
             dead_letters,
             ConsumerSettings {
                 max_concurrency: config.max_concurrency,

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessageAttribute;
-use aws_sdk_sqs::primitives::Blob;
-use aws_sdk_sqs::types::MessageAttributeValue;
+#[cfg(feature = "aws")]
+use aws_sdk_sqs::{primitives::Blob, types::MessageAttributeValue};
 
 /// The prefix of the attributes the harness adds to a dead letter (reason, consumer, source message
 /// id, receive count). An original attribute with this prefix (from an earlier dead-lettering that
@@ -55,6 +55,7 @@ pub trait DeadLetterSink: Send + Sync {
     async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError>;
 }
 
+#[cfg(feature = "aws")]
 /// The SQS adapter.
 #[derive(Debug, Clone)]
 pub struct SqsDeadLetterQueue {
@@ -62,6 +63,7 @@ pub struct SqsDeadLetterQueue {
     queue_url: String,
 }
 
+#[cfg(feature = "aws")]
 impl SqsDeadLetterQueue {
     /// Sends to `queue_url` (a FIFO DLQ when it ends in `.fifo`).
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
@@ -69,10 +71,12 @@ impl SqsDeadLetterQueue {
     }
 }
 
+#[cfg(feature = "aws")]
 fn attribute(value: impl Into<String>) -> Result<MessageAttributeValue, String> {
     MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| e.to_string())
 }
 
+#[cfg(feature = "aws")]
 /// An attribute as Lambda delivered it, as SQS takes it back.
 fn original(value: &SqsMessageAttribute) -> Result<MessageAttributeValue, String> {
     MessageAttributeValue::builder()
@@ -83,6 +87,7 @@ fn original(value: &SqsMessageAttribute) -> Result<MessageAttributeValue, String
         .map_err(|e| e.to_string())
 }
 
+#[cfg(feature = "aws")]
 /// The attributes of the copy: the reason, every original one (but stale `orderflow.*` ones), then
 /// the harness's other ones as far as SQS's ten allow. Only an original with all ten of SQS's
 /// attributes loses one (the last by name) to the reason, with a warning.
@@ -121,6 +126,7 @@ pub fn copy_attributes(letter: &DeadLetter) -> Result<Vec<(String, MessageAttrib
     Ok(out)
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl DeadLetterSink for SqsDeadLetterQueue {
     async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {

@@ -12,11 +12,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
 use crate::clock::{Clock, SystemClock};
+#[cfg(feature = "aws")]
 use crate::dynamo::{get_s, is_conditional_check_failed, n, s, store_error};
 pub use crate::store::StoreError;
 
@@ -63,18 +64,21 @@ pub trait IdempotencyStore: Send + Sync {
     async fn release(&self, key: &str, token: &ClaimToken) -> Result<(), StoreError>;
 }
 
+#[cfg(feature = "aws")]
 fn epoch_secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+#[cfg(feature = "aws")]
 fn epoch_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn lost(key: &str) -> StoreError {
     StoreError::permanent(STORE, format!("claim on {key} is no longer ours (expired and taken over)"))
 }
 
+#[cfg(feature = "aws")]
 /// The DynamoDB adapter. Table: partition key `id` (S); TTL attribute `expiresAt` (epoch seconds).
 /// Item: `status` (`IN_PROGRESS` | `COMPLETED`), `lockedUntil` (epoch ms), `owner` (the claim token).
 #[derive(Debug, Clone)]
@@ -83,6 +87,7 @@ pub struct DynamoDbIdempotencyStore {
     table: String,
 }
 
+#[cfg(feature = "aws")]
 impl DynamoDbIdempotencyStore {
     /// Uses `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -90,6 +95,7 @@ impl DynamoDbIdempotencyStore {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl IdempotencyStore for DynamoDbIdempotencyStore {
     async fn claim(&self, key: &str, locked_until: SystemTime) -> Result<Claim, StoreError> {

@@ -20,6 +20,7 @@ compile_error!(
     "orderflow-harness needs panic = \"unwind\" (set it in [profile.release]): the consumer contains panics per record"
 );
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod batch;
 pub mod caller;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod consumer;
 pub mod dead_letter;
 pub mod deadline;
+#[cfg(feature = "aws")]
 pub mod dynamo;
 pub mod error;
 pub mod idempotency;

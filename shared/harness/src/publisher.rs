@@ -145,6 +145,7 @@ pub trait PutEventsApi: Send + Sync {
     async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, CallFailure>;
 }
 
+#[cfg(feature = "aws")]
 fn call_failure<E, R>(e: aws_sdk_eventbridge::error::SdkError<E, R>) -> CallFailure
 where
     E: aws_sdk_eventbridge::error::ProvideErrorMetadata + std::error::Error + 'static,
@@ -163,6 +164,7 @@ where
     CallFailure { message: aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(), retryable }
 }
 
+#[cfg(feature = "aws")]
 /// The SDK adapter: the client and the bus it sends to.
 #[derive(Debug, Clone)]
 pub struct EventBridgeApi {
@@ -170,6 +172,7 @@ pub struct EventBridgeApi {
     bus: String,
 }
 
+#[cfg(feature = "aws")]
 impl EventBridgeApi {
     /// Sends to `bus` (name or ARN).
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
@@ -177,6 +180,7 @@ impl EventBridgeApi {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl PutEventsApi for EventBridgeApi {
     async fn put_events(&self, entries: &[OutboundEvent]) -> Result<Vec<Option<(String, String)>>, CallFailure> {
@@ -216,9 +220,11 @@ pub struct ChunkedPublisher<A> {
     backoff: ExponentialBuilder,
 }
 
+#[cfg(feature = "aws")]
 /// The production publisher.
 pub type EventBridgePublisher = ChunkedPublisher<EventBridgeApi>;
 
+#[cfg(feature = "aws")]
 impl EventBridgePublisher {
     /// Publishes to `bus` with the default retry policy.
     pub fn eventbridge(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {

@@ -43,12 +43,14 @@ pub trait SecretSource: Send + Sync {
     async fn fetch(&self) -> Result<String, String>;
 }
 
+#[cfg(feature = "aws")]
 /// Secrets Manager: the secret's current (`AWSCURRENT`) string.
 pub struct SecretsManagerSource {
     client: aws_sdk_secretsmanager::Client,
     secret_id: String,
 }
 
+#[cfg(feature = "aws")]
 impl SecretsManagerSource {
     /// The secret `secret_id` (name or ARN).
     pub fn new(sdk: &aws_config::SdkConfig, secret_id: impl Into<String>) -> Self {
@@ -56,6 +58,7 @@ impl SecretsManagerSource {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl SecretSource for SecretsManagerSource {
     async fn fetch(&self) -> Result<String, String> {

@@ -12,10 +12,11 @@ use orderflow_contracts::{ContractError, Inbound, Metadata, RawEnvelope, TraceCo
 use serde_json::value::RawValue;
 use tracing::{error, info, warn};
 
+#[cfg(feature = "aws")]
 use crate::config::ConsumerConfig;
-use crate::dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::telemetry::Counts;
-use crate::visibility::{longest_delay, SqsVisibility, VisibilityPort};
+use crate::visibility::{longest_delay, VisibilityPort};
 
 /// Time kept after the last record for what the batch still does: the visibility changes of "retry
 /// after", the dead letters' sends, and the response.
@@ -48,6 +49,7 @@ pub struct BatchResult {
     pub counts: Counts,
 }
 
+#[cfg(feature = "aws")]
 /// The consumer's own SQS queues as the harness's ports: its dead-letter queue, and its queue for
 /// "retry after" (shared by [`Consumer`] and [`crate::BatchConsumer`]).
 pub(crate) fn sqs_ports(
@@ -56,8 +58,8 @@ pub(crate) fn sqs_ports(
 ) -> (Arc<dyn DeadLetterSink>, Arc<dyn VisibilityPort>) {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     (
-        Arc::new(SqsDeadLetterQueue::new(sqs.clone(), &config.dead_letter_queue_url)),
-        Arc::new(SqsVisibility::new(sqs, &config.queue_url)),
+        Arc::new(crate::dead_letter::SqsDeadLetterQueue::new(sqs.clone(), &config.dead_letter_queue_url)),
+        Arc::new(crate::visibility::SqsVisibility::new(sqs, &config.queue_url)),
     )
 }
 

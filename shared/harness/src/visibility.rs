@@ -35,6 +35,7 @@ pub trait VisibilityPort: Send + Sync {
     async fn delay(&self, receipt_handle: &str, after: Duration) -> Result<(), String>;
 }
 
+#[cfg(feature = "aws")]
 /// The SQS adapter: the consumer's own queue.
 #[derive(Debug, Clone)]
 pub struct SqsVisibility {
@@ -42,6 +43,7 @@ pub struct SqsVisibility {
     queue_url: String,
 }
 
+#[cfg(feature = "aws")]
 impl SqsVisibility {
     /// For the queue at `queue_url`.
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
@@ -49,6 +51,7 @@ impl SqsVisibility {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl VisibilityPort for SqsVisibility {
     async fn delay(&self, receipt_handle: &str, after: Duration) -> Result<(), String> {

@@ -23,9 +23,11 @@ use async_trait::async_trait;
 use orderflow_contracts::OrderState;
 use orderflow_harness::clock::{Clock, SystemClock};
 use orderflow_harness::StoreError;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
-use tracing::warn;
+#[cfg(feature = "redis")]
+use redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    Script,
+};
 
 const STORE: &str = "order cache";
 
@@ -45,6 +47,7 @@ pub const VERSION_TTL: Duration = Duration::from_secs(15 * 86_400);
 
 /// `SET` the order when its version is newer than the one recorded, or the same version whose order
 /// key has expired; returns 1 if it was set.
+#[cfg(feature = "redis")]
 const SET_IF_NEWER: &str = r"
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 local version = tonumber(ARGV[1])
@@ -71,12 +74,14 @@ pub fn keys(order_id: &str) -> (String, String) {
 }
 
 /// The Redis adapter: one lazily connected, self-reconnecting connection per Lambda instance.
+#[cfg(feature = "redis")]
 pub struct RedisOrderCache {
     connection: ConnectionManager,
     script: Script,
     ttl: Duration,
 }
 
+#[cfg(feature = "redis")]
 impl RedisOrderCache {
     /// [`RedisOrderCache::new`] as the functions configure it (the cache consumer and the Sales API
     /// alike): `url` (their `REDIS_URL`), `REDIS_CA_FILE` (none), `CACHE_TTL_SECONDS` (86,400).
@@ -125,10 +130,12 @@ impl RedisOrderCache {
     }
 }
 
+#[cfg(feature = "redis")]
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::retryable(STORE, e.to_string())
 }
 
+#[cfg(feature = "redis")]
 #[async_trait]
 impl OrderCache for RedisOrderCache {
     async fn get(&self, order_id: &str) -> Result<Option<OrderState>, StoreError> {
@@ -140,7 +147,7 @@ impl OrderCache for RedisOrderCache {
             Ok(order) => Some(order),
             Err(e) => {
                 // An entry of another shape (an older deployment's): a miss, overwritten by the next write.
-                warn!(key = %order_key, error = %orderflow_harness::redact::redact(&e.to_string()), "unreadable cache entry: treated as a miss");
+                tracing::warn!(key = %order_key, error = %orderflow_harness::redact::redact(&e.to_string()), "unreadable cache entry: treated as a miss");
                 None
             }
         }))
