@@ -143,21 +143,65 @@ stop_group() {
 
 # Installs the pinned requirements file $2 into the virtualenv $1, made with the Python $3 (default
 # python3), unless it already holds exactly that file's pins (a hash of the file is kept beside
-# them). Every Python tool the project uses is installed this way, into the project's own folders.
+# them). Every Python tool the project uses is installed this way, into the project's own folders,
+# by uv (uv_tool), or by pip where uv cannot be had.
 venv_install() {
-  local venv="$1" requirements="$2" python="${3:-python3}" stamp want
-  stamp="$venv/.orderflow-requirements.sha256"
-  want=$(sha256sum "$requirements" | cut -d' ' -f1)
-  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
+  local venv="$1" requirements="$2" python="${3:-python3}" uv
+  venv_current "$venv" "$requirements" && return 0
   echo "installing the pins of ${requirements#"$ROOT"/} into ${venv#"$ROOT"/}" >&2
-  # --clear: pins that changed (or a Python that did) start from an empty environment.
-  # `|| return 1`: a caller may test the result (`if venv_install ...`), where `set -e` does not
-  # stop the function, and a failed install must not be stamped as done.
+  if uv=$(uv_tool); then
+    # --clear: pins that changed (or a Python that did) start from an empty environment. Never a
+    # Python uv would download: the one named, as pip's venv would use.
+    UV_PYTHON_DOWNLOADS=never "$uv" venv --quiet --clear --python "$python" "$venv" || return 1
+    "$uv" pip install --quiet --python "$venv/bin/python" -r "$requirements" || return 1
+    venv_stamp "$venv" "$requirements"
+  else
+    pip_install "$venv" "$requirements" "$python"
+  fi
+}
+
+# Whether the virtualenv $1 holds exactly the pins of $2.
+venv_current() {
+  [ -x "$1/bin/python" ] && [ "$(cat "$1/.orderflow-requirements.sha256" 2>/dev/null)" = "$(sha256sum "$2" | cut -d' ' -f1)" ]
+}
+
+venv_stamp() {
+  sha256sum "$2" | cut -d' ' -f1 > "$1/.orderflow-requirements.sha256"
+}
+
+# venv_install's way with pip: the virtualenv $1 made by Python $3's venv, the pins of $2 installed.
+# `|| return 1`: a caller may test the result (`if venv_install ...`), where `set -e` does not stop
+# the function, and a failed install must not be stamped as done.
+pip_install() {
+  local venv="$1" requirements="$2" python="$3"
   "$python" -m venv --clear "$venv" || return 1
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" || return 1
-  echo "$want" > "$stamp"
+  venv_stamp "$venv" "$requirements"
+}
+
+# The uv that venv_install uses (infra/requirements-uv.txt: a hash-pinned wheel for Linux x86_64 and
+# aarch64), installed by pip into .venv-uv the first time; prints its path. Fails, saying why, where
+# no pinned wheel fits the machine or with ORDERFLOW_PIP=1: venv_install then uses pip.
+uv_tool() {
+  local venv="$ROOT/.venv-uv" pins="$ROOT/infra/requirements-uv.txt"
+  if [ "${ORDERFLOW_PIP:-0}" = 1 ]; then
+    echo "ORDERFLOW_PIP=1: installing with pip" >&2
+    return 1
+  fi
+  case "$(uname -s)-$(uname -m)" in
+    Linux-x86_64 | Linux-aarch64) ;;
+    *) echo "no pinned uv wheel for $(uname -s)-$(uname -m): installing with pip" >&2; return 1 ;;
+  esac
+  mkdir -p "$ROOT/.local"
+  # The background steps make their virtualenvs at once: one installs uv, the others wait for it.
+  if ! (
+    flock 9
+    venv_current "$venv" "$pins" || pip_install "$venv" "$pins" python3 >&2
+  ) 9>"$ROOT/.local/uv-install.lock"; then
+    echo "uv could not be installed from ${pins#"$ROOT"/}: installing with pip" >&2
+    return 1
+  fi
+  echo "$venv/bin/uv"
 }
 
 # Packages the emulator's template $1 (its zips uploaded to the bucket <stack>-artifacts, made if

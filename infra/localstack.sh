@@ -36,7 +36,7 @@ python313() {
 }
 
 setup() {
-  venv_install "$VENV" "$REQUIREMENTS" "$(python313)"   # about 90 s the first time
+  venv_install "$VENV" "$REQUIREMENTS" "$(python313)"   # 8 s the first time with uv, 90 s with pip
 }
 
 healthy() {

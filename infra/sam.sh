@@ -14,7 +14,7 @@ REQUIREMENTS="$ROOT/infra/requirements-sam.txt"
 cd "$ROOT"
 . infra/common.sh
 
-venv_install "$VENV" "$REQUIREMENTS"   # about 40 s the first time
+venv_install "$VENV" "$REQUIREMENTS"   # a few seconds the first time with uv, 80 s with pip
 infra/local-aws.sh setup
 export PATH="$ROOT/.venv/bin:$PATH" SAM_CLI_TELEMETRY=0
 # `sam validate` without --lint needs a region even offline.

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Ports are small traits with in-memory fakes beside their AWS adapters, so handlers are unit-tested
-//! without AWS and the adapters are tested against the local emulator.
+//! without AWS and the adapters are tested against the local emulator. The adapters and the SDK's
+//! configuration are the default feature `aws`; without it (the fuzz targets, `shared/fuzz`) the
+//! crate builds with the fakes alone and no AWS SDK.
 
 // The consumer contains a panic to the record that caused it (`catch_unwind`), which only works when
 // panics unwind. `cargo lambda build --release` defaults to `panic = "abort"` unless the workspace's
