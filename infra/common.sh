@@ -144,18 +144,25 @@ stop_group() {
 # Installs the pinned requirements file $2 into the virtualenv $1, made with the Python $3 (default
 # python3), unless it already holds exactly that file's pins (a hash of the file is kept beside
 # them). Every Python tool the project uses is installed this way, into the project's own folders,
-# by uv (uv_tool), or by pip where uv cannot be had.
+# by uv (uv_tool), or by pip where uv cannot be had. With $4 = compile, uv compiles every module's
+# bytecode at install, as pip always does: for the tools started many times (the AWS CLI, a score of
+# calls a deployment). Without it a process compiles what it imports, and keeps nothing where
+# PYTHONDONTWRITEBYTECODE is set (as on these machines): 14 AWS CLI calls took 27 s of CPU against
+# 13 s precompiled. Tools run once or twice (SAM CLI, checkov, LocalStack) skip it: compiling
+# every module at install (15-25 s of CPU a virtualenv) costs more than what one run imports.
 venv_install() {
-  local venv="$1" requirements="$2" python="${3:-python3}" uv
+  local venv="$1" requirements="$2" python="${3:-python3}" compile="${4:-}" uv
   venv_current "$venv" "$requirements" && return 0
   echo "installing the pins of ${requirements#"$ROOT"/} into ${venv#"$ROOT"/}" >&2
-  if uv=$(uv_tool); then
-    # --clear: pins that changed (or a Python that did) start from an empty environment. Never a
-    # Python uv would download: the one named, as pip's venv would use.
-    UV_PYTHON_DOWNLOADS=never "$uv" venv --quiet --clear --python "$python" "$venv" || return 1
-    "$uv" pip install --quiet --python "$venv/bin/python" -r "$requirements" || return 1
+  # --clear: pins that changed (or a Python that did) start from an empty environment. Never a
+  # Python uv would download: the one named, as pip's venv would use. Where uv fails (it reads none
+  # of pip's settings: a machine whose index or proxy is set for pip alone), pip does it.
+  if uv=$(uv_tool) \
+      && UV_PYTHON_DOWNLOADS=never "$uv" venv --quiet --clear --python "$python" "$venv" \
+      && "$uv" pip install --quiet ${compile:+--compile-bytecode} --python "$venv/bin/python" -r "$requirements"; then
     venv_stamp "$venv" "$requirements"
   else
+    [ -z "${uv:-}" ] || echo "uv could not install ${requirements#"$ROOT"/}: installing with pip" >&2
     pip_install "$venv" "$requirements" "$python"
   fi
 }
@@ -192,6 +199,10 @@ uv_tool() {
     Linux-x86_64 | Linux-aarch64) ;;
     *) echo "no pinned uv wheel for $(uname -s)-$(uname -m): installing with pip" >&2; return 1 ;;
   esac
+  if ! venv_current "$venv" "$pins" && ! command -v flock >/dev/null; then
+    echo "no flock to install uv under: installing with pip" >&2
+    return 1
+  fi
   mkdir -p "$ROOT/.local"
   # The background steps make their virtualenvs at once: one installs uv, the others wait for it.
   if ! (

@@ -33,7 +33,8 @@ ENV
 }
 
 setup() {
-  venv_install "$VENV" "$ROOT/infra/requirements.txt"
+  # Compiled at install: every deployment starts a score of AWS CLI processes (venv_install says why).
+  venv_install "$VENV" "$ROOT/infra/requirements.txt" python3 compile
 }
 
 healthy() {

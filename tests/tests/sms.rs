@@ -185,10 +185,13 @@ async fn a_twilio_answering_in_4_s_gets_every_queued_text_once() {
     // timeout after Twilio took the text makes by design (functions/sms/src/handler.rs), not the
     // one this test is after.
     stand_in.answer_slowly(&to, Duration::from_secs(4)).await;
-    // Ten texts queued in one call: one batch, more waves of the consumer's four at a time than one
-    // invocation has time for. The third wave would start about 8 s into a 15 s invocation, under
-    // the 8 s a text may take plus the harness's 1 s reserve: its texts are handed back to the next
-    // invocation unstarted, never cut off mid-request.
+    // Ten texts queued in one call: one batch, more waves of the consumer's four at a time than the
+    // harness starts in one invocation. The third wave would start about 8 s into a 15 s invocation,
+    // under the 8 s a text may take plus the harness's 1 s reserve: its texts are handed back to the
+    // next invocation unstarted. What this test holds the deployed consumer to is every text once
+    // from a slow provider, hand-back included; that a record is never started without the time to
+    // finish is the harness's test (`records_are_not_started_when_less_than_their_budget_is_left_and_come_back_at_once`,
+    // shared/harness/tests/consumer.rs): at 4 s a third wave that did start would end by 12 s.
     let queue = local.output("SmsQueueUrl");
     let mut batch = local.sqs.send_message_batch().queue_url(queue);
     for n in 0..10 {
