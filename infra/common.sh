@@ -172,6 +172,7 @@ venv_current() {
   [ -x "$1/bin/python" ] && [ "$(cat "$1/.orderflow-requirements.sha256" 2>/dev/null)" = "$(sha256sum "$2" | cut -d' ' -f1)" ]
 }
 
+# Records that the virtualenv $1 holds the pins of $2 (what venv_current reads).
 venv_stamp() {
   sha256sum "$2" | cut -d' ' -f1 > "$1/.orderflow-requirements.sha256"
 }
