@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, Context as _, Result};
-use aws_sdk_cognitoidentityprovider::types::{AttributeType, AuthFlowType, MessageActionType};
 use base64::Engine as _;
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use crate::aws_api::COGNITO;
 use crate::stack::Local;
 
 /// A signed-in user.
@@ -42,8 +42,8 @@ pub struct Users(Mutex<HashMap<UserKey, SignedIn>>);
 /// A password that meets the pool's policy; the users are the tests' own.
 const PASSWORD: &str = "Orderflow-test-Passw0rd";
 
-fn attribute(name: &str, value: &str) -> Result<AttributeType> {
-    Ok(AttributeType::builder().name(name).value(value).build()?)
+fn attribute(name: &str, value: &str) -> Value {
+    json!({ "Name": name, "Value": value })
 }
 
 /// The claims of a JWT, read without checking it (the API's authorizer checks it).
@@ -54,8 +54,24 @@ pub fn claims(token: &str) -> Result<Value> {
 }
 
 impl Local {
-    fn cognito(&self) -> aws_sdk_cognitoidentityprovider::Client {
-        aws_sdk_cognitoidentityprovider::Client::new(&self.sdk)
+    /// The ID token of `username` signed in with `password` through the app client `client`
+    /// (`ADMIN_USER_PASSWORD_AUTH`, as the app's back end would).
+    pub async fn sign_in(&self, client: &str, username: &str, password: &str) -> Result<String> {
+        let auth = self
+            .aws
+            .json(
+                COGNITO,
+                "AdminInitiateAuth",
+                &json!({ "UserPoolId": self.output("UserPoolId"), "ClientId": client,
+                    "AuthFlow": "ADMIN_USER_PASSWORD_AUTH",
+                    "AuthParameters": { "USERNAME": username, "PASSWORD": password } }),
+            )
+            .await
+            .with_context(|| format!("AdminInitiateAuth {username}"))?;
+        auth["AuthenticationResult"]["IdToken"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no ID token for {username}"))
     }
 
     /// A customer with this verified email (and phone), made in the user pool on first use and
@@ -79,70 +95,43 @@ impl Local {
         if let Some(user) = self.users.0.lock().expect("lock").get(&id) {
             return Ok(user.clone());
         }
-        let (pool, client) = (self.output("UserPoolId"), self.output("UserPoolClientId"));
-        let cognito = self.cognito();
+        let pool = self.output("UserPoolId");
         let mut attributes =
-            vec![attribute("email", email)?, attribute("email_verified", "true")?, attribute("name", "Ada Lovelace")?];
+            vec![attribute("email", email), attribute("email_verified", "true"), attribute("name", "Ada Lovelace")];
         if let Some((phone, verified)) = phone {
-            attributes.push(attribute("phone_number", phone)?);
-            attributes.push(attribute("phone_number_verified", if verified { "true" } else { "false" })?);
+            attributes.push(attribute("phone_number", phone));
+            attributes.push(attribute("phone_number_verified", if verified { "true" } else { "false" }));
         }
-        let created = cognito
-            .admin_create_user()
-            .user_pool_id(pool)
-            .username(email)
-            .message_action(MessageActionType::Suppress)
-            .set_user_attributes(Some(attributes.clone()))
-            .send()
+        let created = self
+            .aws
+            .json(
+                COGNITO,
+                "AdminCreateUser",
+                &json!({ "UserPoolId": pool, "Username": email, "MessageAction": "SUPPRESS",
+                    "UserAttributes": attributes }),
+            )
             .await;
         if let Err(e) = created {
             // Made by an earlier run or another test: give it this phone.
-            if !format!("{e:?}").contains("UsernameExists") {
-                return Err(anyhow!("AdminCreateUser {email}: {e:?}"));
+            if e.code != "UsernameExistsException" {
+                return Err(anyhow!("AdminCreateUser {email}: {e}"));
             }
-            cognito
-                .admin_update_user_attributes()
-                .user_pool_id(pool)
-                .username(email)
-                .set_user_attributes(Some(attributes))
-                .send()
+            let update = json!({ "UserPoolId": pool, "Username": email, "UserAttributes": attributes });
+            self.aws
+                .json(COGNITO, "AdminUpdateUserAttributes", &update)
                 .await
                 .with_context(|| format!("AdminUpdateUserAttributes {email}"))?;
         }
-        cognito
-            .admin_set_user_password()
-            .user_pool_id(pool)
-            .username(email)
-            .password(PASSWORD)
-            .permanent(true)
-            .send()
+        let password = json!({ "UserPoolId": pool, "Username": email, "Password": PASSWORD, "Permanent": true });
+        self.aws
+            .json(COGNITO, "AdminSetUserPassword", &password)
             .await
             .with_context(|| format!("AdminSetUserPassword {email}"))?;
         if operator {
-            cognito
-                .admin_add_user_to_group()
-                .user_pool_id(pool)
-                .username(email)
-                .group_name("operators")
-                .send()
-                .await
-                .context("AdminAddUserToGroup operators")?;
+            let group = json!({ "UserPoolId": pool, "Username": email, "GroupName": "operators" });
+            self.aws.json(COGNITO, "AdminAddUserToGroup", &group).await.context("AdminAddUserToGroup operators")?;
         }
-        let auth = cognito
-            .admin_initiate_auth()
-            .user_pool_id(pool)
-            .client_id(client)
-            .auth_flow(AuthFlowType::AdminUserPasswordAuth)
-            .auth_parameters("USERNAME", email)
-            .auth_parameters("PASSWORD", PASSWORD)
-            .send()
-            .await
-            .with_context(|| format!("AdminInitiateAuth {email}"))?;
-        let token = auth
-            .authentication_result()
-            .and_then(|r| r.id_token())
-            .ok_or_else(|| anyhow!("no ID token for {email}"))?
-            .to_string();
+        let token = self.sign_in(self.output("UserPoolClientId"), email, PASSWORD).await?;
         let subject = claims(&token)?["sub"].as_str().ok_or_else(|| anyhow!("no sub in the ID token"))?.to_string();
         let user = SignedIn { subject, email: email.to_string(), phone: phone.map(|(p, _)| p.to_string()), token };
         self.users.0.lock().expect("lock").insert(id, user.clone());

@@ -3,6 +3,8 @@
 //!
 //! - [`stack`]: the deployed stack (`Local`): outputs, clients, queues, consumers down and up, secrets;
 //! - [`api`]: the HTTP API: placing (`Placed`) and reading orders, the webhooks API;
+//! - [`aws_api`]: signed calls of the AWS APIs no function calls (Cognito, CloudWatch Logs, Athena,
+//!   Lambda's configuration);
 //! - [`identity`]: customers and operators signed in through the stack's user pool;
 //! - [`tap`]: what was published on the bus, seen through a rule and queue of the test's own;
 //! - [`fixtures`]: the catalogue, stock, invoices, unique names;
@@ -11,6 +13,7 @@
 //!   template read as data.
 
 pub mod api;
+pub mod aws_api;
 pub mod fixtures;
 pub mod identity;
 pub mod read_models;

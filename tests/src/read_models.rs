@@ -6,12 +6,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
 use lake::objects::{read_lines, Line};
 use orderflow_contracts::OrderState;
+use serde_json::json;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
 
+use crate::aws_api::{AwsApi, ATHENA};
 use crate::Local;
 
 /// The reporting database the local deployment uses (`infra/deploy-local.sh`).
@@ -41,7 +42,7 @@ pub struct ReadModels {
     redis: redis::aio::MultiplexedConnection,
     /// The reporting database.
     pub pg: PgPool,
-    athena: aws_sdk_athena::Client,
+    aws: AwsApi,
     s3: aws_sdk_s3::Client,
     /// The lake's bucket.
     pub bucket: String,
@@ -63,7 +64,7 @@ impl ReadModels {
         Ok(Self {
             redis,
             pg,
-            athena: aws_sdk_athena::Client::new(&local.sdk),
+            aws: local.aws.clone(),
             s3: local.s3.clone(),
             bucket: local.output("LakeBucketName").to_string(),
             database: local.output("LakeDatabaseName").to_string(),
@@ -137,40 +138,42 @@ impl ReadModels {
     /// Runs `sql` through Athena in the lake's database and returns its rows (the header first).
     pub async fn athena(&self, sql: &str) -> Result<Vec<Vec<String>>> {
         let started = self
-            .athena
-            .start_query_execution()
-            .query_string(sql)
-            .query_execution_context(QueryExecutionContext::builder().database(&self.database).build())
-            .result_configuration(
-                ResultConfiguration::builder().output_location(format!("s3://{}/athena-results/", self.bucket)).build(),
+            .aws
+            .json(
+                ATHENA,
+                "StartQueryExecution",
+                &json!({ "QueryString": sql, "ClientRequestToken": uuid::Uuid::new_v4().to_string(),
+                    "QueryExecutionContext": { "Database": self.database },
+                    "ResultConfiguration": { "OutputLocation": format!("s3://{}/athena-results/", self.bucket) } }),
             )
-            .send()
-            .await
-            .map_err(|e| anyhow!("{}", aws_sdk_athena::error::DisplayErrorContext(e)))?;
-        let id = started.query_execution_id().ok_or_else(|| anyhow!("no query execution id"))?.to_string();
+            .await?;
+        let id = started["QueryExecutionId"].as_str().ok_or_else(|| anyhow!("no query execution id"))?;
+        let execution = json!({ "QueryExecutionId": id });
         crate::wait::eventually(&format!("the Athena query done:\n{sql}"), Duration::from_secs(60), || async {
-            let execution = self.athena.get_query_execution().query_execution_id(&id).send().await?;
-            let status = execution.query_execution().and_then(|q| q.status());
-            match status.and_then(|s| s.state()) {
-                Some(QueryExecutionState::Succeeded) => Ok(Some(())),
-                Some(QueryExecutionState::Failed | QueryExecutionState::Cancelled) => bail!(
-                    "Athena query failed: {}\n{sql}",
-                    status.and_then(|s| s.state_change_reason()).unwrap_or_default()
-                ),
+            let status = &self.aws.json(ATHENA, "GetQueryExecution", &execution).await?["QueryExecution"]["Status"];
+            match status["State"].as_str() {
+                Some("SUCCEEDED") => Ok(Some(())),
+                Some("FAILED" | "CANCELLED") => {
+                    bail!("Athena query failed: {}\n{sql}", status["StateChangeReason"].as_str().unwrap_or_default())
+                }
                 _ => Ok(None),
             }
         })
         .await?;
-        let results = self.athena.get_query_results().query_execution_id(&id).send().await?;
-        Ok(results
-            .result_set()
-            .map(|set| {
-                set.rows()
-                    .iter()
-                    .map(|row| row.data().iter().map(|d| d.var_char_value().unwrap_or_default().to_string()).collect())
+        let results = self.aws.json(ATHENA, "GetQueryResults", &execution).await?;
+        Ok(results["ResultSet"]["Rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|row| {
+                row["Data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| d["VarCharValue"].as_str().unwrap_or_default().to_string())
                     .collect()
             })
-            .unwrap_or_default())
+            .collect())
     }
 }
 

@@ -7,8 +7,14 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::{json, Value};
 
+use reqwest::Method;
+
+use crate::aws_api::{AwsApi, LOGS};
 use crate::twilio;
 use crate::wait::eventually;
+
+/// Lambda's path of the event source mappings.
+const ESM: [&str; 3] = ["2015-03-31", "event-source-mappings", ""];
 
 /// The SDK configuration for the local emulator at `endpoint`, with its dummy credentials.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
@@ -34,8 +40,8 @@ pub struct Local {
     pub events: aws_sdk_eventbridge::Client,
     /// S3 (path-style, as the emulator needs).
     pub s3: aws_sdk_s3::Client,
-    /// Lambda (event source mappings).
-    pub lambda: aws_sdk_lambda::Client,
+    /// The APIs no function calls: Cognito, CloudWatch Logs, Athena, Lambda (`aws_api`).
+    pub aws: AwsApi,
     /// The SDK configuration the clients share (for other clients).
     pub sdk: aws_config::SdkConfig,
     /// The users this process signed in.
@@ -69,7 +75,7 @@ impl Local {
             dynamo: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             events: aws_sdk_eventbridge::Client::new(&sdk),
-            lambda: aws_sdk_lambda::Client::new(&sdk),
+            aws: AwsApi::new(&endpoint, sdk.region().map_or("us-east-1", |r| r.as_ref()))?,
             s3,
             sdk,
             users: Default::default(),
@@ -81,6 +87,33 @@ impl Local {
     pub async fn log_groups(&self) -> Result<Vec<String>> {
         let stack = std::env::var("ORDERFLOW_STACK").unwrap_or_else(|_| "orderflow".into());
         self.resources(&stack, "AWS::Logs::LogGroup").await
+    }
+
+    /// The events logged to `group` (since `since_ms`, if given) as (timestamp in ms, message),
+    /// every page while there is a next one (an empty page may still have one), with a bound in
+    /// case an emulator hands the same token back.
+    pub async fn log_events(&self, group: &str, since_ms: Option<i64>) -> Result<Vec<(i64, String)>> {
+        let mut events = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..100_000 {
+            let mut request = json!({ "logGroupName": group });
+            if let Some(since) = since_ms {
+                request["startTime"] = json!(since);
+            }
+            if let Some(token) = &token {
+                request["nextToken"] = json!(token);
+            }
+            let page = self.aws.json(LOGS, "FilterLogEvents", &request).await?;
+            events.extend(page["events"].as_array().into_iter().flatten().filter_map(|event| {
+                Some((event["timestamp"].as_i64().unwrap_or_default(), event["message"].as_str()?.to_string()))
+            }));
+            let next = page["nextToken"].as_str().map(str::to_string);
+            if next.is_none() || next == token {
+                break;
+            }
+            token = next;
+        }
+        Ok(events)
     }
 
     /// The physical ids of `stack`'s resources of `resource_type`, every page of them.
@@ -124,18 +157,21 @@ impl Local {
     /// mapping), as if the consumer were down, and waits until the mapping says so.
     pub async fn set_consumer_enabled(&self, function_output: &str, enabled: bool) -> Result<()> {
         let function = self.output(function_output).to_string();
-        let mappings = self.lambda.list_event_source_mappings().function_name(&function).send().await?;
-        let uuid = mappings
-            .event_source_mappings()
-            .first()
-            .and_then(|m| m.uuid())
+        let mappings = self
+            .aws
+            .rest("lambda", "ListEventSourceMappings", Method::GET, &ESM, &[("FunctionName", &function)], None)
+            .await?;
+        let uuid = mappings["EventSourceMappings"][0]["UUID"]
+            .as_str()
             .ok_or_else(|| anyhow!("{function} has no event source mapping"))?
             .to_string();
-        self.lambda.update_event_source_mapping().uuid(&uuid).enabled(enabled).send().await?;
+        let path = [ESM[0], ESM[1], &uuid];
+        let enable = json!({ "Enabled": enabled });
+        self.aws.rest("lambda", "UpdateEventSourceMapping", Method::PUT, &path, &[], Some(&enable)).await?;
         let want = if enabled { "Enabled" } else { "Disabled" };
         eventually(&format!("the event source mapping of {function} {want}"), Duration::from_secs(30), || async {
-            let state = self.lambda.get_event_source_mapping().uuid(&uuid).send().await?.state;
-            Ok((state.as_deref() == Some(want)).then_some(()))
+            let mapping = self.aws.rest("lambda", "GetEventSourceMapping", Method::GET, &path, &[], None).await?;
+            Ok((mapping["State"] == want).then_some(()))
         })
         .await
     }
@@ -156,8 +192,14 @@ impl Local {
 
     /// The environment of the deployed function `function`, as it reads it.
     async fn variables(&self, function: &str) -> Result<HashMap<String, String>> {
-        let config = self.lambda.get_function_configuration().function_name(function).send().await?;
-        Ok(config.environment().and_then(|e| e.variables()).cloned().unwrap_or_default())
+        let config = self.function_configuration(function).await?;
+        Ok(serde_json::from_value(config["Environment"]["Variables"].clone()).unwrap_or_default())
+    }
+
+    /// `GetFunctionConfiguration` of `function`.
+    async fn function_configuration(&self, function: &str) -> Result<Value> {
+        let path = ["2015-03-31", "functions", function, "configuration"];
+        Ok(self.aws.rest("lambda", "GetFunctionConfiguration", Method::GET, &path, &[], None).await?)
     }
 
     /// The environment variable `name` of the deployed function named by the output
@@ -177,7 +219,6 @@ impl Local {
         value: &str,
         body: impl std::future::Future<Output = T>,
     ) -> Result<T> {
-        use aws_sdk_lambda::types::Environment;
         use futures::FutureExt;
         let function = self.output(function_output).to_string();
         let old = self.variables(&function).await?;
@@ -186,12 +227,12 @@ impl Local {
         let set = |vars: std::collections::HashMap<String, String>| {
             let function = function.clone();
             async move {
-                let env = Environment::builder().set_variables(Some(vars)).build();
-                self.lambda.update_function_configuration().function_name(&function).environment(env).send().await?;
+                let path = ["2015-03-31", "functions", &function, "configuration"];
+                let env = json!({ "Environment": { "Variables": vars } });
+                self.aws.rest("lambda", "UpdateFunctionConfiguration", Method::PUT, &path, &[], Some(&env)).await?;
                 eventually(&format!("{function} updated"), Duration::from_secs(30), || async {
-                    let now = self.lambda.get_function_configuration().function_name(&function).send().await?;
-                    let done = now.last_update_status().map(|s| s.as_str()) == Some("Successful");
-                    Ok(done.then_some(()))
+                    let now = self.function_configuration(&function).await?;
+                    Ok((now["LastUpdateStatus"] == "Successful").then_some(()))
                 })
                 .await
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use orderflow_contracts::OrderStatus;
+use orderflow_e2e::aws_api::COGNITO;
 use orderflow_e2e::twilio::TwilioStandIn;
 use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local, Placed};
 use serde_json::json;
@@ -57,27 +58,19 @@ async fn the_authorizer_refuses_missing_tampered_and_wrong_audience_tokens_and_a
     let tampered = format!("{}.{}.{}", parts[0], parts[1], signature.into_iter().collect::<String>());
     assert_eq!(get_with(&local, &order.order_id, Some(&format!("Bearer {tampered}"))).await, 401, "a bad signature");
     // A token of the same pool for another app client: the wrong audience.
-    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&local.sdk);
-    let other_client = cognito
-        .create_user_pool_client()
-        .user_pool_id(local.output("UserPoolId"))
-        .client_name(format!("{run}-other-app"))
-        .explicit_auth_flows(aws_sdk_cognitoidentityprovider::types::ExplicitAuthFlowsType::AllowAdminUserPasswordAuth)
-        .send()
+    let other_client = local
+        .aws
+        .json(
+            COGNITO,
+            "CreateUserPoolClient",
+            &json!({ "UserPoolId": local.output("UserPoolId"), "ClientName": format!("{run}-other-app"),
+                "ExplicitAuthFlows": ["ALLOW_ADMIN_USER_PASSWORD_AUTH"] }),
+        )
         .await
         .unwrap();
-    let other_client = other_client.user_pool_client().and_then(|c| c.client_id()).unwrap().to_string();
-    let other_audience = cognito
-        .admin_initiate_auth()
-        .user_pool_id(local.output("UserPoolId"))
-        .client_id(&other_client)
-        .auth_flow(aws_sdk_cognitoidentityprovider::types::AuthFlowType::AdminUserPasswordAuth)
-        .auth_parameters("USERNAME", &ada.email)
-        .auth_parameters("PASSWORD", "Orderflow-test-Passw0rd")
-        .send()
-        .await
-        .unwrap();
-    let token = other_audience.authentication_result().and_then(|r| r.id_token()).unwrap();
+    let other_client = other_client["UserPoolClient"]["ClientId"].as_str().unwrap().to_string();
+    let token = local.sign_in(&other_client, &ada.email, "Orderflow-test-Passw0rd").await.unwrap();
+    let token = token.as_str();
     assert_eq!(orderflow_e2e::identity::claims(token).unwrap()["aud"], other_client.as_str());
     assert_eq!(get_with(&local, &order.order_id, Some(&format!("Bearer {token}"))).await, 401, "the wrong audience");
 

@@ -33,7 +33,8 @@ const STORE: &str = "reporting database";
 /// transaction unless the file starts with `-- no-transaction`. Listed by hand because the macro
 /// needs sqlx's `macros` feature, and with it sqlx, tokio and rustls compiled a second time, for the
 /// build machine (about a minute of both cores in a cold build); a test holds this list to what
-/// sqlx's own reader makes of `migrations/` (`the_compiled_in_migrations_are_the_folders`).
+/// sqlx's own reader makes of `migrations/` (`tests/reporting.rs`,
+/// `the_compiled_in_migrations_are_the_folders`).
 pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
     Migrator::with_migrations(vec![
         migration(1, "orders", include_str!("../migrations/0001_orders.sql")),
@@ -439,25 +440,4 @@ pub fn connect_options(
         options = options.ssl_root_cert(ca);
     }
     Ok(options)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The list above against sqlx's own reading of `migrations/` (`Migrator::new`, what
-    /// `sqlx::migrate!` reads at compile time): a file added, renamed or edited without the list
-    /// following fails here, not in a deployed function's first write.
-    #[tokio::test]
-    async fn the_compiled_in_migrations_are_the_folders() {
-        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        let read = Migrator::new(folder.as_path()).await.expect("migrations/ read");
-        let summary = |m: &Migrator| {
-            m.iter()
-                .map(|m| (m.version, m.description.to_string(), m.migration_type, m.checksum.to_vec(), m.no_tx))
-                .collect::<Vec<_>>()
-        };
-        assert!(!read.migrations.is_empty());
-        assert_eq!(summary(&MIGRATOR), summary(&read));
-    }
 }

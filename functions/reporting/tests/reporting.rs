@@ -11,13 +11,30 @@ use orderflow_harness_testing::{sample_order, sqs_batch, sqs_sample, status_chan
 use pretty_assertions::assert_eq;
 use reporting::handler::ReportingHandler;
 use reporting::rows::{self, BillingRow, RefundRow};
-use reporting::store::{InMemoryReportingStore, PgReportingStore, ReportingStore};
+use reporting::store::{InMemoryReportingStore, PgReportingStore, ReportingStore, MIGRATOR};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 /// The sample's order at `version` and `status`, under `order_id`.
 fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
     sample_order("reporting/mixed-order-events.sqs.json", 2, order_id, version, status)
+}
+
+/// The migrations compiled in (`store::MIGRATOR`, listed by hand) against sqlx's own reading of
+/// `migrations/` (`Migrator::new`, what `sqlx::migrate!` reads at compile time): a file added,
+/// renamed or edited without the list following fails here, not in a deployed function's first write.
+#[tokio::test]
+async fn the_compiled_in_migrations_are_the_folders() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let read = Migrator::new(folder.as_path()).await.expect("migrations/ read");
+    let summary = |m: &Migrator| {
+        m.iter()
+            .map(|m| (m.version, m.description.to_string(), m.migration_type, m.checksum.to_vec(), m.no_tx))
+            .collect::<Vec<_>>()
+    };
+    assert!(read.iter().count() >= 2, "the files in migrations/ were read");
+    assert_eq!(summary(&MIGRATOR), summary(&read));
 }
 
 #[tokio::test]

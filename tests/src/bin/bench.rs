@@ -498,41 +498,24 @@ fn span_line(line: &Value, at_ms: i64) -> Option<SpanLine> {
 
 /// Every metrics line the functions logged to `groups` since `since_ms`, and every span line.
 async fn metrics_lines(local: &Local, groups: &[String], since_ms: i64) -> Result<(Vec<Invocation>, Vec<SpanLine>)> {
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&local.sdk);
     let mut out = Vec::new();
     let mut spans = Vec::new();
     for group in groups {
-        let mut token: Option<String> = None;
-        for _ in 0..100_000 {
-            let page = logs
-                .filter_log_events()
-                .log_group_name(group)
-                .start_time(since_ms)
-                .set_next_token(token.clone())
-                .send()
-                .await?;
-            for event in page.events() {
-                let Some(message) = event.message() else { continue };
-                let Ok(line) = serde_json::from_str::<Value>(message.trim()) else { continue };
-                if let Some(span) = event.timestamp().and_then(|at| span_line(&line, at)) {
-                    spans.push(span);
-                    continue;
-                }
-                let Some(by_op) = line.get("AwsRequestsByOperation") else { continue };
-                let function = line["Consumer"].as_str().or(line["Function"].as_str()).unwrap_or("?").to_string();
-                let requests = serde_json::from_value(by_op.clone()).unwrap_or_default();
-                let records = ["Processed", "Retried", "DeadLettered", "DuplicatesSkipped"]
-                    .iter()
-                    .filter_map(|k| line[*k].as_u64())
-                    .sum();
-                let handler_ms = line["HandlerMs"].as_f64().unwrap_or(0.0);
-                out.push(Invocation { function, requests, handler_ms, records });
+        for (at, message) in local.log_events(group, Some(since_ms)).await? {
+            let Ok(line) = serde_json::from_str::<Value>(message.trim()) else { continue };
+            if let Some(span) = span_line(&line, at) {
+                spans.push(span);
+                continue;
             }
-            let next = page.next_token().map(str::to_string);
-            if next.is_none() || next == token {
-                break;
-            }
-            token = next;
+            let Some(by_op) = line.get("AwsRequestsByOperation") else { continue };
+            let function = line["Consumer"].as_str().or(line["Function"].as_str()).unwrap_or("?").to_string();
+            let requests = serde_json::from_value(by_op.clone()).unwrap_or_default();
+            let records = ["Processed", "Retried", "DeadLettered", "DuplicatesSkipped"]
+                .iter()
+                .filter_map(|k| line[*k].as_u64())
+                .sum();
+            let handler_ms = line["HandlerMs"].as_f64().unwrap_or(0.0);
+            out.push(Invocation { function, requests, handler_ms, records });
         }
     }
     Ok((out, spans))

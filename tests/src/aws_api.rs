@@ -1,0 +1,187 @@
+//! The AWS APIs that only the tests, the demo and the benchmark call (Cognito's admin calls,
+//! CloudWatch Logs' `FilterLogEvents`, Athena, Lambda's configuration and event source mappings),
+//! as signed JSON requests: no function calls them, so their SDK crates were compiled for these
+//! few calls alone, 139 s of a cold build's compile units out of the tests' 340 (README, "Build and
+//! test time"). The requests are what those SDK clients send (the services' JSON protocols, signed
+//! with the SDK's own SigV4 signer, `aws-sigv4`), and an error says the service's code and message.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use reqwest::{Method, Url};
+use serde_json::Value;
+
+/// A service spoken to in the JSON protocol (`X-Amz-Target: <prefix>.<Operation>`).
+#[derive(Debug, Clone, Copy)]
+pub struct JsonService {
+    /// The name requests are signed for.
+    signing_name: &'static str,
+    /// The target's prefix.
+    target: &'static str,
+    /// `application/x-amz-json-1.0` or `-1.1`.
+    content_type: &'static str,
+}
+
+/// Cognito user pools (`AdminCreateUser`, `AdminInitiateAuth`, ...).
+pub const COGNITO: JsonService = JsonService {
+    signing_name: "cognito-idp",
+    target: "AWSCognitoIdentityProviderService",
+    content_type: "application/x-amz-json-1.1",
+};
+/// CloudWatch Logs.
+pub const LOGS: JsonService =
+    JsonService { signing_name: "logs", target: "Logs_20140328", content_type: "application/x-amz-json-1.1" };
+/// Athena.
+pub const ATHENA: JsonService =
+    JsonService { signing_name: "athena", target: "AmazonAthena", content_type: "application/x-amz-json-1.1" };
+
+/// A refused or failed call: the operation, the HTTP status, the service's error code (e.g.
+/// `UsernameExistsException`) and its message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub operation: String,
+    pub status: Option<u16>,
+    pub code: String,
+    pub message: String,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "{}: HTTP {status} {}: {}", self.operation, self.code, self.message),
+            None => write!(f, "{}: {}: {}", self.operation, self.code, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Signed calls to one endpoint (the emulator's) in one region, with the emulator's dummy
+/// credentials (as `stack::sdk_config`).
+#[derive(Clone)]
+pub struct AwsApi {
+    http: reqwest::Client,
+    endpoint: Url,
+    region: String,
+}
+
+impl AwsApi {
+    /// Calls at `endpoint`, signed for `region`.
+    pub fn new(endpoint: &str, region: &str) -> Result<Self, ApiError> {
+        let endpoint = Url::parse(endpoint).map_err(|e| failure("endpoint", "InvalidEndpoint", e))?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| failure("client", "Client", e))?;
+        Ok(Self { http, endpoint, region: region.to_string() })
+    }
+
+    /// `operation` of a JSON-protocol `service`, with `body`; the answer's JSON.
+    pub async fn json(&self, service: JsonService, operation: &str, body: &Value) -> Result<Value, ApiError> {
+        let target = format!("{}.{operation}", service.target);
+        let headers = [("content-type", service.content_type), ("x-amz-target", target.as_str())];
+        self.send(service.signing_name, operation, Method::POST, self.endpoint.clone(), &headers, body.to_string())
+            .await
+    }
+
+    /// A call of a REST-JSON service (Lambda): `method` on the path `segments` (each percent-encoded)
+    /// with `query`, and `body` if any.
+    pub async fn rest(
+        &self,
+        signing_name: &str,
+        operation: &str,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let mut url = self.endpoint.clone();
+        url.path_segments_mut()
+            .map_err(|()| failure(operation, "InvalidEndpoint", "no path"))?
+            .pop_if_empty()
+            .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let (headers, body) = match body {
+            Some(body) => (&[("content-type", "application/json")][..], body.to_string()),
+            None => (&[][..], String::new()),
+        };
+        self.send(signing_name, operation, method, url, headers, body).await
+    }
+
+    async fn send(
+        &self,
+        signing_name: &str,
+        operation: &str,
+        method: Method,
+        url: Url,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> Result<Value, ApiError> {
+        let host = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        all.push(("host", &host));
+        let identity = aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "orderflow-local").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(signing_name)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| failure(operation, "Signing", e))?
+            .into();
+        let signable = SignableRequest::new(
+            method.as_str(),
+            url.as_str(),
+            all.iter().copied(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .map_err(|e| failure(operation, "Signing", e))?;
+        let (instructions, _) = sign(signable, &params).map_err(|e| failure(operation, "Signing", e))?.into_parts();
+        let mut request = self.http.request(method, url);
+        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+            request = request.header(name, value);
+        }
+        let response = request.body(body).send().await.map_err(|e| failure(operation, "Transport", e))?;
+        let status = response.status();
+        let error_type = response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(':').next().unwrap_or(v).to_string());
+        let text = response.text().await.map_err(|e| failure(operation, "Transport", e))?;
+        let answer: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|e| ApiError {
+                operation: operation.to_string(),
+                status: Some(status.as_u16()),
+                code: "NotJson".into(),
+                message: format!("{e}: {}", text.chars().take(500).collect::<String>()),
+            })?
+        };
+        if status.is_success() {
+            return Ok(answer);
+        }
+        // awsJson: `__type` ("namespace#Code" or "Code"); REST-JSON: the x-amzn-ErrorType header.
+        let code = answer["__type"]
+            .as_str()
+            .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
+            .or(error_type)
+            .or_else(|| answer["Type"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "Unknown".into());
+        let message = answer["message"].as_str().or(answer["Message"].as_str()).unwrap_or(&text).to_string();
+        Err(ApiError { operation: operation.to_string(), status: Some(status.as_u16()), code, message })
+    }
+}
+
+fn failure(operation: &str, code: &str, e: impl fmt::Display) -> ApiError {
+    ApiError { operation: operation.to_string(), status: None, code: code.to_string(), message: e.to_string() }
+}
