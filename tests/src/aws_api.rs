@@ -58,6 +58,16 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+impl ApiError {
+    /// Whether the SDK's standard retry would try again: no answer, 429, 5xx, throttling.
+    fn retryable(&self) -> bool {
+        match self.status {
+            None => self.code == "Transport",
+            Some(status) => status == 429 || status >= 500 || self.code.contains("Throttl"),
+        }
+    }
+}
+
 /// Signed calls to one endpoint (the emulator's) in one region, with the emulator's dummy
 /// credentials (as `stack::sdk_config`).
 #[derive(Clone)]
@@ -112,6 +122,8 @@ impl AwsApi {
         self.send(signing_name, operation, method, url, headers, body).await
     }
 
+    /// Sends the request, signed anew each time, up to three times where the SDK's standard retry
+    /// would try again (no answer, 429, 5xx, a throttling code), 100 then 200 ms apart.
     async fn send(
         &self,
         signing_name: &str,
@@ -120,6 +132,27 @@ impl AwsApi {
         url: Url,
         headers: &[(&str, &str)],
         body: String,
+    ) -> Result<Value, ApiError> {
+        let mut attempt = 1;
+        loop {
+            match self.send_once(signing_name, operation, method.clone(), url.clone(), headers, &body).await {
+                Err(e) if e.retryable() && attempt < 3 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << (attempt - 1))).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        signing_name: &str,
+        operation: &str,
+        method: Method,
+        url: Url,
+        headers: &[(&str, &str)],
+        body: &str,
     ) -> Result<Value, ApiError> {
         let host = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
@@ -149,13 +182,11 @@ impl AwsApi {
         for (name, value) in headers.iter().copied().chain(instructions.headers()) {
             request = request.header(name, value);
         }
-        let response = request.body(body).send().await.map_err(|e| failure(operation, "Transport", e))?;
+        let response = request.body(body.to_string()).send().await.map_err(|e| failure(operation, "Transport", e))?;
         let status = response.status();
-        let error_type = response
-            .headers()
-            .get("x-amzn-errortype")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(':').next().unwrap_or(v).to_string());
+        // REST-JSON: the x-amzn-ErrorType header ("Code" or "Code:http://..."), read first as the
+        // SDK does; awsJson: `__type` in the body ("Code" or "namespace#Code", maybe with ":...").
+        let error_type = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_string);
         let text = response.text().await.map_err(|e| failure(operation, "Transport", e))?;
         let answer: Value = if text.trim().is_empty() {
             Value::Null
@@ -170,12 +201,10 @@ impl AwsApi {
         if status.is_success() {
             return Ok(answer);
         }
-        // awsJson: `__type` ("namespace#Code" or "Code"); REST-JSON: the x-amzn-ErrorType header.
-        let code = answer["__type"]
-            .as_str()
-            .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
-            .or(error_type)
-            .or_else(|| answer["Type"].as_str().map(str::to_string))
+        let code = error_type
+            .as_deref()
+            .or(answer["__type"].as_str())
+            .map(|t| t.rsplit('#').next().unwrap_or(t).split(':').next().unwrap_or(t).to_string())
             .unwrap_or_else(|| "Unknown".into());
         let message = answer["message"].as_str().or(answer["Message"].as_str()).unwrap_or(&text).to_string();
         Err(ApiError { operation: operation.to_string(), status: Some(status.as_u16()), code, message })

@@ -89,10 +89,10 @@ impl Local {
         self.resources(&stack, "AWS::Logs::LogGroup").await
     }
 
-    /// The events logged to `group` (since `since_ms`, if given) as (timestamp in ms, message),
+    /// The events logged to `group` (since `since_ms`, if given) as (timestamp in ms if any, message),
     /// every page while there is a next one (an empty page may still have one), with a bound in
     /// case an emulator hands the same token back.
-    pub async fn log_events(&self, group: &str, since_ms: Option<i64>) -> Result<Vec<(i64, String)>> {
+    pub async fn log_events(&self, group: &str, since_ms: Option<i64>) -> Result<Vec<(Option<i64>, String)>> {
         let mut events = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..100_000 {
@@ -104,9 +104,13 @@ impl Local {
                 request["nextToken"] = json!(token);
             }
             let page = self.aws.json(LOGS, "FilterLogEvents", &request).await?;
-            events.extend(page["events"].as_array().into_iter().flatten().filter_map(|event| {
-                Some((event["timestamp"].as_i64().unwrap_or_default(), event["message"].as_str()?.to_string()))
-            }));
+            events.extend(
+                page["events"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|event| Some((event["timestamp"].as_i64(), event["message"].as_str()?.to_string()))),
+            );
             let next = page["nextToken"].as_str().map(str::to_string);
             if next.is_none() || next == token {
                 break;
@@ -193,7 +197,11 @@ impl Local {
     /// The environment of the deployed function `function`, as it reads it.
     async fn variables(&self, function: &str) -> Result<HashMap<String, String>> {
         let config = self.function_configuration(function).await?;
-        Ok(serde_json::from_value(config["Environment"]["Variables"].clone()).unwrap_or_default())
+        match &config["Environment"]["Variables"] {
+            Value::Null => Ok(HashMap::new()),
+            variables => serde_json::from_value(variables.clone())
+                .with_context(|| format!("{function}'s environment variables: {variables}")),
+        }
     }
 
     /// `GetFunctionConfiguration` of `function`.

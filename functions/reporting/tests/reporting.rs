@@ -22,8 +22,9 @@ fn order(order_id: &str, version: u64, status: OrderStatus) -> OrderState {
 }
 
 /// The migrations compiled in (`store::MIGRATOR`, listed by hand) against sqlx's own reading of
-/// `migrations/` (`Migrator::new`, what `sqlx::migrate!` reads at compile time): a file added,
-/// renamed or edited without the list following fails here, not in a deployed function's first write.
+/// `migrations/` (`Migrator::new`, what `sqlx::migrate!` reads at compile time): a file added
+/// without the list following, or one of another kind (`.up.sql`, `.down.sql`, `-- no-transaction`),
+/// fails here, not in a deployed function's first write.
 #[tokio::test]
 async fn the_compiled_in_migrations_are_the_folders() {
     let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");

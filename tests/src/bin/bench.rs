@@ -503,7 +503,7 @@ async fn metrics_lines(local: &Local, groups: &[String], since_ms: i64) -> Resul
     for group in groups {
         for (at, message) in local.log_events(group, Some(since_ms)).await? {
             let Ok(line) = serde_json::from_str::<Value>(message.trim()) else { continue };
-            if let Some(span) = span_line(&line, at) {
+            if let Some(span) = at.and_then(|at| span_line(&line, at)) {
                 spans.push(span);
                 continue;
             }
