@@ -24,7 +24,7 @@
 //! benchmark can print the floor's requests per chain beside an order's.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::dynamodb::Event as StreamEvent;
@@ -281,7 +281,9 @@ impl Floor {
     }
 
     /// Publishes `detail_type` for each id, ten entries a request (PutEvents' limit).
-    async fn publish(&self, detail_type: &str, ids: &[String]) -> Result<(), Error> {
+    /// Publishes `detail_type` for each of `ids`; `written_ms`, when the chain's item was written
+    /// (the benchmark's write-to-tap figure, as an order's envelope carries `occurredAt`).
+    async fn publish_at(&self, detail_type: &str, ids: &[String], written_ms: Option<u64>) -> Result<(), Error> {
         for chunk in ids.chunks(10) {
             let entries = chunk
                 .iter()
@@ -290,7 +292,10 @@ impl Floor {
                         .event_bus_name(&self.bus)
                         .source("orderflow.floor")
                         .detail_type(detail_type)
-                        .detail(json!({ "id": id }).to_string())
+                        .detail(match written_ms {
+                            Some(at) => json!({ "id": id, "writtenMs": at }).to_string(),
+                            None => json!({ "id": id }).to_string(),
+                        })
                         .build()
                 })
                 .collect();
@@ -302,18 +307,25 @@ impl Floor {
         Ok(())
     }
 
+    async fn publish(&self, detail_type: &str, ids: &[String]) -> Result<(), Error> {
+        self.publish_at(detail_type, ids, None).await
+    }
+
     async fn api(&self, _request: ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse, Error> {
         let id = uuid::Uuid::new_v4().to_string();
         self.make(&self.calls.before, &id).await?;
+        // Stamped just before the write, as Sales stamps an order's `occurredAt`.
+        let written_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         self.dynamodb
             .put_item()
             .table_name(&self.table)
             .item("id", AttributeValue::S(id.clone()))
             .item("outbox", AttributeValue::S("FloorPlaced".into()))
+            .item("writtenMs", AttributeValue::N(written_ms.to_string()))
             .send()
             .await?;
         if self.same_calls {
-            self.publish("FloorPlaced", std::slice::from_ref(&id)).await?;
+            self.publish_at("FloorPlaced", std::slice::from_ref(&id), Some(written_ms)).await?;
         }
         self.make(&self.calls.after, &id).await?;
         let mut response = ApiGatewayV2httpResponse::default();
@@ -333,12 +345,15 @@ impl Floor {
             let outbox = |image: &Value| image.pointer("/outbox/S").and_then(Value::as_str).map(str::to_string);
             if let (Some(detail_type), Some(id)) = (outbox(&new), new.pointer("/id/S").and_then(Value::as_str)) {
                 if outbox(&old).as_deref() != Some(detail_type.as_str()) {
-                    due.push((id.to_string(), detail_type));
+                    // Only the chain's first event carries its write's time (the second's is the same item's).
+                    let written_ms = new.pointer("/writtenMs/N").and_then(Value::as_str).and_then(|n| n.parse().ok());
+                    let written_ms = written_ms.filter(|_| detail_type == "FloorPlaced");
+                    due.push((id.to_string(), detail_type, written_ms));
                 }
             }
         }
         if self.same_calls {
-            let reads = due.into_iter().map(|(id, detail_type)| async move {
+            let reads = due.into_iter().map(|(id, detail_type, _)| async move {
                 let event = format!("{id}.{detail_type}");
                 self.make(&self.calls.before, &event).await?;
                 self.make(&self.calls.after, &event).await
@@ -346,8 +361,8 @@ impl Floor {
             futures::future::try_join_all(reads).await?;
             return Ok(());
         }
-        for (id, detail_type) in &due {
-            self.publish(detail_type, std::slice::from_ref(id)).await?;
+        for (id, detail_type, written_ms) in &due {
+            self.publish_at(detail_type, std::slice::from_ref(id), *written_ms).await?;
         }
         Ok(())
     }
