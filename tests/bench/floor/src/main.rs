@@ -280,9 +280,9 @@ impl Floor {
         Ok(())
     }
 
-    /// Publishes `detail_type` for each id, ten entries a request (PutEvents' limit).
-    /// Publishes `detail_type` for each of `ids`; `written_ms`, when the chain's item was written
-    /// (the benchmark's write-to-tap figure, as an order's envelope carries `occurredAt`).
+    /// Publishes `detail_type` for each of `ids`, ten entries a request (PutEvents' limit), with
+    /// `written_ms`, when the chain's item was written, if given (the benchmark's write-to-tap
+    /// figure, as an order's envelope carries `occurredAt`).
     async fn publish_at(&self, detail_type: &str, ids: &[String], written_ms: Option<u64>) -> Result<(), Error> {
         for chunk in ids.chunks(10) {
             let entries = chunk
@@ -307,6 +307,7 @@ impl Floor {
         Ok(())
     }
 
+    /// Publishes `detail_type` for each of `ids`, without a write's time.
     async fn publish(&self, detail_type: &str, ids: &[String]) -> Result<(), Error> {
         self.publish_at(detail_type, ids, None).await
     }
