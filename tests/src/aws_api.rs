@@ -92,8 +92,9 @@ impl AwsApi {
     pub async fn json(&self, service: JsonService, operation: &str, body: &Value) -> Result<Value, ApiError> {
         let target = format!("{}.{operation}", service.target);
         let headers = [("content-type", service.content_type), ("x-amz-target", target.as_str())];
-        self.send(service.signing_name, operation, Method::POST, self.endpoint.clone(), &headers, body.to_string())
-            .await
+        let url = self.endpoint.clone();
+        let call = Call { signing_name: service.signing_name, operation, method: Method::POST, url, headers: &headers };
+        self.send(&call, &body.to_string()).await
     }
 
     /// A call of a REST-JSON service (Lambda): `method` on the path `segments` (each percent-encoded)
@@ -119,23 +120,15 @@ impl AwsApi {
             Some(body) => (&[("content-type", "application/json")][..], body.to_string()),
             None => (&[][..], String::new()),
         };
-        self.send(signing_name, operation, method, url, headers, body).await
+        self.send(&Call { signing_name, operation, method, url, headers }, &body).await
     }
 
     /// Sends the request, signed anew each time, up to three times where the SDK's standard retry
     /// would try again (no answer, 429, 5xx, a throttling code), 100 then 200 ms apart.
-    async fn send(
-        &self,
-        signing_name: &str,
-        operation: &str,
-        method: Method,
-        url: Url,
-        headers: &[(&str, &str)],
-        body: String,
-    ) -> Result<Value, ApiError> {
+    async fn send(&self, call: &Call<'_>, body: &str) -> Result<Value, ApiError> {
         let mut attempt = 1;
         loop {
-            match self.send_once(signing_name, operation, method.clone(), url.clone(), headers, &body).await {
+            match self.send_once(call, body).await {
                 Err(e) if e.retryable() && attempt < 3 => {
                     tokio::time::sleep(std::time::Duration::from_millis(100 << (attempt - 1))).await;
                     attempt += 1;
@@ -145,15 +138,8 @@ impl AwsApi {
         }
     }
 
-    async fn send_once(
-        &self,
-        signing_name: &str,
-        operation: &str,
-        method: Method,
-        url: Url,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Result<Value, ApiError> {
+    async fn send_once(&self, call: &Call<'_>, body: &str) -> Result<Value, ApiError> {
+        let Call { signing_name, operation, method, url, headers } = call;
         let host = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_string(),
@@ -178,7 +164,7 @@ impl AwsApi {
         )
         .map_err(|e| failure(operation, "Signing", e))?;
         let (instructions, _) = sign(signable, &params).map_err(|e| failure(operation, "Signing", e))?.into_parts();
-        let mut request = self.http.request(method, url);
+        let mut request = self.http.request(method.clone(), url.clone());
         for (name, value) in headers.iter().copied().chain(instructions.headers()) {
             request = request.header(name, value);
         }
@@ -209,6 +195,15 @@ impl AwsApi {
         let message = answer["message"].as_str().or(answer["Message"].as_str()).unwrap_or(&text).to_string();
         Err(ApiError { operation: operation.to_string(), status: Some(status.as_u16()), code, message })
     }
+}
+
+/// One request: whom it is signed for, the operation (for errors), and what is sent but the body.
+struct Call<'a> {
+    signing_name: &'a str,
+    operation: &'a str,
+    method: Method,
+    url: Url,
+    headers: &'a [(&'a str, &'a str)],
 }
 
 fn failure(operation: &str, code: &str, e: impl fmt::Display) -> ApiError {
