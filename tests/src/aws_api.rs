@@ -8,6 +8,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use aws_sdk_sqs::config::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use reqwest::{Method, Url};
@@ -68,24 +69,25 @@ impl ApiError {
     }
 }
 
-/// Signed calls to one endpoint (the emulator's) in one region, with the emulator's dummy
-/// credentials (as `stack::sdk_config`).
+/// Signed calls to one endpoint (the emulator's) in one region, with one set of credentials
+/// (the emulator's dummy ones, `stack::local_credentials`).
 #[derive(Clone)]
 pub struct AwsApi {
     http: reqwest::Client,
     endpoint: Url,
     region: String,
+    credentials: Credentials,
 }
 
 impl AwsApi {
-    /// Calls at `endpoint`, signed for `region`.
-    pub fn new(endpoint: &str, region: &str) -> Result<Self, ApiError> {
+    /// Calls at `endpoint`, signed for `region` with `credentials`.
+    pub fn new(endpoint: &str, region: &str, credentials: Credentials) -> Result<Self, ApiError> {
         let endpoint = Url::parse(endpoint).map_err(|e| failure("endpoint", "InvalidEndpoint", e))?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| failure("client", "Client", e))?;
-        Ok(Self { http, endpoint, region: region.to_string() })
+        Ok(Self { http, endpoint, region: region.to_string(), credentials })
     }
 
     /// `operation` of a JSON-protocol `service`, with `body`; the answer's JSON.
@@ -146,7 +148,7 @@ impl AwsApi {
         };
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         all.push(("host", &host));
-        let identity = aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "orderflow-local").into();
+        let identity = self.credentials.clone().into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)

@@ -16,13 +16,18 @@ use crate::wait::eventually;
 /// Lambda's path of the event source mappings.
 const ESM: [&str; 3] = ["2015-03-31", "event-source-mappings", ""];
 
+/// The local emulator's dummy credentials, for the SDK's clients and the tests' own signed calls.
+pub fn local_credentials() -> aws_sdk_sqs::config::Credentials {
+    aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "orderflow-local")
+}
+
 /// The SDK configuration for the local emulator at `endpoint`, with its dummy credentials.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(orderflow_harness::aws::https_client())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into())))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "orderflow-local"))
+        .credentials_provider(local_credentials())
         .load()
         .await
 }
@@ -75,7 +80,7 @@ impl Local {
             dynamo: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             events: aws_sdk_eventbridge::Client::new(&sdk),
-            aws: AwsApi::new(&endpoint, sdk.region().map_or("us-east-1", |r| r.as_ref()))?,
+            aws: AwsApi::new(&endpoint, sdk.region().map_or("us-east-1", |r| r.as_ref()), local_credentials())?,
             s3,
             sdk,
             users: Default::default(),

@@ -19,6 +19,7 @@
 //! every module would run at once in one process, the outage tests beside the tests whose
 //! consumers they take down.
 
+mod aws_api;
 mod compensation;
 mod e2e;
 mod email;
