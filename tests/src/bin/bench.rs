@@ -97,6 +97,7 @@ async fn main() -> Result<()> {
     }
     // 2. One at a time, each after a random pause (`jitter`).
     let mut single = Vec::new();
+    let single_from = now_ms();
     for i in 0..sequential {
         jitter().await;
         let id = place(&local, &customer, &format!("{run}-one-{i}"), &timelines).await?;
@@ -104,6 +105,7 @@ async fn main() -> Result<()> {
         single.push(timelines.lock().unwrap()[&id].clone());
         placed += 1;
     }
+    let single_window = (single_from, now_ms());
     // 3. Load: every POST at once.
     let load_started = Instant::now();
     let posts = (0..load).map(|i| {
@@ -152,8 +154,18 @@ async fn main() -> Result<()> {
             None
         });
 
-    let report =
-        Report { single, loaded, all_placed, orders: placed, invocations, spans, in_flight, floor, floor_calls };
+    let report = Report {
+        single,
+        single_window,
+        loaded,
+        all_placed,
+        orders: placed,
+        invocations,
+        spans,
+        in_flight,
+        floor,
+        floor_calls,
+    };
     report.print();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/bench");
     std::fs::create_dir_all(&dir)?;
@@ -315,6 +327,8 @@ async fn watch(
 /// load, as many in flight; and the AWS requests its functions made, by function and operation.
 struct FloorRun {
     single: Vec<Timeline>,
+    /// When the one-at-a-time chains ran (ms since the epoch, wall clock): which invocations were theirs.
+    single_window: (i64, i64),
     loaded: Vec<Timeline>,
     all_placed: Duration,
     chains: usize,
@@ -391,7 +405,11 @@ async fn measure_floor(
         Ok::<_, anyhow::Error>(id)
     };
     let mut single = Vec::new();
+    let mut single_from = 0;
     for i in 0..3 + sequential {
+        if i == 3 {
+            single_from = now_ms();
+        }
         jitter().await;
         let id = start(Arc::clone(&local), api.clone(), Arc::clone(&timelines)).await?;
         wait_final(&timelines, std::slice::from_ref(&id), Duration::from_secs(60)).await?;
@@ -399,6 +417,7 @@ async fn measure_floor(
             single.push(timelines.lock().unwrap()[&id].clone());
         }
     }
+    let single_window = (single_from, now_ms());
     let load_started = Instant::now();
     let ids: Vec<String> = {
         use futures::StreamExt as _;
@@ -431,7 +450,7 @@ async fn measure_floor(
         eprintln!("{name}: its requests were not counted: {e:#}");
         Vec::new()
     });
-    Ok(Some(FloorRun { single, loaded, all_placed, chains, invocations }))
+    Ok(Some(FloorRun { single, single_window, loaded, all_placed, chains, invocations }))
 }
 
 /// Sends a request until it is answered other than 502-504 (the function or a dependency did not
@@ -484,6 +503,8 @@ struct Invocation {
     handler_ms: f64,
     /// Records the invocation took from SQS (a consumer's), whatever became of them.
     records: u64,
+    /// When its metrics line was logged (ms since the epoch), if the log event says.
+    at_ms: Option<i64>,
 }
 
 /// One span's end as its function logged it: the API's "order placed" and each consumer's
@@ -529,7 +550,7 @@ async fn metrics_lines(local: &Local, groups: &[String], since_ms: i64) -> Resul
                 .filter_map(|k| line[*k].as_u64())
                 .sum();
             let handler_ms = line["HandlerMs"].as_f64().unwrap_or(0.0);
-            out.push(Invocation { function, requests, handler_ms, records });
+            out.push(Invocation { function, requests, handler_ms, records, at_ms: at });
         }
     }
     Ok((out, spans))
@@ -537,6 +558,8 @@ async fn metrics_lines(local: &Local, groups: &[String], since_ms: i64) -> Resul
 
 struct Report {
     single: Vec<Timeline>,
+    /// When the one-at-a-time orders ran (ms since the epoch, wall clock).
+    single_window: (i64, i64),
     loaded: Vec<Timeline>,
     all_placed: Duration,
     orders: usize,
@@ -545,6 +568,25 @@ struct Report {
     in_flight: usize,
     floor: Option<FloorRun>,
     floor_calls: Option<FloorRun>,
+}
+
+/// Now, in ms since the epoch (wall clock, as the log events' times).
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The API's part of the first hop, one at a time: the POSTs' time to their answer, and its API
+/// function's handler time (its metrics lines' `HandlerMs`, logged within `window`), p50 of each,
+/// with how many of each. What the client waits beyond the handler is outside the function: the
+/// HTTP API (with its JWT authorizer, for orders), the Lambda invoke, and the way back.
+fn api_part(single: &[Timeline], invocations: &[Invocation], window: (i64, i64)) -> (usize, f64, usize, f64) {
+    let mut posts: Vec<f64> = single.iter().filter_map(|t| Some(ms(t.answered?.duration_since(t.posted?)))).collect();
+    let mut handlers: Vec<f64> = invocations
+        .iter()
+        .filter(|i| i.function.ends_with("sales-api") && i.at_ms.is_some_and(|at| at >= window.0 && at <= window.1))
+        .map(|i| i.handler_ms)
+        .collect();
+    (posts.len(), percentile(&mut posts, 50.0), handlers.len(), percentile(&mut handlers, 50.0))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -787,6 +829,26 @@ impl Report {
             show_ms(same),
             ratio(ours, same)
         );
+        // The part before the write, told apart: the API function's handler, and what the client
+        // waits outside it (for orders only, the HTTP API's JWT authorizer).
+        println!("  the first hop's API part, one at a time (p50): POST to its answer = the API function's handler (HandlerMs) + outside it (the HTTP API, the invoke; for orders the JWT authorizer too)");
+        let parts = [
+            ("orders", Some(api_part(&self.single, &self.invocations, self.single_window))),
+            ("floor", self.floor.as_ref().map(|f| api_part(&f.single, &f.invocations, f.single_window))),
+            (
+                "same-calls floor",
+                self.floor_calls.as_ref().map(|f| api_part(&f.single, &f.invocations, f.single_window)),
+            ),
+        ];
+        for (label, part) in parts {
+            let Some((posts, post, handlers, handler)) = part else { continue };
+            println!(
+                "    {label:<17} {} = {} + {} ({posts} POSTs, {handlers} invocations)",
+                show_ms(post),
+                show_ms(handler),
+                show_ms(post - handler)
+            );
+        }
         println!(
             "{:<62} {:>9}",
             "  POSTs answered 502-504 and sent again (orders and floors)",
