@@ -22,6 +22,7 @@ use orderflow_e2e::{order_request, unique, Local, Placed, SignedIn};
 
 /// POSTs answered 503 and sent again.
 static RETRIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::{json, Value};
 
 /// What one order's events did, as seen on the tap: when its POST started and answered, when its
@@ -248,8 +249,10 @@ fn floor_stage(event: &Value) -> Option<Stage> {
 }
 
 /// Readers of one tap, started 20 ms apart: the emulator answers a long poll only when it next looks
-/// at the queue, every 100 ms (MiniStack's `ReceiveMessage`), so one reader would stamp events up
-/// to 100 ms late; five staggered ones, at most about 20 ms. Abort them when done.
+/// at the queue, every 100 ms (MiniStack's `ReceiveMessage`), so a reader gets an event up to 100 ms
+/// after it reached the queue. The figures do not wait on them: each event is timed by when it
+/// reached the tap's queue (`watch`); the five readers only keep the tap from filling. Abort them
+/// when done.
 fn watchers(
     local: &Arc<Local>,
     queue_url: &str,
@@ -267,7 +270,10 @@ fn watchers(
         .collect()
 }
 
-/// Reads a tap as fast as it fills, stamping each timeline's announcement and end.
+/// Reads a tap as fast as it fills, stamping each timeline's announcement and end with the time
+/// its event reached the tap's queue: SQS's `SentTimestamp` (ms; the bus's delivery, which
+/// MiniStack makes within `PutEvents`, on this machine's clock), not when a reader got it, which
+/// adds the emulator's 100 ms looks and their phase. Without the attribute, when it was read.
 async fn watch(
     local: Arc<Local>,
     queue_url: String,
@@ -281,13 +287,24 @@ async fn watch(
             .queue_url(&queue_url)
             .max_number_of_messages(10)
             .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await?;
-        let (now, received_at) = (Instant::now(), chrono::Utc::now());
+        let (read, read_at) = (Instant::now(), chrono::Utc::now());
         let messages = out.messages.unwrap_or_default();
         let mut delete = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let event: Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_default();
+            // When it reached the queue, on both clocks: the wall clock's, and the same moment as an
+            // `Instant` (read less the time it waited), which the POSTs are timed against.
+            let received_at = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                .and_then(|ms| ms.parse::<i64>().ok())
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .filter(|sent| *sent <= read_at)
+                .unwrap_or(read_at);
+            let now = read.checked_sub((read_at - received_at).to_std().unwrap_or_default()).unwrap_or(read);
             match stage(&event) {
                 Some(Stage::Announced(id, stamped)) => {
                     let mut all = timelines.lock().unwrap();
@@ -405,7 +422,7 @@ async fn measure_floor(
         Ok::<_, anyhow::Error>(id)
     };
     let mut single = Vec::new();
-    let mut single_from = 0;
+    let mut single_from = now_ms();
     for i in 0..3 + sequential {
         if i == 3 {
             single_from = now_ms();
@@ -550,7 +567,9 @@ async fn metrics_lines(local: &Local, groups: &[String], since_ms: i64) -> Resul
                 .filter_map(|k| line[*k].as_u64())
                 .sum();
             let handler_ms = line["HandlerMs"].as_f64().unwrap_or(0.0);
-            out.push(Invocation { function, requests, handler_ms, records, at_ms: at });
+            // The log event's time, or else the line's own (EMF's `_aws.Timestamp`, the function's clock).
+            let at_ms = at.or_else(|| line["_aws"]["Timestamp"].as_i64());
+            out.push(Invocation { function, requests, handler_ms, records, at_ms });
         }
     }
     Ok((out, spans))
@@ -575,18 +594,44 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The API's part of the first hop, one at a time: the POSTs' time to their answer, and its API
-/// function's handler time (its metrics lines' `HandlerMs`, logged within `window`), p50 of each,
-/// with how many of each. What the client waits beyond the handler is outside the function: the
-/// HTTP API (with its JWT authorizer, for orders), the Lambda invoke, and the way back.
-fn api_part(single: &[Timeline], invocations: &[Invocation], window: (i64, i64)) -> (usize, f64, usize, f64) {
+/// The API's part of the first hop, one at a time: each POST's time to its answer, as the client
+/// measured it; the API function's handler time (the `HandlerMs` of its metrics lines logged within
+/// `window`); and what the client waited outside the function: the HTTP API (with its JWT
+/// authorizer, for orders), the Lambda invoke, the way back.
+struct ApiPart {
+    posts: usize,
+    handlers: usize,
+    post_p50: f64,
+    handler_p50: f64,
+    /// The p50 of each POST's time less its own invocation's handler time. The POSTs went one at a
+    /// time, so the n-th invocation in the window (by its log time) is the n-th POST's; `None` when
+    /// the counts differ and they cannot be paired.
+    outside_p50: Option<f64>,
+}
+
+fn api_part(single: &[Timeline], invocations: &[Invocation], window: (i64, i64)) -> ApiPart {
     let mut posts: Vec<f64> = single.iter().filter_map(|t| Some(ms(t.answered?.duration_since(t.posted?)))).collect();
-    let mut handlers: Vec<f64> = invocations
+    let mut handlers: Vec<(i64, f64)> = invocations
         .iter()
-        .filter(|i| i.function.ends_with("sales-api") && i.at_ms.is_some_and(|at| at >= window.0 && at <= window.1))
-        .map(|i| i.handler_ms)
+        .filter_map(|i| {
+            let at = i.at_ms?;
+            (i.function.ends_with("sales-api") && at >= window.0 && at <= window.1).then_some((at, i.handler_ms))
+        })
         .collect();
-    (posts.len(), percentile(&mut posts, 50.0), handlers.len(), percentile(&mut handlers, 50.0))
+    handlers.sort_by_key(|(at, _)| *at);
+    let mut outside: Vec<f64> = if posts.len() == handlers.len() {
+        posts.iter().zip(&handlers).map(|(post, (_, handler))| post - handler).collect()
+    } else {
+        Vec::new()
+    };
+    let mut handler_ms: Vec<f64> = handlers.iter().map(|(_, h)| *h).collect();
+    ApiPart {
+        posts: posts.len(),
+        handlers: handler_ms.len(),
+        post_p50: percentile(&mut posts, 50.0),
+        handler_p50: percentile(&mut handler_ms, 50.0),
+        outside_p50: (!outside.is_empty()).then(|| percentile(&mut outside, 50.0)),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -831,7 +876,7 @@ impl Report {
         );
         // The part before the write, told apart: the API function's handler, and what the client
         // waits outside it (for orders only, the HTTP API's JWT authorizer).
-        println!("  the first hop's API part, one at a time (p50): POST to its answer = the API function's handler (HandlerMs) + outside it (the HTTP API, the invoke; for orders the JWT authorizer too)");
+        println!("  the first hop's API part, one at a time (p50): POST to its answer; the API function's handler (HandlerMs); outside it, each POST less its own invocation's handler (the HTTP API, the invoke; for orders the JWT authorizer too)");
         let parts = [
             ("orders", Some(api_part(&self.single, &self.invocations, self.single_window))),
             ("floor", self.floor.as_ref().map(|f| api_part(&f.single, &f.invocations, f.single_window))),
@@ -841,12 +886,15 @@ impl Report {
             ),
         ];
         for (label, part) in parts {
-            let Some((posts, post, handlers, handler)) = part else { continue };
+            let Some(part) = part else { continue };
+            let outside = part.outside_p50.map_or_else(|| "not paired".to_string(), show_ms);
             println!(
-                "    {label:<17} {} = {} + {} ({posts} POSTs, {handlers} invocations)",
-                show_ms(post),
-                show_ms(handler),
-                show_ms(post - handler)
+                "    {label:<17} POST {}, handler {}, outside it {} ({} POSTs, {} invocations)",
+                show_ms(part.post_p50),
+                show_ms(part.handler_p50),
+                outside,
+                part.posts,
+                part.handlers
             );
         }
         println!(
