@@ -36,9 +36,10 @@ struct Timeline {
     announced: Option<Instant>,
     finished: Option<Instant>,
     final_status: Option<String>,
-    /// The outbox's two stream hops, in ms: from the order's write, then from its final status's
-    /// write (each event's envelope `occurredAt`, stamped just before the write), to the event on
-    /// the tap (stream, relay, bus, and the bus's delivery to the tap).
+    /// The outbox's two hops, in ms: from the order's write, then from its final status's write
+    /// (each event's envelope `occurredAt`, stamped just before the write), to the event on the tap
+    /// (the writer's own publish on the outbox's fast path, or the stream and the relay; the bus,
+    /// and its delivery to the tap).
     first_hop_ms: Option<f64>,
     last_hop_ms: Option<f64>,
 }
@@ -839,7 +840,7 @@ impl Report {
         self.print_latency(self.floor.as_ref());
         println!("\n== the same, beside the same-calls floor (the same hops making the AWS requests an order makes, no logic)");
         self.print_latency(self.floor_calls.as_ref());
-        // The outbox's two stream hops, each order's share of its own time, single and under load.
+        // The outbox's two hops, each order's share of its own time, single and under load.
         for (label, ts) in [("one at a time", &self.single), ("under the load", &self.loaded)] {
             let (mut h1, mut h2, mut share) = (Vec::new(), Vec::new(), Vec::new());
             for t in ts.iter() {
@@ -851,7 +852,7 @@ impl Report {
                 share.push(100.0 * (a + b) / whole);
             }
             println!(
-                "  the outbox's two stream hops, {label} (p50 of {} orders): {} + {} (write to event on the bus), {:.0} % of each order's time",
+                "  the outbox's two hops, {label} (p50 of {} orders): {} + {} (each write to its event on the bus: the writer's publish, or the stream's relay), {:.0} % of each order's time",
                 share.len(),
                 show_ms(percentile(&mut h1, 50.0)),
                 show_ms(percentile(&mut h2, 50.0)),
