@@ -22,6 +22,8 @@ use orderflow_e2e::{order_request, unique, Local, Placed, SignedIn};
 
 /// POSTs answered 503 and sent again.
 static RETRIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Events on a tap timed by when a reader got them, their message carrying no usable `SentTimestamp`.
+static READ_TIMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::{json, Value};
 
@@ -202,10 +204,10 @@ async fn place(local: &Local, customer: &SignedIn, correlation: &str, timelines:
     Ok(order_id)
 }
 
-/// A pause of 0-99 ms, drawn at random, before each POST of the one-at-a-time runs: the tap's
-/// readers see an event at MiniStack's 100 ms looks, and a POST sent right after the tap saw the
-/// chain before would otherwise start at the same phase of that cycle every time, for the orders
-/// and the floors alike, and a few milliseconds either side of a look become tens in the reading.
+/// A pause of 0-99 ms, drawn at random, before each POST of the one-at-a-time runs, so that no
+/// run's POSTs keep one phase against the emulator's cycles (its 100 ms looks at a queue, its
+/// stream polls), for the orders and the floors alike. (The tap's readers, whose phase made tens of
+/// milliseconds of difference when they timed the events, no longer do: `watch`.)
 async fn jitter() {
     let ms = (uuid::Uuid::new_v4().as_u128() % 100) as u64;
     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -298,31 +300,41 @@ async fn watch(
             let event: Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_default();
             // When it reached the queue, on both clocks: the wall clock's, and the same moment as an
             // `Instant` (read less the time it waited), which the POSTs are timed against.
-            let received_at = m
+            // A stamp from the future or from long ago (MiniStack writes "0" for a missing one) is
+            // not used, and counted.
+            let sent = m
                 .attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
                 .and_then(|ms| ms.parse::<i64>().ok())
                 .and_then(chrono::DateTime::from_timestamp_millis)
-                .filter(|sent| *sent <= read_at)
-                .unwrap_or(read_at);
+                .filter(|sent| *sent <= read_at && *sent > read_at - chrono::Duration::minutes(10));
+            let received_at = match sent {
+                Some(sent) => mid_ms(sent).min(read_at),
+                None => {
+                    READ_TIMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    read_at
+                }
+            };
             let now = read.checked_sub((read_at - received_at).to_std().unwrap_or_default()).unwrap_or(read);
+            // An event that reached the tap twice (a writer's publish and the relay's) counts from
+            // its first copy, whichever reader gets which.
             match stage(&event) {
                 Some(Stage::Announced(id, stamped)) => {
                     let mut all = timelines.lock().unwrap();
                     let t = all.entry(id).or_default();
-                    if t.announced.is_none() {
-                        t.first_hop_ms = stamped.map(|at| since(at, received_at));
+                    if t.announced.is_none_or(|seen| now < seen) {
+                        t.announced = Some(now);
+                        t.first_hop_ms = stamped.map(|at| since(mid_ms(at), received_at));
                     }
-                    t.announced.get_or_insert(now);
                 }
                 Some(Stage::Finished(id, status, stamped)) => {
                     let mut all = timelines.lock().unwrap();
                     let t = all.entry(id).or_default();
-                    if t.finished.is_none() {
-                        t.last_hop_ms = stamped.map(|at| since(at, received_at));
+                    if t.finished.is_none_or(|seen| now < seen) {
+                        t.finished = Some(now);
+                        t.last_hop_ms = stamped.map(|at| since(mid_ms(at), received_at));
+                        t.final_status = Some(status);
                     }
-                    t.finished.get_or_insert(now);
-                    t.final_status = Some(status);
                 }
                 None => {}
             }
@@ -649,6 +661,13 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
     values[rank.min(values.len()) - 1]
 }
 
+/// The middle of `at`'s millisecond. SQS's `SentTimestamp` and the floors' `writtenMs` are whole
+/// milliseconds (rounded down), an order's `occurredAt` is not: each is taken at the middle of its
+/// millisecond, so that the time from one to another is not half a millisecond off on average.
+fn mid_ms(at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at) + chrono::Duration::microseconds(500)
+}
+
 /// Milliseconds from `at` to `then`, both wall clock (the producers run on this machine).
 fn since(at: chrono::DateTime<chrono::Utc>, then: chrono::DateTime<chrono::Utc>) -> f64 {
     (then - at).num_microseconds().unwrap_or(0) as f64 / 1e3
@@ -902,6 +921,11 @@ impl Report {
             "{:<62} {:>9}",
             "  POSTs answered 502-504 and sent again (orders and floors)",
             RETRIED.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        println!(
+            "{:<62} {:>9}",
+            "  events timed when read, without a SentTimestamp (all taps)",
+            READ_TIMED.load(std::sync::atomic::Ordering::Relaxed)
         );
 
         self.print_stages();
