@@ -18,14 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use orderflow_e2e::{order_request, unique, Local, Placed, SignedIn};
+use serde_json::{json, Value};
 
 /// POSTs answered 503 and sent again.
 static RETRIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// Events on a tap timed by when a reader got them, their message carrying no usable `SentTimestamp`.
 static READ_TIMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-use aws_sdk_sqs::types::MessageSystemAttributeName;
-use serde_json::{json, Value};
 
 /// What one order's events did, as seen on the tap: when its POST started and answered, when its
 /// first and its final status change reached the bus.
@@ -434,18 +434,20 @@ async fn measure_floor(
         (t.posted, t.answered) = (Some(posted), Some(Instant::now()));
         Ok::<_, anyhow::Error>(id)
     };
-    let mut single = Vec::new();
-    let mut single_from = now_ms();
-    for i in 0..3 + sequential {
-        if i == 3 {
-            single_from = now_ms();
-        }
+    // Three to warm up, then one at a time, each after a random pause, as the orders.
+    let one = || async {
         jitter().await;
         let id = start(Arc::clone(&local), api.clone(), Arc::clone(&timelines)).await?;
         wait_final(&timelines, std::slice::from_ref(&id), Duration::from_secs(60)).await?;
-        if i >= 3 {
-            single.push(timelines.lock().unwrap()[&id].clone());
-        }
+        anyhow::Ok(timelines.lock().unwrap()[&id].clone())
+    };
+    for _ in 0..3 {
+        one().await?;
+    }
+    let mut single = Vec::new();
+    let single_from = now_ms();
+    for _ in 0..sequential {
+        single.push(one().await?);
     }
     let single_window = (single_from, now_ms());
     let load_started = Instant::now();
@@ -894,7 +896,7 @@ impl Report {
             show_ms(same),
             ratio(ours, same)
         );
-        // The part before the write, told apart: the API function's handler, and what the client
+        // The first hop's API part, told apart: the API function's handler, and what the client
         // waits outside it (for orders only, the HTTP API's JWT authorizer).
         println!("  the first hop's API part, one at a time (p50): POST to its answer; the API function's handler (HandlerMs); outside it, each POST less its own invocation's handler (the HTTP API, the invoke; for orders the JWT authorizer too)");
         let parts = [
