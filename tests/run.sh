@@ -211,11 +211,11 @@ run_tests() {
 }
 if [ "$status" = 0 ]; then
   # By module of the one end-to-end test binary (tests/tests/all.rs).
-  alone='package(orderflow-e2e) & (test(/^outage::/) | test(/^webhooks::/))'
-  step "every test but the outage, webhooks and privacy ones (unit, template checks, adapters against the emulators, end to end), many at a time"
+  alone='package(orderflow-e2e) & test(/^outage::/)'
+  step "every test but the outage and privacy ones (unit, template checks, adapters against the emulators, end to end), many at a time"
   run_tests -E "not ($alone) and not test(=$privacy)" || status=$?
 
-  step "the outage and webhooks tests (tests/tests/outage.rs, webhooks.rs), alone and one at a time: .config/nextest.toml says why"
+  step "the outage tests (tests/tests/outage.rs), alone and one at a time: .config/nextest.toml says why"
   run_tests --test-threads 1 -E "$alone" || status=$?
 
   step "what the run left in the logs and dead letters: no personal data, no secret (tests/tests/privacy.rs)"

@@ -226,9 +226,11 @@ async fn two_hundred_orders_placed_while_billing_is_down_all_ship_once_it_return
     let run = unique("e2e-200");
     let tap = local.tap(&run).await.unwrap();
 
+    let began = std::time::Instant::now();
     let ids = local
         .with_consumer_down("BillingFunctionName", async {
             let ids = place_many(&local, &sku, &run, 200).await;
+            println!("billing down: 200 orders placed in {:.1?}", began.elapsed());
             // Every OrderPlaced waits in Billing's queue; no order moves.
             eventually("the 200 OrderPlaced in Billing's queue", WAIT, || async {
                 Ok((local.queue_depth(local.output("BillingQueueUrl")).await? >= 200).then_some(()))
@@ -236,9 +238,10 @@ async fn two_hundred_orders_placed_while_billing_is_down_all_ship_once_it_return
             .await
             .unwrap();
             println!(
-                "billing down: {} orders placed, {} waiting in its queue",
+                "billing down: {} orders placed, {} waiting in its queue after {:.1?}",
                 ids.len(),
-                local.queue_depth(local.output("BillingQueueUrl")).await.unwrap()
+                local.queue_depth(local.output("BillingQueueUrl")).await.unwrap(),
+                began.elapsed()
             );
             ids
         })
@@ -250,6 +253,7 @@ async fn two_hundred_orders_placed_while_billing_is_down_all_ship_once_it_return
         .collect(&tap, Duration::from_secs(300), |s| ids.iter().all(|id| count(s, id, "OrderStatusChanged") >= 1))
         .await
         .unwrap();
+    println!("billing back: every order's status changed on the tap after {:.1?}", began.elapsed());
     local.sentinel(&format!("{run}-sentinel")).await.unwrap();
     let mut seen = seen;
     seen.extend(local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "Sentinel")).await.unwrap());
@@ -263,7 +267,11 @@ async fn two_hundred_orders_placed_while_billing_is_down_all_ship_once_it_return
     }
     println!("billing back: {copies} repeated copies of an OrderBilled seen on the tap (same event id)");
     assert_eq!(dead_letters(&local).await, before, "nothing in any dead-letter queue");
-    println!("billing back: {ready}/200 ready to ship, {} invoices, 0 dead letters", ids.len());
+    println!(
+        "billing back: {ready}/200 ready to ship, {} invoices, 0 dead letters; checked after {:.1?}",
+        ids.len(),
+        began.elapsed()
+    );
     local.close(tap).await.unwrap();
 }
 
