@@ -360,19 +360,25 @@ impl Local {
         times: usize,
         then_drained: &[&str],
     ) -> Result<()> {
-        let queue = self.output(queue_output);
         for _ in 0..times {
-            let mut send = self.sqs.send_message().queue_url(queue).message_body(body);
-            for (name, value) in attributes {
-                let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(*value)
-                    .build()?;
-                send = send.message_attributes(*name, value);
-            }
-            send.send().await?;
+            self.send_with(queue_output, body, attributes).await?;
         }
         self.drained(&[&[queue_output], then_drained].concat()).await
+    }
+
+    /// Sends `body` once to the queue named by the output `queue_output`, with these string message
+    /// attributes, and does not wait for it to be handled.
+    pub async fn send_with(&self, queue_output: &str, body: &str, attributes: &[(&str, &str)]) -> Result<()> {
+        let mut send = self.sqs.send_message().queue_url(self.output(queue_output)).message_body(body);
+        for (name, value) in attributes {
+            let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(*value)
+                .build()?;
+            send = send.message_attributes(*name, value);
+        }
+        send.send().await?;
+        Ok(())
     }
 
     /// Waits (90 s a queue at most) until these queues (stack outputs) hold nothing, visible or in

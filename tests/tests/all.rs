@@ -6,11 +6,11 @@
 //! The tests are named by module (`outage::…`, `sms::…`): `make test` runs them with cargo nextest,
 //! a process for each test, and picks the ones that run alone by that name (`.config/nextest.toml`,
 //! `tests/run.sh`). By hand, against a stack `make demo` deployed, run them the same way, the
-//! outage and webhooks tests after the rest and one at a time, the privacy read last:
+//! outage tests after the rest and one at a time, the privacy read last:
 //!
 //! ```text
-//! cargo nextest run -p orderflow-e2e --run-ignored all -E 'not test(/^(outage|webhooks|privacy|localstack)::/)'
-//! cargo nextest run -p orderflow-e2e --run-ignored all --test-threads 1 -E 'test(/^(outage|webhooks)::/)'
+//! cargo nextest run -p orderflow-e2e --run-ignored all -E 'not test(/^(outage|privacy|localstack)::/)'
+//! cargo nextest run -p orderflow-e2e --run-ignored all --test-threads 1 -E 'test(/^outage::/)'
 //! cargo nextest run -p orderflow-e2e --run-ignored all -E 'test(/^privacy::/)'
 //! ```
 //!

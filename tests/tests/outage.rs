@@ -226,9 +226,10 @@ async fn two_hundred_orders_placed_while_billing_is_down_all_ship_once_it_return
     let run = unique("e2e-200");
     let tap = local.tap(&run).await.unwrap();
 
-    let began = std::time::Instant::now();
-    let ids = local
+    let (ids, began) = local
         .with_consumer_down("BillingFunctionName", async {
+            // Timed from here, Billing's feed off.
+            let began = std::time::Instant::now();
             let ids = place_many(&local, &sku, &run, 200).await;
             println!("billing down: 200 orders placed in {:.1?}", began.elapsed());
             // Every OrderPlaced waits in Billing's queue; no order moves.
@@ -243,7 +244,7 @@ async fn two_hundred_orders_placed_while_billing_is_down_all_ship_once_it_return
                 local.queue_depth(local.output("BillingQueueUrl")).await.unwrap(),
                 began.elapsed()
             );
-            ids
+            (ids, began)
         })
         .await
         .unwrap();

@@ -4,12 +4,15 @@
 //! signatures verified with an HMAC implementation other than the one that signed them. Ignored by a
 //! bare `cargo test`; `make test` runs them.
 
-use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use futures::FutureExt;
 use orderflow_contracts::OrderStatus;
-use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local};
+use orderflow_e2e::{eventually, order_request, unique, unique_sku, Local, SignedIn};
 use reqwest::Method;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_string_contains, method};
@@ -25,8 +28,7 @@ fn own(sku: &str) -> wiremock::matchers::BodyContainsMatcher {
     body_string_contains(format!("\"sku\":\"{sku}\""))
 }
 
-/// The requests a receiver got for `order_id`, with the time each arrived (approximately: when we
-/// looked), by `type`.
+/// The requests a receiver got for `order_id`, by `type`, in the order they arrived.
 fn for_order(requests: &[Request], order_id: &str, event_type: &str) -> Vec<Request> {
     requests
         .iter()
@@ -87,98 +89,104 @@ async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
         .mount(&slow)
         .await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&slow).await;
-    let mut subscriptions = Vec::new();
-    for (server, types) in [(&fast, json!(["OrderPlaced", "OrderStatusChanged"])), (&slow, json!(["OrderPlaced"]))] {
-        let (status, created) = local
-            .webhooks_api(
-                Method::POST,
-                "/webhooks",
-                Some(&key),
-                Some(json!({"url": format!("{}/hooks", server.uri()), "eventTypes": types})),
-            )
+    let made = RefCell::new(Vec::new());
+    let subscriptions = unsubscribing(&local, &key, &made, async {
+        let a = subscribe(&local, &key, &made, &fast, json!(["OrderPlaced", "OrderStatusChanged"])).await;
+        let b = subscribe(&local, &key, &made, &slow, json!(["OrderPlaced"])).await;
+
+        local.stock_product(&sku, 1999, 10).await.unwrap();
+        let run = unique("e2e-webhooks");
+        let tap = local.tap(&run).await.unwrap();
+        let id =
+            local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &run, None).await.unwrap().order_id();
+        let placed = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "OrderPlaced")).await.unwrap();
+        let placed = placed.into_iter().find(|e| e.detail_type == "OrderPlaced").unwrap();
+
+        // B's first delivery of the order begins, and hangs.
+        let slow_at = eventually("B's first delivery of the order", WAIT, || async {
+            Ok((!for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced").is_empty()).then(Instant::now))
+        })
+        .await
+        .unwrap();
+        // While it hangs, a new event for A goes straight onto the deliveries queue (the order's
+        // OrderPlaced under another event id). A gets both, the fan-out's delivery of the order and
+        // this one, while B's attempt still hangs. Were A's deliveries held back by B's, in B's
+        // batch or behind its invocation, they would come when B's attempt is cut, 5 s after it
+        // began. Timed from B's attempt, not from the POST: the tests beside this one load the
+        // emulator, and how long the fan-out takes to start is not what this asserts.
+        let mut fresh: Value = serde_json::from_str(&placed.body).unwrap();
+        let fresh_id = uuid::Uuid::new_v4().to_string();
+        fresh["detail"]["metadata"]["eventId"] = json!(fresh_id);
+        local
+            .send_with("WebhookDeliveryQueueUrl", &fresh.to_string(), &[("subscriptionId", a.0.as_str())])
             .await
             .unwrap();
-        assert_eq!(status, 201, "{}", created["errors"]);
-        subscriptions
-            .push((created["id"].as_str().unwrap().to_string(), created["secret"].as_str().unwrap().to_string()));
-    }
+        let fast_at = eventually("A's two OrderPlaced", WAIT, || async {
+            Ok((for_order(&fast.received_requests().await.unwrap(), &id, "OrderPlaced").len() >= 2).then(Instant::now))
+        })
+        .await
+        .unwrap();
+        let behind = fast_at.saturating_duration_since(slow_at);
+        println!("webhooks: the fast subscriber had both events {behind:?} after the slow one's attempt began");
+        assert!(behind < Duration::from_secs(4), "A was held back by B: {behind:?} after B's hanging attempt began");
+        assert_eq!(
+            for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced").len(),
+            1,
+            "B not retried yet"
+        );
 
-    local.stock_product(&sku, 1999, 10).await.unwrap();
-    let run = unique("e2e-webhooks");
-    let tap = local.tap(&run).await.unwrap();
-    let id = local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &run, None).await.unwrap().order_id();
+        assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
+        eventually("A's OrderStatusChanged", WAIT, || async {
+            Ok((!for_order(&fast.received_requests().await.unwrap(), &id, "OrderStatusChanged").is_empty())
+                .then_some(()))
+        })
+        .await
+        .unwrap();
+        // B gets its OrderPlaced once it answers in time: once (the timed-out attempt aside).
+        eventually("B's webhook again after timing out", WAIT, || async {
+            Ok((for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced").len() >= 2).then_some(()))
+        })
+        .await
+        .unwrap();
 
-    // A gets the order's OrderPlaced while B's first delivery of it is still hanging. Timed from B's
-    // first delivery, not from the POST: the tests beside this one load the emulator, and how long
-    // the fan-out takes to start is not what this asserts. Were A's delivery held back by B's, it
-    // would begin when B's attempt ends, at its 5 s timeout.
-    let (fast_at, slow_at) = (Cell::new(None), Cell::new(None));
-    eventually("both subscribers' first OrderPlaced", WAIT, || async {
-        let now = Instant::now();
-        for (server, at) in [(&fast, &fast_at), (&slow, &slow_at)] {
-            if at.get().is_none()
-                && !for_order(&server.received_requests().await.unwrap(), &id, "OrderPlaced").is_empty()
-            {
-                at.set(Some(now));
-            }
+        let fast_got = fast.received_requests().await.unwrap();
+        let webhook_ids = |requests: &[Request]| -> BTreeSet<String> {
+            requests.iter().map(|r| r.headers.get("webhook-id").unwrap().to_str().unwrap().to_string()).collect()
+        };
+        let to_a = for_order(&fast_got, &id, "OrderPlaced");
+        assert_eq!(to_a.len(), 2, "the order's OrderPlaced and the new event to A, once each");
+        assert_eq!(webhook_ids(&to_a), BTreeSet::from([placed.event_id.clone(), fresh_id.clone()]));
+        assert_eq!(for_order(&fast_got, &id, "OrderStatusChanged").len(), 1, "one OrderStatusChanged to A");
+        assert!(for_order(&fast_got, &id, "OrderBilled").is_empty(), "only what A subscribed to");
+        for request in &to_a {
+            verify(request, &a.1);
         }
-        Ok(fast_at.get().zip(slow_at.get()))
-    })
-    .await
-    .unwrap();
-    let (fast_at, slow_at) = (fast_at.get().unwrap(), slow_at.get().unwrap());
-    let behind = fast_at.saturating_duration_since(slow_at);
-    println!(
-        "webhooks: the fast subscriber had the order {behind:?} after the slow one's first attempt began (0: \
-         seen first, or in the same look)"
-    );
-    assert!(behind < Duration::from_secs(4), "A was held back by B: {behind:?} after B's hanging attempt began");
-    assert_eq!(for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 1, "B still hanging");
-    assert_eq!(local.wait_final(&id, WAIT).await.unwrap().status, OrderStatus::ReadyToShip);
-    eventually("A's OrderStatusChanged", WAIT, || async {
-        Ok((!for_order(&fast.received_requests().await.unwrap(), &id, "OrderStatusChanged").is_empty()).then_some(()))
-    })
-    .await
-    .unwrap();
+        let slow_got = for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced");
+        verify(&slow_got[1], &b.1);
+        assert_eq!(
+            slow_got[0].headers.get("webhook-id"),
+            slow_got[1].headers.get("webhook-id"),
+            "the same event, retried"
+        );
 
-    // B gets its OrderPlaced once it answers in time: once (the timed-out attempt aside).
-    eventually("B's webhook again after timing out", WAIT, || async {
-        Ok((for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced").len() >= 2).then_some(()))
+        // The same delivery (OrderPlaced for A) twice more, straight onto the deliveries queue, past
+        // the fan-out: the delivery's own de-duplication (event id and subscription) posts nothing
+        // more. Counted once the queue has been seen empty, every copy handled.
+        let to_a = [("subscriptionId", a.0.as_str())];
+        local.deliver_again_with("WebhookDeliveryQueueUrl", &placed.body, &to_a, 2, &[]).await.unwrap();
+        assert_eq!(for_order(&fast.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 2, "still two to A");
+        local.close(tap).await.unwrap();
+        [a.0, b.0]
     })
-    .await
-    .unwrap();
-    let fast_got = fast.received_requests().await.unwrap();
-    assert_eq!(for_order(&fast_got, &id, "OrderPlaced").len(), 1, "one OrderPlaced to A");
-    assert_eq!(for_order(&fast_got, &id, "OrderStatusChanged").len(), 1, "one OrderStatusChanged to A");
-    assert!(for_order(&fast_got, &id, "OrderBilled").is_empty(), "only what A subscribed to");
-    for request in for_order(&fast_got, &id, "OrderPlaced") {
-        verify(&request, &subscriptions[0].1);
-    }
-    let slow_got = for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced");
-    verify(&slow_got[1], &subscriptions[1].1);
-    assert_eq!(slow_got[0].headers.get("webhook-id"), slow_got[1].headers.get("webhook-id"), "the same event, retried");
+    .await;
 
-    // The same delivery (OrderPlaced for A) twice more, straight onto the deliveries queue, past the
-    // fan-out: the delivery's own de-duplication (event id and subscription) posts nothing more.
-    let events = local.collect(&tap, WAIT, |s| s.iter().any(|e| e.detail_type == "OrderPlaced")).await.unwrap();
-    let body = events.iter().find(|e| e.detail_type == "OrderPlaced").unwrap().body.clone();
-    let to_a = [("subscriptionId", subscriptions[0].0.as_str())];
-    local.deliver_again_with("WebhookDeliveryQueueUrl", &body, &to_a, 2, &[]).await.unwrap();
-    assert_eq!(for_order(&fast.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 1, "still one to A");
-
-    // Deleted subscriptions get nothing more (and later tests' orders go to nobody).
-    for (sub, _) in &subscriptions {
-        let (status, _) =
-            local.webhooks_api(Method::DELETE, &format!("/webhooks/{sub}"), Some(&key), None).await.unwrap();
-        assert_eq!(status, 204);
-    }
+    // Deleted subscriptions get nothing more, and are listed inactive, without their secret.
     let (_, listed) = local.webhooks_api(Method::GET, "/webhooks", Some(&key), None).await.unwrap();
-    for (sub, _) in &subscriptions {
+    for sub in &subscriptions {
         let entry = listed["webhooks"].as_array().unwrap().iter().find(|w| w["id"] == sub.as_str()).unwrap();
         assert_eq!(entry["active"], false);
         assert!(entry.get("secret").is_none());
     }
-    local.close(tap).await.unwrap();
 }
 
 #[tokio::test]
@@ -196,62 +204,97 @@ async fn a_delivery_dead_lettered_by_a_404_is_redriven_to_its_subscriber_once_it
         .mount_as_scoped(&receiver)
         .await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&receiver).await;
-    let (status, created) = local
-        .webhooks_api(
-            Method::POST,
-            "/webhooks",
-            Some(&key),
-            Some(json!({"url": format!("{}/hooks", receiver.uri()), "eventTypes": ["OrderPlaced"]})),
-        )
+    let made = RefCell::new(Vec::new());
+    unsubscribing(&local, &key, &made, async {
+        let (subscription, _) = subscribe(&local, &key, &made, &receiver, json!(["OrderPlaced"])).await;
+
+        local.stock_product(&sku, 1999, 10).await.unwrap();
+        let run = unique("e2e-webhooks-404");
+        let id =
+            local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &run, None).await.unwrap().order_id();
+
+        // The 404 is permanent: the delivery goes to the dead-letter queue at once, its subscriber
+        // kept.
+        let letter = eventually("the 404'd delivery in the dead-letter queue", WAIT, || async {
+            Ok(local
+                .sqs
+                .receive_message()
+                .queue_url(local.output("WebhookDeliveryDeadLetterQueueUrl"))
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .message_attribute_names("All")
+                .send()
+                .await?
+                .messages
+                .unwrap_or_default()
+                .into_iter()
+                .find(|m| m.body().is_some_and(|b| b.contains(&id))))
+        })
         .await
         .unwrap();
+        let attributes = letter.message_attributes().unwrap();
+        assert_eq!(attributes["subscriptionId"].string_value(), Some(subscription.as_str()), "kept for redrive");
+        assert!(attributes["orderflow.reason"].string_value().unwrap().contains("HTTP 404"));
+        assert_eq!(for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 1);
+
+        // The subscriber is fixed; the operator redrives.
+        drop(broken);
+        let argv = ["orderflow-ops", "redrive", "webhooks-delivery"];
+        let printed = orderflow_ops::cli::run(argv, &local.sdk).await.unwrap();
+        println!("orderflow-ops redrive webhooks-delivery: {printed}");
+
+        eventually("the redriven delivery at the subscriber", WAIT, || async {
+            Ok((for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced").len() >= 2).then_some(()))
+        })
+        .await
+        .unwrap();
+        // Counted once the deliveries queue has been seen empty: nothing of this order is left to
+        // deliver, a retry included.
+        local.drained(&["WebhookDeliveryQueueUrl"]).await.unwrap();
+        let got = for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced");
+        assert_eq!(got.len(), 2, "the 404, then exactly one delivery");
+        assert_eq!(got[0].headers.get("webhook-id"), got[1].headers.get("webhook-id"), "the same event");
+    })
+    .await;
+}
+
+/// Subscribes `receiver` to `types`, and notes the subscription in `made` for [`unsubscribing`]:
+/// its id and signing secret.
+async fn subscribe(
+    local: &Local,
+    key: &SignedIn,
+    made: &RefCell<Vec<String>>,
+    receiver: &MockServer,
+    types: Value,
+) -> (String, String) {
+    let body = json!({"url": format!("{}/hooks", receiver.uri()), "eventTypes": types});
+    let (status, created) = local.webhooks_api(Method::POST, "/webhooks", Some(key), Some(body)).await.unwrap();
     assert_eq!(status, 201, "{created}");
-    let subscription = created["id"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    made.borrow_mut().push(id.clone());
+    (id, created["secret"].as_str().unwrap().to_string())
+}
 
-    local.stock_product(&sku, 1999, 10).await.unwrap();
-    let run = unique("e2e-webhooks-404");
-    let id = local.place_order(&order_request("ada@example.com", &[(&sku, 1)]), &run, None).await.unwrap().order_id();
-
-    // The 404 is permanent: the delivery goes to the dead-letter queue at once, its subscriber kept.
-    let letter = eventually("the 404'd delivery in the dead-letter queue", WAIT, || async {
-        Ok(local
-            .sqs
-            .receive_message()
-            .queue_url(local.output("WebhookDeliveryDeadLetterQueueUrl"))
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .message_attribute_names("All")
-            .send()
-            .await?
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .find(|m| m.body().is_some_and(|b| b.contains(&id))))
-    })
-    .await
-    .unwrap();
-    let attributes = letter.message_attributes().unwrap();
-    assert_eq!(attributes["subscriptionId"].string_value(), Some(subscription.as_str()), "kept for redrive");
-    assert!(attributes["orderflow.reason"].string_value().unwrap().contains("HTTP 404"));
-    assert_eq!(for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 1);
-
-    // The subscriber is fixed; the operator redrives.
-    drop(broken);
-    let argv = ["orderflow-ops", "redrive", "webhooks-delivery"];
-    let printed = orderflow_ops::cli::run(argv, &local.sdk).await.unwrap();
-    println!("orderflow-ops redrive webhooks-delivery: {printed}");
-
-    eventually("the redriven delivery at the subscriber", WAIT, || async {
-        Ok((for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced").len() >= 2).then_some(()))
-    })
-    .await
-    .unwrap();
-    // Counted once the deliveries queue has drained: nothing of this order is left to deliver.
-    local.drained(&["WebhookDeliveryQueueUrl"]).await.unwrap();
-    let got = for_order(&receiver.received_requests().await.unwrap(), &id, "OrderPlaced");
-    assert_eq!(got.len(), 2, "the 404, then exactly one delivery");
-    assert_eq!(got[0].headers.get("webhook-id"), got[1].headers.get("webhook-id"), "the same event");
-    let (status, _) =
-        local.webhooks_api(Method::DELETE, &format!("/webhooks/{subscription}"), Some(&key), None).await.unwrap();
-    assert_eq!(status, 204);
+/// Runs `body`, then deletes every subscription it made ([`subscribe`]), also when it panics: left
+/// active, a subscription would go on getting every order's events at a receiver that is gone
+/// (each retried, then dead-lettered) under the other tests' feet, and in later runs on the same
+/// stack.
+async fn unsubscribing<T>(
+    local: &Local,
+    key: &SignedIn,
+    made: &RefCell<Vec<String>>,
+    body: impl std::future::Future<Output = T>,
+) -> T {
+    let outcome = AssertUnwindSafe(body).catch_unwind().await;
+    let mut failed = Vec::new();
+    for id in made.take() {
+        match local.webhooks_api(Method::DELETE, &format!("/webhooks/{id}"), Some(key), None).await {
+            Ok((204, _)) => {}
+            other => failed.push(format!("{id}: {other:?}")),
+        }
+    }
+    // The body's own panic first: it is what went wrong.
+    let value = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert!(failed.is_empty(), "subscriptions not deleted: {failed:?}");
+    value
 }
