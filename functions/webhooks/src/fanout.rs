@@ -137,9 +137,8 @@ impl Handler<AnyEvent> for Fanout {
         if matching.is_empty() {
             return Ok(());
         }
-        // A retry after a partial failure, or a repeat of the event (the fan-out keeps no claims),
-        // queues deliveries again; each is deduplicated by the delivery consumer on event id and
-        // subscription.
+        // A retry after a partial failure queues some deliveries again; each is deduplicated by the
+        // delivery consumer on event id and subscription.
         self.deliveries
             .enqueue(&eventbridge_body(&event, &ctx.metadata), &matching)
             .await

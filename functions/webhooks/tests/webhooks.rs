@@ -206,37 +206,6 @@ async fn the_fanout_queues_one_delivery_per_matching_active_subscription() {
     assert!(matches!(event, AnyEvent::OrderPlaced(ref o) if o.order_id == "ord-7f3a2c"));
 }
 
-#[tokio::test]
-async fn an_event_the_fanout_gets_twice_reaches_each_subscriber_once() {
-    // The fan-out keeps no claims (its main runs `without_claims()`): a repeated event queues its
-    // deliveries again, and the delivery consumer's claims on event id and subscription drop the
-    // copies.
-    let store = Arc::new(InMemorySubscriptions::default());
-    for s in [subscription("a", &["OrderPlaced"], true), subscription("b", &["OrderPlaced"], true)] {
-        store.create(&s).await.unwrap();
-    }
-    let queue = Arc::new(InMemoryDeliveryQueue::default());
-    let mut fanout: Harnessed<AnyEvent> =
-        Harnessed::new("webhooks-fanout", Arc::new(Fanout::new(store.clone(), queue.clone())));
-    fanout.consumer = fanout.consumer.without_claims();
-    for _ in 0..2 {
-        assert!(fanout.failures(sqs_sample("webhooks/order-placed.sqs.json")).await.is_empty());
-    }
-    let queued = queue.queued();
-    assert_eq!(queued.len(), 4, "two deliveries for each of the two handlings");
-
-    let subscriber = Arc::new(Subscriber::default());
-    let h = delivery(store, subscriber.clone());
-    for (subscription_id, body) in queued {
-        assert!(h.failures(delivery_batch_of(body, &subscription_id)).await.is_empty());
-    }
-    let requests = subscriber.requests.lock().unwrap().clone();
-    assert_eq!(requests.len(), 2, "one POST for each subscription");
-    let ids: Vec<&str> =
-        requests.iter().map(|(h, _)| h.iter().find(|(k, _)| k == "webhook-id").unwrap().1.as_str()).collect();
-    assert_eq!(ids[0], ids[1], "the same event");
-}
-
 /// A subscription store of which only the routes may be read, as the fan-out's IAM policy has it
 /// (a scan of `id`, `eventTypes` and `active` only).
 struct RoutesOnly(InMemorySubscriptions);
@@ -296,11 +265,6 @@ impl Poster for Subscriber {
 
 fn delivery_batch(subscription_id: &str) -> aws_lambda_events::event::sqs::SqsEvent {
     let body = sqs_sample("webhooks/order-placed.sqs.json").records[0].body.clone().unwrap();
-    delivery_batch_of(body, subscription_id)
-}
-
-/// One delivery as the fan-out queues it: `body`, with its subscription's id as a message attribute.
-fn delivery_batch_of(body: String, subscription_id: &str) -> aws_lambda_events::event::sqs::SqsEvent {
     let mut batch = sqs_batch(vec![body]);
     let mut attribute = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
     attribute.string_value = Some(subscription_id.into());

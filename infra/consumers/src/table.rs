@@ -192,8 +192,6 @@ pub const CONSUMERS: &[Consumer] = &[
         feed: Feed::Bus(routes::<AnyEvent>()),
         max_concurrency: 2,
         concurrency_why: "one table scan and one queue send per event",
-        // Its deliveries are de-duplicated by webhooks-delivery's claims (event id, subscription).
-        idempotency: false,
         env: &[
             ("SUBSCRIPTIONS_TABLE", "!Ref WebhookSubscriptionsTable"),
             ("DELIVERIES_QUEUE_URL", "!Ref WebhookDeliveryQueue"),

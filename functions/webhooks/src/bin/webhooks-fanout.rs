@@ -20,9 +20,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(DynamoDbSubscriptions::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
         Arc::new(SqsDeliveryQueue::new(aws_sdk_sqs::Client::new(&sdk), deliveries)),
     );
-    // No claims: what the fan-out does is queue deliveries, and each delivery is de-duplicated by
-    // the delivery consumer's own claim on its event id and subscription. A repeated event only
-    // queues its deliveries again, and they are dropped there (README, "Claims only where nothing
-    // else de-duplicates").
-    Consumer::<AnyEvent>::from_config(&consumer_config, &sdk, Arc::new(handler)).without_claims().run().await
+    Consumer::<AnyEvent>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
 }
