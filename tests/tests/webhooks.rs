@@ -175,6 +175,10 @@ async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
         let to_a = [("subscriptionId", a.0.as_str())];
         local.deliver_again_with("WebhookDeliveryQueueUrl", &placed.body, &to_a, 2, &[]).await.unwrap();
         assert_eq!(for_order(&fast.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 2, "still two to A");
+        // And the order's OrderPlaced twice more onto the fan-out's queue: nothing more reaches A or B.
+        local.deliver_again("WebhookFanoutQueueUrl", &placed.body, 2, &["WebhookDeliveryQueueUrl"]).await.unwrap();
+        assert_eq!(for_order(&fast.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 2, "still two to A");
+        assert_eq!(for_order(&slow.received_requests().await.unwrap(), &id, "OrderPlaced").len(), 2, "still two to B");
         local.close(tap).await.unwrap();
         [a.0, b.0]
     })

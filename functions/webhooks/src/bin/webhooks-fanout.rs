@@ -20,5 +20,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(DynamoDbSubscriptions::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
         Arc::new(SqsDeliveryQueue::new(aws_sdk_sqs::Client::new(&sdk), deliveries)),
     );
+    // With claims, though each delivery is de-duplicated again by webhooks-delivery's claim on its
+    // event id and subscription: without them, a repeated event would go to the subscriptions
+    // active at the repeat (created since, too), and a delivery's copy could POST while the first
+    // waits out a subscriber's Retry-After (README, "Claims only where nothing else de-duplicates").
     Consumer::<AnyEvent>::from_config(&consumer_config, &sdk, Arc::new(handler)).run().await
 }
