@@ -144,6 +144,18 @@ ORDERFLOW_LOCALSTACK_URL=$(infra/localstack.sh endpoint)
 export ORDERFLOW_LOCALSTACK_URL
 
 step "local AWS up"
+# An emulator left running by `make demo`, `make deploy` or `make bench` holds that run's state: its
+# orders, and messages still in flight (seen: after `make bench`, texts retried for a Twilio
+# stand-in that had gone with the benchmark kept the SMS queue from ever draining, and three SMS
+# tests failed). The tests need a stack with nothing of another run in flight: one these scripts
+# started is stopped and started again; one they did not start is wiped.
+if infra/local-aws.sh status >/dev/null 2>&1; then
+  echo "an emulator is already running, with another run's state: restarted (or wiped) for the tests"
+  infra/local-aws.sh down
+  if infra/local-aws.sh status >/dev/null 2>&1; then
+    infra/local-aws.sh reset
+  fi
+fi
 if ! infra/local-aws.sh status >/dev/null 2>&1; then
   infra/local-aws.sh up
   started_here=1
