@@ -124,14 +124,15 @@ impl Fanout {
 impl Handler<AnyEvent> for Fanout {
     async fn handle(&self, event: AnyEvent, ctx: &RecordContext) -> Result<(), HandlerError> {
         // Read for every event (a scan of a small table, no cache): a subscription gets the very next
-        // event after it is created, and none after it is deleted. With many subscriptions, an index
-        // by event type would be the next step.
+        // event after it is created, and none after it is deleted; an event that happened before it
+        // was created (repeated later: a redrive, a republish) it never gets (`Route::wants`). With
+        // many subscriptions, an index by event type would be the next step.
         let matching: Vec<String> = self
             .subscriptions
             .routes()
             .await?
             .into_iter()
-            .filter(|s| s.active && s.event_types.iter().any(|t| t == event.name()))
+            .filter(|s| s.wants(event.name(), ctx.metadata.occurred_at))
             .map(|s| s.id)
             .collect();
         if matching.is_empty() {

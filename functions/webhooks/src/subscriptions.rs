@@ -46,10 +46,29 @@ pub struct Route {
     /// Whether deliveries are made.
     #[serde(default)]
     pub active: bool,
+    /// When the subscription was created (RFC 3339): it gets only events that happened since.
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+impl Route {
+    /// Whether an event of `event_type` that happened at `occurred_at` is for this subscription:
+    /// active, subscribed to that type, and created by then. A repeat of an older event (a redrive
+    /// of the fan-out's dead letters, a republish) does not reach a subscription created since, nor
+    /// one deleted and created again under a new id. A creation time that does not read (none is
+    /// written so) admits the event, as before there was one.
+    pub fn wants(&self, event_type: &str, occurred_at: chrono::DateTime<chrono::Utc>) -> bool {
+        let created_by_then = self
+            .created_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_none_or(|created| created <= occurred_at);
+        self.active && self.event_types.iter().any(|t| t == event_type) && created_by_then
+    }
 }
 
 /// The attributes a [`Route`] is read from: the fan-out's policy allows its scan these only.
-pub const ROUTE_ATTRIBUTES: [&str; 3] = ["id", "eventTypes", "active"];
+pub const ROUTE_ATTRIBUTES: [&str; 4] = ["id", "eventTypes", "active", "createdAt"];
 
 /// Where subscriptions are kept.
 #[async_trait]
@@ -93,10 +112,11 @@ impl DynamoDbSubscriptions {
             if routes_only {
                 scan = scan
                     .select(aws_sdk_dynamodb::types::Select::SpecificAttributes)
-                    .projection_expression("#id, #types, #active")
+                    .projection_expression("#id, #types, #active, #created")
                     .expression_attribute_names("#id", ROUTE_ATTRIBUTES[0])
                     .expression_attribute_names("#types", ROUTE_ATTRIBUTES[1])
-                    .expression_attribute_names("#active", ROUTE_ATTRIBUTES[2]);
+                    .expression_attribute_names("#active", ROUTE_ATTRIBUTES[2])
+                    .expression_attribute_names("#created", ROUTE_ATTRIBUTES[3]);
             }
             let out = scan.send().await.map_err(|e| store_error(STORE, e))?;
             for item in out.items() {
@@ -231,7 +251,7 @@ impl SubscriptionStore for InMemorySubscriptions {
             .all()
             .await?
             .into_iter()
-            .map(|s| Route { id: s.id, event_types: s.event_types, active: s.active })
+            .map(|s| Route { id: s.id, event_types: s.event_types, active: s.active, created_at: Some(s.created_at) })
             .collect())
     }
 }

@@ -179,7 +179,8 @@ fn subscription(id: &str, types: &[&str], active: bool) -> Subscription {
         event_types: types.iter().map(|t| t.to_string()).collect(),
         secret: format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(format!("secret-of-{id}"))),
         active,
-        created_at: "2026-11-29T00:00:00Z".into(),
+        // Before the sample events happened (2026-11-28): a subscription gets only later events.
+        created_at: "2026-11-01T00:00:00Z".into(),
     }
 }
 
@@ -204,6 +205,33 @@ async fn the_fanout_queues_one_delivery_per_matching_active_subscription() {
     // Each delivery is the event as EventBridge delivers it: it reads back through the harness.
     let (event, _) = orderflow_harness::consumer::decode::<AnyEvent>(Some(&queued[0].1)).unwrap();
     assert!(matches!(event, AnyEvent::OrderPlaced(ref o) if o.order_id == "ord-7f3a2c"));
+}
+
+#[tokio::test]
+async fn the_fanout_sends_an_event_to_no_subscription_created_after_it_happened() {
+    // The sample event happened at 2026-11-28T10:00:00.120Z; repeated later (a redrive of the
+    // fan-out's dead letters, a republish), it still reaches only the subscriptions of its time.
+    let store = Arc::new(InMemorySubscriptions::default());
+    let at = |id: &str, created_at: &str| Subscription {
+        created_at: created_at.into(),
+        ..subscription(id, &["OrderPlaced"], true)
+    };
+    for s in [
+        at("before", "2026-11-28T10:00:00.119Z"),
+        at("same-instant", "2026-11-28T10:00:00.120Z"),
+        at("after", "2026-11-28T10:00:00.121Z"),
+        at("other-offset", "2026-11-28T10:30:00+00:30"),
+        at("unreadable", "yesterday"),
+    ] {
+        store.create(&s).await.unwrap();
+    }
+    let queue = Arc::new(InMemoryDeliveryQueue::default());
+    let fanout: Harnessed<AnyEvent> = Harnessed::new("webhooks-fanout", Arc::new(Fanout::new(store, queue.clone())));
+    assert!(fanout.failures(sqs_sample("webhooks/order-placed.sqs.json")).await.is_empty());
+    let mut ids: Vec<String> = queue.queued().into_iter().map(|(id, _)| id).collect();
+    ids.sort();
+    // "other-offset" is 10:00:00 UTC, before the event; a time that does not read admits it.
+    assert_eq!(ids, vec!["before", "other-offset", "same-instant", "unreadable"]);
 }
 
 /// A subscription store of which only the routes may be read, as the fan-out's IAM policy has it

@@ -197,12 +197,12 @@ pub const CONSUMERS: &[Consumer] = &[
             ("DELIVERIES_QUEUE_URL", "!Ref WebhookDeliveryQueue"),
         ],
         allow: &[
-            // Routes only (id, event types, active): never a subscriber's URL or signing secret.
+            // Routes only (id, event types, active, created): never a subscriber's URL or signing secret.
             Allow {
                 actions: &["dynamodb:Scan"],
                 resource: "!GetAtt WebhookSubscriptionsTable.Arn",
                 condition: Some(
-                    "{ForAllValues:StringEquals: {dynamodb:Attributes: [id, eventTypes, active]}, StringEquals: {dynamodb:Select: SPECIFIC_ATTRIBUTES}}",
+                    "{ForAllValues:StringEquals: {dynamodb:Attributes: [id, eventTypes, active, createdAt]}, StringEquals: {dynamodb:Select: SPECIFIC_ATTRIBUTES}}",
                 ),
             },
             Allow { actions: &["sqs:SendMessage"], resource: "!GetAtt WebhookDeliveryQueue.Arn", condition: None },
