@@ -231,7 +231,6 @@ async fn two_hundred_orders_placed_while_billing_is_down_all_ship_once_it_return
             // Timed from here, Billing's feed off.
             let began = std::time::Instant::now();
             let ids = place_many(&local, &sku, &run, 200).await;
-            println!("billing down: 200 orders placed in {:.1?}", began.elapsed());
             // Every OrderPlaced waits in Billing's queue; no order moves.
             eventually("the 200 OrderPlaced in Billing's queue", WAIT, || async {
                 Ok((local.queue_depth(local.output("BillingQueueUrl")).await? >= 200).then_some(()))

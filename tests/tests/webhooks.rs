@@ -184,7 +184,7 @@ async fn subscribers_get_signed_events_and_a_slow_one_holds_back_nobody() {
     })
     .await;
 
-    // Deleted subscriptions get nothing more, and are listed inactive, without their secret.
+    // Deleted (by `unsubscribing`): listed inactive, without their secret.
     let (_, listed) = local.webhooks_api(Method::GET, "/webhooks", Some(&key), None).await.unwrap();
     for sub in &subscriptions {
         let entry = listed["webhooks"].as_array().unwrap().iter().find(|w| w["id"] == sub.as_str()).unwrap();

@@ -235,7 +235,7 @@ async fn the_fanout_sends_an_event_to_no_subscription_created_after_it_happened(
 }
 
 /// A subscription store of which only the routes may be read, as the fan-out's IAM policy has it
-/// (a scan of `id`, `eventTypes` and `active` only).
+/// (a scan of [`webhooks::subscriptions::ROUTE_ATTRIBUTES`] only).
 struct RoutesOnly(InMemorySubscriptions);
 
 #[async_trait]
