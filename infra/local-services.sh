@@ -87,6 +87,7 @@ test_certificates() {
 }
 
 pg_tls_up() { pg_isready -q -h 127.0.0.1 -p "$PG_TLS_PORT" 2>/dev/null; }
+pg_tls_down() { ! pg_tls_up; }
 
 # The TLS-only instance: a test CA, a server certificate for localhost, a cluster that takes only
 # TLS connections (hostssl), owned by the postgres user (PostgreSQL refuses to run as root).
@@ -97,8 +98,20 @@ postgres_tls_up() {
     other=$(psql "host=127.0.0.1 port=$PG_TLS_PORT user=postgres dbname=postgres sslmode=require" -tAc "SHOW data_directory" 2>/dev/null || true)
     [ "$other" = "$d/data" ] && return 0
     # Another checkout's instance (its CA is not ours): stop it, start ours.
-    log "stopping the TLS PostgreSQL of $other"
-    as_root runuser -u postgres -- "$bin/pg_ctl" -D "$other" -m fast -w stop >/dev/null
+    if [ -n "$other" ]; then
+      log "stopping the TLS PostgreSQL of $other"
+      as_root runuser -u postgres -- "$bin/pg_ctl" -D "$other" -m fast -w stop >/dev/null || true
+    fi
+    if pg_tls_up; then
+      # Its data directory unreadable (its checkout deleted under it, as a finished CI clone's
+      # is): stop the server by what it listens on, as pg_ctl's fast stop does (SIGINT).
+      local pid
+      pid=$(pgrep -o -u postgres -f -- "-p $PG_TLS_PORT( |$)" || true)
+      [ -n "$pid" ] || { log "something else answers on 127.0.0.1:$PG_TLS_PORT: stop it, or set ORDERFLOW_PG_TLS_PORT"; exit 1; }
+      log "stopping the TLS PostgreSQL on 127.0.0.1:$PG_TLS_PORT (process $pid), its data directory unknown"
+      as_root kill -INT "$pid"
+      await_check pg_tls_down 10 || { log "the TLS PostgreSQL on 127.0.0.1:$PG_TLS_PORT does not stop"; exit 1; }
+    fi
   fi
   if [ ! -f "$d/data/PG_VERSION" ]; then
     log "making the TLS-only PostgreSQL in $d (test CA, certificate for localhost)"
