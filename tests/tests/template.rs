@@ -519,6 +519,33 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
     assert_eq!(idempotent, CONSUMERS.iter().filter(|c| c.idempotency).count());
 }
 
+/// The fan-out reads the subscriptions for their routes alone: a `Scan` limited to the attributes
+/// its code asks for (`webhooks::subscriptions::ROUTE_ATTRIBUTES`), never a subscriber's URL or
+/// signing secret, and nothing else on that table.
+#[test]
+fn the_webhooks_fanout_may_scan_the_subscriptions_for_their_routes_only() {
+    let template = Template::load().unwrap();
+    let on_subscriptions: Vec<Value> = statements(&template)
+        .into_iter()
+        .filter(|(_, consumer, statement)| {
+            consumer.as_deref() == Some("webhooks-fanout")
+                && get(statement, &["Resource"]).and_then(tagged_ref).as_deref() == Some("WebhookSubscriptionsTable")
+        })
+        .map(|(_, _, statement)| statement)
+        .collect();
+    let [statement] = on_subscriptions.as_slice() else {
+        panic!("one statement of the fan-out's on the subscriptions table: {on_subscriptions:?}")
+    };
+    assert_eq!(actions(statement), vec!["dynamodb:Scan".to_string()]);
+    let attributes: Vec<String> = get(statement, &["Condition", "ForAllValues:StringEquals", "dynamodb:Attributes"])
+        .and_then(Value::as_sequence)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    assert_eq!(attributes, webhooks::subscriptions::ROUTE_ATTRIBUTES.map(String::from).to_vec());
+    let select = get(statement, &["Condition", "StringEquals", "dynamodb:Select"]).and_then(Value::as_str);
+    assert_eq!(select, Some("SPECIFIC_ATTRIBUTES"), "without it a Scan could ask for every attribute");
+}
+
 #[test]
 fn every_checkov_suppression_says_why_and_every_queue_is_encrypted() {
     let template = Template::load().unwrap();
