@@ -19,7 +19,7 @@ TBLPROPERTIES (
   'classification' = 'json',
   'projection.enabled' = 'true',
   'projection.event_type.type' = 'enum',
-  'projection.event_type.values' = 'OrderPlaced,OrderBilled,PaymentDeclined,ShippingLabelCreated,StockAllocationFailed,OrderStatusChanged',
+  'projection.event_type.values' = 'OrderPlaced,OrderBilled,PaymentDeclined,ShippingLabelCreated,StockAllocationFailed,OrderStatusChanged,OrderCancelled,PaymentRefunded,StockReceived,StockReleased',
   'projection.dt.type' = 'date',
   'projection.dt.format' = 'yyyy-MM-dd',
   'projection.dt.range' = '2024-01-01,NOW',

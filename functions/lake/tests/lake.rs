@@ -136,3 +136,20 @@ async fn the_lake_keeps_no_contact_details() {
     assert_eq!(keys().of("cus-1001"), keys().of("cus-1001"), "the same customer, the same key");
     assert!(CustomerKeys::new("short").is_err(), "a weak secret is refused at start");
 }
+
+/// On AWS, Athena finds the lake's partitions by projection (`docs/queries/lake-table.sql`): an
+/// event type missing from the projection's `event_type` values is written and never read.
+#[test]
+fn the_athena_tables_projection_names_every_event_type_the_lake_writes() {
+    let ddl = include_str!("../../../docs/queries/lake-table.sql");
+    let values = ddl
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("'projection.event_type.values' = '"))
+        .and_then(|rest| rest.split('\'').next())
+        .expect("lake-table.sql projects event_type with a list of values");
+    let mut projected: Vec<&str> = values.split(',').map(str::trim).collect();
+    projected.sort_unstable();
+    let mut written = <AnyEvent as orderflow_contracts::Inbound>::DETAIL_TYPES.to_vec();
+    written.sort_unstable();
+    assert_eq!(projected, written);
+}
