@@ -404,7 +404,7 @@ pub fn diagram() -> String {
     let _ = writeln!(w, "    orders -- \"DynamoDB stream\" --> relay(\"sales-outbox-relay\")");
     let _ = writeln!(
         w,
-        "    relay -- \"OrderPlaced, OrderStatusChanged\" --> bus{{{{\"EventBridge bus<br/>+ archive\"}}}}"
+        "    relay -- \"OrderPlaced, OrderStatusChanged, OrderCancelled\" --> bus{{{{\"EventBridge bus<br/>+ archive\"}}}}"
     );
     for c in CONSUMERS {
         let key = c.name.replace('-', "_");
