@@ -13,7 +13,7 @@ export CARGO_BUILD_TARGET ?= $(shell ROOT=$(CURDIR) bash -c '. infra/common.sh &
 help:
 	@awk '/^## /{ doc = substr($$0, 4); next } /^[a-z-]+:/ && doc { split($$0, t, ":"); printf "  make %-8s %s\n", t[1], doc } { doc = "" }' $(MAKEFILE_LIST)
 
-## Bring the local AWS up, build and deploy the stack, place three orders and follow them to their end.
+## Bring the local AWS up, build and deploy the stack, place four orders and follow them to their end.
 demo: deploy
 	cargo run --quiet -p orderflow-e2e --bin demo
 
