@@ -452,6 +452,11 @@ fn actions(statement: &Value) -> Vec<String> {
     }
 }
 
+/// The strings of the YAML list at `path` in `v`; `None` where there is no list.
+fn string_list(v: &Value, path: &[&str]) -> Option<Vec<String>> {
+    get(v, path).and_then(Value::as_sequence).map(|l| l.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+}
+
 #[test]
 fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records() {
     let template = Template::load().unwrap();
@@ -467,9 +472,7 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
                 (Some(name), _) => {
                     let row = find(name).unwrap();
                     if !row.publishes_only.is_empty() {
-                        let only = get(statement, &["Condition", "StringEquals", "events:detail-type"])
-                            .and_then(Value::as_sequence)
-                            .map(|k| k.iter().filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>());
+                        let only = string_list(statement, &["Condition", "StringEquals", "events:detail-type"]);
                         let row_only = row.publishes_only.iter().map(|s| s.to_string()).collect();
                         assert_eq!(only, Some(row_only), "{id}: only the detail types its row names");
                     }
@@ -485,9 +488,7 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
                 // Sales' API publishes the events of its own writes (the outbox's fast path), and
                 // Sales' only.
                 (None, "SalesApiFunction") => {
-                    let only = get(statement, &["Condition", "StringEquals", "events:detail-type"])
-                        .and_then(Value::as_sequence)
-                        .map(|k| k.iter().filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>());
+                    let only = string_list(statement, &["Condition", "StringEquals", "events:detail-type"]);
                     let writes = ["OrderPlaced", "OrderStatusChanged", "OrderCancelled"].map(String::from).to_vec();
                     assert_eq!(only, Some(writes), "{id}: the events its writes store, only");
                     Some("orderflow.sales")
@@ -501,9 +502,7 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
             idempotent += 1;
             let name =
                 consumer.as_deref().unwrap_or_else(|| panic!("{id}: not a consumer, yet on the idempotency table"));
-            let keys = get(statement, &["Condition", "ForAllValues:StringLike", "dynamodb:LeadingKeys"])
-                .and_then(Value::as_sequence)
-                .map(|k| k.iter().filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>());
+            let keys = string_list(statement, &["Condition", "ForAllValues:StringLike", "dynamodb:LeadingKeys"]);
             assert_eq!(keys, Some(vec![format!("{name}#*")]), "{id}: only the records under its own name");
         }
         if acts.iter().any(|a| a.starts_with("ses:")) {
@@ -537,11 +536,8 @@ fn the_webhooks_fanout_may_scan_the_subscriptions_for_their_routes_only() {
         panic!("one statement of the fan-out's on the subscriptions table: {on_subscriptions:?}")
     };
     assert_eq!(actions(statement), vec!["dynamodb:Scan".to_string()]);
-    let attributes: Vec<String> = get(statement, &["Condition", "ForAllValues:StringEquals", "dynamodb:Attributes"])
-        .and_then(Value::as_sequence)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
-    assert_eq!(attributes, webhooks::subscriptions::ROUTE_ATTRIBUTES.map(String::from).to_vec());
+    let attributes = string_list(statement, &["Condition", "ForAllValues:StringEquals", "dynamodb:Attributes"]);
+    assert_eq!(attributes, Some(webhooks::subscriptions::ROUTE_ATTRIBUTES.map(String::from).to_vec()));
     let select = get(statement, &["Condition", "StringEquals", "dynamodb:Select"]).and_then(Value::as_str);
     assert_eq!(select, Some("SPECIFIC_ATTRIBUTES"), "without it a Scan could ask for every attribute");
 }
