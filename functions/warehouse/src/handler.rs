@@ -13,8 +13,15 @@
 //! ```
 //!
 //! A restock may ship many backorders; each `ShippingLabelCreated` has an id derived from the receipt
-//! and the order, and the receipt remembers the orders it allocated, so a redelivery after a crash
-//! announces the same labels again, and no order is allocated twice.
+//! and the order, and the receipt remembers the orders it allocated and those it announced, so a
+//! redelivery after a crash, or after the invocation's time ran out, announces what was not yet
+//! announced under the same ids, and no order is allocated twice. The backorders are announced ten
+//! at a time as they are allocated, so a long backlog moves forward one invocation after another.
+//! Once the received SKU runs out, the backorders further down the list are not tried.
+//!
+//! A label is written after its allocation; a cancellation releases the allocation and then removes
+//! the label; so the label's writer reads the allocation again after writing, and removes the label
+//! it wrote for an order released in between.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +32,13 @@ use orderflow_contracts::{
     inbound, Envelope, Metadata, OrderBilled, OrderCancelled, ShippingLabelCreated, StockAllocationFailed,
     StockReceived, StockReleased,
 };
+use orderflow_harness::publisher::MAX_ENTRIES;
 use orderflow_harness::{EventPublisher, Handler, HandlerError, OutboundEvent, RecordContext};
 use tracing::info;
 use uuid::Uuid;
 
 use crate::labels::{Label, LabelStore};
-use crate::stock::{demand, Allocation, Release, StockStore};
+use crate::stock::{demand, Allocation, Backorder, Release, StockStore};
 
 /// The carrier every label is made out for.
 pub const CARRIER: &str = "OrderflowPost";
@@ -50,6 +58,20 @@ inbound! {
     }
 }
 
+/// A receipt's announcements not yet published, and their orders.
+struct Announcing<'a> {
+    receipt_id: &'a str,
+    cause: &'a Metadata,
+    events: Vec<OutboundEvent>,
+    orders: Vec<String>,
+}
+
+impl<'a> Announcing<'a> {
+    fn new(receipt_id: &'a str, cause: &'a Metadata) -> Self {
+        Self { receipt_id, cause, events: Vec::new(), orders: Vec::new() }
+    }
+}
+
 /// The handler: stock, labels, publisher.
 pub struct Warehouse {
     stock: Arc<dyn StockStore>,
@@ -63,8 +85,13 @@ impl Warehouse {
         Self { stock, labels, publisher }
     }
 
-    /// Stores the order's label and says so.
-    async fn label(&self, billed: &OrderBilled) -> Result<ShippingLabelCreated, HandlerError> {
+    /// Stores the order's label and says so; `None` when the order was released (cancelled) while
+    /// its label was written: the label is removed again and nothing is announced.
+    ///
+    /// A cancellation releases the allocation first and removes the label after, so reading the
+    /// allocation after the label is written closes the gap: either this read sees it released, or
+    /// the release's removal comes after this label was written.
+    async fn label(&self, billed: &OrderBilled) -> Result<Option<ShippingLabelCreated>, HandlerError> {
         let label = Label {
             order_id: billed.order_id.clone(),
             shipment_id: format!("shp-{}", billed.order_id),
@@ -75,8 +102,13 @@ impl Warehouse {
             contents: demand(&billed.lines)?.into_iter().collect(),
         };
         let stored = self.labels.put(&label).await?;
+        if !self.stock.allocation_stands(&billed.order_id).await? {
+            self.labels.remove(&billed.order_id).await?;
+            info!(order_id = %billed.order_id, "released while its label was written: label removed, not announced");
+            return Ok(None);
+        }
         info!(order_id = %billed.order_id, tracking_number = %label.tracking_number, key = %stored.key, "stock allocated, label created");
-        Ok(ShippingLabelCreated {
+        Ok(Some(ShippingLabelCreated {
             order_id: label.order_id,
             shipment_id: label.shipment_id,
             carrier: label.carrier,
@@ -84,7 +116,7 @@ impl Warehouse {
             label_bucket: stored.bucket,
             label_key: stored.key,
             created_at: Utc::now(),
-        })
+        }))
     }
 
     async fn billed(&self, billed: OrderBilled, cause: &Metadata) -> Result<(), HandlerError> {
@@ -100,11 +132,12 @@ impl Warehouse {
                     StockAllocationFailed { order_id: billed.order_id, shortages, failed_at: Utc::now() },
                 ))
             }
-            Allocation::Allocated | Allocation::AlreadyAllocated => {
+            Allocation::Allocated | Allocation::AlreadyAllocated => match self.label(&billed).await? {
                 // One ShippingLabelCreated per order, whether its payment or a restock allocated
                 // it: a redelivered OrderBilled announces the same event again.
-                OutboundEvent::from_envelope(&Envelope::once_per(cause, self.label(&billed).await?, &billed.order_id))
-            }
+                Some(created) => OutboundEvent::from_envelope(&Envelope::once_per(cause, created, &billed.order_id)),
+                None => return Ok(()),
+            },
         };
         self.publisher.publish(vec![event]).await?;
         Ok(())
@@ -113,46 +146,77 @@ impl Warehouse {
     async fn received(&self, received: StockReceived, cause: &Metadata) -> Result<(), HandlerError> {
         let receipt = self.stock.receive(&received).await?;
         info!(receipt_id = %received.receipt_id, sku = %received.sku, quantity = received.quantity, counted_now = receipt.counted_now, "stock received");
-        let mut shipped = Vec::new();
-        // Orders this receipt allocated before a crash: announced again, under the same ids, unless
-        // cancelled and released since (their label is gone and must stay gone).
+        // Time for one more order: its allocation, its label and the announcement of up to a full
+        // PutEvents call of them. Checked before each order, so what was done is announced and
+        // recorded before Lambda's deadline, and the redelivery goes on from there.
+        let time_for_one_more = || orderflow_harness::deadline::allows(Duration::ZERO, Duration::from_secs(2));
+        let mut announcing = Announcing::new(&received.receipt_id, cause);
+        let mut out_of_time = false;
+        // Orders this receipt allocated but did not announce (a crash, or its time ran out): labelled
+        // and announced again, under the same ids, unless cancelled and released since (their label
+        // is gone and must stay gone).
         for order_id in &receipt.allocated_before {
+            if !time_for_one_more() {
+                out_of_time = true;
+                break;
+            }
             match self.stock.backorder(order_id).await? {
-                Some(backorder) => shipped.push(backorder),
+                Some(backorder) => self.announce(&mut announcing, &backorder).await?,
                 None => info!(order_id = %order_id, "allocated by this receipt, released since: not announced"),
             }
         }
-        let mut more_waiting = false;
-        for backorder in self.stock.backorders(&received.sku).await? {
-            if !orderflow_harness::deadline::allows(Duration::ZERO, Duration::from_secs(2)) {
-                more_waiting = true;
-                break;
-            }
-            if self.stock.allocate_backorder(&backorder, Some(&received.receipt_id)).await? {
-                info!(order_id = %backorder.billed.order_id, waiting_since = %backorder.waiting_since, "backorder allocated");
-                shipped.push(backorder);
+        if !out_of_time {
+            for backorder in self.stock.backorders(&received.sku).await? {
+                if !time_for_one_more() {
+                    out_of_time = true;
+                    break;
+                }
+                if self.stock.allocate_backorder(&backorder, Some(&received.receipt_id)).await? {
+                    info!(order_id = %backorder.billed.order_id, waiting_since = %backorder.waiting_since, "backorder allocated");
+                    self.announce(&mut announcing, &backorder).await?;
+                } else if self.stock.on_hand(&received.sku).await? == 0 {
+                    // Every backorder passed here needs this SKU: none further can be allocated now.
+                    break;
+                }
             }
         }
-        let mut events = Vec::with_capacity(shipped.len());
-        for backorder in &shipped {
-            let created = self.label(&backorder.billed).await?;
-            let mut envelope = Envelope::once_per(cause, created, &backorder.billed.order_id);
-            // Caused by the receipt, part of the order's own flow: its logs and timeline join it.
-            if !backorder.correlation_id.is_empty() {
-                envelope.metadata.correlation_id = backorder.correlation_id.clone();
-            }
-            events.push(OutboundEvent::from_envelope(&envelope));
-        }
-        if !events.is_empty() {
-            self.publisher.publish(events).await?;
-        }
-        if more_waiting {
+        self.flush(&mut announcing).await?;
+        if out_of_time {
             // What is announced stays announced; the redelivery picks up the rest of the backlog.
             return Err(HandlerError::retryable(format!(
                 "receipt {}: more backorders than one invocation's time allows",
                 received.receipt_id
             )));
         }
+        Ok(())
+    }
+
+    /// Labels an order a receipt allocated and queues its announcement, sent with up to a full
+    /// `PutEvents` call of others.
+    async fn announce(&self, announcing: &mut Announcing<'_>, backorder: &Backorder) -> Result<(), HandlerError> {
+        let Some(created) = self.label(&backorder.billed).await? else {
+            return Ok(());
+        };
+        let mut envelope = Envelope::once_per(announcing.cause, created, &backorder.billed.order_id);
+        // Caused by the receipt, part of the order's own flow: its logs and timeline join it.
+        if !backorder.correlation_id.is_empty() {
+            envelope.metadata.correlation_id = backorder.correlation_id.clone();
+        }
+        announcing.events.push(OutboundEvent::from_envelope(&envelope));
+        announcing.orders.push(backorder.billed.order_id.clone());
+        if announcing.events.len() >= MAX_ENTRIES {
+            self.flush(announcing).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the queued announcements, then records them on the receipt.
+    async fn flush(&self, announcing: &mut Announcing<'_>) -> Result<(), HandlerError> {
+        if announcing.events.is_empty() {
+            return Ok(());
+        }
+        self.publisher.publish(std::mem::take(&mut announcing.events)).await?;
+        self.stock.announced(announcing.receipt_id, &std::mem::take(&mut announcing.orders)).await?;
         Ok(())
     }
 

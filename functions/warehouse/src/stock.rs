@@ -2,7 +2,8 @@
 //!
 //! Table `stock`, partition key `sku`, attribute `available` (N); and one item per stock receipt,
 //! `sku` = `receipt#<receipt id>` (a key no SKU can take: SKUs have no `#`), holding the orders that
-//! receipt allocated (`allocatedOrders`, a string set).
+//! receipt allocated (`allocatedOrders`, a string set) and those of them it has announced
+//! (`announcedOrders`), so a redelivered receipt labels again only what it had not announced.
 //!
 //! Table `shipments`, partition key `orderId`: one record per order, saying what Warehouse answered.
 //!
@@ -77,8 +78,8 @@ pub struct Backorder {
 pub struct Receipt {
     /// Whether it was counted now (false: counted before, a redelivery).
     pub counted_now: bool,
-    /// The orders this receipt allocated before (a redelivery after a crash): their labels are
-    /// announced again.
+    /// The orders this receipt allocated before and has not announced (a redelivery after a crash,
+    /// or after the invocation's time ran out): their labels are written and announced again.
     pub allocated_before: Vec<String>,
 }
 
@@ -108,6 +109,15 @@ pub trait StockStore: Send + Sync {
     /// Allocates every line of a waiting backorder, or none, crediting `receipt_id` (the receipt that
     /// made it possible, if any); false when stock is short or the order no longer waits.
     async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: Option<&str>) -> Result<bool, StoreError>;
+    /// Records that `receipt_id`'s allocations of `order_ids` were announced: a redelivery of the
+    /// receipt leaves them out of [`Receipt::allocated_before`].
+    async fn announced(&self, receipt_id: &str, order_ids: &[String]) -> Result<(), StoreError>;
+    /// Whether the order's allocation still stands, read consistently: false once it was released
+    /// (cancelled), or if it never was allocated. Asked after its label is written, since a
+    /// cancellation may release it between the allocation and the label.
+    async fn allocation_stands(&self, order_id: &str) -> Result<bool, StoreError>;
+    /// How many of `sku` are on hand, read consistently (0 for a SKU the warehouse never held).
+    async fn on_hand(&self, sku: &str) -> Result<u32, StoreError>;
     /// Gives back what was allocated to a cancelled order, stops it waiting, and makes sure it is
     /// never allocated later.
     async fn release(&self, order_id: &str) -> Result<Release, StoreError>;
@@ -504,10 +514,12 @@ impl StockStore for DynamoDbStockStore {
                 ),
             ));
         }
-        let allocated_before = match item.get("allocatedOrders") {
+        let set = |name: &str| match item.get(name) {
             Some(AttributeValue::Ss(orders)) => orders.clone(),
             _ => vec![],
         };
+        let announced = set("announcedOrders");
+        let allocated_before = set("allocatedOrders").into_iter().filter(|o| !announced.contains(o)).collect();
         Ok(Receipt { counted_now: false, allocated_before })
     }
 
@@ -618,6 +630,32 @@ impl StockStore for DynamoDbStockStore {
         Err(StoreError::retryable(STORE, format!("backorder {order_id} kept conflicting with concurrent allocations")))
     }
 
+    async fn announced(&self, receipt_id: &str, order_ids: &[String]) -> Result<(), StoreError> {
+        if order_ids.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .update_item()
+            .table_name(&self.stock_table)
+            .key("sku", s(receipt_key(receipt_id)))
+            .update_expression("ADD announcedOrders :orders")
+            .condition_expression("attribute_exists(sku)")
+            .expression_attribute_values(":orders", AttributeValue::Ss(order_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| store_error(STORE, e))?;
+        Ok(())
+    }
+
+    async fn allocation_stands(&self, order_id: &str) -> Result<bool, StoreError> {
+        Ok(matches!(self.recorded(order_id).await?, Recorded::Allocated(_)))
+    }
+
+    async fn on_hand(&self, sku: &str) -> Result<u32, StoreError> {
+        let item = self.item(&self.stock_table, ("sku", sku)).await?;
+        Ok(item.as_ref().and_then(|i| get_n::<u32>(i, "available")).unwrap_or(0))
+    }
+
     async fn release(&self, order_id: &str) -> Result<Release, StoreError> {
         for _ in 0..ATTEMPTS {
             let now = Utc::now().to_rfc3339();
@@ -693,6 +731,7 @@ struct FakeState {
     backorders: HashMap<String, Backorder>,
     receipts: HashMap<String, Vec<String>>,
     receipt_goods: HashMap<String, (String, u32)>,
+    announced: HashMap<String, Vec<String>>,
 }
 
 impl FakeState {
@@ -770,7 +809,9 @@ impl StockStore for InMemoryStockStore {
                     format!("receipt {} was booked for other goods", receipt.receipt_id),
                 ));
             }
-            return Ok(Receipt { counted_now: false, allocated_before: allocated.clone() });
+            let announced = state.announced.get(&receipt.receipt_id).cloned().unwrap_or_default();
+            let allocated_before = allocated.iter().filter(|o| !announced.contains(o)).cloned().collect();
+            return Ok(Receipt { counted_now: false, allocated_before });
         }
         let level = state.levels.entry(receipt.sku.clone()).or_insert(0);
         *level = level
@@ -820,6 +861,28 @@ impl StockStore for InMemoryStockStore {
             state.receipts.get_mut(receipt_id).expect("checked above").push(order_id.clone());
         }
         Ok(true)
+    }
+
+    async fn announced(&self, receipt_id: &str, order_ids: &[String]) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("lock");
+        if !state.receipts.contains_key(receipt_id) {
+            return Err(StoreError::permanent(STORE, format!("no receipt {receipt_id}")));
+        }
+        let announced = state.announced.entry(receipt_id.to_string()).or_default();
+        for order_id in order_ids {
+            if !announced.contains(order_id) {
+                announced.push(order_id.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn allocation_stands(&self, order_id: &str) -> Result<bool, StoreError> {
+        Ok(matches!(self.state.lock().expect("lock").records.get(order_id), Some(Record::Allocated(_))))
+    }
+
+    async fn on_hand(&self, sku: &str) -> Result<u32, StoreError> {
+        Ok(self.state.lock().expect("lock").levels.get(sku).copied().unwrap_or(0))
     }
 
     async fn release(&self, order_id: &str) -> Result<Release, StoreError> {

@@ -204,6 +204,10 @@ async fn a_receipt_counts_once_and_ships_waiting_backorders_oldest_first_in_whol
     assert_eq!(o1.iter().map(|b| b.billed.order_id.as_str()).collect::<Vec<_>>(), vec!["o-2", "o-3"]);
     assert_eq!(store.backorder("o-1").await.unwrap().map(|b| b.billed.customer_name), Some("Ada Lovelace".into()));
     assert_eq!(store.allocate(&billed("o-1", &[line("RARE", 3)]), "c-1").await.unwrap(), Allocation::AlreadyAllocated);
+    // Once announced, a redelivered receipt leaves it out; what is on hand is read as it stands.
+    store.announced("r-1", &["o-1".to_string()]).await.unwrap();
+    assert!(store.receive(&receipt("r-1", "RARE", 4)).await.unwrap().allocated_before.is_empty());
+    assert_eq!((store.on_hand("RARE").await.unwrap(), store.on_hand("NEVER-HELD").await.unwrap()), (1, 0));
 }
 
 #[tokio::test]
@@ -215,8 +219,10 @@ async fn cancelling_releases_an_allocation_once_and_a_waiting_or_unbilled_order_
         store.allocate(&billed("o-1", &[line("A", 2), line("A", 1)]), "c-1").await.unwrap(),
         Allocation::Allocated
     );
+    assert!(store.allocation_stands("o-1").await.unwrap());
     let released = Release::Released(vec![ReleasedLine { sku: "A".into(), quantity: 3 }]);
     assert_eq!(store.release("o-1").await.unwrap(), released);
+    assert!(!store.allocation_stands("o-1").await.unwrap(), "released");
     assert_eq!(store.release("o-1").await.unwrap(), released, "the same answer");
     assert_eq!(level(&client, &stock, "A").await, 5, "given back once");
     assert_eq!(store.allocate(&billed("o-1", &[line("A", 3)]), "c-1").await.unwrap(), Allocation::Cancelled);
@@ -225,6 +231,7 @@ async fn cancelling_releases_an_allocation_once_and_a_waiting_or_unbilled_order_
     assert!(matches!(store.allocate(&billed("o-2", &[line("RARE", 1)]), "c-1").await.unwrap(), Allocation::Short(_)));
     assert_eq!(store.release("o-2").await.unwrap(), Release::NothingAllocated);
     assert!(store.backorders("RARE").await.unwrap().is_empty());
+    assert!(!store.allocation_stands("o-2").await.unwrap(), "never allocated");
 
     // Cancelled before its OrderBilled: never allocated.
     assert_eq!(store.release("o-3").await.unwrap(), Release::NothingAllocated);

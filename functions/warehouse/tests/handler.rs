@@ -315,3 +315,156 @@ async fn a_restock_redelivered_after_its_order_was_cancelled_does_not_label_it_a
     assert!(labelled(&rig).is_empty());
     assert!(rig.labels.get("labels/o-1.json").is_none());
 }
+
+// ------------------------------------------------------------------ races and long backlogs
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use orderflow_harness::{Handler, HandlerError, RecordContext, StoreError};
+use warehouse::labels::{Label, LabelStore, StoredLabel};
+use warehouse::stock::{Allocation, Backorder, Receipt, Release, StockStore};
+
+/// Labels whose writing is overtaken by a cancellation: the order's release commits while its
+/// label is being written (as a concurrent invocation's `OrderCancelled` may).
+struct CancelledDuringPut {
+    labels: Arc<InMemoryLabelStore>,
+    stock: Arc<InMemoryStockStore>,
+}
+
+#[async_trait]
+impl LabelStore for CancelledDuringPut {
+    async fn put(&self, label: &Label) -> Result<StoredLabel, StoreError> {
+        self.stock.release(&label.order_id).await?;
+        self.labels.put(label).await
+    }
+    async fn remove(&self, order_id: &str) -> Result<(), StoreError> {
+        self.labels.remove(order_id).await
+    }
+}
+
+#[tokio::test]
+async fn an_order_released_while_its_label_is_written_keeps_no_label_and_is_not_announced() {
+    // Paid while in stock, and restocked from a backorder: both write a label after allocating.
+    for restocked in [false, true] {
+        let stock = Arc::new(InMemoryStockStore::with_levels(&[("RARE", if restocked { 0 } else { 1 })]));
+        let labels = Arc::new(InMemoryLabelStore::default());
+        let published = Arc::new(InMemoryPublisher::default());
+        let racing = Arc::new(CancelledDuringPut { labels: labels.clone(), stock: stock.clone() });
+        let warehouse = Harnessed::new("warehouse", Arc::new(Warehouse::new(stock.clone(), racing, published.clone())));
+        let billed = body(billed_order("o-1", &[("RARE", 1)]));
+        assert!(warehouse.failures(sqs_batch(vec![billed])).await.is_empty());
+        if restocked {
+            assert!(warehouse.failures(sqs_batch(vec![body(receipt("r-1", "RARE", 1))])).await.is_empty());
+        }
+        assert!(labels.get("labels/o-1.json").is_none(), "restocked: {restocked}: nobody ships a cancelled order");
+        assert!(published.envelopes::<ShippingLabelCreated>().is_empty(), "restocked: {restocked}");
+        assert_eq!(stock.level("RARE"), Some(1), "restocked: {restocked}: the unit is back on the shelf");
+    }
+}
+
+/// The fake stock store, counting the backorders tried and taking `delay` over each.
+struct Watched {
+    stock: Arc<InMemoryStockStore>,
+    tried: AtomicUsize,
+    delay: Duration,
+}
+
+#[async_trait]
+impl StockStore for Watched {
+    async fn allocate(&self, billed: &OrderBilled, correlation_id: &str) -> Result<Allocation, StoreError> {
+        self.stock.allocate(billed, correlation_id).await
+    }
+    async fn receive(&self, receipt: &StockReceived) -> Result<Receipt, StoreError> {
+        self.stock.receive(receipt).await
+    }
+    async fn backorders(&self, sku: &str) -> Result<Vec<Backorder>, StoreError> {
+        self.stock.backorders(sku).await
+    }
+    async fn backorder(&self, order_id: &str) -> Result<Option<Backorder>, StoreError> {
+        self.stock.backorder(order_id).await
+    }
+    async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: Option<&str>) -> Result<bool, StoreError> {
+        self.tried.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.stock.allocate_backorder(backorder, receipt_id).await
+    }
+    async fn announced(&self, receipt_id: &str, order_ids: &[String]) -> Result<(), StoreError> {
+        self.stock.announced(receipt_id, order_ids).await
+    }
+    async fn allocation_stands(&self, order_id: &str) -> Result<bool, StoreError> {
+        self.stock.allocation_stands(order_id).await
+    }
+    async fn on_hand(&self, sku: &str) -> Result<u32, StoreError> {
+        self.stock.on_hand(sku).await
+    }
+    async fn release(&self, order_id: &str) -> Result<Release, StoreError> {
+        self.stock.release(order_id).await
+    }
+}
+
+/// A warehouse over [`Watched`] with `backorders` orders of one RARE each waiting.
+async fn backlog(backorders: usize, delay: Duration) -> (Arc<Watched>, Warehouse, Arc<InMemoryPublisher>) {
+    let watched =
+        Arc::new(Watched { stock: Arc::new(InMemoryStockStore::with_levels(&[("RARE", 0)])), tried: 0.into(), delay });
+    let published = Arc::new(InMemoryPublisher::default());
+    let warehouse = Warehouse::new(watched.clone(), Arc::new(InMemoryLabelStore::default()), published.clone());
+    for i in 0..backorders {
+        handle(&warehouse, WarehouseInput::Billed(billed_order(&format!("o-{i:02}"), &[("RARE", 1)])), None)
+            .await
+            .expect("backordered");
+    }
+    (watched, warehouse, published)
+}
+
+/// Handles one event as the harness would, before `deadline` if one is given.
+async fn handle(warehouse: &Warehouse, event: WarehouseInput, deadline: Option<SystemTime>) -> Result<(), HandlerError> {
+    let ctx = RecordContext {
+        message_id: "m0".into(),
+        metadata: Envelope::new(receipt("cause", "RARE", 1), None).metadata,
+        receive_count: 1,
+        scope: None,
+        replay_name: None,
+    };
+    match deadline {
+        Some(deadline) => orderflow_harness::deadline::within(deadline, warehouse.handle(event, &ctx)).await,
+        None => warehouse.handle(event, &ctx).await,
+    }
+}
+
+#[tokio::test]
+async fn a_restock_stops_trying_backorders_once_its_sku_runs_out() {
+    let (watched, warehouse, published) = backlog(6, Duration::ZERO).await;
+    handle(&warehouse, WarehouseInput::Received(receipt("r-1", "RARE", 2)), None).await.expect("handled");
+    assert_eq!(labelled_in(&published), vec!["o-00", "o-01"], "the two oldest");
+    // The third finds none left; the three behind it, which need RARE too, are not tried.
+    assert_eq!(watched.tried.load(Ordering::SeqCst), 3);
+}
+
+fn labelled_in(published: &InMemoryPublisher) -> Vec<String> {
+    published.envelopes::<ShippingLabelCreated>().into_iter().map(|e| e.data.order_id).collect()
+}
+
+#[tokio::test]
+async fn a_restock_out_of_time_announces_what_it_allocated_and_its_redelivery_goes_on_from_there() {
+    // Twelve waiting; each allocation takes 150 ms; the invocation has 2.75 s, and the handler keeps
+    // 2 s for the last order's label and announcement: about five fit.
+    let (watched, warehouse, published) = backlog(12, Duration::from_millis(150)).await;
+    let received = || WarehouseInput::Received(receipt("r-1", "RARE", 12));
+    let deadline = SystemTime::now() + Duration::from_millis(2_750);
+    let error = handle(&warehouse, received(), Some(deadline)).await.expect_err("more than its time allows");
+    assert!(error.to_string().contains("more backorders than one invocation's time allows"), "{error}");
+    let first = labelled_in(&published);
+    assert!((1..12).contains(&first.len()), "some, not all: {first:?}");
+    assert_eq!(watched.tried.load(Ordering::SeqCst), first.len(), "every allocation announced before the deadline");
+    assert_eq!(watched.stock.level("RARE"), Some(12 - first.len() as u32));
+
+    // The redelivery allocates the rest and announces only those: the first ones were recorded as
+    // announced, so they are not labelled and announced again.
+    handle(&warehouse, received(), None).await.expect("the rest");
+    let all = labelled_in(&published);
+    let expected: Vec<String> = (0..12).map(|i| format!("o-{i:02}")).collect();
+    assert_eq!(all, expected, "each of the twelve once, oldest first");
+    assert_eq!(watched.stock.level("RARE"), Some(0));
+}
