@@ -565,6 +565,33 @@ fn every_checkov_suppression_says_why_and_every_queue_is_encrypted() {
 }
 
 #[test]
+fn the_relay_dead_letters_what_can_never_be_published_and_rides_out_a_bus_outage_for_hours() {
+    let template = Template::load().unwrap();
+    let relay = template.resource("SalesOutboxRelayFunction").unwrap();
+    let props = relay.get("Properties").unwrap();
+    let queue = "SalesOutboxRelayDeadLetterQueue";
+    // The relay sends a record that can never be published to the same queue the stream's
+    // on-failure destination uses, which alarms.
+    let env = get(props, &["Environment", "Variables", "DEAD_LETTER_QUEUE_URL"]).and_then(tagged_ref);
+    assert_eq!(env.as_deref(), Some(queue));
+    let stream = get(props, &["Events", "Stream", "Properties"]).unwrap();
+    let on_failure = get(stream, &["DestinationConfig", "OnFailure", "Destination"]).and_then(tagged_ref);
+    assert_eq!(on_failure.as_deref(), Some(queue));
+    // What is left to fail is passing: retried for hours, ending with time left in the stream's
+    // 24 hours to republish, never after a few minutes of tries.
+    let age = stream.get("MaximumRecordAgeInSeconds").and_then(Value::as_i64).unwrap();
+    assert!((3 * 3600..=12 * 3600).contains(&age), "record age {age} s");
+    let attempts = stream.get("MaximumRetryAttempts").and_then(Value::as_i64).unwrap();
+    assert!(attempts == -1 || attempts >= 1000, "{attempts} tries of seconds each end an outage in minutes");
+    let sends = statements(&template).into_iter().any(|(function, _, statement)| {
+        function == "SalesOutboxRelayFunction"
+            && actions(&statement).contains(&"sqs:SendMessage".to_string())
+            && get(&statement, &["Resource"]).and_then(tagged_ref).as_deref() == Some(queue)
+    });
+    assert!(sends, "the relay may send to its dead-letter queue");
+}
+
+#[test]
 fn the_fast_path_alarm_reads_the_metrics_the_writers_and_the_relay_emit() {
     use sales::announce::metrics::{FAST_PATH_PUBLISHED, RELAY_PUBLISHED};
     let template = Template::load().unwrap();

@@ -142,6 +142,8 @@ pub mod metrics {
     pub const RELAY_PUBLISHED: &str = "OutboxRelayPublished";
     /// Events the relay left out because their writer had marked them.
     pub const RELAY_SKIPPED: &str = "OutboxRelaySkipped";
+    /// Stream records the relay sent to its dead-letter queue: they can never be published.
+    pub const RELAY_DEAD_LETTERED: &str = "OutboxRelayDeadLettered";
 }
 
 /// How long a writer waits for its own publish, and then for its mark, before leaving them to the

@@ -8,10 +8,14 @@
 //!                                                    the stream retries from there, in order
 //! ```
 //!
-//! Nothing is checkpointed unpublished: an event over PutEvents' size limit (which the publisher
-//! refuses before sending anything) stops the batch at its record, the events before it are
-//! published, and the stream's retry policy (bounded in the template, with bisection) finally hands
-//! that record's position to the relay's on-failure queue, from which an operator republishes.
+//! Nothing is checkpointed unpublished. A record that can never be published (its `outbox` does not
+//! read, or holds an event over PutEvents' size limit) goes to the relay's dead-letter queue at once,
+//! with the reason, and the relay carries on past it ([`OutboxRelay::with_dead_letters`]); if that
+//! send fails, the batch stops at the record as below. A record that could not be published for a
+//! passing reason (the bus down, throttling) stops the batch at its record: the events before it are
+//! published, and the stream retries from it, in order, for as long as the template's retry policy
+//! allows (hours, for a bus outage), then hands the range to the same queue, from which an operator
+//! republishes.
 //!
 //! With the fast path ([`crate::announce`]), the writer has usually published a write's events
 //! already and marked them sent: the relay reads the marks of the batch's orders (consistently, one
@@ -33,6 +37,7 @@ use std::time::Duration;
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{TimeDelta, Utc};
+use orderflow_harness::dead_letter::{DeadLetter, DeadLetterSink};
 use orderflow_harness::publisher::{PublishError, MAX_REQUEST_BYTES};
 use orderflow_harness::{deadline, telemetry, EventPublisher, OutboundEvent};
 use serde_json::Value;
@@ -40,11 +45,35 @@ use tracing::{error, info, warn};
 
 use crate::announce::{metrics, SentMarks};
 
-/// The relay: a publisher, and the fast path's marks if writers publish too.
+/// The relay: a publisher, the fast path's marks if writers publish too, and where the records that
+/// can never be published go.
 pub struct OutboxRelay {
     publisher: Arc<dyn EventPublisher>,
     marks: Option<Arc<dyn SentMarks>>,
+    dead_letters: Option<Arc<dyn DeadLetterSink>>,
     grace: Duration,
+}
+
+/// The name a dead-lettered outbox record carries as its consumer.
+pub const RELAY: &str = "sales-outbox-relay";
+
+/// The largest stream record a dead letter carries whole; a bigger one (an event over PutEvents'
+/// limit) is dead-lettered with its keys and sequence number, and its order item still holds it.
+pub const DEAD_LETTER_RECORD_BYTES: usize = 192 * 1024;
+
+/// The body a record that can never be published is dead-lettered with: the stream record as Lambda
+/// delivered it, or, past [`DEAD_LETTER_RECORD_BYTES`], without its images.
+pub fn dead_letter_body(record: &EventRecord) -> String {
+    let whole = serde_json::to_string(record).unwrap_or_default();
+    if whole.len() <= DEAD_LETTER_RECORD_BYTES {
+        return whole;
+    }
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let Some(change) = value.get_mut("dynamodb").and_then(Value::as_object_mut) {
+        change.remove("NewImage");
+        change.remove("OldImage");
+    }
+    value.to_string()
 }
 
 /// How long after a write the relay leaves its events to their writer: the writer's publish budget,
@@ -90,13 +119,51 @@ pub fn announcement(record: &EventRecord) -> Result<Vec<OutboundEvent>, String> 
 impl OutboxRelay {
     /// The relay over its publisher.
     pub fn new(publisher: Arc<dyn EventPublisher>) -> Self {
-        Self { publisher, marks: None, grace: WRITER_GRACE }
+        Self { publisher, marks: None, dead_letters: None, grace: WRITER_GRACE }
     }
 
     /// Waits at most `grace` after a write for its writer's mark (tests: zero).
     pub fn with_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
+    }
+
+    /// Sends a record that can never be published to `sink` (the relay's dead-letter queue) with the
+    /// reason, and carries on past it; without one, such a record stops the batch until the stream's
+    /// retries run out.
+    pub fn with_dead_letters(mut self, sink: Arc<dyn DeadLetterSink>) -> Self {
+        self.dead_letters = Some(sink);
+        self
+    }
+
+    /// Dead-letters a record that can never be published; false if there is nowhere to send it or
+    /// the send failed (then the batch stops at it).
+    async fn dead_letter(&self, record: &EventRecord, reason: String) -> bool {
+        let Some(sink) = &self.dead_letters else {
+            return false;
+        };
+        let id = record.change.sequence_number.clone().unwrap_or_else(|| record.event_id.clone());
+        let letter = DeadLetter {
+            consumer: RELAY.into(),
+            message_id: id.clone(),
+            body: dead_letter_body(record),
+            reason: reason.clone(),
+            receive_count: 1,
+            message_group_id: None,
+            attributes: Default::default(),
+        };
+        match sink.send(letter).await {
+            Ok(()) => {
+                telemetry::count(metrics::RELAY_DEAD_LETTERED, 1);
+                error!(sequence_number = %id, order_id = order_id_of(record).unwrap_or_default(), %reason,
+                    "outbox record can never be published: dead-lettered, the relay carries on");
+                true
+            }
+            Err(e) => {
+                warn!(sequence_number = %id, error = %e, "outbox record not dead-lettered: the stream retries it");
+                false
+            }
+        }
     }
 
     /// Leaves out the events their writer already published and marked ([`crate::announce`]).
@@ -134,20 +201,26 @@ impl OutboxRelay {
         let mut pending: Vec<(usize, OutboundEvent)> = Vec::new();
         let mut first_failure: Option<usize> = None;
         for (i, record) in event.records.iter().enumerate() {
-            match announcement(record) {
-                Ok(events) => {
-                    if let Some(e) = events.iter().find(|e| e.size() > MAX_REQUEST_BYTES) {
-                        // Never publishable: stop at it; the records before it still go out.
-                        error!(sequence_number = ?record.change.sequence_number, event_id = %e.event_id,
-                            size = e.size(), "outbox event over PutEvents' size limit");
-                        first_failure = Some(i);
-                        break;
+            // Never publishable: dead-lettered with the reason, or, if that fails, the batch stops at
+            // it (the records before it still go out) and the stream keeps it.
+            let never = match announcement(record) {
+                Ok(events) => match events.iter().find(|e| e.size() > MAX_REQUEST_BYTES) {
+                    Some(e) => Some(format!(
+                        "outbox event {} ({}) is {} bytes, over PutEvents' limit of {MAX_REQUEST_BYTES}",
+                        e.event_id,
+                        e.detail_type,
+                        e.size()
+                    )),
+                    None => {
+                        pending.extend(events.into_iter().map(|e| (i, e)));
+                        None
                     }
-                    pending.extend(events.into_iter().map(|e| (i, e)));
-                }
-                Err(reason) => {
-                    // Never skipped: the stream keeps it until an operator looks (see the alarm).
-                    error!(sequence_number = ?record.change.sequence_number, %reason, "outbox record unreadable");
+                },
+                Err(reason) => Some(reason),
+            };
+            if let Some(reason) = never {
+                if !self.dead_letter(record, reason.clone()).await {
+                    error!(sequence_number = ?record.change.sequence_number, %reason, "outbox record can never be published");
                     first_failure = Some(i);
                     break;
                 }

@@ -10,6 +10,7 @@ use orderflow_contracts::OrderPlaced;
 use orderflow_harness::publisher::{
     CallFailure, ChunkedPublisher, FailedEntry, InMemoryPublisher, PublishError, PutEventsApi, MAX_REQUEST_BYTES,
 };
+use orderflow_harness::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink, InMemoryDeadLetters};
 use orderflow_harness::{EventPublisher, OutboundEvent};
 use orderflow_harness_testing::sample_text;
 use pretty_assertions::assert_eq;
@@ -148,4 +149,67 @@ async fn a_batch_refused_whole_reports_every_record_from_the_first_pending_one()
     let failures: Vec<Option<String>> =
         response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
     assert_eq!(failures, sequences, "nothing was sent: nothing may be checkpointed");
+}
+
+/// The sample with its second record's outbox no longer JSON (a bad hand edit, a bug in a writer).
+fn unreadable_second() -> StreamEvent {
+    let mut v: serde_json::Value = serde_json::from_str(&sample_text("sales-outbox-relay/orders-stream.json")).unwrap();
+    v["Records"][1]["dynamodb"]["NewImage"]["outbox"]["S"] = serde_json::Value::String("{not json".into());
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test]
+async fn a_record_that_can_never_be_published_is_dead_lettered_with_its_reason_and_the_rest_go_out() {
+    for (name, event, bad) in [("unreadable", unreadable_second(), 1), ("oversized", oversized_last(), 2)] {
+        let publisher = Arc::new(ChunkedPublisher::new(AcceptingApi::default()));
+        let letters = Arc::new(InMemoryDeadLetters::default());
+        let relay = OutboxRelay::new(publisher.clone()).with_dead_letters(letters.clone());
+        let records = event.records.clone();
+        let response = relay.relay(event).await;
+        assert!(response.batch_item_failures.is_empty(), "{name}: the stream moves on");
+        let letters = letters.letters();
+        assert_eq!(letters.len(), 1, "{name}");
+        let letter = &letters[0];
+        assert_eq!(letter.consumer, "sales-outbox-relay");
+        assert_eq!(Some(letter.message_id.clone()), records[bad].change.sequence_number, "{name}");
+        let reason = if bad == 1 { "outbox unreadable" } else { "over PutEvents' limit" };
+        assert!(letter.reason.contains(reason), "{name}: {}", letter.reason);
+        // The record as the stream gave it (its keys at least), for the operator who fixes it.
+        let body: serde_json::Value = serde_json::from_str(&letter.body).unwrap();
+        assert_eq!(body["dynamodb"]["Keys"]["orderId"]["S"], "ord-7f3a2c", "{name}");
+        assert_eq!(body["dynamodb"].get("NewImage").is_some(), bad == 1, "{name}: whole only when small enough");
+        // Every other record's new events went out.
+        let sent: Vec<String> = publisher.api().sent.lock().unwrap().iter().map(|e| e.event_id.clone()).collect();
+        let expected: Vec<String> = records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != bad)
+            .flat_map(|(_, r)| sales::outbox::announcement(r).unwrap())
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(sent, expected, "{name}");
+    }
+}
+
+/// A dead-letter queue that cannot be reached.
+struct UnreachableDeadLetters;
+
+#[async_trait]
+impl DeadLetterSink for UnreachableDeadLetters {
+    async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
+        Err(DeadLetterError { message_id: letter.message_id, reason: "SQS unreachable".into() })
+    }
+}
+
+#[tokio::test]
+async fn a_record_that_could_not_be_dead_lettered_stops_the_batch_at_it() {
+    let publisher = Arc::new(ChunkedPublisher::new(AcceptingApi::default()));
+    let relay = OutboxRelay::new(publisher.clone()).with_dead_letters(Arc::new(UnreachableDeadLetters));
+    let records = unreadable_second().records;
+    let response = relay.relay(unreadable_second()).await;
+    let failures: Vec<Option<String>> =
+        response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    let sequences: Vec<Option<String>> = records.iter().map(|r| r.change.sequence_number.clone()).collect();
+    assert_eq!(failures, sequences[1..].to_vec(), "the unreadable record and all after it");
+    assert_eq!(publisher.api().sent.lock().unwrap().len(), 1, "the OrderPlaced before it went out");
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
 use orderflow_harness::aws::connections::Service;
+use orderflow_harness::dead_letter::SqsDeadLetterQueue;
 use orderflow_harness::publisher::EventBridgePublisher;
 use orderflow_harness::{aws, config, deadline, telemetry};
 use sales::announce::{DynamoDbSentMarks, PUBLISH_ON_WRITE};
@@ -18,6 +19,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = aws::sdk_config_opening(&[Service::EventBridge, Service::DynamoDb]).await?;
     let publisher = EventBridgePublisher::eventbridge(aws_sdk_eventbridge::Client::new(&sdk), bus);
     let mut relay = OutboxRelay::new(Arc::new(publisher));
+    // A record that can never be published goes here at once, with the reason; the relay goes on.
+    let dead_letter_queue = config::required(config::vars::DEAD_LETTER_QUEUE_URL)?;
+    relay = relay
+        .with_dead_letters(Arc::new(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), dead_letter_queue)));
     // With the fast path on, the writers' marks: what they published themselves is not published
     // again (sales::announce). Off, the relay publishes every write at once, as it did alone.
     if config::parsed_or("OUTBOX_PUBLISH_ON_WRITE", PUBLISH_ON_WRITE)? {
