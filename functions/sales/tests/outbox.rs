@@ -7,10 +7,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use orderflow_contracts::OrderPlaced;
+use orderflow_harness::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink, InMemoryDeadLetters};
 use orderflow_harness::publisher::{
     CallFailure, ChunkedPublisher, FailedEntry, InMemoryPublisher, PublishError, PutEventsApi, MAX_REQUEST_BYTES,
 };
-use orderflow_harness::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink, InMemoryDeadLetters};
 use orderflow_harness::{EventPublisher, OutboundEvent};
 use orderflow_harness_testing::sample_text;
 use pretty_assertions::assert_eq;

@@ -419,7 +419,11 @@ async fn backlog(backorders: usize, delay: Duration) -> (Arc<Watched>, Warehouse
 }
 
 /// Handles one event as the harness would, before `deadline` if one is given.
-async fn handle(warehouse: &Warehouse, event: WarehouseInput, deadline: Option<SystemTime>) -> Result<(), HandlerError> {
+async fn handle(
+    warehouse: &Warehouse,
+    event: WarehouseInput,
+    deadline: Option<SystemTime>,
+) -> Result<(), HandlerError> {
     let ctx = RecordContext {
         message_id: "m0".into(),
         metadata: Envelope::new(receipt("cause", "RARE", 1), None).metadata,

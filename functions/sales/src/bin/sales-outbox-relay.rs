@@ -21,8 +21,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let mut relay = OutboxRelay::new(Arc::new(publisher));
     // A record that can never be published goes here at once, with the reason; the relay goes on.
     let dead_letter_queue = config::required(config::vars::DEAD_LETTER_QUEUE_URL)?;
-    relay = relay
-        .with_dead_letters(Arc::new(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), dead_letter_queue)));
+    relay =
+        relay.with_dead_letters(Arc::new(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&sdk), dead_letter_queue)));
     // With the fast path on, the writers' marks: what they published themselves is not published
     // again (sales::announce). Off, the relay publishes every write at once, as it did alone.
     if config::parsed_or("OUTBOX_PUBLISH_ON_WRITE", PUBLISH_ON_WRITE)? {
