@@ -23,6 +23,7 @@ use orderflow_harness::secret::RotatingSecret;
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use tracing::warn;
 
 use crate::message::Sms;
 
@@ -187,11 +188,13 @@ impl TwilioSender {
         let after = retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
-            return Attempt::Done(
-                serde_json::from_str::<Sent>(&text)
-                    .map(|s| s.sid)
-                    .map_err(|e| SmsError::Unavailable { reason: format!("unreadable answer ({e})"), after: None }),
-            );
+            // Twilio took the message: a retry would text the customer twice (and bill twice), so
+            // an answer whose body did not read or arrive is still a text sent, its SID unknown.
+            let sid = serde_json::from_str::<Sent>(&text).map(|s| s.sid).unwrap_or_else(|e| {
+                warn!(status = status.as_u16(), error = %e, "Twilio accepted the text; its answer did not read");
+                UNKNOWN_SID.to_string()
+            });
+            return Attempt::Done(Ok(sid));
         }
         // The status and Twilio's error code only: Twilio's message names the number (21211: "The
         // 'To' number +44... is not a valid phone number"), and reasons are logged and kept with
@@ -210,6 +213,9 @@ impl TwilioSender {
         }
     }
 }
+
+/// The provider id of a text Twilio accepted with an answer that did not read.
+pub const UNKNOWN_SID: &str = "unknown";
 
 /// The in-memory fake: records what it sent.
 #[derive(Debug, Default)]

@@ -67,6 +67,20 @@ async fn each_answer_means_what_twilio_documents() {
 }
 
 #[tokio::test]
+async fn a_text_twilio_accepted_is_sent_even_when_its_answer_does_not_read() {
+    // Retrying would text the customer a second time, at the shop's cost.
+    for body in ["<html>gateway</html>", ""] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(201).set_body_string(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+        assert_eq!(sender(&server).send(&sms()).await, Ok(sms::twilio::UNKNOWN_SID.to_string()), "{body:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_provider_that_does_not_answer_in_time_is_unavailable() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
