@@ -437,3 +437,22 @@ async fn a_rotated_operator_key_works_at_once_and_the_old_one_stops_with_the_sec
     assert_eq!(api.handle(request("GET", "/webhooks", None, None)).await.status(), 403);
     assert_eq!(secret_store.reads(), 2, "no key, no read");
 }
+
+#[test]
+fn a_subscription_item_that_does_not_read_is_passed_by_not_fatal_to_every_route() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use std::collections::HashMap;
+    use webhooks::subscriptions::route_of;
+    let item = |id: &str, active: AttributeValue| {
+        HashMap::from([
+            ("id".to_string(), AttributeValue::S(id.into())),
+            ("eventTypes".to_string(), AttributeValue::L(vec![AttributeValue::S("OrderPlaced".into())])),
+            ("active".to_string(), active),
+            ("createdAt".to_string(), AttributeValue::S("2026-12-01T00:00:00Z".into())),
+        ])
+    };
+    let good = route_of(&item("sub-1", AttributeValue::Bool(true))).expect("reads");
+    assert_eq!((good.id.as_str(), good.active, good.event_types), ("sub-1", true, vec!["OrderPlaced".to_string()]));
+    // A hand-edited item: `active` as a string.
+    assert!(route_of(&item("sub-2", AttributeValue::S("yes".into()))).is_none());
+}
