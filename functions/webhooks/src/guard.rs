@@ -4,9 +4,11 @@
 //!
 //! Refused: anything but `https`; loopback, private (RFC 1918), carrier-grade NAT, link-local (which
 //! holds the cloud metadata endpoint 169.254.169.254), unspecified, broadcast, multicast and
-//! documentation addresses; for IPv6 the same plus unique-local (fc00::/7, which holds the AWS metadata
-//! endpoint fd00:ec2::254), link-local, and any IPv4-mapped or -compatible form of a refused IPv4
-//! address. Only the explicit `allow_local` setting (off in the template, on in the local deployment,
+//! documentation, benchmarking (198.18.0.0/15) and IETF protocol (192.0.0.0/24) addresses; for IPv6
+//! the same plus unique-local (fc00::/7, which holds the AWS metadata endpoint fd00:ec2::254),
+//! site-local, link-local, Teredo, discard-only and local-use NAT64 addresses, and any form that
+//! leads to a refused IPv4 address (IPv4-mapped, -compatible and -translated, the well-known NAT64
+//! prefix 64:ff9b::/96, 6to4). Only the explicit `allow_local` setting (off in the template, on in the local deployment,
 //! whose tests' receivers run on 127.0.0.1) admits plain `http` and loopback; never the rest.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -42,6 +44,10 @@ fn v4_refused(ip: Ipv4Addr, allow_local: bool) -> Option<&'static str> {
         Some("a broadcast, multicast or reserved address")
     } else if matches!((a, b, ip.octets()[2]), (192, 0, 2) | (198, 51, 100) | (203, 0, 113)) {
         Some("a documentation address")
+    } else if (a, b, ip.octets()[2]) == (192, 0, 0) {
+        Some("an IETF protocol assignment (192.0.0.0/24)")
+    } else if a == 198 && (b == 18 || b == 19) {
+        Some("a benchmarking address (198.18.0.0/15)")
     } else {
         None
     }
@@ -56,11 +62,32 @@ fn v6_refused(ip: Ipv6Addr, allow_local: bool) -> Option<&'static str> {
     if segments[..6].iter().all(|s| *s == 0) && !ip.is_loopback() && !ip.is_unspecified() {
         return v4_refused(Ipv4Addr::from(u128::from(ip) as u32), allow_local);
     }
+    // Forms that lead to an IPv4 address through a translator or tunnel: the well-known NAT64
+    // prefix (64:ff9b::/96) and IPv4-translated addresses (::ffff:0:a.b.c.d) carry it in their last
+    // 32 bits, 6to4 (2002::/16) in the 32 after the prefix. Judged by that address.
+    let last32 = Ipv4Addr::from(u128::from(ip) as u32);
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return v4_refused(last32, allow_local);
+    }
+    if segments[0] == 0x2002 {
+        let [hi, lo] = [segments[1].to_be_bytes(), segments[2].to_be_bytes()];
+        return v4_refused(Ipv4Addr::new(hi[0], hi[1], lo[0], lo[1]), allow_local);
+    }
     if ip.is_loopback() {
         return (!allow_local).then_some("a loopback address");
     }
     if ip.is_unspecified() {
         Some("an unspecified address")
+    } else if segments[0] == 0x64 && segments[1] == 0xff9b {
+        // 64:ff9b:1::/48: NAT64 for a network's own use.
+        Some("a local-use NAT64 address")
+    } else if segments[0] == 0x2001 && segments[1] == 0 {
+        // Teredo (2001::/32): a tunnel whose IPv4 ends are hidden in the address.
+        Some("a Teredo tunnel address")
+    } else if segments[..4] == [0x100, 0, 0, 0] {
+        Some("a discard-only address (100::/64)")
+    } else if (segments[0] & 0xffc0) == 0xfec0 {
+        Some("a site-local address")
     } else if (segments[0] & 0xfe00) == 0xfc00 {
         Some("a unique-local address")
     } else if (segments[0] & 0xffc0) == 0xfe80 {

@@ -43,12 +43,29 @@ async fn the_guard_refuses_every_internal_target_and_plain_http() {
         "http://93.184.216.34/",
         "ftp://93.184.216.34/",
         "https://user:pw@93.184.216.34/",
+        // Through a translator or tunnel to an internal IPv4 address, and the other special ranges.
+        "https://[64:ff9b::a00:5]/",
+        "https://[64:ff9b::a9fe:a9fe]/",
+        "https://[64:ff9b:1::1]/",
+        "https://[2002:a00:1::1]/",
+        "https://[2002:7f00:1::]/",
+        "https://[::ffff:0:a00:1]/",
+        "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+        "https://[fec0::1]/",
+        "https://[100::1]/",
+        "https://198.18.0.1/",
+        "https://198.19.255.1/",
+        "https://192.0.0.8/",
     ] {
         let refusal = guard::check(url, false).await.expect_err(url);
         assert!(refusal.is_permanent(), "{url} must be refused for good: {refusal}");
     }
     assert!(guard::check(PUBLIC, false).await.is_ok());
     assert!(guard::check("https://[2606:2800:220:1:248:1893:25c8:1946]/", false).await.is_ok());
+    // The same forms leading to a public IPv4 address are let through.
+    for url in ["https://[64:ff9b::5db8:d822]/", "https://[2002:5db8:d822::1]/", "https://198.20.0.1/"] {
+        assert!(guard::check(url, false).await.is_ok(), "{url}");
+    }
 }
 
 #[tokio::test]
