@@ -15,7 +15,7 @@ use orderflow_harness::config::{self, ConsumerConfig};
 use orderflow_harness::secret::{RotatingSecret, SecretsManagerSource};
 use orderflow_harness::{aws, telemetry, Consumer};
 use reporting::handler::{ReportingHandler, ReportingInput};
-use reporting::store::{connect_options, parse_credentials, PgReportingStore};
+use reporting::store::{connect_options, parse_credentials, PgReportingStore, RECORD_BUDGET};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -45,6 +45,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     Consumer::<ReportingInput>::from_config(&consumer_config, &sdk, Arc::new(ReportingHandler::new(Arc::new(store))))
         // Upserts by version, or set (not add) the billed and refunded amounts: a repeat changes nothing.
         .without_claims()
+        .with_record_budget(RECORD_BUDGET)
         .run()
         .await
 }

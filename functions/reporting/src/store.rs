@@ -28,6 +28,27 @@ use crate::rows::{BillingRow, OrderRow, RefundRow};
 
 const STORE: &str = "reporting database";
 
+/// The longest one attempt at a record's writes may take: a connection from the pool (its acquire
+/// timeout, 3 s, is the connect timeout main gives) and the transaction's statements. A database that
+/// stops answering (a failover, a lock held elsewhere) fails the attempt as retryable, instead of
+/// holding the record until Lambda's timeout cuts off the whole batch.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The consumer's record budget: one attempt, and the read of a rotated secret after a refused
+/// login (the SDK's 2 s attempt timeout); a second attempt is made only while the deadline allows it.
+pub const RECORD_BUDGET: Duration = Duration::from_secs(6);
+
+/// `attempt`, given up as retryable after [`ATTEMPT_TIMEOUT`].
+async fn bounded<T>(attempt: impl std::future::Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+    match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::Store(StoreError::retryable(
+            STORE,
+            format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs()),
+        ))),
+    }
+}
+
 /// The repository's migrations, compiled in, as `sqlx::migrate!("./migrations")` would make them:
 /// the version and description from the file's name, the same checksum (sqlx's, of the text), in a
 /// transaction unless the file starts with `-- no-transaction`. Listed by hand because the macro
@@ -191,10 +212,10 @@ impl PgReportingStore {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>> + 'a,
     {
-        let Some(rotating) = &self.rotating else { return self.settle(attempt().await).await };
+        let Some(rotating) = &self.rotating else { return self.settle(bounded(attempt()).await).await };
         let current = rotating.secret.current().await;
         self.apply(rotating, &current);
-        let first = attempt().await;
+        let first = bounded(attempt()).await;
         let Err(Failure::Sql(e)) = &first else { return self.settle(first).await };
         if !is_auth_failure(e) {
             return self.settle(first).await;
@@ -202,7 +223,11 @@ impl PgReportingStore {
         match rotating.secret.refresh_after_rejection(current.generation).await {
             Ok(Some(fresh)) => {
                 self.apply(rotating, &fresh);
-                self.settle(attempt().await).await
+                if !orderflow_harness::deadline::allows(Duration::ZERO, ATTEMPT_TIMEOUT) {
+                    // The next delivery logs in with the new credentials.
+                    return Err(StoreError::retryable(STORE, "login refused; credentials rotated"));
+                }
+                self.settle(bounded(attempt()).await).await
             }
             Ok(None) => self.settle(first).await,
             Err(reason) => Err(StoreError::retryable(STORE, format!("login refused, and {reason}"))),

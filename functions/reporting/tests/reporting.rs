@@ -192,6 +192,35 @@ async fn a_database_that_refuses_connections_is_a_retryable_error() {
 }
 
 #[tokio::test]
+async fn a_write_held_up_by_a_lock_elsewhere_gives_up_as_retryable_within_its_attempts_bound() {
+    use reporting::store::ATTEMPT_TIMEOUT;
+    let scratch = Scratch::new().await;
+    let store = PgReportingStore::new(scratch.options.clone(), Duration::from_secs(3));
+    let row = rows::state(&order("o-5", 1, OrderStatus::Placed), Utc::now());
+    assert!(store.upsert_order(&row).await.unwrap(), "migrated and written");
+
+    // Another session holds the orders table (a long migration, an operator's transaction).
+    let mut holder = scratch.options.connect().await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE").execute(&mut holder).await.unwrap();
+    let mut newer = rows::state(&order("o-5", 2, OrderStatus::ReadyToShip), Utc::now());
+    newer.placed_at = row.placed_at;
+    let started = std::time::Instant::now();
+    let waited = tokio::time::timeout(ATTEMPT_TIMEOUT * 2, store.upsert_order(&newer)).await;
+    let error = waited.expect("given up by the store, not left waiting on the lock").unwrap_err();
+    assert!(error.retryable, "{error}");
+    assert!(error.to_string().contains("no answer within"), "{error}");
+    // Bounded on both sides: it waited for its bound, not less.
+    assert!(started.elapsed() >= ATTEMPT_TIMEOUT, "{:?}", started.elapsed());
+
+    // The lock gone, the write goes through.
+    sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    assert!(store.upsert_order(&newer).await.unwrap());
+    store.pool().await.unwrap().close().await;
+    scratch.drop_it().await;
+}
+
+#[tokio::test]
 async fn a_database_recreated_under_a_warm_instance_is_migrated_again() {
     let scratch = Scratch::new().await;
     let store = PgReportingStore::new(scratch.options.clone(), Duration::from_secs(5));
