@@ -68,8 +68,9 @@ pub struct Consumer {
     /// The `source` it publishes its events as (`orderflow.billing`), if it publishes: its
     /// `events:PutEvents` is allowed for that source only.
     pub publishes: Option<&'static str>,
-    /// The detail types it publishes, if only some of its source's (Sales' status consumer may not
-    /// announce an order placed): its `events:PutEvents` is then allowed for these only.
+    /// The detail types it publishes, which every publishing consumer names: its `events:PutEvents`
+    /// is allowed for these only (Sales' status consumer may not announce an order placed, nor
+    /// Billing a shipping label).
     pub publishes_only: &'static [&'static str],
     /// Whether the harness keeps idempotency records for it: it may then write only the records
     /// under its own name (`dynamodb:LeadingKeys`). Not for the batch harness, nor for a consumer

@@ -33,6 +33,9 @@ pub const CONSUMERS: &[Consumer] = &[
             },
         ],
         publishes: Some(<OrderBilled as Event>::SOURCE),
+        // What its handler announces, and nothing else of Billing's source: a bug or a compromise
+        // of it cannot announce a label (which would ship an order and text the customer).
+        publishes_only: &["OrderBilled", "PaymentDeclined", "PaymentRefunded"],
         replays: Replays::Refused(
             "it charges and refunds customers and announces the outcome: a replay would publish OrderBilled, \
              PaymentDeclined or PaymentRefunded again, as live events, and run the rest of the workflow once more",
@@ -79,6 +82,8 @@ pub const CONSUMERS: &[Consumer] = &[
             },
         ],
         publishes: Some(<ShippingLabelCreated as Event>::SOURCE),
+        // Receipts are the stock route's (WarehouseApiFunction) to announce, not the consumer's.
+        publishes_only: &["ShippingLabelCreated", "StockAllocationFailed", "StockReleased"],
         replays: Replays::Refused(
             "it allocates and releases stock and announces the outcome: a replay would publish \
              ShippingLabelCreated, StockAllocationFailed or StockReleased again, as live events",
