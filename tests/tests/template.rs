@@ -544,6 +544,16 @@ fn the_webhooks_fanout_may_scan_the_subscriptions_for_their_routes_only() {
 }
 
 #[test]
+fn removed_labels_are_not_kept_for_ever() {
+    let template = Template::load().unwrap();
+    let rules = get(template.resource("LabelsBucket").unwrap(), &["Properties", "LifecycleConfiguration", "Rules"])
+        .and_then(Value::as_sequence)
+        .expect("the labels bucket has lifecycle rules");
+    let days = rules.iter().find_map(|r| get(r, &["NoncurrentVersionExpiration", "NoncurrentDays"])?.as_u64());
+    assert!(days.is_some_and(|d| d <= 90), "a cancelled order's recipient and address go: {days:?}");
+}
+
+#[test]
 fn every_checkov_suppression_says_why_and_every_queue_is_encrypted() {
     let template = Template::load().unwrap();
     let mut skips = 0;
