@@ -164,16 +164,18 @@ impl Local {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
-    /// `POST /stock` as an operator: `quantity` units of `sku` arrive. The status and JSON answered.
+    /// `POST /stock` as an operator: `quantity` units of `sku` arrive, a receipt of its own (a new
+    /// `Idempotency-Key`). The status and JSON answered.
     pub async fn receive_stock(&self, sku: &str, quantity: u32) -> Result<(u16, Value)> {
         let operator = self.operator().await?;
-        self.webhooks_api(
-            reqwest::Method::POST,
-            "/stock",
-            Some(&operator),
-            Some(json!({"sku": sku, "quantity": quantity})),
-        )
-        .await
+        let req = self
+            .http
+            .post(format!("{}/stock", self.output("LocalApiUrl")))
+            .header("authorization", operator.bearer())
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({"sku": sku, "quantity": quantity}));
+        let (status, text) = send_to_api(req).await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
     /// A webhook subscriber this process runs (answering 204), subscribed by `operator` to every

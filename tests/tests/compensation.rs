@@ -63,6 +63,18 @@ async fn out_of_stock_then_restocked_ships_oldest_first_with_stock_right() {
     assert_eq!(local.webhooks_api(reqwest::Method::POST, "/stock", None, Some(body)).await.unwrap().0, 401);
     let (status, refused) = local.receive_stock("not a sku", 5).await.unwrap();
     assert_eq!((status, refused["errors"][0]["field"].as_str()), (400, Some("sku")));
+    // Without an Idempotency-Key a retried receipt would count the goods twice: refused.
+    let operator = local.operator().await.unwrap();
+    let (status, refused) = local
+        .webhooks_api(
+            reqwest::Method::POST,
+            "/stock",
+            Some(&operator),
+            Some(serde_json::json!({"sku": rare, "quantity": 5})),
+        )
+        .await
+        .unwrap();
+    assert_eq!((status, refused["errors"][0]["field"].as_str()), (400, Some("Idempotency-Key")));
     assert_eq!(local.stock(&rare).await.unwrap(), Some(0), "nothing booked in by the refused ones");
 }
 

@@ -2,12 +2,13 @@
 //! verified caller: 401); only members of the `operators` group may book stock in (403 otherwise).
 //!
 //! ```text
-//! POST /stock {"sku", "quantity"} [Idempotency-Key] ─► StockReceived on the bus ─► 202 {"receiptId", ...}
+//! POST /stock {"sku", "quantity"} + Idempotency-Key ─► StockReceived on the bus ─► 202 {"receiptId", ...}
 //! ```
 //!
 //! The route only announces the receipt; the `warehouse` consumer counts it (once per receipt id) and
-//! allocates it to waiting backorders. The same `Idempotency-Key` from the same operator is the same
-//! receipt, so a client that retries after a timeout books the stock in once.
+//! allocates it to waiting backorders. The `Idempotency-Key` is required, and the same key from the
+//! same operator is the same receipt, so a client that retries after a timeout or a 503 books the
+//! stock in once.
 
 use std::sync::Arc;
 
@@ -37,14 +38,10 @@ fn refusal(status: StatusCode, field: &str, message: impl Into<String>) -> Respo
     respond(status, &json!({"errors": [{"field": field, "message": message.into()}]}))
 }
 
-/// The receipt id: derived from the operator and their `Idempotency-Key` (the same key is the same
-/// receipt), else new.
-pub fn receipt_id(caller: &Caller, idempotency_key: Option<&str>) -> String {
-    match idempotency_key {
-        Some(key) => Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("stock/{}/{key}", caller.subject).as_bytes()),
-        None => Uuid::new_v4(),
-    }
-    .to_string()
+/// The receipt id: derived from the operator and their `Idempotency-Key`, so the same key is the
+/// same receipt, counted once however often it is sent.
+pub fn receipt_id(caller: &Caller, idempotency_key: &str) -> String {
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("stock/{}/{idempotency_key}", caller.subject).as_bytes()).to_string()
 }
 
 impl WarehouseApi {
@@ -95,10 +92,16 @@ impl WarehouseApi {
                 format!("is required: a whole number from 1 to {MAX_RECEIPT_QUANTITY}"),
             );
         };
+        // Required: a receipt sent again after a lost answer or a 503 must not count the goods twice
+        // (a new receipt each time would, and ship backorders against stock that is not there).
         let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok());
-        if key.is_some_and(|k| k.is_empty() || k.len() > 128) {
-            return refusal(StatusCode::BAD_REQUEST, "Idempotency-Key", "must be 1 to 128 characters");
-        }
+        let Some(key) = key.filter(|k| !k.is_empty() && k.len() <= 128) else {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key",
+                "is required: 1 to 128 characters naming this receipt (a delivery note's number), the same on a retry",
+            );
+        };
         let received = StockReceived {
             receipt_id: receipt_id(caller, key),
             sku: sku.to_string(),
