@@ -28,18 +28,42 @@ use crate::rows::{BillingRow, OrderRow, RefundRow};
 
 const STORE: &str = "reporting database";
 
-/// The longest one attempt at a record's writes may take: a connection from the pool (its acquire
-/// timeout, 3 s, is the connect timeout main gives) and the transaction's statements. A database that
-/// stops answering (a failover, a lock held elsewhere) fails the attempt as retryable, instead of
-/// holding the record until Lambda's timeout cuts off the whole batch.
+/// How long the server lets one statement run or wait (a lock held elsewhere) before it cancels it
+/// (`statement_timeout`, set on every connection): the cancelled statement is a retryable error, and
+/// its connection is free again. A migration that needs longer sets its own (`SET LOCAL
+/// statement_timeout = 0` in its file).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a session may sit in an open transaction without a statement before the server ends it
+/// and its locks go (`idle_in_transaction_session_timeout`): a client that stopped mid-transaction
+/// holds nothing for long.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest one attempt at a record's writes may take once the schema is migrated: a connection
+/// from the pool (its acquire timeout, 3 s, is the connect timeout main gives) and the transaction's
+/// statements. The server's [`STATEMENT_TIMEOUT`] cancels a statement that waits first; this bound is
+/// for a database that stops answering at all (a failover, a network gone quiet): the attempt fails
+/// as retryable instead of holding the record until Lambda's timeout cuts off the whole batch. The
+/// migrations run before it, outside the bound: the migrator holds the database's advisory lock for
+/// its whole run, which a run dropped half-way would leave held on a pooled connection.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The consumer's record budget: one attempt, and the read of a rotated secret after a refused
 /// login (the SDK's 2 s attempt timeout); a second attempt is made only while the deadline allows it.
 pub const RECORD_BUDGET: Duration = Duration::from_secs(6);
 
+impl PgReportingStore {
+    /// `attempt` once the schema is migrated, given up as retryable after [`ATTEMPT_TIMEOUT`].
+    async fn bounded<T>(&self, attempt: impl std::future::Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+        self.ready().await?;
+        within_attempt_timeout(attempt).await
+    }
+}
+
 /// `attempt`, given up as retryable after [`ATTEMPT_TIMEOUT`].
-async fn bounded<T>(attempt: impl std::future::Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+async fn within_attempt_timeout<T>(
+    attempt: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
     match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
         Ok(result) => result,
         Err(_) => Err(Failure::Store(StoreError::retryable(
@@ -165,8 +189,9 @@ impl PgReportingStore {
     }
 
     /// Opens the pool's first connection now (within the acquire timeout), not on the first record.
-    /// The migrations are left to the first record: they wait on a lock of the database's, for as
-    /// long as another instance holds it.
+    /// The migrations are left to the first record: they wait on a lock of the database's while
+    /// another instance holds it, up to the [`STATEMENT_TIMEOUT`] of the connections made by
+    /// [`connect_options`] (then the record is retried).
     pub async fn open(&self) -> Result<(), StoreError> {
         self.pool.acquire().await.map(drop).map_err(store_error)
     }
@@ -212,10 +237,10 @@ impl PgReportingStore {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>> + 'a,
     {
-        let Some(rotating) = &self.rotating else { return self.settle(bounded(attempt()).await).await };
+        let Some(rotating) = &self.rotating else { return self.settle(self.bounded(attempt()).await).await };
         let current = rotating.secret.current().await;
         self.apply(rotating, &current);
-        let first = bounded(attempt()).await;
+        let first = self.bounded(attempt()).await;
         let Err(Failure::Sql(e)) = &first else { return self.settle(first).await };
         if !is_auth_failure(e) {
             return self.settle(first).await;
@@ -227,7 +252,7 @@ impl PgReportingStore {
                     // The next delivery logs in with the new credentials.
                     return Err(StoreError::retryable(STORE, "login refused; credentials rotated"));
                 }
-                self.settle(bounded(attempt()).await).await
+                self.settle(self.bounded(attempt()).await).await
             }
             Ok(None) => self.settle(first).await,
             Err(reason) => Err(StoreError::retryable(STORE, format!("login refused, and {reason}"))),
@@ -457,7 +482,11 @@ pub fn connect_options(
     ca_file: Option<&str>,
 ) -> Result<PgConnectOptions, String> {
     let mode: PgSslMode = ssl.parse().map_err(|e| format!("REPORTING_DB_SSL `{ssl}`: {e}"))?;
-    let mut options = PgConnectOptions::new_without_pgpass().host(host).port(port).database(database).ssl_mode(mode);
+    let mut options =
+        PgConnectOptions::new_without_pgpass().host(host).port(port).database(database).ssl_mode(mode).options([
+            ("statement_timeout", STATEMENT_TIMEOUT.as_millis().to_string()),
+            ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT.as_millis().to_string()),
+        ]);
     if let Some(ca) = ca_file.filter(|c| !c.is_empty()) {
         if !std::path::Path::new(ca).is_file() {
             return Err(format!("REPORTING_DB_CA_FILE {ca}: no such file"));

@@ -9,9 +9,10 @@
 //! ```
 //!
 //! Nothing is checkpointed unpublished. A record that can never be published (its `outbox` does not
-//! read, or holds an event over PutEvents' size limit) goes to the relay's dead-letter queue at once,
-//! with the reason, and the relay carries on past it ([`OutboxRelay::with_dead_letters`]); if that
-//! send fails, the batch stops at the record as below. A record that could not be published for a
+//! read, or holds an event over PutEvents' size limit) goes to the relay's dead-letter queue with the
+//! reason once the stream moves past it (every record before it published: not on each retry of a
+//! batch the bus refused), and the relay carries on past it ([`OutboxRelay::with_dead_letters`]); if
+//! that send fails, the batch stops at the record as below. A record that could not be published for a
 //! passing reason (the bus down, throttling) stops the batch at its record: the events before it are
 //! published, and the stream retries from it, in order, for as long as the template's retry policy
 //! allows (hours, for a bus outage), then hands the range to the same queue, from which an operator
@@ -200,9 +201,10 @@ impl OutboxRelay {
         let mut response = DynamoDbEventResponse::default();
         let mut pending: Vec<(usize, OutboundEvent)> = Vec::new();
         let mut first_failure: Option<usize> = None;
+        // Records that can never be published, with why: dead-lettered once the publish below has
+        // settled how far the stream moves on (see after it).
+        let mut never_publishable: Vec<(usize, String)> = Vec::new();
         for (i, record) in event.records.iter().enumerate() {
-            // Never publishable: dead-lettered with the reason, or, if that fails, the batch stops at
-            // it (the records before it still go out) and the stream keeps it.
             let never = match announcement(record) {
                 Ok(events) => match events.iter().find(|e| e.size() > MAX_REQUEST_BYTES) {
                     Some(e) => Some(format!(
@@ -219,11 +221,14 @@ impl OutboxRelay {
                 Err(reason) => Some(reason),
             };
             if let Some(reason) = never {
-                if !self.dead_letter(record, reason.clone()).await {
+                if self.dead_letters.is_none() {
+                    // Nowhere to put it: the batch stops at it (the records before it still go
+                    // out), and the stream keeps it until its retries run out.
                     error!(sequence_number = ?record.change.sequence_number, %reason, "outbox record can never be published");
                     first_failure = Some(i);
                     break;
                 }
+                never_publishable.push((i, reason));
             }
         }
         if let Some(stop) = first_failure {
@@ -293,6 +298,16 @@ impl OutboxRelay {
                     // Every pending record comes before any earlier stop.
                     first_failure = named.or_else(|| pending.first().map(|(i, _)| *i));
                 }
+            }
+        }
+        // Only the records the stream moves past (those before the first failure) are dead-lettered:
+        // one the stream will deliver again is dead-lettered then, once, not on every retry of a
+        // batch the bus refused. One that cannot be sent stops the batch at it.
+        let moved_past = first_failure.unwrap_or(event.records.len());
+        for (i, reason) in never_publishable.into_iter().filter(|(i, _)| *i < moved_past) {
+            if !self.dead_letter(&event.records[i], reason).await {
+                first_failure = Some(i);
+                break;
             }
         }
         if let Some(from) = first_failure {

@@ -2,8 +2,9 @@
 //!
 //! Table `stock`, partition key `sku`, attribute `available` (N); and one item per stock receipt,
 //! `sku` = `receipt#<receipt id>` (a key no SKU can take: SKUs have no `#`), holding the orders that
-//! receipt allocated (`allocatedOrders`, a string set) and those of them it has announced
-//! (`announcedOrders`), so a redelivered receipt labels again only what it had not announced.
+//! receipt allocated and has not announced yet (`allocatedOrders`, a string set: an order joins it in
+//! the transaction that allocates it, and leaves it once its label was announced), so a redelivered
+//! receipt labels again only what it had not announced, and the item holds only those.
 //!
 //! Table `shipments`, partition key `orderId`: one record per order, saying what Warehouse answered.
 //!
@@ -514,12 +515,10 @@ impl StockStore for DynamoDbStockStore {
                 ),
             ));
         }
-        let set = |name: &str| match item.get(name) {
+        let allocated_before = match item.get("allocatedOrders") {
             Some(AttributeValue::Ss(orders)) => orders.clone(),
             _ => vec![],
         };
-        let announced = set("announcedOrders");
-        let allocated_before = set("allocatedOrders").into_iter().filter(|o| !announced.contains(o)).collect();
         Ok(Receipt { counted_now: false, allocated_before })
     }
 
@@ -638,7 +637,7 @@ impl StockStore for DynamoDbStockStore {
             .update_item()
             .table_name(&self.stock_table)
             .key("sku", s(receipt_key(receipt_id)))
-            .update_expression("ADD announcedOrders :orders")
+            .update_expression("DELETE allocatedOrders :orders")
             .condition_expression("attribute_exists(sku)")
             .expression_attribute_values(":orders", AttributeValue::Ss(order_ids.to_vec()))
             .send()
@@ -731,7 +730,6 @@ struct FakeState {
     backorders: HashMap<String, Backorder>,
     receipts: HashMap<String, Vec<String>>,
     receipt_goods: HashMap<String, (String, u32)>,
-    announced: HashMap<String, Vec<String>>,
 }
 
 impl FakeState {
@@ -809,9 +807,7 @@ impl StockStore for InMemoryStockStore {
                     format!("receipt {} was booked for other goods", receipt.receipt_id),
                 ));
             }
-            let announced = state.announced.get(&receipt.receipt_id).cloned().unwrap_or_default();
-            let allocated_before = allocated.iter().filter(|o| !announced.contains(o)).cloned().collect();
-            return Ok(Receipt { counted_now: false, allocated_before });
+            return Ok(Receipt { counted_now: false, allocated_before: allocated.clone() });
         }
         let level = state.levels.entry(receipt.sku.clone()).or_insert(0);
         *level = level
@@ -865,15 +861,10 @@ impl StockStore for InMemoryStockStore {
 
     async fn announced(&self, receipt_id: &str, order_ids: &[String]) -> Result<(), StoreError> {
         let mut state = self.state.lock().expect("lock");
-        if !state.receipts.contains_key(receipt_id) {
+        let Some(allocated) = state.receipts.get_mut(receipt_id) else {
             return Err(StoreError::permanent(STORE, format!("no receipt {receipt_id}")));
-        }
-        let announced = state.announced.entry(receipt_id.to_string()).or_default();
-        for order_id in order_ids {
-            if !announced.contains(order_id) {
-                announced.push(order_id.clone());
-            }
-        }
+        };
+        allocated.retain(|o| !order_ids.contains(o));
         Ok(())
     }
 
