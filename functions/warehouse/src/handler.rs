@@ -13,7 +13,7 @@
 //! ```
 //!
 //! A restock may ship many backorders; each `ShippingLabelCreated` has an id derived from the receipt
-//! and the order, and the receipt remembers the orders it allocated and those it announced, so a
+//! and the order, and the receipt remembers the orders it allocated and has not announced, so a
 //! redelivery after a crash, or after the invocation's time ran out, announces what was not yet
 //! announced under the same ids, and no order is allocated twice. The backorders are announced ten
 //! at a time as they are allocated, so a long backlog moves forward one invocation after another.
@@ -210,7 +210,7 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Publishes the queued announcements, then records them on the receipt.
+    /// Publishes the queued announcements, then takes their orders off the receipt's list.
     async fn flush(&self, announcing: &mut Announcing<'_>) -> Result<(), HandlerError> {
         if announcing.events.is_empty() {
             return Ok(());

@@ -110,8 +110,8 @@ pub trait StockStore: Send + Sync {
     /// Allocates every line of a waiting backorder, or none, crediting `receipt_id` (the receipt that
     /// made it possible, if any); false when stock is short or the order no longer waits.
     async fn allocate_backorder(&self, backorder: &Backorder, receipt_id: Option<&str>) -> Result<bool, StoreError>;
-    /// Records that `receipt_id`'s allocations of `order_ids` were announced: a redelivery of the
-    /// receipt leaves them out of [`Receipt::allocated_before`].
+    /// Records that `receipt_id`'s allocations of `order_ids` were announced, taking them off its
+    /// list: a redelivery of the receipt leaves them out of [`Receipt::allocated_before`].
     async fn announced(&self, receipt_id: &str, order_ids: &[String]) -> Result<(), StoreError>;
     /// Whether the order's allocation still stands, read consistently: false once it was released
     /// (cancelled), or if it never was allocated. Asked after its label is written, since a
