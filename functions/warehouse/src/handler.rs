@@ -58,7 +58,8 @@ inbound! {
     }
 }
 
-/// A receipt's announcements not yet published, and their orders.
+/// A receipt's announcements not yet published, and the orders they settle (with those settled
+/// without one: released since they were allocated).
 struct Announcing<'a> {
     receipt_id: &'a str,
     cause: &'a Metadata,
@@ -162,7 +163,11 @@ impl Warehouse {
             }
             match self.stock.backorder(order_id).await? {
                 Some(backorder) => self.announce(&mut announcing, &backorder).await?,
-                None => info!(order_id = %order_id, "allocated by this receipt, released since: not announced"),
+                None => {
+                    info!(order_id = %order_id, "allocated by this receipt, released since: not announced");
+                    // Settled: off the receipt's list with the next announcements.
+                    announcing.orders.push(order_id.clone());
+                }
             }
         }
         if !out_of_time {
@@ -195,6 +200,8 @@ impl Warehouse {
     /// `PutEvents` call of others.
     async fn announce(&self, announcing: &mut Announcing<'_>, backorder: &Backorder) -> Result<(), HandlerError> {
         let Some(created) = self.label(&backorder.billed).await? else {
+            // Released while labelled: nothing to announce, and off the receipt's list.
+            announcing.orders.push(backorder.billed.order_id.clone());
             return Ok(());
         };
         let mut envelope = Envelope::once_per(announcing.cause, created, &backorder.billed.order_id);
@@ -210,13 +217,15 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Publishes the queued announcements, then takes their orders off the receipt's list.
+    /// Publishes the queued announcements, then takes their orders (and those settled without one)
+    /// off the receipt's list.
     async fn flush(&self, announcing: &mut Announcing<'_>) -> Result<(), HandlerError> {
-        if announcing.events.is_empty() {
-            return Ok(());
+        if !announcing.events.is_empty() {
+            self.publisher.publish(std::mem::take(&mut announcing.events)).await?;
         }
-        self.publisher.publish(std::mem::take(&mut announcing.events)).await?;
-        self.stock.announced(announcing.receipt_id, &std::mem::take(&mut announcing.orders)).await?;
+        if !announcing.orders.is_empty() {
+            self.stock.announced(announcing.receipt_id, &std::mem::take(&mut announcing.orders)).await?;
+        }
         Ok(())
     }
 
