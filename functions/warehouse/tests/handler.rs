@@ -314,6 +314,9 @@ async fn a_restock_redelivered_after_its_order_was_cancelled_does_not_label_it_a
     assert!(rig.warehouse.failures(sqs_batch(vec![received])).await.is_empty());
     assert!(labelled(&rig).is_empty());
     assert!(rig.labels.get("labels/o-1.json").is_none());
+    // ... and takes o-1 off the receipt's list: the next redelivery has nothing to look at again.
+    let again = rig.stock.receive(&receipt("r-1", "RARE", 1)).await.unwrap();
+    assert_eq!(again.allocated_before, Vec::<String>::new());
 }
 
 // ------------------------------------------------------------------ races and long backlogs
