@@ -145,6 +145,11 @@ fn every_consumer_has_its_operating_limits_and_alarms() {
         assert!(get(template.resource(&group).unwrap(), &["Properties", "RetentionInDays"]).is_some(), "{group}");
     }
     assert!(alarm_on("IteratorAge", "SalesOutboxRelayFunction"), "the relay's lag");
+    assert!(alarm_on("Errors", "SalesOutboxRelayFunction"), "the relay failing");
+    assert!(
+        alarm_on("ApproximateNumberOfMessagesVisible", "SalesOutboxRelayDeadLetterQueue"),
+        "what the relay can never publish, and the ranges its stream gave up on"
+    );
     // The APIs answer their own failures (a 503), which Lambda's Errors metric never counts.
     assert!(alarm_on("5xx", "HttpApi"), "customers' failing requests page someone");
 }
