@@ -558,6 +558,30 @@ fn removed_labels_are_not_kept_for_ever() {
     assert!(days.is_some_and(|d| d <= 90), "a cancelled order's recipient and address go: {days:?}");
 }
 
+/// The delivery consumer reads the subscription it delivers to, and may change nothing of it but
+/// `active` (`webhooks::subscriptions::DEACTIVATION_ATTRIBUTES`): a compromise of it cannot re-point
+/// a subscriber's URL.
+#[test]
+fn the_webhooks_delivery_may_only_switch_a_subscription_off() {
+    let template = Template::load().unwrap();
+    let updates: Vec<Value> = statements(&template)
+        .into_iter()
+        .filter(|(_, consumer, statement)| {
+            consumer.as_deref() == Some("webhooks-delivery")
+                && get(statement, &["Resource"]).and_then(tagged_ref).as_deref() == Some("WebhookSubscriptionsTable")
+                && actions(statement).contains(&"dynamodb:UpdateItem".to_string())
+        })
+        .map(|(_, _, statement)| statement)
+        .collect();
+    let [statement] = updates.as_slice() else { panic!("one UpdateItem statement of the delivery's: {updates:?}") };
+    assert_eq!(actions(statement), vec!["dynamodb:UpdateItem".to_string()], "nothing else under that condition");
+    let attributes = string_list(statement, &["Condition", "ForAllValues:StringEquals", "dynamodb:Attributes"]);
+    assert_eq!(attributes, Some(webhooks::subscriptions::DEACTIVATION_ATTRIBUTES.map(String::from).to_vec()));
+    let returns =
+        get(statement, &["Condition", "StringEqualsIfExists", "dynamodb:ReturnValues"]).and_then(Value::as_str);
+    assert_eq!(returns, Some("NONE"), "an update may not answer with the item's URL or secret");
+}
+
 #[test]
 fn every_checkov_suppression_says_why_and_every_queue_is_encrypted() {
     let template = Template::load().unwrap();

@@ -70,6 +70,11 @@ impl Route {
 /// The attributes a [`Route`] is read from: the fan-out's policy allows its scan these only.
 pub const ROUTE_ATTRIBUTES: [&str; 4] = ["id", "eventTypes", "active", "createdAt"];
 
+/// The attributes [`SubscriptionStore::deactivate`]'s update names (the key and `active`): the
+/// delivery consumer's policy allows its `UpdateItem` these only, so it can switch a subscription
+/// off (a subscriber's 410) but never re-point its URL or change its secret.
+pub const DEACTIVATION_ATTRIBUTES: [&str; 2] = ["id", "active"];
+
 /// Where subscriptions are kept.
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync {
@@ -222,9 +227,11 @@ impl SubscriptionStore for DynamoDbSubscriptions {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("id", s(id))
-            .update_expression("SET active = :f")
-            .condition_expression("attribute_exists(id)")
+            .key(DEACTIVATION_ATTRIBUTES[0], s(id))
+            .update_expression("SET #active = :f")
+            .condition_expression("attribute_exists(#id)")
+            .expression_attribute_names("#id", DEACTIVATION_ATTRIBUTES[0])
+            .expression_attribute_names("#active", DEACTIVATION_ATTRIBUTES[1])
             .expression_attribute_values(":f", AttributeValue::Bool(false))
             .send()
             .await;

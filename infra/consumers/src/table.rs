@@ -230,10 +230,17 @@ pub const CONSUMERS: &[Consumer] = &[
             ("WEBHOOKS_ALLOW_LOCAL", "!Ref WebhooksAllowLocal"),
         ],
         allow: &[
+            // The subscription it delivers to: its URL and signing secret.
+            Allow { actions: &["dynamodb:GetItem"], resource: "!GetAtt WebhookSubscriptionsTable.Arn", condition: None },
+            // Switching a subscription off (a subscriber's 410), and nothing else of it: never its URL
+            // or secret (webhooks::subscriptions::DEACTIVATION_ATTRIBUTES), nor an answer with the
+            // item's other attributes.
             Allow {
-                actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                actions: &["dynamodb:UpdateItem"],
                 resource: "!GetAtt WebhookSubscriptionsTable.Arn",
-                condition: None,
+                condition: Some(
+                    "{ForAllValues:StringEquals: {dynamodb:Attributes: [id, active]}, StringEqualsIfExists: {dynamodb:ReturnValues: NONE}}",
+                ),
             },
         ],
         // No rule feeds it, so no replay reaches it but through the fan-out, which refuses them.
