@@ -459,6 +459,18 @@ fn actions(statement: &Value) -> Vec<String> {
     }
 }
 
+/// The policy statements of the consumer `name` on the resource `resource` (its logical id).
+fn consumer_statements_on(template: &Template, name: &str, resource: &str) -> Vec<Value> {
+    statements(template)
+        .into_iter()
+        .filter(|(_, consumer, statement)| {
+            consumer.as_deref() == Some(name)
+                && get(statement, &["Resource"]).and_then(tagged_ref).as_deref() == Some(resource)
+        })
+        .map(|(_, _, statement)| statement)
+        .collect()
+}
+
 /// The strings of the YAML list at `path` in `v`; `None` where there is no list.
 fn string_list(v: &Value, path: &[&str]) -> Option<Vec<String>> {
     get(v, path).and_then(Value::as_sequence).map(|l| l.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
@@ -530,14 +542,7 @@ fn each_function_publishes_as_itself_and_writes_only_its_own_idempotency_records
 #[test]
 fn the_webhooks_fanout_may_scan_the_subscriptions_for_their_routes_only() {
     let template = Template::load().unwrap();
-    let on_subscriptions: Vec<Value> = statements(&template)
-        .into_iter()
-        .filter(|(_, consumer, statement)| {
-            consumer.as_deref() == Some("webhooks-fanout")
-                && get(statement, &["Resource"]).and_then(tagged_ref).as_deref() == Some("WebhookSubscriptionsTable")
-        })
-        .map(|(_, _, statement)| statement)
-        .collect();
+    let on_subscriptions = consumer_statements_on(&template, "webhooks-fanout", "WebhookSubscriptionsTable");
     let [statement] = on_subscriptions.as_slice() else {
         panic!("one statement of the fan-out's on the subscriptions table: {on_subscriptions:?}")
     };
@@ -564,14 +569,9 @@ fn removed_labels_are_not_kept_for_ever() {
 #[test]
 fn the_webhooks_delivery_may_only_switch_a_subscription_off() {
     let template = Template::load().unwrap();
-    let updates: Vec<Value> = statements(&template)
+    let updates: Vec<Value> = consumer_statements_on(&template, "webhooks-delivery", "WebhookSubscriptionsTable")
         .into_iter()
-        .filter(|(_, consumer, statement)| {
-            consumer.as_deref() == Some("webhooks-delivery")
-                && get(statement, &["Resource"]).and_then(tagged_ref).as_deref() == Some("WebhookSubscriptionsTable")
-                && actions(statement).contains(&"dynamodb:UpdateItem".to_string())
-        })
-        .map(|(_, _, statement)| statement)
+        .filter(|statement| actions(statement).contains(&"dynamodb:UpdateItem".to_string()))
         .collect();
     let [statement] = updates.as_slice() else { panic!("one UpdateItem statement of the delivery's: {updates:?}") };
     assert_eq!(actions(statement), vec!["dynamodb:UpdateItem".to_string()], "nothing else under that condition");
