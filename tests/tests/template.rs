@@ -582,6 +582,48 @@ fn the_webhooks_delivery_may_only_switch_a_subscription_off() {
     assert_eq!(returns, Some("NONE"), "an update may not answer with the item's URL or secret");
 }
 
+/// The webhooks API writes subscriptions, lists them without their signing secrets
+/// (`webhooks::subscriptions::LISTED_ATTRIBUTES`) and switches them off; it never reads a secret back.
+#[test]
+fn the_webhooks_api_never_reads_a_signing_secret() {
+    let template = Template::load().unwrap();
+    let on_subscriptions: Vec<Value> = statements(&template)
+        .into_iter()
+        .filter(|(function, _, statement)| {
+            function == "WebhooksApiFunction"
+                && get(statement, &["Resource"]).and_then(tagged_ref).as_deref() == Some("WebhookSubscriptionsTable")
+        })
+        .map(|(_, _, statement)| statement)
+        .collect();
+    let mut allowed = BTreeSet::new();
+    for statement in &on_subscriptions {
+        let acts = actions(statement);
+        assert_eq!(acts.len(), 1, "one action a statement, each with its own condition: {acts:?}");
+        match acts[0].as_str() {
+            "dynamodb:PutItem" => {}
+            "dynamodb:Scan" => {
+                let attributes =
+                    string_list(statement, &["Condition", "ForAllValues:StringEquals", "dynamodb:Attributes"]);
+                assert_eq!(attributes, Some(webhooks::subscriptions::LISTED_ATTRIBUTES.map(String::from).to_vec()));
+                let select = get(statement, &["Condition", "StringEquals", "dynamodb:Select"]).and_then(Value::as_str);
+                assert_eq!(select, Some("SPECIFIC_ATTRIBUTES"));
+            }
+            "dynamodb:UpdateItem" => {
+                let attributes =
+                    string_list(statement, &["Condition", "ForAllValues:StringEquals", "dynamodb:Attributes"]);
+                assert_eq!(
+                    attributes,
+                    Some(webhooks::subscriptions::DEACTIVATION_ATTRIBUTES.map(String::from).to_vec())
+                );
+            }
+            other => panic!("the webhooks API may not {other} the subscriptions"),
+        }
+        allowed.insert(acts[0].clone());
+    }
+    assert_eq!(allowed, set(["dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"]));
+    assert!(!webhooks::subscriptions::LISTED_ATTRIBUTES.contains(&"secret"));
+}
+
 #[test]
 fn every_checkov_suppression_says_why_and_every_queue_is_encrypted() {
     let template = Template::load().unwrap();

@@ -70,6 +70,11 @@ impl Route {
 /// The attributes a [`Route`] is read from: the fan-out's policy allows its scan these only.
 pub const ROUTE_ATTRIBUTES: [&str; 4] = ["id", "eventTypes", "active", "createdAt"];
 
+/// The attributes the operator's list is read from ([`SubscriptionStore::all`]): every one but the
+/// signing secret, which the webhooks API shows once, at creation, and never reads back. Its policy
+/// allows its scan these only.
+pub const LISTED_ATTRIBUTES: [&str; 5] = ["id", "url", "eventTypes", "active", "createdAt"];
+
 /// The attributes [`SubscriptionStore::deactivate`]'s update names (the key and `active`): the
 /// delivery consumer's policy allows its `UpdateItem` these only, so it can switch a subscription
 /// off (a subscriber's 410) but never re-point its URL or change its secret.
@@ -82,7 +87,8 @@ pub trait SubscriptionStore: Send + Sync {
     async fn create(&self, subscription: &Subscription) -> Result<(), StoreError>;
     /// One subscription.
     async fn get(&self, id: &str) -> Result<Option<Subscription>, StoreError>;
-    /// Every subscription (a small table: the operator's list).
+    /// Every subscription, without its secret (empty): the operator's list (a small table), read
+    /// as [`LISTED_ATTRIBUTES`] alone.
     async fn all(&self) -> Result<Vec<Subscription>, StoreError>;
     /// Stops deliveries to it; false when there is no such subscription.
     async fn deactivate(&self, id: &str) -> Result<bool, StoreError>;
@@ -103,25 +109,27 @@ impl DynamoDbSubscriptions {
         Self { client, table: table.into() }
     }
 
-    /// Every item of the table, page by page, each read with `read`; `routes_only` asks the scan for
-    /// [`ROUTE_ATTRIBUTES`] alone (what the fan-out's policy allows it).
+    /// Every item of the table, page by page, each read with `read`, the scan asking for
+    /// `attributes` alone (what the caller's policy allows it: [`ROUTE_ATTRIBUTES`] for the fan-out,
+    /// [`LISTED_ATTRIBUTES`] for the webhooks API).
     async fn scan<T>(
         &self,
-        routes_only: bool,
+        attributes: &[&str],
         read: impl Fn(&HashMap<String, AttributeValue>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let mut found = Vec::new();
         let mut start = None;
+        let projection = (0..attributes.len()).map(|i| format!("#a{i}")).collect::<Vec<_>>().join(", ");
         loop {
-            let mut scan = self.client.scan().table_name(&self.table).set_exclusive_start_key(start);
-            if routes_only {
-                scan = scan
-                    .select(aws_sdk_dynamodb::types::Select::SpecificAttributes)
-                    .projection_expression("#id, #types, #active, #created")
-                    .expression_attribute_names("#id", ROUTE_ATTRIBUTES[0])
-                    .expression_attribute_names("#types", ROUTE_ATTRIBUTES[1])
-                    .expression_attribute_names("#active", ROUTE_ATTRIBUTES[2])
-                    .expression_attribute_names("#created", ROUTE_ATTRIBUTES[3]);
+            let mut scan = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .select(aws_sdk_dynamodb::types::Select::SpecificAttributes)
+                .projection_expression(&projection);
+            for (i, name) in attributes.iter().enumerate() {
+                scan = scan.expression_attribute_names(format!("#a{i}"), *name);
             }
             let out = scan.send().await.map_err(|e| store_error(STORE, e))?;
             for item in out.items() {
@@ -181,6 +189,26 @@ fn to_item(sub: &Subscription) -> Result<HashMap<String, AttributeValue>, StoreE
     serde_dynamo::to_item(item).map_err(|e| StoreError::permanent(STORE, format!("subscription item: {e}")))
 }
 
+/// A subscription as the operator's list reads it: [`LISTED_ATTRIBUTES`], no secret.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed {
+    id: String,
+    url: String,
+    #[serde(default)]
+    event_types: Vec<String>,
+    #[serde(default)]
+    active: bool,
+    #[serde(default)]
+    created_at: String,
+}
+
+fn parse_listed(item: &HashMap<String, AttributeValue>) -> Result<Subscription, StoreError> {
+    let Listed { id, url, event_types, active, created_at } = serde_dynamo::from_item(item.clone())
+        .map_err(|e| StoreError::permanent(STORE, format!("a subscription item that does not read: {e}")))?;
+    Ok(Subscription { id, url, event_types, secret: String::new(), active, created_at })
+}
+
 fn parse(item: &HashMap<String, AttributeValue>) -> Result<Subscription, StoreError> {
     let Item { id, url, event_types, secret, active, created_at } = serde_dynamo::from_item(item.clone())
         .map_err(|e| StoreError::permanent(STORE, format!("a subscription item that does not read: {e}")))?;
@@ -215,11 +243,11 @@ impl SubscriptionStore for DynamoDbSubscriptions {
     }
 
     async fn all(&self) -> Result<Vec<Subscription>, StoreError> {
-        self.scan(false, parse).await
+        self.scan(&LISTED_ATTRIBUTES, parse_listed).await
     }
 
     async fn routes(&self) -> Result<Vec<Route>, StoreError> {
-        Ok(self.scan(true, |item| Ok(route_of(item))).await?.into_iter().flatten().collect())
+        Ok(self.scan(&ROUTE_ATTRIBUTES, |item| Ok(route_of(item))).await?.into_iter().flatten().collect())
     }
 
     async fn deactivate(&self, id: &str) -> Result<bool, StoreError> {
@@ -259,7 +287,14 @@ impl SubscriptionStore for InMemorySubscriptions {
         Ok(self.subscriptions.lock().expect("lock").get(id).cloned())
     }
     async fn all(&self) -> Result<Vec<Subscription>, StoreError> {
-        let mut all: Vec<Subscription> = self.subscriptions.lock().expect("lock").values().cloned().collect();
+        // As the adapter reads them: without their secrets.
+        let mut all: Vec<Subscription> = self
+            .subscriptions
+            .lock()
+            .expect("lock")
+            .values()
+            .map(|s| Subscription { secret: String::new(), ..s.clone() })
+            .collect();
         all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(all)
     }

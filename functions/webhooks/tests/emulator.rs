@@ -42,6 +42,11 @@ async fn a_subscription_switched_off_keeps_its_url_and_secret_and_a_bad_item_is_
     store.create(&subscription("sub-1")).await.unwrap();
     store.create(&subscription("sub-2")).await.unwrap();
 
+    // The operator's list: every subscription, never a secret.
+    let listed = store.all().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|s| s.secret.is_empty() && s.url.starts_with("https://hooks.example/")), "{listed:?}");
+
     // A subscriber's 410: off, and nothing else of it changed.
     assert!(store.deactivate("sub-1").await.unwrap());
     assert!(!store.deactivate("sub-unknown").await.unwrap(), "no such subscription");
