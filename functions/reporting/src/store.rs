@@ -56,20 +56,12 @@ impl PgReportingStore {
     /// `attempt` once the schema is migrated, given up as retryable after [`ATTEMPT_TIMEOUT`].
     async fn bounded<T>(&self, attempt: impl std::future::Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
         self.ready().await?;
-        within_attempt_timeout(attempt).await
-    }
-}
-
-/// `attempt`, given up as retryable after [`ATTEMPT_TIMEOUT`].
-async fn within_attempt_timeout<T>(
-    attempt: impl std::future::Future<Output = Result<T, Failure>>,
-) -> Result<T, Failure> {
-    match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(Failure::Store(StoreError::retryable(
-            STORE,
-            format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs()),
-        ))),
+        tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await.unwrap_or_else(|_| {
+            Err(Failure::Store(StoreError::retryable(
+                STORE,
+                format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs()),
+            )))
+        })
     }
 }
 

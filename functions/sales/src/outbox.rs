@@ -138,12 +138,13 @@ impl OutboxRelay {
     }
 
     /// Dead-letters a record that can never be published; false if there is nowhere to send it or
-    /// the send failed (then the batch stops at it).
+    /// the send failed (then the batch stops at it, and the stream keeps it until its retries run out).
     async fn dead_letter(&self, record: &EventRecord, reason: String) -> bool {
+        let id = record.change.sequence_number.clone().unwrap_or_else(|| record.event_id.clone());
         let Some(sink) = &self.dead_letters else {
+            error!(sequence_number = %id, %reason, "outbox record can never be published, and there is no dead-letter queue");
             return false;
         };
-        let id = record.change.sequence_number.clone().unwrap_or_else(|| record.event_id.clone());
         let letter = DeadLetter {
             consumer: RELAY.into(),
             message_id: id.clone(),
@@ -221,18 +222,8 @@ impl OutboxRelay {
                 Err(reason) => Some(reason),
             };
             if let Some(reason) = never {
-                if self.dead_letters.is_none() {
-                    // Nowhere to put it: the batch stops at it (the records before it still go
-                    // out), and the stream keeps it until its retries run out.
-                    error!(sequence_number = ?record.change.sequence_number, %reason, "outbox record can never be published");
-                    first_failure = Some(i);
-                    break;
-                }
                 never_publishable.push((i, reason));
             }
-        }
-        if let Some(stop) = first_failure {
-            pending.retain(|(i, _)| *i < stop);
         }
         if self.marks.is_some() && !pending.is_empty() {
             let before = pending.len();
@@ -295,7 +286,6 @@ impl OutboxRelay {
                             .map(|(i, _)| *i),
                         PublishError::TooLarge { .. } => None,
                     };
-                    // Every pending record comes before any earlier stop.
                     first_failure = named.or_else(|| pending.first().map(|(i, _)| *i));
                 }
             }

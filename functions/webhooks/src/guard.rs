@@ -58,15 +58,13 @@ fn v6_refused(ip: Ipv6Addr, allow_local: bool) -> Option<&'static str> {
         return v4_refused(v4, allow_local);
     }
     let segments = ip.segments();
-    // IPv4-compatible (::a.b.c.d, deprecated but routable by some stacks).
-    if segments[..6].iter().all(|s| *s == 0) && !ip.is_loopback() && !ip.is_unspecified() {
-        return v4_refused(Ipv4Addr::from(u128::from(ip) as u32), allow_local);
-    }
-    // Forms that lead to an IPv4 address through a translator or tunnel: the well-known NAT64
-    // prefix (64:ff9b::/96) and IPv4-translated addresses (::ffff:0:a.b.c.d) carry it in their last
-    // 32 bits, 6to4 (2002::/16) in the 32 after the prefix. Judged by that address.
+    // Forms that lead to an IPv4 address, judged by that address: IPv4-compatible (::a.b.c.d,
+    // deprecated but routable by some stacks), the well-known NAT64 prefix (64:ff9b::/96) and
+    // IPv4-translated addresses (::ffff:0:a.b.c.d) carry it in their last 32 bits; 6to4 (2002::/16)
+    // in the 32 after the prefix.
     let last32 = Ipv4Addr::from(u128::from(ip) as u32);
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+    let compatible = segments[..6].iter().all(|s| *s == 0) && !ip.is_loopback() && !ip.is_unspecified();
+    if compatible || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
         return v4_refused(last32, allow_local);
     }
     if segments[0] == 0x2002 {
